@@ -1,0 +1,175 @@
+"""The gate's configuration: one frozen dataclass built from flags and the environment.
+
+Each option is declared once in ``GATE_OPTIONS`` (flag, variable, default, parser, help),
+so argparse, validation, ``--help`` and the README table cannot drift apart. A flag beats
+its environment variable; every value is validated up front, before anything is attempted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from entrypoint.errors import UsageError
+
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number of seconds, e.g. 2 or 0.5") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("expected a finite number of seconds >= 0")
+    return value
+
+
+def parse_positive_seconds(text: str) -> float:
+    value = parse_seconds(text)
+    if value == 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise ValueError("expected a port number 1-65535") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("expected a port number 1-65535")
+    return port
+
+
+def parse_host(text: str) -> str:
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):  # accept the URL form of IPv6 literals
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("brackets are only for IPv6 literals") from None
+    if not host:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() or ch in "/?#@" for ch in host) or (":" in host and not _is_ipv6(host)):
+        raise ValueError("expected a host name, IPv4 or IPv6 literal (no scheme, port or path)")
+    return host
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_status_list(text: str) -> frozenset[str]:
+    values = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
+    if not values:
+        raise ValueError("expected a comma-separated list such as OK,PONG")
+    return values
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its flag, its environment variable, its default and how to parse it."""
+
+    field: str
+    flag: str
+    env: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str = "S"
+
+
+GATE_OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "GATEWAY_HOST", None, parse_host,
+           "gateway host name, IPv4 or IPv6 literal (required)", "HOST"),
+    Option("port", "--port", "GATEWAY_PORT", "5555", parse_port,
+           "gateway REQ/REP port", "PORT"),
+    Option("timeout_s", "--timeout", "GATE_TIMEOUT", "600", parse_seconds,
+           "seconds until the gate gives up; 0 = wait forever"),
+    Option("connect_timeout_s", "--connect-timeout", "GATE_CONNECT_TIMEOUT", "2",
+           parse_positive_seconds, "per-attempt TCP connect limit"),
+    Option("reply_timeout_s", "--reply-timeout", "GATE_REPLY_TIMEOUT", "5",
+           parse_positive_seconds, "per-attempt limit for the PING reply"),
+    Option("backoff_initial_s", "--backoff-initial", "GATE_BACKOFF_INITIAL", "0.5",
+           parse_positive_seconds, "first backoff step (doubles per attempt, equal jitter)"),
+    Option("backoff_max_s", "--backoff-max", "GATE_BACKOFF_MAX", "10",
+           parse_positive_seconds, "largest backoff step"),
+    Option("expect_status", "--expect-status", "GATE_EXPECT_STATUS", "OK,PONG,OPERATIONAL",
+           parse_status_list, "accepted values of a reply's status field (case-insensitive)",
+           "LIST"),
+    Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
+           "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
+    Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),
+           "debug, info, warning or error", "LEVEL"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSettings:
+    host: str
+    port: int = 5555
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 2.0
+    reply_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    expect_status: frozenset[str] = frozenset({"OK", "PONG", "OPERATIONAL"})
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str, str]) -> Any:
+    """The option's value: the flag, else its variable, else its default; parsed or UsageError."""
+    if flag_value is not None:
+        raw, source = flag_value, option.flag
+    elif environ.get(option.env, "") != "":
+        raw, source = environ[option.env], option.env
+    elif option.default is not None:
+        raw, source = option.default, "default"
+    else:
+        raise UsageError(f"{option.flag} / {option.env} is required")
+    try:
+        return option.parse(raw)
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid value for {option.flag} / {option.env} ({source}): {raw!r}: {exc}"
+        ) from None
+
+
+def settings_from_sources(
+    flags: Mapping[str, str | None], environ: Mapping[str, str]
+) -> GateSettings:
+    """Build and validate ``GateSettings``; ``flags`` maps field names to raw flag text."""
+    values = {opt.field: resolve_option(opt, flags.get(opt.field), environ) for opt in GATE_OPTIONS}
+    if values["backoff_max_s"] < values["backoff_initial_s"]:
+        raise UsageError(
+            "invalid value for --backoff-max / GATE_BACKOFF_MAX: "
+            f"{values['backoff_max_s']} is smaller than --backoff-initial "
+            f"{values['backoff_initial_s']}"
+        )
+    return GateSettings(**values)

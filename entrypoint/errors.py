@@ -1,0 +1,85 @@
+"""The gate's exception tree: each class carries the exit code the CLI turns it into.
+
+Only ``cli.main`` converts these into exit codes; everything below it raises.
+"""
+
+from __future__ import annotations
+
+import signal
+
+EXIT_OK = 0
+EXIT_USAGE = 64  # EX_USAGE
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the gateway never answered
+EXIT_CONFIG = 78  # EX_CONFIG: something answers, but it is not our gateway
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+
+class GateError(Exception):
+    """Base of every error the gate reports; ``exit_code`` is what the process exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(GateError):
+    """A flag or environment variable is missing or malformed (nothing was attempted)."""
+
+    exit_code = EXIT_USAGE
+
+
+class GatewayTimeout(GateError):
+    """The deadline passed before the gateway answered a PING."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(self, message: str, *, hint: str | None, attempts: int, last_reason: str) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+        self.last_reason = last_reason
+
+
+class GatewayMisconfigured(GateError):
+    """Something answers on the port, but it is not a ZeroMQ REP gateway we may talk to."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, message: str, *, hint: str | None, reason: str) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class CommandNotFound(GateError):
+    """The runner command does not exist on PATH."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class CommandNotExecutable(GateError):
+    """The runner command exists but cannot be executed."""
+
+    exit_code = EXIT_NOT_EXECUTABLE
+
+
+class GateSignal(BaseException):
+    """Raised from the SIGTERM/SIGINT handler so that any blocking call unwinds at once.
+
+    A BaseException (like KeyboardInterrupt) so that no ``except Exception`` on the way
+    up can swallow it; ``finally`` blocks still close sockets on the way out.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name

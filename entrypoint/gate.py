@@ -1,0 +1,51 @@
+"""``mt5-gate wait``: wait for the gateway, log why it is not there yet, then exec the runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from entrypoint.config import GateSettings
+from entrypoint.handoff import exec_runner, resolve_command
+from entrypoint.logs import get_logger, untrusted
+from entrypoint.readiness import ReadinessCheck
+from entrypoint.reasons import AttemptFailed
+from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
+from entrypoint.zmq_client import ZmqGateway
+
+
+def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Wait until ready; exec ``command`` (never returning) or return 0 when there is none."""
+    log = get_logger()
+    # Resolve first: a typo in the runner's name fails now, not after a 10-minute outage.
+    program = resolve_command(command, environ) if command else None
+    deadline = Deadline(settings.timeout_s)
+    backoff = BackoffWithJitter(settings.backoff_initial_s, settings.backoff_max_s)
+    log.info(
+        "gate.start", target=settings.target, pid=os.getpid(),
+        deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
+        reply_timeout_s=settings.reply_timeout_s,
+        backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
+        expect_status=sorted(settings.expect_status), command=list(command) or None,
+    )
+    with ZmqGateway() as gateway:
+        check = ReadinessCheck(settings, gateway)
+        ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff)
+        log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
+                 rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
+                 reply=untrusted(ready.reply))
+        log.info("gate.status", **_status_fields(check, ready.address))
+    if program is None:
+        return 0
+    log.info("gate.exec", argv=list(command), program=program)
+    exec_runner(program, command)
+    raise AssertionError("exec_runner returned")  # pragma: no cover
+
+
+def _status_fields(check: ReadinessCheck, address: str) -> dict[str, Any]:
+    try:
+        reply = check.status(address)
+    except AttemptFailed as failure:
+        return {"available": False, "reason": failure.reason.value, "error": failure.error}
+    return {"available": True, "reply": untrusted(reply)}

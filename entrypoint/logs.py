@@ -1,0 +1,86 @@
+"""Logging, configured once per process: JSON lines for machines, readable lines for people.
+
+Every event is one line on stderr, flushed as it is written, with ``timestamp`` (ISO 8601
+UTC), ``level`` and ``event``. Tracebacks are rendered without local variables, which can
+hold secrets. Text that came from the gateway goes through ``untrusted`` first, so it is
+JSON-escaped and truncated and can never forge a log line or a terminal escape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+UNTRUSTED_LIMIT = 300
+
+
+def untrusted(value: Any, limit: int = UNTRUSTED_LIMIT) -> str:
+    """Render gateway-supplied data as ASCII-only JSON text, cut to ``limit`` characters."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=repr)
+    except (ValueError, RecursionError):
+        text = '"<nested too deeply to render>"'
+    if len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text
+
+
+def use_console(log_format: str, stream: TextIO) -> bool:
+    if log_format == "auto":
+        return _isatty(stream)
+    return log_format == "console"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def configure_logging(log_format: str = "auto", level: str = "info",
+                      stream: TextIO | None = None) -> None:
+    """Point structlog at ``stream`` (stderr) with the renderer the format asks for."""
+    out = stream if stream is not None else sys.stderr
+    renderer: Any
+    if use_console(log_format, out):
+        colors = _isatty(out) and "NO_COLOR" not in os.environ
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, sort_keys=False,
+            exception_formatter=structlog.dev.plain_traceback,
+        )
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            _order_keys,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _order_keys(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Put timestamp, level and event first so a JSON line reads well in `docker logs`."""
+    head: dict[str, Any] = {key: event.pop(key) for key in ("timestamp", "level", "event")
+                            if key in event}
+    return {**head, **event}
+
+
+def get_logger() -> Any:
+    return structlog.get_logger("mt5-gate")

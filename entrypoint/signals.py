@@ -1,0 +1,29 @@
+"""SIGTERM and SIGINT while waiting: unwind at once, wherever the gate is blocked.
+
+The handler raises ``GateSignal`` rather than setting a flag: a raised exception breaks
+out of a ZeroMQ poll, a socket connect or a sleep immediately, while a flag would only be
+seen when the call returns (up to a second later for pyzmq). Python as PID 1 ignores
+SIGTERM unless a handler is installed, which this also fixes.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+from entrypoint.errors import GateSignal
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+def _raise_gate_signal(signum: int, _frame: FrameType | None) -> None:
+    # Ignore further signals: the first one is already unwinding through finally blocks,
+    # and a second exception raised inside them would skip the remaining cleanup.
+    for sig in HANDLED:
+        signal.signal(sig, signal.SIG_IGN)
+    raise GateSignal(signum)
+
+
+def install_stop_handlers() -> None:
+    for sig in HANDLED:
+        signal.signal(sig, _raise_gate_signal)

@@ -1,0 +1,215 @@
+"""``mt5-gate sim``: a simulated MT5 ZeroMQ bridge for development, tests and demos.
+
+REQ/REP on ``--port`` answers PING and STATUS like the real bridge; PUB on ``--pub-port``
+publishes JSON ticks and a heartbeat. Fault knobs reproduce what goes wrong in production:
+a late start, slow or missing replies, garbage, a bad status, and a non-ZeroMQ listener.
+The REP side is a ROUTER socket so a request can be left unanswered or answered late
+without blocking the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import heapq
+import json
+import math
+import random
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from entrypoint.config import parse_port, parse_seconds
+from entrypoint.logs import configure_logging, get_logger, untrusted
+
+TICK_SYMBOLS = {"EURUSD": 1.0850, "GBPUSD": 1.2650, "USDJPY": 151.20}
+HEARTBEAT_INTERVAL_S = 1.0
+NOT_ZMQ_BANNER = (b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\n"
+                  b"Content-Length: 0\r\n\r\n")
+
+
+def _argtype(parse: Any) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    return convert
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError("expected a whole number >= 0") from None
+    if value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
+
+
+def _sim_port(text: str) -> int:
+    return 0 if text.strip() == "0" else parse_port(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--port", type=_argtype(_sim_port), default=5555,
+        help="REQ/REP port; 0 = any free port (default 5555)")
+    add("--pub-port", type=_argtype(_sim_port), default=5556,
+        help="PUB port for ticks; 0 = any free port (default 5556)")
+    add("--start-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
+        help="wait S seconds before binding (a gateway that starts late)")
+    add("--reply-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
+        help="answer every request S seconds late")
+    add("--drop-first", type=_argtype(_count), default=0, metavar="N",
+        help="take the first N requests and never answer them")
+    add("--garbage", action="store_true", help="answer with bytes that are not JSON")
+    add("--bad-status", action="store_true", help='answer {"status": "MAINTENANCE"}')
+    add("--not-zmq", action="store_true",
+        help="listen on --port as a plain TCP server that sends an HTTP-like banner")
+    add("--exit-after", type=_argtype(parse_seconds), default=None, metavar="S",
+        help="exit (code 0) S seconds after starting")
+    add("--tick-hz", type=_argtype(parse_seconds), default=10.0, metavar="HZ",
+        help="ticks per second on the PUB port (default 10; 0 = none)")
+    add("--log-format", choices=("auto", "json", "console"), default="auto",
+        help="log format (default auto)")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from entrypoint.signals import install_stop_handlers  # noqa: PLC0415
+
+    install_stop_handlers()
+    configure_logging(args.log_format, "info")
+    log = get_logger().bind(component="sim")
+    started = time.monotonic()
+    stop_at = math.inf if args.exit_after is None else started + args.exit_after
+    if args.start_delay:
+        log.info("sim.starting", start_delay_s=args.start_delay)
+        time.sleep(min(args.start_delay, max(0.0, stop_at - time.monotonic())))
+    if time.monotonic() >= stop_at:
+        log.info("sim.stopped", reason="exit_after")
+        return 0
+    if args.not_zmq:
+        _serve_not_zmq(args, log, stop_at)
+    else:
+        _SimGateway(args, log, started).serve(stop_at)
+    log.info("sim.stopped", reason="exit_after")
+    return 0
+
+
+def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
+    family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((args.bind, args.port))
+        server.listen(64)
+        log.info("sim.listening", mode="not_zmq", port=server.getsockname()[1], pub_port=None)
+        while time.monotonic() < stop_at:
+            server.settimeout(min(1.0, max(0.01, stop_at - time.monotonic())))
+            try:
+                conn, _peer = server.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):  # a client that left early is fine
+                conn.sendall(NOT_ZMQ_BANNER)
+
+
+class _SimGateway:
+    def __init__(self, args: argparse.Namespace, log: Any, started: float) -> None:
+        self.args = args
+        self.log = log
+        self.started = started
+        self.requests = 0
+        self.rng = random.Random()
+        self.prices = dict(TICK_SYMBOLS)
+
+    def answer(self, request: bytes) -> bytes:
+        if self.args.garbage:
+            return b"\xff\xfe<html>not json</html>"
+        try:
+            message = json.loads(request)
+            action = str(message.get("action", "")).upper() if isinstance(message, dict) else ""
+        except (ValueError, RecursionError):
+            return json.dumps({"status": "ERROR", "message": "request is not JSON"}).encode()
+        if self.args.bad_status:
+            return json.dumps({"status": "MAINTENANCE", "action": action}).encode()
+        if action == "PING":
+            body: dict[str, Any] = {"status": "OK", "action": "PING", "message": "pong",
+                                    "timestamp": _now(), "server": "mt5-gate-sim"}
+        elif action == "STATUS":
+            body = {"status": "OK", "action": "STATUS", "terminal_connected": True,
+                    "trade_allowed": True, "symbols": sorted(TICK_SYMBOLS),
+                    "uptime_s": round(time.monotonic() - self.started, 3), "timestamp": _now()}
+        else:
+            body = {"status": "ERROR", "message": f"unknown action {action!r}"}
+        return json.dumps(body).encode()
+
+    def tick(self) -> bytes:
+        symbol = self.rng.choice(sorted(self.prices))
+        mid = self.prices[symbol] * (1 + self.rng.gauss(0, 0.00005))
+        self.prices[symbol] = mid
+        spread = mid * 0.00002
+        return json.dumps({"type": "tick", "symbol": symbol, "bid": round(mid - spread, 5),
+                           "ask": round(mid + spread, 5), "time": _now()}).encode()
+
+    def serve(self, stop_at: float) -> None:
+        import zmq  # noqa: PLC0415
+
+        ctx = zmq.Context(io_threads=1)
+        ctx.setsockopt(zmq.LINGER, 0)
+        try:
+            rep = ctx.socket(zmq.ROUTER)
+            pub = ctx.socket(zmq.PUB)
+            host = f"[{self.args.bind}]" if ":" in self.args.bind else self.args.bind
+            for sock in (rep, pub):
+                sock.setsockopt(zmq.IPV6, 1 if ":" in self.args.bind else 0)
+            rep.bind(f"tcp://{host}:{self.args.port}")
+            pub.bind(f"tcp://{host}:{self.args.pub_port}")
+            self.log.info("sim.listening", mode="zmq", port=_bound_port(rep),
+                          pub_port=_bound_port(pub))
+            self._loop(zmq, rep, pub, stop_at)
+        finally:
+            ctx.destroy(linger=0)
+
+    def _loop(self, zmq: Any, rep: Any, pub: Any, stop_at: float) -> None:
+        hz = self.args.tick_hz
+        tick_every = 1.0 / hz if hz > 0 else math.inf
+        next_tick = time.monotonic()
+        next_heartbeat = time.monotonic()
+        delayed: list[tuple[float, int, list[bytes]]] = []
+        while True:
+            now = time.monotonic()
+            if now >= stop_at:
+                return
+            while delayed and delayed[0][0] <= now:
+                rep.send_multipart(heapq.heappop(delayed)[2])
+            if now >= next_tick:
+                pub.send(self.tick())
+                next_tick = max(next_tick + tick_every, now)
+            if now >= next_heartbeat:
+                pub.send(json.dumps({"type": "heartbeat", "time": _now()}).encode())
+                next_heartbeat += HEARTBEAT_INTERVAL_S
+            wake = min(stop_at, next_tick, next_heartbeat, delayed[0][0] if delayed else math.inf)
+            if not rep.poll(max(0, int((wake - time.monotonic()) * 1000)) + 1, zmq.POLLIN):
+                continue
+            frames = rep.recv_multipart()
+            self.requests += 1
+            envelope, request = frames[:-1], frames[-1]
+            self.log.info("sim.request", n=self.requests, request=untrusted(request, 120))
+            if self.requests <= self.args.drop_first:
+                continue  # taken, never answered: the client's socket is now stuck
+            reply = [*envelope, self.answer(request)]
+            due = time.monotonic() + self.args.reply_delay
+            heapq.heappush(delayed, (due, self.requests, reply))
+
+
+def _bound_port(sock: Any) -> int:
+    return int(sock.getsockopt_string(__import__("zmq").LAST_ENDPOINT).rsplit(":", 1)[1])

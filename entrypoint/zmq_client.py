@@ -1,0 +1,230 @@
+"""Layer 2: ZeroMQ requests to the gateway, one fresh REQ socket per request.
+
+A strict REQ socket is unusable after a timeout (the next send fails with EFSM) and a
+gateway that died mid-request never answers that socket, so every request gets a new
+socket that is closed with LINGER 0 whatever happens. The socket monitor tells a silent
+peer from a refused handshake, a wrong socket type, and a dropped connection.
+
+This is the only module that imports zmq.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from entrypoint.reasons import AttemptFailed, Reason
+
+# A PING or STATUS reply is a small JSON object; anything bigger is hostile or a mistake.
+# libzmq drops a connection whose message exceeds this, before allocating it.
+MAX_REPLY_BYTES = 1024 * 1024
+# How often libzmq retries a connect while a PING waits in a "pending ping" socket:
+# it bounds how late we notice a gateway that binds during a backoff pause.
+PENDING_RECONNECT_MS = 50
+# After a post-handshake disconnect, how long to wait for libzmq's reconnect event, which
+# tells a peer that went away (it retries) from a protocol violation (it gives up).
+RETRY_EVENT_GRACE_S = 0.05
+
+_MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
+              | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+              | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+              | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def endpoint(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"tcp://{host}:{port}"
+
+
+class _Connection:
+    """What the monitor has told us about one socket's connection so far."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.retried = False
+        self.handshake = False
+        self.disconnected = False
+        self.failure: tuple[Reason, str] | None = None
+        # A handshake that ended without detail from a peer that sent a ZMTP greeting is
+        # ambiguous: a restarting gateway, or the peer noticing a socket-type mismatch
+        # first. libzmq reconnects; the next connection (or the timeout) decides.
+        self.dropped_in_handshake = False
+        self._expect_disconnect = False
+
+    def apply(self, event: int, greeting: str) -> None:
+        if event == zmq.EVENT_CONNECTED:
+            self.connected = True
+        elif event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
+            self.retried = True
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshake = True
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.failure = (Reason.PROTOCOL, "the ZeroMQ security handshake was rejected")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self.failure = (Reason.PROTOCOL,
+                            "ZeroMQ handshake failed: protocol or security mechanism mismatch")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self._expect_disconnect = True
+            if greeting == "zmtp":
+                self.dropped_in_handshake = True
+            else:
+                self.failure = (Reason.NOT_ZMQ,
+                                "the peer answered the ZeroMQ greeting with something else "
+                                "and closed the connection")
+        elif event == zmq.EVENT_DISCONNECTED:
+            if self._expect_disconnect:  # the handshake failure above, already accounted for
+                self._expect_disconnect = False
+            else:
+                self.disconnected = True
+
+
+class ZmqGateway:
+    """Owns the ZeroMQ context; every socket it makes is closed before ``close`` returns."""
+
+    def __init__(self, max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
+        self.max_reply_bytes = max_reply_bytes
+        self._ctx = zmq.Context(io_threads=1)
+        # LINGER 0 as the context default, so term() never waits on a queued message.
+        self._ctx.setsockopt(zmq.LINGER, 0)
+        self._ctx.set(zmq.BLOCKY, 0)
+
+    def __enter__(self) -> ZmqGateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._ctx.term()
+
+    def _req_socket(self, address: str, reconnect_ms: int = 100) -> zmq.Socket[Any]:
+        sock = self._ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
+        sock.setsockopt(zmq.RECONNECT_IVL, reconnect_ms)
+        if ":" in address:
+            sock.setsockopt(zmq.IPV6, 1)
+        return sock
+
+    def request(self, address: str, port: int, payload: bytes, timeout_s: float,
+                greeting: str = "zmtp") -> list[bytes]:
+        """Send ``payload`` on a fresh REQ socket; return the reply frames or AttemptFailed.
+
+        ``greeting`` is what the TCP layer saw the peer send unprompted ("zmtp" or
+        "silent"); it decides whether a refused handshake means "not ZeroMQ" or "dropped".
+        """
+        sock = self._req_socket(address)
+        monitor = sock.get_monitor_socket(_MONITORED)
+        try:
+            sock.connect(endpoint(address, port))
+            sock.send(payload)
+            return self._await_reply(sock, monitor, timeout_s, greeting)
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
+            sock.close(linger=0)
+
+    def _await_reply(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], timeout_s: float,
+                     greeting: str) -> list[bytes]:
+        conn = _Connection()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _timed_out(conn, timeout_s)
+            ready = dict(poller.poll(max(1, int(remaining * 1000))))
+            if sock in ready:
+                return sock.recv_multipart()
+            if monitor in ready:
+                for event in _drain(monitor):
+                    conn.apply(event, greeting)
+                if conn.failure is not None:
+                    raise AttemptFailed("zmq", *conn.failure)
+                if conn.disconnected:
+                    raise self._disconnected(conn, monitor)
+
+    def _disconnected(self, conn: _Connection, monitor: zmq.Socket[Any]) -> AttemptFailed:
+        if not conn.handshake:
+            # libzmq emits no handshake-failure event when the peer's READY names a socket
+            # type REQ cannot talk to (PUB, REQ, DEALER...); it just drops and never retries.
+            return AttemptFailed("zmq", Reason.PROTOCOL,
+                                 "the port is a ZeroMQ socket of a type REQ cannot talk to "
+                                 "(expected REP or ROUTER)")
+        if not conn.retried and monitor.poll(int(RETRY_EVENT_GRACE_S * 1000)):
+            for event in _drain(monitor):
+                conn.apply(event, "zmtp")
+        if conn.retried:
+            return AttemptFailed("zmq", Reason.RESET,
+                                 "the gateway closed the connection before replying")
+        return AttemptFailed("zmq", Reason.PROTOCOL,
+                             "libzmq dropped the connection: a reply larger than "
+                             f"{self.max_reply_bytes} bytes or malformed framing")
+
+    def pending_ping(self, address: str, port: int, payload: bytes,
+                     connect_timeout_s: float) -> PendingPing:
+        return PendingPing(self, address, port, payload, connect_timeout_s)
+
+
+def _drain(monitor: zmq.Socket[Any]) -> Iterator[int]:
+    while monitor.poll(0):
+        yield int(parse_monitor_message(monitor.recv_multipart())["event"])
+
+
+def _timed_out(conn: _Connection, timeout_s: float) -> AttemptFailed:
+    if conn.handshake:
+        return AttemptFailed("zmq", Reason.NO_REPLY, f"no reply within {timeout_s:g} s")
+    if conn.dropped_in_handshake:
+        return AttemptFailed("zmq", Reason.RESET,
+                             "the connection dropped during the ZeroMQ handshake")
+    if conn.connected:
+        return AttemptFailed("zmq", Reason.NO_REPLY,
+                             f"TCP connected, but the ZeroMQ handshake did not complete within "
+                             f"{timeout_s:g} s (gateway frozen or overloaded, or a silent "
+                             "non-ZeroMQ service)")
+    if conn.retried:
+        return AttemptFailed("zmq", Reason.REFUSED,
+                             "the gateway went away between the TCP check and the PING")
+    return AttemptFailed("zmq", Reason.TIMEOUT, f"could not connect within {timeout_s:g} s")
+
+
+class PendingPing:
+    """A REQ socket with a PING queued while the gateway is down.
+
+    libzmq keeps reconnecting every ~50-100 ms and delivers the queued PING the moment the
+    gateway binds, so a backoff pause spent waiting on this socket notices the gateway
+    within a reconnect interval instead of at the next attempt.
+    """
+
+    def __init__(self, gateway: ZmqGateway, address: str, port: int, payload: bytes,
+                 connect_timeout_s: float) -> None:
+        self._sock = gateway._req_socket(address, reconnect_ms=PENDING_RECONNECT_MS)
+        try:
+            # Without it a connect into a DROP rule waits for the kernel (~2 min).
+            self._sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
+            self._sock.connect(endpoint(address, port))
+            self._sock.send(payload)
+        except BaseException:
+            self._sock.close(linger=0)
+            raise
+
+    def wait(self, seconds: float) -> list[bytes] | None:
+        """The reply frames if one arrives within ``seconds``, else None."""
+        if self._sock.poll(max(0, int(seconds * 1000)), zmq.POLLIN):
+            return self._sock.recv_multipart()
+        return None
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+    def __enter__(self) -> PendingPing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

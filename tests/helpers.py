@@ -1,0 +1,207 @@
+"""Process and socket helpers shared by the tests: real processes, real sockets, deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GATE = [sys.executable, "-m", "entrypoint"]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The environment a gate subprocess gets: ours minus GATE_*/GATEWAY_*, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GATE_", "GATEWAY_")) and k != "NO_COLOR"}
+    env["PYTHONPATH"] = str(REPO)
+    env["GATE_LOG_FORMAT"] = "json"
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now (the OS picks it, we release it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
+    """Return the first truthy value of ``predicate`` within ``timeout`` s, else fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def parse_lines(text: str) -> list[dict[str, Any]]:
+    """Every non-empty line must be one JSON object; return them in order."""
+    events = []
+    for line in text.splitlines():
+        if line.strip():
+            event = json.loads(line)
+            assert isinstance(event, dict), line
+            events.append(event)
+    return events
+
+
+def names(events: Sequence[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+class Proc:
+    """A child process whose stderr JSON lines are collected as they arrive."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None,
+                 **popen: Any) -> None:
+        self.argv = list(argv)
+        self.started = time.monotonic()
+        self.popen = subprocess.Popen(argv, env=env or base_env(), cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL, **popen)
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.stderr_lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr_lines),
+                             daemon=True),
+            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout_lines),
+                             daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _read(self, stream: Any, sink: list[str]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            sink.append(line)
+            self._lines.put(line)
+
+    def events(self) -> list[dict[str, Any]]:
+        return parse_lines("\n".join(self.stderr_lines))
+
+    def wait_for_event(self, name: str, timeout: float = 10) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for event in self.events():
+                if event.get("event") == name:
+                    return event
+            return None
+
+        return dict(poll_until(found, timeout))
+
+    def wait_for_stdout(self, text: str, timeout: float = 10) -> str:
+        return self._wait_for_line(self.stdout_lines, text, timeout)
+
+    def wait_for_stderr(self, text: str, timeout: float = 10) -> str:
+        return self._wait_for_line(self.stderr_lines, text, timeout)
+
+    @staticmethod
+    def _wait_for_line(lines: list[str], text: str, timeout: float) -> str:
+        def found() -> str | None:
+            return next((line for line in list(lines) if text in line), None)
+
+        return str(poll_until(found, timeout))
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.argv} did not exit within {timeout} s")
+        self._finish()
+        return code
+
+    def _finish(self) -> None:
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)
+        self._finish()
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._finish()
+
+
+def run_gate(args: Sequence[str], env: dict[str, str] | None = None,
+             timeout: float = 30) -> tuple[int, list[dict[str, Any]], str, float]:
+    """Run ``mt5-gate ARGS`` to completion: (exit code, log events, stdout, seconds taken)."""
+    started = time.monotonic()
+    done = subprocess.run([*GATE, *args], env=env or base_env(), cwd=REPO, capture_output=True,
+                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    took = time.monotonic() - started
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in stderr, stderr
+    return done.returncode, parse_lines(stderr), done.stdout.decode(), took
+
+
+def start_sim(*args: str, env: dict[str, str] | None = None,
+              wait_listening: bool = True) -> tuple[Proc, int]:
+    """Start ``mt5-gate sim`` on loopback; return it and its REP port once it listens."""
+    argv = [*GATE, "sim", "--bind", "127.0.0.1", *args]
+    if "--port" not in args:
+        argv += ["--port", "0"]
+    if "--pub-port" not in args:
+        argv += ["--pub-port", "0"]
+    proc = Proc(argv, env=env or base_env())
+    if not wait_listening:
+        return proc, 0
+    event = proc.wait_for_event("sim.listening", timeout=15)
+    return proc, int(event["port"])
+
+
+def require_root(what: str) -> None:
+    """Skip (locally) or fail (under CI=true) when the test cannot run as this user."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root")
+    for tool in ("ip", "iptables"):
+        dirs = [*os.environ.get("PATH", "").split(":"), "/usr/sbin", "/sbin"]
+        if not any((Path(d) / tool).exists() for d in dirs):
+            missing.append(tool)
+    if missing:
+        message = f"{what} needs {', '.join(missing)}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: this must run, not skip)")
+        pytest.skip(message)
+
+
+def iter_fds(pid: int) -> Iterator[int]:
+    for entry in os.listdir(f"/proc/{pid}/fd"):
+        yield int(entry)

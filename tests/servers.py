@@ -1,0 +1,104 @@
+"""Misbehaving peers on loopback, each a real listening socket on an OS-chosen port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import zmq
+
+
+@contextmanager
+def tcp_server(on_connect: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A plain TCP listener calling ``on_connect`` for each connection; yields its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            held.append(conn)
+            with contextlib.suppress(OSError):  # a client that left early is fine
+                on_connect(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def silent(_conn: socket.socket) -> None:
+    """Accept and never speak (a frozen gateway's kernel does exactly this)."""
+
+
+def banner(conn: socket.socket) -> None:
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+
+
+def reset_at_once(conn: socket.socket) -> None:
+    """Accept, then close with RST (SO_LINGER 0), like a port proxy without a backend."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def http_like(conn: socket.socket) -> None:
+    """Silent until spoken to, then a 400 and close: what an HTTP server does to ZMTP."""
+    conn.settimeout(5)
+    try:
+        conn.recv(64)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    finally:
+        conn.close()
+
+
+@contextmanager
+def zmq_server(kind: int, reply: Callable[[list[bytes]], list[bytes] | None] | None = None
+               ) -> Iterator[int]:
+    """A ZeroMQ socket of ``kind`` on loopback; for ROUTER, ``reply`` builds each answer
+    from the request frames (without the envelope), or returns None to stay silent."""
+    ctx = zmq.Context()
+    sock: Any = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if not sock.poll(50):
+                continue
+            frames = sock.recv_multipart()
+            if reply is None:
+                continue
+            answer = reply(frames[2:])
+            if answer is not None:
+                sock.send_multipart([*frames[:2], *answer])
+
+    thread = threading.Thread(target=serve, daemon=True) if kind == zmq.ROUTER else None
+    if thread:
+        thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        if thread:
+            thread.join(5)
+        sock.close(linger=0)
+        ctx.term()

@@ -1,0 +1,126 @@
+"""The command line as users script it: exit codes, one-line errors, help that tells the truth."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from entrypoint.cli import EXIT_CODES_HELP, build_parser, main
+from entrypoint.config import GATE_OPTIONS
+from tests.helpers import REPO, base_env, free_port, run_gate
+
+
+@pytest.mark.parametrize("args", [
+    ["wait", "--host", "127.0.0.1", "--timeout", "soon"],
+    ["wait", "--host", "127.0.0.1", "--port", "99999"],
+    ["wait"],
+    ["wait", "--host", "127.0.0.1", "--bogus"],
+    ["wait", "--host", "127.0.0.1", "stray-positional"],
+    [],
+    ["frobnicate"],
+])
+def test_usage_errors_exit_64_with_one_json_line(args: list[str]) -> None:
+    """Bad input: exit 64 at once, one gate.error line, no traceback, no waiting."""
+    code, events, stdout, took = run_gate(args, timeout=10)
+    assert code == 64
+    assert [e["event"] for e in events] == ["gate.error"]
+    assert events[0]["exit_code"] == 64
+    assert stdout == ""
+    assert took < 5
+
+
+def test_usage_error_from_environment_names_the_variable() -> None:
+    """An invalid GATE_CONNECT_TIMEOUT is reported with its flag and variable."""
+    env = base_env(GATEWAY_HOST="127.0.0.1", GATE_CONNECT_TIMEOUT="-2")
+    code, events, _, _ = run_gate(["wait"], env=env)
+    assert code == 64
+    assert "--connect-timeout / GATE_CONNECT_TIMEOUT" in events[0]["error"]
+
+
+def test_unknown_runner_fails_before_waiting() -> None:
+    """A typo in COMMAND exits 127 in well under the 600 s the gate would otherwise wait."""
+    code, events, _, took = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "no-such-runner-x"])
+    assert code == 127
+    assert [e["event"] for e in events] == ["gate.error"]
+    assert "no-such-runner-x" in events[0]["error"]
+    assert took < 5
+
+
+def test_runner_that_is_not_executable_exits_126(tmp_path: Path) -> None:
+    """A runner file without the execute bit exits 126 before waiting."""
+    script = tmp_path / "runner.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    code, events, _, _ = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(script)])
+    assert code == 126
+    assert "not executable" in events[0]["error"]
+
+
+def test_runner_that_is_a_directory_exits_126(tmp_path: Path) -> None:
+    """A directory is not a runner."""
+    code, _, _, _ = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(tmp_path)])
+    assert code == 126
+
+
+def test_non_executable_file_on_path_is_126_not_127(tmp_path: Path) -> None:
+    """A runner found on PATH without the execute bit is 'not executable', not 'not found'."""
+    (tmp_path / "myrunner").write_text("#!/bin/sh\n")
+    env = base_env(PATH=f"{tmp_path}:{os.environ['PATH']}")
+    code, _, _, _ = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "myrunner"], env=env)
+    assert code == 126
+
+
+def test_help_lists_every_option_variable_and_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    """`mt5-gate wait --help` names each flag, its variable and default, and the exit codes."""
+    assert main(["wait", "--help"], {}) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for opt in GATE_OPTIONS:
+        assert opt.flag in text
+        assert f"env {opt.env}" in text
+        assert f"default {opt.default or 'required'}" in text
+    for code in ("64", "69", "78", "126", "127", "130", "143"):
+        assert code in EXIT_CODES_HELP
+
+
+def test_readme_tables_agree_with_the_code() -> None:
+    """Every flag, variable and default in the README's wait table is the code's."""
+    readme = (REPO / "README.md").read_text()
+    for opt in GATE_OPTIONS:
+        row = next((line for line in readme.splitlines()
+                    if line.startswith(f"| `{opt.flag}`")), None)
+        assert row is not None, f"README has no row for {opt.flag}"
+        assert f"`{opt.env}`" in row
+        assert f"`{opt.default}`" in row if opt.default else "required" in row
+    for line in EXIT_CODES_HELP.splitlines()[1:]:
+        code = line.split()[0]
+        assert re.search(rf"^\| `?{code}`? \|", readme, re.MULTILINE), f"exit code {code}"
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the package version."""
+    from entrypoint import __version__
+
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["--version"])
+    assert caught.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_console_script_is_installed_or_module_runs() -> None:
+    """`python -m entrypoint` is the same program as the console script."""
+    code, _, stdout, _ = run_gate(["--help"])
+    assert code == 0
+    assert "wait" in stdout
+
+
+def test_main_in_process_returns_exit_code_for_config_error() -> None:
+    """main() is callable in-process and returns, never exits, for usage errors."""
+    assert main(["wait", "--host", "gw", "--port", "x"], {}) == 64
+

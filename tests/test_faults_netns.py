@@ -1,0 +1,146 @@
+"""Network faults produced for real: a gateway host in its own network namespace.
+
+The gate runs in one namespace, the simulated gateway in another, joined by a veth pair;
+iptables rules inside the gateway namespace produce DROP and the REJECT variants.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import GATE, Proc, base_env, names, parse_lines, require_root
+from tests.netns import GATEWAY_IP, NetnsPair, sh
+
+FAST = ["--backoff-initial", "0.1", "--backoff-max", "0.3"]
+
+
+@pytest.fixture
+def pair() -> Iterator[NetnsPair]:
+    require_root("network-namespace fault tests")
+    with NetnsPair() as created:
+        yield created
+
+
+def gate_in(pair: NetnsPair, *args: str, host: str = GATEWAY_IP, runner: tuple[str, ...] = ()
+            ) -> Proc:
+    argv = [*GATE, "wait", "--host", host, "--port", "5555", *FAST, *args]
+    if runner:
+        argv += ["--", *runner]
+    return Proc(pair.in_client(*argv), env=base_env())
+
+
+def sim_in(pair: NetnsPair, *args: str) -> Proc:
+    sim = Proc(pair.in_gateway(*GATE, "sim", "--bind", "0.0.0.0", "--port", "5555",
+                               "--pub-port", "5556", *args), env=base_env())
+    sim.wait_for_event("sim.listening", timeout=15)
+    return sim
+
+
+def reasons(proc: Proc) -> set[object]:
+    return {e["reason"] for e in proc.events() if e["event"] == "gate.attempt_failed"}
+
+
+def test_drop_is_timeout_then_ready_once_the_rule_goes(pair: NetnsPair) -> None:
+    """DROP: every attempt times out at --connect-timeout; removing the rule → ready."""
+    sim = sim_in(pair)
+    pair.gateway_rule("-p", "tcp", "--dport", "5555", "-j", "DROP")
+    gate = gate_in(pair, "--connect-timeout", "0.5")
+    try:
+        first = gate.wait_for_event("gate.attempt_failed", timeout=10)
+        assert first["reason"] == "timeout"
+        assert first["stage"] == "tcp"
+        assert 0.5 <= first["elapsed_s"] < 1.0
+        pair.flush_rules()
+        removed = time.monotonic()
+        assert gate.wait(timeout=15) == 0
+        assert time.monotonic() - removed < 3.0
+    finally:
+        gate.kill()
+        sim.stop()
+    assert reasons(gate) == {"timeout"}
+
+
+@pytest.mark.parametrize(("reject_with", "reason"), [
+    ("tcp-reset", "refused"),
+    ("icmp-port-unreachable", "refused"),
+    ("icmp-host-unreachable", "unreachable"),
+    ("icmp-admin-prohibited", "unreachable"),
+    ("icmp-net-unreachable", "unreachable"),
+])
+def test_reject_variants_are_classified(pair: NetnsPair, reject_with: str, reason: str) -> None:
+    """Each REJECT flavour maps to its reason; the deadline then ends the wait with 69."""
+    rule = ["-p", "tcp", "--dport", "5555", "-j", "REJECT", "--reject-with", reject_with]
+    pair.gateway_rule(*rule)
+    gate = gate_in(pair, "--timeout", "1")
+    assert gate.wait(timeout=15) == 69
+    assert reasons(gate) == {reason}
+    assert gate.events()[-1]["last_reason"] == reason
+
+
+def test_no_route_is_unreachable(pair: NetnsPair) -> None:
+    """An address off every subnet with no route: ENETUNREACH, reason unreachable."""
+    gate = gate_in(pair, "--timeout", "0.5", host="10.201.0.9")
+    assert gate.wait(timeout=15) == 69
+    assert reasons(gate) == {"unreachable"}
+
+
+def test_unresolvable_name_is_dns_with_a_hint(pair: NetnsPair) -> None:
+    """A name the (namespace-local, dead) resolver cannot answer: reason dns, exit 69."""
+    gate = gate_in(pair, "--timeout", "1", host="no-such-gateway.test")
+    assert gate.wait(timeout=20) == 69
+    assert reasons(gate) == {"dns"}
+    failed = next(e for e in gate.events() if e["event"] == "gate.attempt_failed")
+    assert failed["stage"] == "dns"
+    assert "#dns" in failed["hint"]
+
+
+def test_name_is_resolved_again_on_every_attempt(pair: NetnsPair) -> None:
+    """The hosts entry starts wrong (no route) and is fixed while waiting: the gate follows."""
+    pair.set_hosts("127.0.0.1 localhost\n10.201.0.9 gateway.test\n")
+    sim = sim_in(pair)
+    gate = gate_in(pair, "--timeout", "20", host="gateway.test")
+    try:
+        gate.wait_for_event("gate.attempt_failed", timeout=10)
+        pair.set_hosts(f"127.0.0.1 localhost\n{GATEWAY_IP} gateway.test\n")
+        assert gate.wait(timeout=20) == 0
+    finally:
+        gate.kill()
+        sim.stop()
+    ready = next(e for e in gate.events() if e["event"] == "gate.ready")
+    assert ready["address"] == GATEWAY_IP
+    assert reasons(gate) == {"unreachable"}
+
+
+def test_connect_timeout_is_truncated_to_the_deadline(pair: NetnsPair) -> None:
+    """DROP with --connect-timeout 10 and --timeout 1: the gate gives up at ~1 s, not 10."""
+    pair.gateway_rule("-p", "tcp", "--dport", "5555", "-j", "DROP")
+    started = time.monotonic()
+    gate = gate_in(pair, "--timeout", "1", "--connect-timeout", "10")
+    assert gate.wait(timeout=15) == 69
+    assert time.monotonic() - started < 1 + 1.0 + 1.0  # deadline + 1 s + netns/python start-up
+    assert names(gate.events())[-1] == "gate.timeout"
+
+
+def test_ready_across_namespaces_execs_the_runner(pair: NetnsPair) -> None:
+    """The whole path over a real (veth) network: wait, ready, exec."""
+    sim = sim_in(pair)
+    gate = gate_in(pair, runner=("sh", "-c", "echo ready pid=$$"))
+    try:
+        assert gate.wait(timeout=15) == 0
+    finally:
+        sim.stop()
+    assert gate.stdout_lines == [f"ready pid={gate.pid}"] or gate.stdout_lines[0].startswith(
+        "ready pid=")
+    assert names(parse_lines("\n".join(gate.stderr_lines)))[-1] == "gate.exec"
+
+
+def test_cleanup_leaves_no_namespace_behind() -> None:
+    """NetnsPair deletes both namespaces even when used briefly."""
+    require_root("network-namespace fault tests")
+    with NetnsPair() as created:
+        names_inside = (created.client, created.gateway)
+    listed = sh("ip", "netns", "list").stdout
+    assert not any(name in listed for name in names_inside)

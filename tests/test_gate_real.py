@@ -1,0 +1,277 @@
+"""The gate against real peers on loopback: each failure reason produced for real."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+
+import pytest
+import zmq
+
+from tests import servers
+from tests.helpers import GATE, Proc, base_env, free_port, names, run_gate, start_sim
+
+FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
+        "--reply-timeout", "1"]
+
+
+def wait_args(port: int, *extra: str) -> list[str]:
+    return ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, *extra]
+
+
+def failures(events: list[dict[str, object]]) -> list[object]:
+    return [e["reason"] for e in events if e["event"] == "gate.attempt_failed"]
+
+
+def test_ready_against_the_simulated_gateway_exits_0() -> None:
+    """No COMMAND: exit 0 once the gateway answers, with start, ready, status in the log."""
+    sim, port = start_sim()
+    try:
+        code, events, _, _ = run_gate(wait_args(port))
+    finally:
+        sim.stop()
+    assert code == 0
+    assert names(events) == ["gate.start", "gate.ready", "gate.status"]
+    ready = events[1]
+    assert ready["attempt"] == 1
+    assert json.loads(str(ready["reply"]))["status"] == "OK"
+    assert isinstance(ready["rtt_ms"], float)
+    assert events[2]["available"] is True
+
+
+def test_refused_is_retried_until_the_deadline_then_69() -> None:
+    """Nothing listening: reason refused on every attempt, then gate.timeout and exit 69."""
+    code, events, _, took = run_gate(wait_args(free_port(), "--timeout", "1.5"))
+    assert code == 69
+    assert set(failures(events)) == {"refused"}
+    assert events[-1]["event"] == "gate.timeout"
+    assert events[-1]["last_reason"] == "refused"
+    assert events[-1]["attempts"] >= 3
+    assert 1.5 <= took < 1.5 + 1.0 + 0.8  # gives up within 1 s of the deadline (+ start-up)
+
+
+def test_late_gateway_is_noticed_during_a_backoff_pause() -> None:
+    """A gateway that binds in the middle of a long pause is noticed through the queued PING."""
+    port = free_port()
+    gate = Proc([*GATE, *wait_args(port, "--backoff-initial", "30", "--backoff-max", "30")])
+    try:
+        gate.wait_for_event("gate.attempt_failed")
+        sim, _ = start_sim("--port", str(port))
+        try:
+            assert gate.wait(timeout=10) == 0
+        finally:
+            sim.stop()
+    finally:
+        gate.kill()
+    ready = gate.wait_for_event("gate.ready")
+    assert ready["via"] == "pending_ping"
+    assert ready["elapsed_s"] < 15  # long before the 15-30 s pause would have ended
+
+
+@pytest.mark.parametrize(("handler", "reason"), [
+    (servers.banner, "not_zmq"),
+    (servers.http_like, "not_zmq"),
+])
+def test_non_zeromq_service_is_a_configuration_error(
+        handler: Callable[..., None], reason: str) -> None:
+    """A port that speaks another protocol: exit 78 after 3 attempts, not after the deadline."""
+    with servers.tcp_server(handler) as port:
+        code, events, _, took = run_gate(wait_args(port, "--timeout", "60"))
+    assert code == 78
+    assert failures(events) == [reason] * 3
+    assert events[-1]["event"] == "gate.error"
+    assert events[-1]["reason"] == reason
+    assert "TROUBLESHOOTING.md#not_zmq" in events[-1]["hint"]
+    assert took < 20
+
+
+def test_simulated_not_zmq_listener_is_78() -> None:
+    """`mt5-gate sim --not-zmq` is reported as not_zmq."""
+    sim, port = start_sim("--not-zmq")
+    try:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
+    finally:
+        sim.stop()
+    assert code == 78
+    assert failures(events) == ["not_zmq"] * 3
+
+
+@pytest.mark.parametrize("kind", [zmq.PUB, zmq.REQ, zmq.PUSH])
+def test_wrong_zeromq_socket_type_is_protocol(kind: int) -> None:
+    """Pointing at the PUB port (or any non-REP socket): reason protocol, exit 78."""
+    with servers.zmq_server(kind) as port:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
+    assert code == 78
+    assert failures(events) == ["protocol"] * 3
+
+
+def test_multipart_reply_is_protocol() -> None:
+    """A REP that answers with two frames breaks the protocol."""
+    with servers.zmq_server(zmq.ROUTER, lambda _req: [b'{"status": "OK"}', b"extra"]) as port:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
+    assert code == 78
+    assert failures(events) == ["protocol"] * 3
+
+
+def test_oversized_reply_is_dropped_without_exhausting_memory() -> None:
+    """A reply over the 1 MiB bound is refused by libzmq and reported as protocol."""
+    with servers.zmq_server(zmq.ROUTER, lambda _req: [b"x" * (4 * 1024 * 1024)]) as port:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
+    assert code == 78
+    assert failures(events) == ["protocol"] * 3
+
+
+def test_silent_peer_is_no_reply_and_retried() -> None:
+    """Accepts TCP, never speaks (a frozen gateway): no_reply, retried until the deadline."""
+    with servers.tcp_server(servers.silent) as port:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "3", "--connect-timeout",
+                                                "0.3", "--reply-timeout", "0.5"))
+    assert code == 69
+    assert set(failures(events)) == {"no_reply"}
+
+
+def test_accept_then_reset_is_reset_and_retried() -> None:
+    """Accepted then closed at once (a proxy without backend): reset, an outage."""
+    with servers.tcp_server(servers.reset_at_once) as port:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "1.5"))
+    assert code == 69
+    assert set(failures(events)) == {"reset"}
+
+
+def test_garbage_reply_is_bad_reply_and_retried() -> None:
+    """Non-JSON replies are not readiness; the gate keeps trying until the deadline."""
+    sim, port = start_sim("--garbage")
+    try:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "1.5"))
+    finally:
+        sim.stop()
+    assert code == 69
+    assert set(failures(events)) == {"bad_reply"}
+    assert events[-1]["last_reason"] == "bad_reply"
+
+
+def test_bad_status_is_bad_reply_unless_accepted() -> None:
+    """status MAINTENANCE is not readiness by default, but is with --expect-status."""
+    sim, port = start_sim("--bad-status")
+    try:
+        code, events, _, _ = run_gate(wait_args(port, "--timeout", "1"))
+        accepted, _, _, _ = run_gate(wait_args(port, "--expect-status", "ok,maintenance"))
+    finally:
+        sim.stop()
+    assert code == 69
+    assert set(failures(events)) == {"bad_reply"}
+    assert "MAINTENANCE" in str(events[1]["error"])
+    assert accepted == 0
+
+
+def test_request_taken_and_never_answered_uses_a_fresh_socket() -> None:
+    """The first PING is swallowed: no_reply, then a new socket gets the answer."""
+    sim, port = start_sim("--drop-first", "1")
+    try:
+        code, events, _, _ = run_gate(wait_args(port, "--reply-timeout", "0.5"))
+    finally:
+        sim.stop()
+    assert code == 0
+    assert failures(events) == ["no_reply"]
+    assert events[-2]["event"] == "gate.ready"
+
+
+GATEWAY_THAT_DIES = """
+import sys, zmq
+ctx = zmq.Context()
+sock = ctx.socket(zmq.ROUTER)
+sock.bind("tcp://127.0.0.1:" + sys.argv[1])
+print("bound", flush=True)
+sock.recv_multipart()
+import os
+os._exit(3)  # take the request and die without answering
+"""
+
+
+def test_gateway_that_dies_mid_request_then_returns() -> None:
+    """A gateway dies holding our PING (reset), restarts, and the gate gets through."""
+    port = free_port()
+    dying = Proc([sys.executable, "-c", GATEWAY_THAT_DIES, str(port)])
+    dying.wait_for_stdout("bound")
+    gate = Proc([*GATE, *wait_args(port, "--reply-timeout", "5", "--backoff-initial", "0.5",
+                                   "--backoff-max", "0.5")])
+    try:
+        assert dying.wait(timeout=10) == 3
+        first = gate.wait_for_event("gate.attempt_failed")
+        assert first["reason"] == "reset"
+        assert first["elapsed_s"] < 2  # noticed when the connection dropped, not at 5 s
+        sim, _ = start_sim("--port", str(port))
+        try:
+            assert gate.wait(timeout=15) == 0
+        finally:
+            sim.stop()
+    finally:
+        gate.kill()
+        dying.kill()
+
+
+def test_status_is_logged_as_unavailable_when_not_implemented() -> None:
+    """A gateway that answers PING but not STATUS is still ready; STATUS logs unavailable."""
+    def reply(req: list[bytes]) -> list[bytes] | None:
+        return [b'{"status": "OK"}'] if b"PING" in req[0] else None
+
+    with servers.zmq_server(zmq.ROUTER, reply) as port:
+        code, events, _, _ = run_gate(wait_args(port))
+    assert code == 0
+    status = events[-1]
+    assert status["event"] == "gate.status"
+    assert status["available"] is False
+    assert status["reason"] == "no_reply"
+
+
+def test_reply_without_status_field_is_ready() -> None:
+    """A JSON object without status counts as an answer."""
+    with servers.zmq_server(zmq.ROUTER, lambda _req: [b'{"pong": true}']) as port:
+        code, _, _, _ = run_gate(wait_args(port))
+    assert code == 0
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_while_blocked_in_a_zeromq_wait(sig: int, code: int) -> None:
+    """SIGTERM/SIGINT while waiting for a reply: exit 128+N within 1 s, logged."""
+    sim, port = start_sim("--drop-first", "1000")
+    gate = Proc([*GATE, *wait_args(port, "--reply-timeout", "30")])
+    try:
+        sim.wait_for_event("sim.request")  # the gate is now blocked on its reply
+        import time
+
+        sent = time.monotonic()
+        gate.signal(sig)
+        assert gate.wait(timeout=5) == code
+        assert time.monotonic() - sent < 1.0
+    finally:
+        gate.kill()
+        sim.stop()
+    event = gate.events()[-1]
+    assert event["event"] == "gate.signal"
+    assert event["signal"] == signal.Signals(sig).name
+
+
+def test_ipv6_loopback_gateway() -> None:
+    """An IPv6 literal host works end to end."""
+    sim, port = start_sim("--bind", "::1")
+    try:
+        code, events, _, _ = run_gate(["wait", "--host", "::1", "--port", str(port), *FAST])
+    finally:
+        sim.stop()
+    assert code == 0
+    assert events[1]["address"] == "::1"
+
+
+def test_host_name_resolves_each_attempt() -> None:
+    """`localhost` is resolved and connected; the ready event names the address used."""
+    sim, port = start_sim()
+    try:
+        code, events, _, _ = run_gate(["wait", "--host", "localhost", "--port", str(port), *FAST],
+                                      env=base_env())
+    finally:
+        sim.stop()
+    assert code == 0
+    assert events[1]["address"] == "127.0.0.1"

@@ -1,0 +1,72 @@
+"""The gate as PID 1 (as in a container without --init), run with `unshare --pid --fork`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import GATE, IN_CI, Proc, free_port, poll_until, start_sim
+
+
+def require_unshare() -> None:
+    problem = None
+    if os.geteuid() != 0:
+        problem = "PID-1 tests need root for unshare --pid"
+    elif shutil.which("unshare") is None:
+        problem = "PID-1 tests need unshare (util-linux)"
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{problem} (CI=true: this must run, not skip)")
+        pytest.skip(problem)
+
+
+def as_pid1(*argv: str) -> Proc:
+    return Proc(["unshare", "--pid", "--fork", "--mount-proc", *argv])
+
+
+def pid1_host_pid(unshare_pid: int) -> int:
+    """The host PID of unshare's forked child, which is PID 1 in the new namespace."""
+    def child() -> int | None:
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+        return int(children[0]) if children else None
+
+    return int(poll_until(child, 10))
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_the_gate_as_pid1_within_a_second(sig: int, code: int) -> None:
+    """Python ignores SIGTERM as PID 1 unless handled: the gate handles it and exits 128+N."""
+    require_unshare()
+    proc = as_pid1(*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                   "--backoff-initial", "5", "--backoff-max", "5")
+    try:
+        start = proc.wait_for_event("gate.start")
+        assert start["pid"] == 1
+        proc.wait_for_event("gate.attempt_failed")
+        gate = pid1_host_pid(proc.pid)
+        sent = time.monotonic()
+        os.kill(gate, sig)
+        assert proc.wait(timeout=5) == code
+        assert time.monotonic() - sent < 1.0
+    finally:
+        proc.kill()
+    assert proc.events()[-1]["event"] == "gate.signal"
+
+
+def test_runner_becomes_pid1() -> None:
+    """After the exec, the runner is PID 1 of the namespace."""
+    require_unshare()
+    sim, port = start_sim()
+    proc = as_pid1(*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--",
+                   "sh", "-c", "echo ready pid=$$")
+    try:
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        sim.stop()
+    assert proc.stdout_lines == ["ready pid=1"]

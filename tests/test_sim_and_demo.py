@@ -1,0 +1,154 @@
+"""The simulated gateway and the README's demo, run for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from tests.helpers import GATE, REPO, Proc, base_env, free_port, poll_until, run_gate, start_sim
+
+
+def request(port: int, payload: bytes, timeout_ms: int = 3000) -> Any:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        sock.send(payload)
+        assert sock.poll(timeout_ms), "no reply from the simulator"
+        return sock.recv()
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def test_sim_answers_ping_and_status_like_the_bridge() -> None:
+    """PING → status OK; STATUS → OK with terminal details; unknown → ERROR."""
+    sim, port = start_sim()
+    try:
+        ping = json.loads(request(port, b'{"action": "PING"}'))
+        status = json.loads(request(port, b'{"action": "STATUS"}'))
+        other = json.loads(request(port, b'{"action": "NOPE"}'))
+    finally:
+        sim.stop()
+    assert ping["status"] == "OK"
+    assert status["status"] == "OK"
+    assert status["terminal_connected"] is True
+    assert other["status"] == "ERROR"
+
+
+def test_sim_publishes_ticks_and_heartbeats() -> None:
+    """The PUB port carries JSON ticks (~10 Hz) and a heartbeat."""
+    sim = Proc([*GATE, "sim", "--bind", "127.0.0.1", "--port", "0", "--pub-port", "0"])
+    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    kinds: set[str] = set()
+    try:
+        sub.connect(f"tcp://127.0.0.1:{pub_port}")
+        deadline = time.monotonic() + 10
+        while kinds != {"tick", "heartbeat"} and time.monotonic() < deadline:
+            if sub.poll(500):
+                message = json.loads(sub.recv())
+                kinds.add(message["type"])
+                if message["type"] == "tick":
+                    assert message["ask"] > message["bid"]
+    finally:
+        sub.close()
+        ctx.term()
+        sim.stop()
+    assert kinds == {"tick", "heartbeat"}
+
+
+def test_sim_start_delay_and_exit_after() -> None:
+    """--start-delay binds late; --exit-after ends the simulator with code 0."""
+    sim = Proc([*GATE, "sim", "--port", "0", "--pub-port", "0", "--start-delay", "0.5",
+                "--exit-after", "1.5"])
+    started = time.monotonic()
+    event = sim.wait_for_event("sim.listening")
+    assert time.monotonic() - started >= 0.5
+    assert event["port"] > 0
+    assert sim.wait(timeout=10) == 0
+
+
+def test_sim_reply_delay_slows_replies() -> None:
+    """--reply-delay holds each answer back; a gate with a short reply timeout sees no_reply."""
+    sim, port = start_sim("--reply-delay", "1.0")
+    try:
+        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                       "--reply-timeout", "0.3", "--timeout", "0.8"])
+        patient, _, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                     "--reply-timeout", "3"])
+    finally:
+        sim.stop()
+    assert code == 69
+    assert {e["reason"] for e in events if e["event"] == "gate.attempt_failed"} == {"no_reply"}
+    assert patient == 0
+
+
+def test_sim_rejects_bad_flags_with_64() -> None:
+    """The simulator's own flags are validated too."""
+    code, events, _, _ = run_gate(["sim", "--start-delay", "-3"])
+    assert code == 64
+    assert events[0]["event"] == "gate.error"
+
+
+def test_demo_runs_end_to_end_and_exits_cleanly() -> None:
+    """scripts/demo.py: the gate waits, execs the runner, ticks are printed, exit 0."""
+    done = subprocess.run([sys.executable, "scripts/demo.py"], cwd=REPO, env=base_env(),
+                          capture_output=True, timeout=60, check=False)
+    out = done.stdout.decode()
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "gate.attempt_failed" in err
+    assert "gate.exec" in err
+    assert "received 5 ticks; done" in out
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_demo_ctrl_c_leaves_no_orphans() -> None:
+    """Ctrl-C (SIGINT to the foreground process group) while the gate waits: all exit."""
+    demo = Proc([sys.executable, "scripts/demo.py"], env=base_env(), start_new_session=True)
+    try:
+        demo.wait_for_stderr("gate.attempt_failed", timeout=20)
+        children = _descendants(demo.pid)
+        assert len(children) == 2  # the simulator (still in its start delay) and the gate
+        os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(timeout=15) == 130
+        for child in children:
+            poll_until(lambda c=child: not os.path.exists(f"/proc/{c}"), 10)  # type: ignore[misc]
+    finally:
+        if demo.popen.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.kill()
+    assert any("gate.signal" in line and "SIGINT" in line for line in demo.stderr_lines)
+
+
+def test_free_port_helper_gives_unused_ports() -> None:
+    """Sanity of the helper the suite relies on: a fresh port is refused."""
+    import socket
+
+    with socket.socket() as sock, __import__("pytest").raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", free_port()))
