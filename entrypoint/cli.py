@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from entrypoint import __version__
 from entrypoint.config import GATE_OPTIONS, LOG_FORMATS, resolve_option, settings_from_sources
 from entrypoint.errors import (
+    EXIT_SOFTWARE,
     GateError,
     GateSignal,
     GatewayMisconfigured,
@@ -27,6 +28,7 @@ exit codes:
   0    ready (and no COMMAND); otherwise COMMAND replaces the gate and its code is final
   64   usage error or invalid value
   69   the gateway did not answer before --timeout
+  70   internal error (a bug; the log has the traceback)
   78   something answers on the port but it is not a ZeroMQ REP gateway
   126  COMMAND is not executable
   127  COMMAND not found
@@ -130,6 +132,10 @@ def _guarded(run: Any) -> int:
     except GateError as exc:
         _log_error(exc)
         return exc.exit_code
+    except Exception:  # a bug: one JSON event with the traceback (no locals), not a crash dump
+        log.exception("gate.error", error="internal error (please report this as a bug)",
+                      exit_code=EXIT_SOFTWARE)
+        return EXIT_SOFTWARE
 
 
 def _log_error(exc: GateError) -> None:

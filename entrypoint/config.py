@@ -50,23 +50,21 @@ def parse_host(text: str) -> str:
     host = text.strip()
     if host.startswith("[") and host.endswith("]"):  # accept the URL form of IPv6 literals
         host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError("brackets are only for IPv6 literals") from None
+        if ip_family(host) != 6:
+            raise ValueError("brackets are only for IPv6 literals")
     if not host:
         raise ValueError("must not be empty")
-    if any(ch.isspace() or ch in "/?#@" for ch in host) or (":" in host and not _is_ipv6(host)):
+    if any(ch.isspace() or ch in "/?#@" for ch in host) or (":" in host and not ip_family(host)):
         raise ValueError("expected a host name, IPv4 or IPv6 literal (no scheme, port or path)")
     return host
 
 
-def _is_ipv6(text: str) -> bool:
+def ip_family(text: str) -> int | None:
+    """4 or 6 for an IP literal, None for anything else (a name to resolve)."""
     try:
-        ipaddress.IPv6Address(text)
+        return ipaddress.ip_address(text).version
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def parse_status_list(text: str) -> frozenset[str]:

@@ -10,6 +10,7 @@ import signal
 EXIT_OK = 0
 EXIT_USAGE = 64  # EX_USAGE
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the gateway never answered
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in the gate itself
 EXIT_CONFIG = 78  # EX_CONFIG: something answers, but it is not our gateway
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127

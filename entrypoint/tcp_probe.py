@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import ipaddress
 import socket
 import threading
 import time
 
+from entrypoint.config import ip_family
 from entrypoint.logs import untrusted
 from entrypoint.reasons import AttemptFailed, Reason
 
@@ -35,23 +35,15 @@ class TcpResult:
     greeting: str  # "zmtp" when the peer sent a ZMTP signature, "silent" when it sent nothing
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
     """(family, address) pairs for ``host``; a stuck resolver costs at most ``timeout_s``.
 
     getaddrinfo cannot be interrupted, so names are resolved on a daemon thread while this
     thread waits on an Event, which a signal handler can still interrupt.
     """
-    if _is_ip_literal(host):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        return [(family, host)]
+    version = ip_family(host)
+    if version is not None:
+        return [(socket.AF_INET6 if version == 6 else socket.AF_INET, host)]
     outcome: list[object] = []
     done = threading.Event()
 

@@ -103,6 +103,27 @@ def test_readme_tables_agree_with_the_code() -> None:
         assert re.search(rf"^\| `?{code}`? \|", readme, re.MULTILINE), f"exit code {code}"
 
 
+def test_unexpected_exception_is_one_event_and_exit_70(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug below the CLI becomes a gate.error event with exit 70, not a bare traceback."""
+    import json
+
+    from entrypoint.cli import _guarded
+    from entrypoint.logs import configure_logging
+
+    configure_logging("json", "info")
+
+    def broken() -> int:
+        raise RuntimeError("unexpected")
+
+    assert _guarded(broken) == 70
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert (event["event"], event["exit_code"]) == ("gate.error", 70)
+    assert "RuntimeError: unexpected" in event["exception"]
+
+
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     """--version prints the package version."""
     from entrypoint import __version__

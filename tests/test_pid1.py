@@ -26,7 +26,7 @@ def require_unshare() -> None:
 
 
 def as_pid1(*argv: str) -> Proc:
-    return Proc(["unshare", "--pid", "--fork", "--mount-proc", *argv])
+    return Proc(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *argv])
 
 
 def pid1_host_pid(unshare_pid: int) -> int:

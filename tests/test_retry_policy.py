@@ -227,3 +227,13 @@ def test_a_change_of_reason_is_logged_at_once() -> None:
             maximum=0.2)
     reasons = [e["reason"] for e in attempt_events(logs)]
     assert reasons[-1] == "no_reply"
+
+
+def test_an_attempt_cut_short_by_the_deadline_keeps_the_real_reason() -> None:
+    """A connect truncated by the deadline times out; gate.timeout still names the outage."""
+    clock = FakeClock()
+    script = iter([Reason.REFUSED, Reason.TIMEOUT])
+    check = ScriptedCheck(clock, script, cost=5.0)
+    with pytest.raises(GatewayTimeout) as caught:
+        run(check, clock, timeout=6, initial=0.5, maximum=0.5)
+    assert caught.value.last_reason == "refused"
