@@ -8,11 +8,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from entrypoint import __version__
-from entrypoint.config import GATE_OPTIONS, LOG_FORMATS, resolve_option, settings_from_sources
+from entrypoint import __version__, sim
+from entrypoint.config import (
+    GATE_OPTIONS,
+    HEALTH_OPTIONS,
+    LOG_FORMATS,
+    PROBE_OPTIONS,
+    GateSettings,
+    Option,
+    resolve_option,
+    settings_from_sources,
+)
+from entrypoint.dependencies import parse_dependency
 from entrypoint.errors import (
     EXIT_SOFTWARE,
     GateError,
@@ -21,7 +31,9 @@ from entrypoint.errors import (
     GatewayTimeout,
     UsageError,
 )
+from entrypoint.gate import run_wait
 from entrypoint.logs import configure_logging, get_logger
+from entrypoint.signals import install_stop_handlers
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -44,29 +56,56 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _add_gate_options(parser: argparse.ArgumentParser) -> None:
-    for opt in GATE_OPTIONS:
+def _add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
+    for opt in options:
         default = "required" if opt.default is None else opt.default
         parser.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=None,
                             help=f"{opt.help} [env {opt.env}; default {default}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from entrypoint import sim  # noqa: PLC0415 - keeps `wait` start-up free of the simulator
-
     parser = _Parser(prog="mt5-gate",
                      description="Hold a container's strategy runner until the MT5 ZeroMQ "
                                  "gateway answers, then exec it.")
     parser.add_argument("--version", action="version", version=f"mt5-gate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    raw = argparse.RawDescriptionHelpFormatter
     wait = commands.add_parser(
         "wait", help="wait for the gateway, then exec COMMAND",
         usage="mt5-gate wait [OPTIONS] [-- COMMAND [ARG...]]",
         description="Retry a TCP connect and a ZeroMQ PING with exponential backoff until the "
                     "gateway answers, then exec COMMAND (which keeps the PID). With no COMMAND, "
                     "exit 0 once the gateway answers.",
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_gate_options(wait)
+        epilog=EXIT_CODES_HELP, formatter_class=raw)
+    _add_options(wait, GATE_OPTIONS)
+    wait.add_argument("--also", action="append", metavar="URL", default=None,
+                      help="another dependency that must be ready too (repeatable): tcp://, "
+                           "zmq+sub://, redis://, postgresql://, http(s):// "
+                           "[env GATE_ALSO, comma-separated]")
+    probe = commands.add_parser(
+        "probe", help="diagnose the gateway layer by layer, with troubleshooting steps",
+        description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB port, each with "
+                    "its timing; on failure, the reason and the commands to run. Accepts all "
+                    "of wait's options (the deadline and backoff ones have no effect).",
+        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error", formatter_class=raw)
+    _add_options(probe, PROBE_OPTIONS)
+    probe.add_argument("--json", action="store_true", help="print one JSON document")
+    health = commands.add_parser(
+        "health", help="one bounded attempt, for container healthchecks",
+        description="One TCP + PING attempt within --timeout. Prints one short line.",
+        epilog="exit codes: 0 healthy, 1 unhealthy or misconfigured (never 2)",
+        formatter_class=raw)
+    _add_options(health, HEALTH_OPTIONS)
+    mesh = commands.add_parser(
+        "mesh", help="check every dependency concurrently and score the mesh",
+        description="Local environment, network (ICMP), application ports (gateway REQ and "
+                    "PUB, Redis, PostgreSQL, HTTP) and external (DNS, TCP), all at once.",
+        epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
+               "2 a critical check failed, 64 usage error", formatter_class=raw)
+    _add_options(mesh, PROBE_OPTIONS)
+    mesh.add_argument("--file", metavar="PATH", default=None,
+                      help="TOML mesh file adding checks [env GATE_MESH_FILE]")
+    mesh.add_argument("--json", action="store_true", help="print one JSON document")
     sim.add_arguments(commands.add_parser(
         "sim", help="run a simulated MT5 gateway (REQ/REP and PUB) for development and tests",
         description="A simulated MT5 ZeroMQ bridge with fault knobs."))
@@ -86,34 +125,82 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     options, command = _split_command(argv)
+    is_health = options[:1] == ["health"]
     try:
         try:
             args = build_parser().parse_args(options)
         except SystemExit as done:  # --help and --version print and "exit" 0
             return int(done.code or 0)
         if args.command is None:
-            raise UsageError("mt5-gate: a command is required (wait, sim); see mt5-gate --help")
+            raise UsageError("mt5-gate: a command is required (wait, probe, health, mesh, "
+                             "sim); see mt5-gate --help")
         if command and args.command != "wait":
             raise UsageError(f"mt5-gate {args.command}: unexpected arguments after --")
-        if args.command == "wait":
-            return _run_wait(args, command, env)
-        from entrypoint import sim  # noqa: PLC0415
-
-        return _guarded(lambda: sim.run(args, env))
+        install_stop_handlers()
+        return _COMMANDS[args.command](args, command, env)
     except UsageError as exc:
+        if is_health:  # Docker reads exit 1 and one line; 64 would mean nothing to it
+            from entrypoint import health  # noqa: PLC0415
+
+            return health.emit(sys.stdout, health.UNHEALTHY, f"unhealthy: {exc.message}")
         _configure_fallback_logging(env)
         _log_error(exc)
         return exc.exit_code
 
 
 def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, str]) -> int:
-    from entrypoint.gate import run_wait  # noqa: PLC0415
-    from entrypoint.signals import install_stop_handlers  # noqa: PLC0415
-
-    install_stop_handlers()
     settings = settings_from_sources(vars(args), env)
+    also = args.also if args.also is not None else [
+        part.strip() for part in env.get("GATE_ALSO", "").split(",") if part.strip()]
+    dependencies = [parse_dependency(url) for url in also]
     configure_logging(settings.log_format, settings.log_level)
-    return _guarded(lambda: run_wait(settings, command, env))
+    return _guarded(lambda: run_wait(settings, command, env, dependencies))
+
+
+def _run_probe(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
+    from entrypoint import probe  # noqa: PLC0415 - commands load only what they use
+
+    settings = settings_from_sources(vars(args), env, PROBE_OPTIONS)
+    configure_logging(settings.log_format, settings.log_level)
+    return _guarded(lambda: probe.run_probe(settings, as_json=args.json))
+
+
+def _run_health(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
+    from entrypoint import health  # noqa: PLC0415
+
+    settings = settings_from_sources(vars(args), env, HEALTH_OPTIONS)
+    configure_logging(settings.log_format, "error")
+    try:
+        return health.run_health(settings)
+    except GateSignal as sig:
+        return health.emit(sys.stdout, health.UNHEALTHY, f"unhealthy: stopped by {sig.name}")
+
+
+def _run_mesh(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
+    from entrypoint import mesh  # noqa: PLC0415
+
+    flags = vars(args)
+    try:
+        settings: GateSettings | None = settings_from_sources(flags, env, PROBE_OPTIONS)
+    except UsageError:
+        if flags.get("host") is not None or env.get("GATEWAY_HOST"):
+            raise  # a host was given but something is invalid: say so
+        settings = None  # no gateway configured: the mesh reports that as a failed check
+    path = mesh.mesh_file_path(args.file, env)
+    document = mesh.load_mesh_file(path) if path else None
+    checks = mesh.build_checks(settings, env, document, path or "")
+    configure_logging(settings.log_format if settings else "auto", "warning")
+    return _guarded(lambda: mesh.run_mesh(checks, as_json=args.json))
+
+
+def _run_sim(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
+    return _guarded(lambda: sim.run(args, env))
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, list[str], Mapping[str, str]], int]] = {
+    "wait": _run_wait, "probe": _run_probe, "health": _run_health, "mesh": _run_mesh,
+    "sim": _run_sim,
+}
 
 
 def _guarded(run: Any) -> int:
@@ -125,9 +212,10 @@ def _guarded(run: Any) -> int:
         log.warning("gate.signal", signal=sig.name, exit_code=sig.exit_code)
         return sig.exit_code
     except GatewayTimeout as exc:
+        target = {"target": exc.target} if exc.target else {}
         log.error(  # noqa: TRY400 - an expected outcome: no traceback to show
             "gate.timeout", error=exc.message, attempts=exc.attempts,
-            last_reason=exc.last_reason, hint=exc.hint, exit_code=exc.exit_code)
+            last_reason=exc.last_reason, hint=exc.hint, exit_code=exc.exit_code, **target)
         return exc.exit_code
     except GateError as exc:
         _log_error(exc)
@@ -140,6 +228,8 @@ def _guarded(run: Any) -> int:
 
 def _log_error(exc: GateError) -> None:
     fields: dict[str, Any] = {"error": exc.message, "exit_code": exc.exit_code}
+    if exc.target:
+        fields["target"] = exc.target
     if isinstance(exc, GatewayMisconfigured):
         fields["reason"] = exc.reason
     if exc.hint:

@@ -59,6 +59,14 @@ def parse_host(text: str) -> str:
     return host
 
 
+def split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: expected host:port")
+    return parse_host(host), parse_port(port)
+
+
 def ip_family(text: str) -> int | None:
     """4 or 6 for an IP literal, None for anything else (a name to resolve)."""
     try:
@@ -122,6 +130,17 @@ GATE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+PUB_PORT_OPTION = Option("pub_port", "--pub-port", "GATEWAY_PUB_PORT", "5556", parse_port,
+                         "gateway PUB port (ticks)", "PORT")
+# `health` runs one attempt under a healthcheck's own timeout: it must not inherit the
+# 10-minute GATE_TIMEOUT of the container's wait, so it has its own variable.
+HEALTH_TIMEOUT_OPTION = Option("timeout_s", "--timeout", "GATE_HEALTH_TIMEOUT", "3",
+                               parse_positive_seconds, "limit for the single attempt")
+PROBE_OPTIONS = (*GATE_OPTIONS, PUB_PORT_OPTION)
+HEALTH_OPTIONS = tuple(HEALTH_TIMEOUT_OPTION if opt.field == "timeout_s" else opt
+                       for opt in GATE_OPTIONS)
+
+
 @dataclasses.dataclass(frozen=True)
 class GateSettings:
     host: str
@@ -134,6 +153,7 @@ class GateSettings:
     expect_status: frozenset[str] = frozenset({"OK", "PONG", "OPERATIONAL"})
     log_format: str = "auto"
     log_level: str = "info"
+    pub_port: int = 5556
 
     @property
     def target(self) -> str:
@@ -160,10 +180,11 @@ def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str,
 
 
 def settings_from_sources(
-    flags: Mapping[str, str | None], environ: Mapping[str, str]
+    flags: Mapping[str, Any], environ: Mapping[str, str],
+    options: tuple[Option, ...] = GATE_OPTIONS,
 ) -> GateSettings:
     """Build and validate ``GateSettings``; ``flags`` maps field names to raw flag text."""
-    values = {opt.field: resolve_option(opt, flags.get(opt.field), environ) for opt in GATE_OPTIONS}
+    values = {opt.field: resolve_option(opt, flags.get(opt.field), environ) for opt in options}
     if values["backoff_max_s"] < values["backoff_initial_s"]:
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "

@@ -25,6 +25,7 @@ class GateError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.target: str | None = None  # set when a --also dependency, not the gateway, failed
 
 
 class UsageError(GateError):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from entrypoint.config import GateSettings
+from entrypoint.dependencies import Dependency, DependencyWaiter
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import get_logger, untrusted
 from entrypoint.readiness import ReadinessCheck
@@ -15,8 +16,10 @@ from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
 from entrypoint.zmq_client import ZmqGateway
 
 
-def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str]) -> int:
-    """Wait until ready; exec ``command`` (never returning) or return 0 when there is none."""
+def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str],
+             dependencies: Sequence[Dependency] = ()) -> int:
+    """Wait until the gateway and every dependency are ready; then exec ``command`` (never
+    returning) or return 0 when there is none."""
     log = get_logger()
     # Resolve first: a typo in the runner's name fails now, not after a 10-minute outage.
     program = resolve_command(command, environ) if command else None
@@ -28,14 +31,19 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         reply_timeout_s=settings.reply_timeout_s,
         backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
         expect_status=sorted(settings.expect_status), command=list(command) or None,
+        also=[dep.label for dep in dependencies] or None,
     )
+    others = DependencyWaiter(list(dependencies), deadline, log, backoff,
+                              settings.connect_timeout_s + settings.reply_timeout_s)
     with ZmqGateway() as gateway:
         check = ReadinessCheck(settings, gateway)
-        ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff)
+        ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff,
+                                           before_attempt=others.raise_if_failed)
         log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
                  rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
                  reply=untrusted(ready.reply))
         log.info("gate.status", **_status_fields(check, ready.address))
+    others.join()
     if program is None:
         return 0
     log.info("gate.exec", argv=list(command), program=program)

@@ -12,7 +12,7 @@ from typing import Any
 from entrypoint.config import GateSettings
 from entrypoint.protocol import check_status, decode_reply, ping_request, status_request
 from entrypoint.reasons import AttemptFailed
-from entrypoint.tcp_probe import probe_tcp, resolve
+from entrypoint.tcp_probe import probe_tcp, reach, resolve
 from entrypoint.zmq_client import ZmqGateway
 
 # STATUS is informational and optional: never let a gateway that ignores it delay the runner
@@ -77,3 +77,12 @@ class ReadinessCheck:
             return Ready(self.last_address, self.judge(frames), None, via="pending_ping")
         except AttemptFailed:
             return None  # the next attempt will see and report the same bad reply
+
+
+def check_feed(gateway: ZmqGateway, host: str, port: int, timeout_s: float,
+               message_within_s: float | None = None) -> float:
+    """The PUB port: TCP first (for a precise reason), then a SUB handshake; its time in ms."""
+    started = time.monotonic()
+    tcp = reach(host, port, timeout_s)
+    left = max(0.001, timeout_s - (time.monotonic() - started))
+    return gateway.handshake(tcp.address, port, left, message_within_s)

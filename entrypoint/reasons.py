@@ -22,6 +22,7 @@ class Reason(str, enum.Enum):
     NO_REPLY = "no_reply"
     BAD_REPLY = "bad_reply"
     PROTOCOL = "protocol"
+    AUTH = "auth"
 
     def __str__(self) -> str:
         return self.value
@@ -36,7 +37,7 @@ class Reason(str, enum.Enum):
 
 
 # A port that answers but is not a ZeroMQ REP socket stays that way however long we wait.
-CONFIGURATION_ERRORS = frozenset({Reason.NOT_ZMQ, Reason.PROTOCOL})
+CONFIGURATION_ERRORS = frozenset({Reason.NOT_ZMQ, Reason.PROTOCOL, Reason.AUTH})
 
 HINTS: dict[Reason, str] = {
     Reason.DNS: (
@@ -83,6 +84,59 @@ HINTS: dict[Reason, str] = {
         "The port is a ZeroMQ socket of the wrong kind (not REP/ROUTER, e.g. the PUB port 5556), "
         "or it sent a multipart or oversized reply. Check GATEWAY_PORT points at the REQ/REP "
         f"port. See {TROUBLESHOOTING}#protocol"
+    ),
+    Reason.AUTH: (
+        "The peer rejected our credentials or we rejected its identity: a wrong password in "
+        "the URL, or (ZeroMQ CURVE) a wrong server key or a client key not on the gateway's "
+        f"allow-list. Check the secret files and keys. See {TROUBLESHOOTING}#auth"
+    ),
+}
+
+
+# Concrete next steps per reason, for `mt5-gate probe`; {host} and {port} are filled in.
+STEPS: dict[Reason, tuple[str, ...]] = {
+    Reason.DNS: (
+        "getent hosts {host}    # does the name resolve inside the container?",
+        "cat /etc/resolv.conf   # which resolver does the container use?",
+        "use the IP literal in GATEWAY_HOST to rule DNS out",
+    ),
+    Reason.REFUSED: (
+        "on the gateway: netstat -an | findstr {port}   # is the bridge LISTENING on 0.0.0.0?",
+        "on the gateway: check the MT5 bridge process is running and its log",
+        "on the gateway: Windows Defender Firewall inbound rule for TCP {port}",
+    ),
+    Reason.TIMEOUT: (
+        "ip route get {host}    # is there a route, via the expected interface?",
+        "on the gateway: is inbound TCP {port} allowed, or silently dropped?",
+        "check cloud security groups / host firewalls between the two machines",
+    ),
+    Reason.UNREACHABLE: (
+        "ip route get {host}; ip addr   # wrong subnet, missing route, VPN down?",
+        "check the compose network's subnet does not overlap the gateway's network",
+    ),
+    Reason.RESET: (
+        "on the gateway: netsh interface portproxy show all   # a proxy with a dead backend?",
+        "on the gateway: is the bridge restarting? check its log",
+    ),
+    Reason.NOT_ZMQ: (
+        "on the gateway: netstat -abno | findstr {port}   # which program owns the port?",
+        "check GATEWAY_PORT: the REQ/REP port is usually 5555",
+    ),
+    Reason.NO_REPLY: (
+        "on the gateway: is the bridge hung or busy (CPU, log), is MT5 logged in?",
+        "raise GATE_REPLY_TIMEOUT if the gateway is just slow",
+    ),
+    Reason.BAD_REPLY: (
+        "compare the reply shown above with GATE_EXPECT_STATUS",
+        "check the bridge's protocol version and its PING handler",
+    ),
+    Reason.PROTOCOL: (
+        "check GATEWAY_PORT is the REQ/REP port (5555), not the PUB port (5556)",
+        "check the bridge answers each request with exactly one frame",
+    ),
+    Reason.AUTH: (
+        "check the server public key (GATEWAY_CURVE_SERVER_KEY[_FILE]) matches the gateway",
+        "check this client's public key is on the gateway's allow-list",
     ),
 }
 

@@ -14,12 +14,12 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import tenacity
 
 from entrypoint.errors import GatewayMisconfigured, GatewayTimeout
-from entrypoint.readiness import ReadinessCheck, Ready
+from entrypoint.readiness import Ready
 from entrypoint.reasons import AttemptFailed, Reason
 
 CONFIG_ERRORS_BEFORE_GIVING_UP = 3
@@ -107,20 +107,33 @@ class AttemptLog:
 _CUT_SHORT = frozenset({Reason.TIMEOUT, Reason.NO_REPLY, Reason.DNS})
 
 
+class Attempts(Protocol):
+    """What ``wait_until_ready`` retries: ``ReadinessCheck`` for the gateway, or a dependency."""
+
+    def attempt(self, budget_s: float) -> Ready: ...
+
+    def watch_pause(self, seconds: float) -> Ready | None: ...
+
+
 class _DeadlinePassed(Exception):
     """Raised instead of an attempt once the deadline has gone by during a pause."""
 
 
 def wait_until_ready(
-    check: ReadinessCheck,
+    check: Attempts,
     deadline: Deadline,
     log: Any,
     *,
     backoff: BackoffWithJitter,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    before_attempt: Callable[[], None] | None = None,
 ) -> tuple[Ready, int]:
-    """Retry ``check`` until it succeeds; return (Ready, attempt number) or raise."""
+    """Retry ``check`` until it succeeds; return (Ready, attempt number) or raise.
+
+    ``before_attempt`` runs before each attempt and may raise to end the wait early (the
+    gate uses it to stop when a ``--also`` dependency has already failed for good).
+    """
     attempt_log = AttemptLog(log, clock)
     caught_in_pause: list[Ready] = []
     consecutive_config_errors = 0
@@ -131,6 +144,8 @@ def wait_until_ready(
         nonlocal attempts, consecutive_config_errors, last_failure
         if caught_in_pause:
             return caught_in_pause.pop()
+        if before_attempt is not None:
+            before_attempt()
         if deadline.expired():
             raise _DeadlinePassed
         attempts += 1

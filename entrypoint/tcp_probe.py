@@ -74,6 +74,14 @@ def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
     return addresses
 
 
+def reach(host: str, port: int, timeout_s: float, sniff: bool = True) -> TcpResult:
+    """Resolve ``host`` and connect to ``port``, all within ``timeout_s``; or AttemptFailed."""
+    started = time.monotonic()
+    addresses = resolve(host, port, timeout_s)
+    left = max(0.001, timeout_s - (time.monotonic() - started))
+    return probe_tcp(addresses, port, left, sniff)
+
+
 def classify_os_error(exc: OSError) -> Reason:
     if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
         return Reason.TIMEOUT
@@ -92,8 +100,13 @@ def _describe(exc: OSError, timeout_s: float) -> str:
     return f"{name}: {exc.strerror}" if name and exc.strerror else str(exc)
 
 
-def probe_tcp(addresses: list[tuple[int, str]], port: int, timeout_s: float) -> TcpResult:
-    """Connect to the first address that answers and sniff its greeting, within ``timeout_s``."""
+def probe_tcp(addresses: list[tuple[int, str]], port: int, timeout_s: float,
+              sniff: bool = True) -> TcpResult:
+    """Connect to the first address that answers, within ``timeout_s``.
+
+    With ``sniff`` (ZeroMQ peers) also read the peer's unprompted greeting; leave it off
+    for client-speaks-first protocols (HTTP, Redis, PostgreSQL), which would stay silent.
+    """
     deadline = time.monotonic() + timeout_s
     last: AttemptFailed | None = None
     for family, address in addresses:
@@ -101,7 +114,7 @@ def probe_tcp(addresses: list[tuple[int, str]], port: int, timeout_s: float) -> 
         if remaining <= 0:
             break
         try:
-            return _connect_and_sniff(family, address, port, remaining)
+            return _connect_and_sniff(family, address, port, remaining, sniff)
         except AttemptFailed as failure:
             if failure.stage != "tcp":  # the peer answered: its verdict stands
                 raise
@@ -109,7 +122,8 @@ def probe_tcp(addresses: list[tuple[int, str]], port: int, timeout_s: float) -> 
     raise last or AttemptFailed("tcp", Reason.TIMEOUT, f"no answer within {timeout_s:g} s")
 
 
-def _connect_and_sniff(family: int, address: str, port: int, timeout_s: float) -> TcpResult:
+def _connect_and_sniff(family: int, address: str, port: int, timeout_s: float,
+                       sniff: bool) -> TcpResult:
     started = time.monotonic()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -120,6 +134,8 @@ def _connect_and_sniff(family: int, address: str, port: int, timeout_s: float) -
             raise AttemptFailed("tcp", classify_os_error(exc),
                                 f"{address}:{port}: {_describe(exc, timeout_s)}") from None
         connect_ms = (time.monotonic() - started) * 1000
+        if not sniff:
+            return TcpResult(address, family, connect_ms, "not_read")
         remaining = max(0.001, timeout_s - (time.monotonic() - started))
         greeting = _sniff_greeting(sock, address, port, remaining)
         return TcpResult(address, family, connect_ms, greeting)

@@ -110,6 +110,34 @@ class ZmqGateway:
             sock.setsockopt(zmq.IPV6, 1)
         return sock
 
+    def handshake(self, address: str, port: int, timeout_s: float,
+                  message_within_s: float | None = None) -> float:
+        """Complete a ZeroMQ handshake with a PUB socket as a SUB; return its time in ms.
+
+        With ``message_within_s``, also wait that long for the first published message.
+        """
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if ":" in address:
+            sock.setsockopt(zmq.IPV6, 1)
+        monitor = sock.get_monitor_socket(_MONITORED)
+        started = time.monotonic()
+        try:
+            sock.connect(endpoint(address, port))
+            self._await(sock, monitor, timeout_s, "zmtp", until_handshake=True)
+            took_ms = (time.monotonic() - started) * 1000
+            if message_within_s is not None and not sock.poll(int(message_within_s * 1000)):
+                raise AttemptFailed("zmq", Reason.NO_REPLY,
+                                    f"handshake done, but no message within "
+                                    f"{message_within_s:g} s")
+            return took_ms
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
+            sock.close(linger=0)
+
     def request(self, address: str, port: int, payload: bytes, timeout_s: float,
                 greeting: str = "zmtp") -> list[bytes]:
         """Send ``payload`` on a fresh REQ socket; return the reply frames or AttemptFailed.
@@ -122,14 +150,18 @@ class ZmqGateway:
         try:
             sock.connect(endpoint(address, port))
             sock.send(payload)
-            return self._await_reply(sock, monitor, timeout_s, greeting)
+            frames = self._await(sock, monitor, timeout_s, greeting)
+            assert frames is not None
+            return frames
         finally:
             sock.disable_monitor()
             monitor.close(linger=0)
             sock.close(linger=0)
 
-    def _await_reply(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], timeout_s: float,
-                     greeting: str) -> list[bytes]:
+    def _await(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], timeout_s: float,
+               greeting: str, until_handshake: bool = False) -> list[bytes] | None:
+        """Wait for a reply (or, ``until_handshake``, just the handshake) while the monitor
+        reports on the connection; AttemptFailed says what went wrong."""
         conn = _Connection()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -147,6 +179,8 @@ class ZmqGateway:
                     conn.apply(event, greeting)
                 if conn.failure is not None:
                     raise AttemptFailed("zmq", *conn.failure)
+                if until_handshake and conn.handshake:
+                    return None
                 if conn.disconnected:
                     raise self._disconnected(conn, monitor)
 
@@ -155,8 +189,8 @@ class ZmqGateway:
             # libzmq emits no handshake-failure event when the peer's READY names a socket
             # type REQ cannot talk to (PUB, REQ, DEALER...); it just drops and never retries.
             return AttemptFailed("zmq", Reason.PROTOCOL,
-                                 "the port is a ZeroMQ socket of a type REQ cannot talk to "
-                                 "(expected REP or ROUTER)")
+                                 "the port is a ZeroMQ socket of a type we cannot talk to "
+                                 "(requests need REP or ROUTER, the feed needs PUB)")
         if not conn.retried and monitor.poll(int(RETRY_EVENT_GRACE_S * 1000)):
             for event in _drain(monitor):
                 conn.apply(event, "zmtp")

@@ -205,3 +205,33 @@ def require_root(what: str) -> None:
 def iter_fds(pid: int) -> Iterator[int]:
     for entry in os.listdir(f"/proc/{pid}/fd"):
         yield int(entry)
+
+
+def run_on_pty(argv: Sequence[str], env: dict[str, str], stream: str = "stdout",
+               timeout: float = 20) -> tuple[int, str]:
+    """Run ``argv`` with its stdout or stderr on a pseudo-terminal: (exit code, output)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    on_tty = stream == "stdout"
+    proc = subprocess.Popen(list(argv), env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=follower if on_tty else subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL if on_tty else follower)
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed its end of the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    return code, output.decode("utf-8", "replace")

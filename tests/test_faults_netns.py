@@ -144,3 +144,24 @@ def test_cleanup_leaves_no_namespace_behind() -> None:
         names_inside = (created.client, created.gateway)
     listed = sh("ip", "netns", "list").stdout
     assert not any(name in listed for name in names_inside)
+
+
+def test_mesh_with_dropped_targets_costs_one_timeout(pair: NetnsPair) -> None:
+    """Three DROPped ports among live checks: the mesh takes about one timeout, not three."""
+    sim = sim_in(pair)
+    for port in ("7001", "7002", "7003"):
+        pair.gateway_rule("-p", "tcp", "--dport", port, "-j", "DROP")
+    env = base_env(GATEWAY_HOST=GATEWAY_IP, GATEWAY_PORT="5555", GATEWAY_PUB_PORT="5556",
+                   GATE_MESH_TCP=",".join(f"{GATEWAY_IP}:{p}" for p in (7001, 7002, 7003)))
+    mesh = Proc(pair.in_client(*GATE, "mesh", "--json"), env=env)
+    try:
+        code = mesh.wait(timeout=30)
+    finally:
+        sim.stop()
+    import json
+
+    doc = json.loads("\n".join(mesh.stdout_lines))
+    dropped = [c for c in doc["checks"] if c["name"].startswith("tcp ")]
+    assert [c["reason"] for c in dropped] == ["timeout"] * 3
+    assert code == 1
+    assert doc["wall_ms"] < 5000 * 1.5  # default 5 s per check; three in sequence: 15 s

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import pty
 import subprocess
-import time
 
 import pytest
 import zmq
@@ -15,7 +12,7 @@ from structlog.testing import capture_logs
 
 from entrypoint.logs import configure_logging, get_logger, untrusted
 from tests import servers
-from tests.helpers import GATE, REPO, base_env, free_port, run_gate
+from tests.helpers import GATE, REPO, base_env, free_port, run_gate, run_on_pty
 
 HOSTILE_STATUS = ('BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
                   '"event": "gate.ready"}\x1b[2J\x1b[31mred\r')
@@ -94,27 +91,9 @@ def test_colour_only_on_a_tty_and_never_with_no_color(no_color: bool, expect_col
     del env["GATE_LOG_FORMAT"]
     if no_color:
         env["NO_COLOR"] = "1"
-    leader, follower = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
-             "0.3"], env=env, cwd=REPO, stderr=follower, stdout=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL)
-        os.close(follower)
-        output = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the child closed its end
-                break
-            if not chunk:
-                break
-            output += chunk
-        assert proc.wait(timeout=20) == 69
-    finally:
-        os.close(leader)
-    text = output.decode("utf-8", "replace")
+    code, text = run_on_pty([*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                             "--timeout", "0.3"], env, stream="stderr")
+    assert code == 69
     assert "gate.timeout" in text
     assert ("\x1b[" in text) is expect_colour
 

@@ -79,7 +79,7 @@ def forever(reason: Reason) -> Iterator[Reason | None]:
 def run(check: ScriptedCheck, clock: FakeClock, timeout: float, initial: float = 0.5,
         maximum: float = 10.0) -> tuple[Ready, int]:
     return wait_until_ready(
-        check, Deadline(timeout, clock), structlog.get_logger(),  # type: ignore[arg-type]
+        check, Deadline(timeout, clock), structlog.get_logger(),
         backoff=BackoffWithJitter(initial, maximum, random.Random(7)),
         sleep=clock.sleep, clock=clock)
 

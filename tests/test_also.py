@@ -1,0 +1,113 @@
+"""`mt5-gate wait --also URL`: every dependency must be ready before the exec."""
+
+from __future__ import annotations
+
+import socket
+
+from tests.helpers import GATE, Proc, base_env, free_port, run_gate, start_sim
+from tests.real_servers import postgres_server, redis_server
+
+FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.3", "--connect-timeout", "0.5",
+        "--reply-timeout", "1"]
+
+
+def test_all_dependencies_ready_then_exec() -> None:
+    """Gateway + Redis + PostgreSQL + TCP + PUB: each logged ready, then the exec."""
+    sim, port = start_sim()
+    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    try:
+        with redis_server("pw-redis") as redis_url, postgres_server() as pg_url:
+            code, events, stdout, _ = run_gate(
+                ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                 "--also", redis_url, "--also", pg_url, "--also", f"tcp://127.0.0.1:{port}",
+                 "--also", f"zmq+sub://127.0.0.1:{pub_port}", "--", "echo", "runner-started"])
+    finally:
+        sim.stop()
+    assert code == 0
+    assert stdout.strip() == "runner-started"
+    ready = {e["target"] for e in events if e["event"] == "gate.dependency_ready"}
+    assert len(ready) == 4
+    assert events[-1]["event"] == "gate.exec"
+    text = repr(events)
+    assert "pw-redis" not in text
+    assert "s3cret" not in text
+    start = events[0]
+    assert start["event"] == "gate.start"
+    assert any(":***@" in label for label in start["also"])
+
+
+def test_late_dependency_is_waited_for() -> None:
+    """A TCP dependency that starts listening later holds the exec until it does."""
+    sim, port = start_sim()
+    dep_port = free_port()
+    gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                 "--also", f"tcp://127.0.0.1:{dep_port}", "--", "echo", "go"])
+    try:
+        failed = gate.wait_for_event("gate.attempt_failed")
+        assert failed["target"] == f"tcp://127.0.0.1:{dep_port}"
+        assert failed["reason"] == "refused"
+        assert gate.stdout_lines == []
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", dep_port))
+            listener.listen()
+            assert gate.wait(timeout=15) == 0
+    finally:
+        gate.kill()
+        sim.stop()
+    assert gate.stdout_lines == ["go"]
+
+
+def test_dead_dependency_ends_with_69_naming_the_target() -> None:
+    """A dependency that never comes: gate.timeout names it, exit 69, runner never runs."""
+    sim, port = start_sim()
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        code, events, stdout, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                            *FAST, "--timeout", "1", "--also", dead, "--",
+                                            "echo", "must-not-run"])
+    finally:
+        sim.stop()
+    assert code == 69
+    assert stdout == ""
+    assert events[-1]["event"] == "gate.timeout"
+    assert events[-1]["target"] == dead
+
+
+def test_wrong_redis_password_is_a_configuration_error_78() -> None:
+    """Credentials rejected three times: exit 78 quickly, password never logged."""
+    sim, port = start_sim()
+    try:
+        with redis_server("good-pw") as url:
+            code, events, _, took = run_gate(
+                ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--also",
+                 url.replace("good-pw", "bad-pw")])
+    finally:
+        sim.stop()
+    assert code == 78
+    assert took < 10
+    assert events[-1]["event"] == "gate.error"
+    assert events[-1]["reason"] == "auth"
+    assert "bad-pw" not in repr(events)
+
+
+def test_gate_also_variable_is_comma_separated() -> None:
+    """GATE_ALSO lists dependencies like repeated --also flags."""
+    sim, port = start_sim()
+    dead1, dead2 = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    try:
+        code, events, _, _ = run_gate(
+            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "0.8"],
+            env=base_env(GATE_ALSO=f"{dead1}, {dead2}"))
+    finally:
+        sim.stop()
+    assert code == 69
+    assert events[0]["also"] == [dead1, dead2]
+
+
+def test_bad_dependency_url_is_a_usage_error() -> None:
+    """An unknown scheme or a missing port fails at once with 64."""
+    for url in ("ftp://x:1", "tcp://nohost", "zmq+sub://h:99999"):
+        code, events, _, took = run_gate(["wait", "--host", "127.0.0.1", "--also", url])
+        assert code == 64
+        assert "--also / GATE_ALSO" in events[0]["error"]
+        assert took < 5

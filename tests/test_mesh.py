@@ -1,0 +1,199 @@
+"""`mt5-gate mesh`: every dependency at once, with real Redis, PostgreSQL and peers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entrypoint.checks import SKIP, WARN, Check, run_check
+from entrypoint.icmp import NotPermitted
+from entrypoint.services import check_redis, redact_url
+from tests import servers
+from tests.helpers import GATE, REPO, base_env, free_port, start_sim
+from tests.real_servers import PG_PASSWORD, postgres_server, redis_server
+
+
+def mesh(args: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str, float]:
+    started = time.monotonic()
+    done = subprocess.run([*GATE, "mesh", "--json", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    took = time.monotonic() - started
+    assert "Traceback" not in done.stderr
+    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr, took
+
+
+def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in doc["checks"]}
+
+
+def test_full_mesh_with_real_redis_and_postgres_passes() -> None:
+    """Gateway REQ and PUB, Redis PING, PostgreSQL SELECT 1, HTTP-free: all pass, exit 0."""
+    sim, port = start_sim()
+    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    try:
+        with redis_server("r3dis-pw") as redis_url, postgres_server() as pg_url:
+            env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
+                           GATEWAY_PUB_PORT=str(pub_port), REDIS_URL=redis_url,
+                           DATABASE_URL=pg_url)
+            code, doc, text, _ = mesh([], env)
+    finally:
+        sim.stop()
+    checks = by_name(doc)
+    failed = {n: c["detail"] for n, c in checks.items() if c["status"] not in ("pass", "skip")}
+    assert failed == {}
+    assert code == 0
+    assert doc["passed"] == doc["counted"]
+    assert doc["score"] == f"{doc['passed']}/{doc['counted']}"
+    assert {c["phase"] for c in doc["checks"]} >= {"local", "application"}
+    assert any(n.startswith("redis ") for n in checks)
+    assert any(n.startswith("postgresql ") for n in checks)
+    assert "r3dis-pw" not in text
+    assert PG_PASSWORD not in text
+
+
+def test_dead_targets_cost_the_longest_timeout_not_the_sum(tmp_path: Path) -> None:
+    """Five silent targets of 1.5 s each finish together (sequentially: 7.5 s); exit 1."""
+    with servers.tcp_server(servers.silent) as silent_port:
+        checks = "\n".join(
+            f'[[check]]\nkind = "http"\ntarget = "http://127.0.0.1:{silent_port}/{i}"\n'
+            f"timeout = 1.5\n" for i in range(5))
+        mesh_file = tmp_path / "mesh.toml"
+        mesh_file.write_text(f"include_defaults = false\n{checks}")
+        code, doc, _, took = mesh(["--file", str(mesh_file)], base_env())
+    assert code == 1  # none of them is critical
+    assert [c["status"] for c in doc["checks"]] == ["fail"] * 5
+    assert all(c["reason"] == "no_reply" for c in doc["checks"])
+    assert doc["score"] == "0/5"
+    assert took < 7.5 / 2  # concurrent: about one timeout plus start-up, not the sum
+
+
+def test_gateway_down_is_critical_exit_2() -> None:
+    """The gateway PING is critical by default: its failure makes the mesh exit 2."""
+    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(free_port()),
+                   GATEWAY_PUB_PORT=str(free_port()))
+    code, doc, _, _ = mesh([], env)
+    assert code == 2
+    ping = next(c for c in doc["checks"] if c["name"].startswith("gateway PING"))
+    assert (ping["status"], ping["reason"], ping["critical"]) == ("fail", "refused", True)
+    assert "TROUBLESHOOTING.md#refused" in ping["hint"]
+
+
+def test_human_table_groups_phases_and_prints_a_score() -> None:
+    """The human output has a section per phase and `Score: N/M (P%)`."""
+    sim, port = start_sim()
+    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
+                   GATEWAY_PUB_PORT=str(pub_port), GATE_MESH_TCP=f"127.0.0.1:{free_port()}")
+    try:
+        done = subprocess.run([*GATE, "mesh"], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=60, check=False)
+    finally:
+        sim.stop()
+    assert done.returncode == 1
+    for title in ("Local environment", "Network", "Application ports", "External"):
+        assert title in done.stdout
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("Score: ")
+    assert "%)" in last
+    assert "partial" in last
+
+
+def test_missing_gateway_host_is_reported_as_a_failed_critical_check() -> None:
+    """No GATEWAY_HOST at all: the env check fails (critical), exit 2, no crash."""
+    code, doc, _, _ = mesh([], base_env())
+    assert code == 2
+    env_check = by_name(doc)["env GATEWAY_HOST"]
+    assert (env_check["status"], env_check["critical"]) == ("fail", True)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[[check]]\nkind = 'telnet'\ntarget = 'x'\n", "kind must be one of"),
+    ("[[check]]\nkind = 'tcp'\n", "target must be a non-empty string"),
+    ("[[check]]\nkind = 'tcp'\ntarget = 'nohostport'\n", "expected host:port"),
+    ("[[check]]\nkind = 'tcp'\ntarget = 'h:1'\ntimeout = -1\n", "seconds > 0"),
+    ("this is = = not toml", "invalid TOML"),
+    ("surprise = 1\n", "unknown keys"),
+    ("[[check]]\nkind = 'redis'\ntarget = 'http://x'\n", "redis or rediss URL"),
+])
+def test_bad_mesh_file_is_a_one_line_usage_error(tmp_path: Path, content: str,
+                                                 message: str) -> None:
+    """Every mistake in the mesh file: exit 64 and one gate.error line saying where."""
+    mesh_file = tmp_path / "mesh.toml"
+    mesh_file.write_text(content)
+    done = subprocess.run([*GATE, "mesh", "--file", str(mesh_file)], env=base_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 64
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert event["event"] == "gate.error"
+    assert message in event["error"]
+
+
+def test_mesh_file_from_environment_and_missing_file() -> None:
+    """GATE_MESH_FILE names the file; a missing one is a usage error."""
+    done = subprocess.run([*GATE, "mesh"], env=base_env(GATE_MESH_FILE="/nonexistent.toml"),
+                          cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 64
+    assert "GATE_MESH_FILE" in done.stderr
+
+
+def test_redis_auth_failure_is_reported_without_the_password() -> None:
+    """A wrong Redis password: reason auth; neither password appears anywhere."""
+    with redis_server("right-pw") as url:
+        wrong = url.replace("right-pw", "wrong-pw")
+        env = base_env(REDIS_URL=wrong)
+        code, doc, text, _ = mesh([], env)
+    redis_check = next(c for c in doc["checks"] if c["name"].startswith("redis"))
+    assert (redis_check["status"], redis_check["reason"]) == ("fail", "auth")
+    assert "wrong-pw" not in text
+    assert "right-pw" not in text
+    assert ":***@" in redis_check["name"]
+    assert code == 2  # GATEWAY_HOST is not set either
+
+
+def test_missing_client_library_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without redis-py the check warns with the pip command.
+
+    The library is installed in the test venv, so its absence is simulated by blocking the
+    import (sys.modules[name] = None makes `import` raise ImportError, as when missing).
+    """
+    monkeypatch.setitem(sys.modules, "redis", None)
+    result = run_check(Check("redis", "application",
+                             lambda t: check_redis("redis://127.0.0.1:1/0", t), 1.0))
+    assert result.status == WARN
+    assert "pip install 'mt5-gate[mesh]'" in result.detail
+
+
+def test_icmp_not_permitted_is_skipped_not_failed() -> None:
+    """A check that may not send ICMP is reported as skipped and left out of the score."""
+    def not_allowed(_timeout: float) -> str:
+        raise NotPermitted("ICMP not permitted here")
+
+    result = run_check(Check("icmp gw", "network", not_allowed, 1.0))
+    assert result.status == SKIP
+    assert result.detail.startswith("not permitted")
+
+
+def test_icmp_echo_to_loopback_for_real() -> None:
+    """The ICMP check really pings 127.0.0.1 when the process may (root or ping group)."""
+    from entrypoint.icmp import echo
+
+    try:
+        rtt = echo("127.0.0.1", 2.0)
+    except NotPermitted as exc:
+        pytest.skip(f"ICMP not permitted for this user: {exc}")
+    assert rtt >= 0
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    """User names and hosts stay (they help); passwords become ***."""
+    assert redact_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("postgresql://u:p%40ss@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    assert redact_url("http://h/x") == "http://h/x"
