@@ -186,6 +186,13 @@ def start_sim(*args: str, env: dict[str, str] | None = None,
     return proc, int(event["port"])
 
 
+def skip_or_fail(problem: str) -> None:
+    """Skip locally with the reason printed; under CI=true the test must run, so fail."""
+    if IN_CI:
+        pytest.fail(f"{problem} (CI=true: this must run, not skip)")
+    pytest.skip(problem)
+
+
 def require_root(what: str) -> None:
     """Skip (locally) or fail (under CI=true) when the test cannot run as this user."""
     missing = []
@@ -196,10 +203,7 @@ def require_root(what: str) -> None:
         if not any((Path(d) / tool).exists() for d in dirs):
             missing.append(tool)
     if missing:
-        message = f"{what} needs {', '.join(missing)}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: this must run, not skip)")
-        pytest.skip(message)
+        skip_or_fail(f"{what} needs {', '.join(missing)}")
 
 
 def iter_fds(pid: int) -> Iterator[int]:

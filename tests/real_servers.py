@@ -13,15 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
-from tests.helpers import IN_CI, free_port, poll_until
-
-
-def _missing(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what} (CI=true: this must run, not skip)")
-    pytest.skip(what)
+from tests.helpers import free_port, poll_until, skip_or_fail
 
 
 def _accepts(port: int) -> bool:
@@ -35,7 +27,7 @@ def redis_server(password: str | None = None) -> Iterator[str]:
     """A throw-away redis-server; yields its URL (with the password when one is set)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        _missing("redis-server is not installed (apt-get install redis-server)")
+        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
     assert binary is not None
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -60,12 +52,12 @@ def postgres_server() -> Iterator[str]:
     """A throw-away PostgreSQL cluster (scram-sha-256); yields a URL with the password."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        _missing("postgresql is not installed (apt-get install postgresql)")
+        skip_or_fail("postgresql is not installed (apt-get install postgresql)")
     bindir = os.path.dirname(found[-1])
     as_user: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
         if shutil.which("runuser") is None:
-            _missing("runuser is needed to start postgres as root")
+            skip_or_fail("runuser is needed to start postgres as root")
         as_user = ["runuser", "-u", "postgres", "--"]
     workdir = tempfile.mkdtemp(prefix="mt5-gate-pg-")
     port = free_port()
