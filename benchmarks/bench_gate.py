@@ -157,6 +157,19 @@ def bench_detection(outages: list[float], trials: int, long_trials: int) -> list
     return rows
 
 
+def bench_waiting_cost(seconds: float) -> list[list[str]]:
+    """CPU time and peak RSS of a gate waiting ``seconds`` on a refused port."""
+    gate = subprocess.Popen(
+        [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port", str(_free_port()), "--timeout",
+         str(seconds), "--log-level", "error"], env=_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(gate.pid, 0)
+    gate.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return [[f"{seconds:g} s on a refused port", f"{cpu:.2f}", f"{100 * cpu / seconds:.2f}%",
+             f"{usage.ru_maxrss / 1024:.1f}"]]
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -171,12 +184,17 @@ def main() -> int:
     parser.add_argument("--long-trials", type=int, default=4,
                         help="trials for the 10-minute outage (default 4)")
     parser.add_argument("--outages", default="5,60", help="outage lengths in seconds")
+    parser.add_argument("--wait-seconds", type=float, default=60.0,
+                        help="how long the waiting-cost run waits (default 60)")
     args = parser.parse_args()
     outages = [float(x) for x in args.outages.split(",")] + ([600.0] if args.long else [])
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n")
     print(f"## Start-up on an answering gateway ({args.runs} interleaved runs each)\n")
     print(table(["command", "median ms", "p95 ms", "vs import floor"], bench_startup(args.runs)))
+    print(f"\n## Waiting cost: a gate waiting {args.wait_seconds:g} s on a dead gateway\n")
+    print(table(["run", "CPU s", "of one core", "peak RSS MiB"],
+                bench_waiting_cost(args.wait_seconds)))
     print("\n## Detection latency: gateway bind → runner's first line\n")
     print(table(["outage", "trials", "p50 ms", "p95 ms", "max ms", "failed"],
                 bench_detection(outages, args.trials, args.long_trials)))

@@ -6,6 +6,7 @@ Only this module turns exceptions into exit codes; see ``errors.py`` for the tab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from entrypoint.config import (
     resolve_option,
     settings_from_sources,
 )
+from entrypoint.curve import CURVE_OPTIONS, curve_from_sources
 from entrypoint.dependencies import parse_dependency
 from entrypoint.errors import (
     EXIT_SOFTWARE,
@@ -58,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
     for opt in options:
-        default = "required" if opt.default is None else opt.default
+        default = opt.default or ("required" if opt.field == "host" else "none")
         parser.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=None,
                             help=f"{opt.help} [env {opt.env}; default {default}]")
 
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "gateway answers, then exec COMMAND (which keeps the PID). With no COMMAND, "
                     "exit 0 once the gateway answers.",
         epilog=EXIT_CODES_HELP, formatter_class=raw)
-    _add_options(wait, GATE_OPTIONS)
+    _add_options(wait, (*GATE_OPTIONS, *CURVE_OPTIONS))
     wait.add_argument("--also", action="append", metavar="URL", default=None,
                       help="another dependency that must be ready too (repeatable): tcp://, "
                            "zmq+sub://, redis://, postgresql://, http(s):// "
@@ -88,21 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "its timing; on failure, the reason and the commands to run. Accepts all "
                     "of wait's options (the deadline and backoff ones have no effect).",
         epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error", formatter_class=raw)
-    _add_options(probe, PROBE_OPTIONS)
+    _add_options(probe, (*PROBE_OPTIONS, *CURVE_OPTIONS))
     probe.add_argument("--json", action="store_true", help="print one JSON document")
     health = commands.add_parser(
         "health", help="one bounded attempt, for container healthchecks",
         description="One TCP + PING attempt within --timeout. Prints one short line.",
         epilog="exit codes: 0 healthy, 1 unhealthy or misconfigured (never 2)",
         formatter_class=raw)
-    _add_options(health, HEALTH_OPTIONS)
+    _add_options(health, (*HEALTH_OPTIONS, *CURVE_OPTIONS))
     mesh = commands.add_parser(
         "mesh", help="check every dependency concurrently and score the mesh",
         description="Local environment, network (ICMP), application ports (gateway REQ and "
                     "PUB, Redis, PostgreSQL, HTTP) and external (DNS, TCP), all at once.",
         epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
                "2 a critical check failed, 64 usage error", formatter_class=raw)
-    _add_options(mesh, PROBE_OPTIONS)
+    _add_options(mesh, (*PROBE_OPTIONS, *CURVE_OPTIONS))
     mesh.add_argument("--file", metavar="PATH", default=None,
                       help="TOML mesh file adding checks [env GATE_MESH_FILE]")
     mesh.add_argument("--json", action="store_true", help="print one JSON document")
@@ -148,11 +150,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return exc.exit_code
 
 
+def _settings(args: argparse.Namespace, env: Mapping[str, str],
+              options: tuple[Option, ...]) -> GateSettings:
+    """Validated settings from flags and environment, CURVE keys included."""
+    settings = settings_from_sources(vars(args), env, options)
+    return dataclasses.replace(settings, curve=curve_from_sources(vars(args), env))
+
+
 def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, str]) -> int:
-    settings = settings_from_sources(vars(args), env)
+    settings = _settings(args, env, GATE_OPTIONS)
     also = args.also if args.also is not None else [
         part.strip() for part in env.get("GATE_ALSO", "").split(",") if part.strip()]
-    dependencies = [parse_dependency(url) for url in also]
+    dependencies = [parse_dependency(url, settings.curve) for url in also]
     configure_logging(settings.log_format, settings.log_level)
     return _guarded(lambda: run_wait(settings, command, env, dependencies))
 
@@ -160,7 +169,7 @@ def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, st
 def _run_probe(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
     from entrypoint import probe  # noqa: PLC0415 - commands load only what they use
 
-    settings = settings_from_sources(vars(args), env, PROBE_OPTIONS)
+    settings = _settings(args, env, PROBE_OPTIONS)
     configure_logging(settings.log_format, settings.log_level)
     return _guarded(lambda: probe.run_probe(settings, as_json=args.json))
 
@@ -168,7 +177,7 @@ def _run_probe(args: argparse.Namespace, _command: list[str], env: Mapping[str, 
 def _run_health(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
     from entrypoint import health  # noqa: PLC0415
 
-    settings = settings_from_sources(vars(args), env, HEALTH_OPTIONS)
+    settings = _settings(args, env, HEALTH_OPTIONS)
     configure_logging(settings.log_format, "error")
     try:
         return health.run_health(settings)
@@ -181,7 +190,7 @@ def _run_mesh(args: argparse.Namespace, _command: list[str], env: Mapping[str, s
 
     flags = vars(args)
     try:
-        settings: GateSettings | None = settings_from_sources(flags, env, PROBE_OPTIONS)
+        settings: GateSettings | None = _settings(args, env, PROBE_OPTIONS)
     except UsageError:
         if flags.get("host") is not None or env.get("GATEWAY_HOST"):
             raise  # a host was given but something is invalid: say so

@@ -11,9 +11,12 @@ import dataclasses
 import ipaddress
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import UsageError
+
+if TYPE_CHECKING:  # curve.py imports Option from here
+    from entrypoint.curve import CurveKeys
 
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -154,6 +157,7 @@ class GateSettings:
     log_format: str = "auto"
     log_level: str = "info"
     pub_port: int = 5556
+    curve: CurveKeys | None = None
 
     @property
     def target(self) -> str:

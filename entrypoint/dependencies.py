@@ -15,6 +15,7 @@ from typing import Any
 
 from entrypoint import services
 from entrypoint.config import split_host_port
+from entrypoint.curve import CurveKeys
 from entrypoint.errors import GateError, UsageError
 from entrypoint.readiness import Ready, check_feed
 from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
@@ -30,13 +31,15 @@ class Dependency:
     probe: Callable[[float], str]
 
 
-def _zmq_sub(host: str, port: int, timeout: float) -> str:
-    with ZmqGateway() as gateway:
+def _zmq_sub(host: str, port: int, curve: CurveKeys | None, timeout: float) -> str:
+    with ZmqGateway(curve=curve) as gateway:
         return f"PUB handshake in {check_feed(gateway, host, port, timeout):.1f} ms"
 
 
-def parse_dependency(url: str) -> Dependency:
-    """Validate one ``--also`` URL now, so a typo is a usage error, not a 10-minute wait."""
+def parse_dependency(url: str, curve: CurveKeys | None = None) -> Dependency:
+    """Validate one ``--also`` URL now, so a typo is a usage error, not a 10-minute wait.
+
+    ``curve`` (the gateway's CURVE keys) also applies to ``zmq+sub://`` targets."""
     label = services.redact_url(url)
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in SCHEMES:
@@ -56,7 +59,7 @@ def parse_dependency(url: str) -> Dependency:
             return services.check_tcp(host, port, timeout)
     elif scheme == "zmq+sub":
         def probe(timeout: float) -> str:
-            return _zmq_sub(host, port, timeout)
+            return _zmq_sub(host, port, curve, timeout)
     elif scheme in ("redis", "rediss"):
         _require_module("redis", label)
 

@@ -32,10 +32,11 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
         expect_status=sorted(settings.expect_status), command=list(command) or None,
         also=[dep.label for dep in dependencies] or None,
+        curve=settings.curve.describe() if settings.curve else None,
     )
     others = DependencyWaiter(list(dependencies), deadline, log, backoff,
                               settings.connect_timeout_s + settings.reply_timeout_s)
-    with ZmqGateway() as gateway:
+    with ZmqGateway(curve=settings.curve) as gateway:
         check = ReadinessCheck(settings, gateway)
         ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff,
                                            before_attempt=others.raise_if_failed)

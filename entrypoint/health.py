@@ -21,7 +21,7 @@ MAX_LINE = 200
 def run_health(settings: GateSettings, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     try:
-        with ZmqGateway() as gateway:
+        with ZmqGateway(curve=settings.curve) as gateway:
             ready = ReadinessCheck(settings, gateway).attempt(settings.timeout_s)
     except AttemptFailed as failure:
         return emit(stream, UNHEALTHY,

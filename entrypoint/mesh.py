@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from entrypoint import icmp, services
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.config import GateSettings, ip_family, split_host_port
+from entrypoint.curve import CurveKeys
 from entrypoint.errors import UsageError
 from entrypoint.logs import untrusted
 from entrypoint.readiness import ReadinessCheck, check_feed
@@ -81,14 +82,15 @@ def _zmq_ping(target: str, settings: GateSettings, timeout: float) -> str:
     # The check's timeout bounds each layer, as --connect-timeout/--reply-timeout would.
     per_check = dataclasses.replace(settings, host=host, port=port, connect_timeout_s=timeout,
                                     reply_timeout_s=timeout)
-    with ZmqGateway() as gateway:
+    with ZmqGateway(curve=settings.curve) as gateway:
         ready = ReadinessCheck(per_check, gateway).attempt(timeout)
     return f"reply {untrusted(ready.reply, 80)}"
 
 
-def _zmq_pub(target: str, message_within: float | None, timeout: float) -> str:
+def _zmq_pub(target: str, message_within: float | None, curve: CurveKeys | None,
+             timeout: float) -> str:
     host, port = split_host_port(target)
-    with ZmqGateway() as gateway:
+    with ZmqGateway(curve=curve) as gateway:
         took = check_feed(gateway, host, port, timeout, message_within)
     got = f", a message within {message_within:g} s" if message_within is not None else ""
     return f"handshake in {took:.1f} ms{got}"
@@ -106,7 +108,7 @@ def _make(kind: str, target: str, *, environ: Mapping[str, str], settings: GateS
         "python": partial(_python, target), "env": partial(_env, environ, target),
         "file": partial(_file, target), "writable": partial(_writable, target),
         "icmp": partial(_icmp, target), "zmq_ping": partial(_zmq_ping, target, settings),
-        "zmq_pub": partial(_zmq_pub, target, message_within),
+        "zmq_pub": partial(_zmq_pub, target, message_within, settings.curve),
         "redis": partial(services.check_redis, target),
         "postgres": partial(services.check_postgres, target),
         "http": partial(services.check_http, target),

@@ -57,7 +57,7 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     stream = out if out is not None else sys.stdout
     layers = _Layers()
     state: dict[str, Any] = {}
-    with ZmqGateway() as gateway:
+    with ZmqGateway(curve=settings.curve) as gateway:
         check = ReadinessCheck(settings, gateway)
         _run_layers(settings, gateway, check, layers, state)
     by_name = {r.name: r.status for r in layers.results}

@@ -75,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit (code 0) S seconds after starting")
     add("--tick-hz", type=_argtype(parse_seconds), default=10.0, metavar="HZ",
         help="ticks per second on the PUB port (default 10; 0 = none)")
+    add("--curve-secret-key-file", metavar="PATH", default=None,
+        help="serve with CURVE, using the secret key in PATH (Z85 or a zmq certificate)")
+    add("--curve-allow", metavar="PATH", default=None,
+        help="with CURVE, accept only the client public keys listed in PATH (one per line)")
     add("--log-format", choices=("auto", "json", "console"), default="auto",
         help="log format (default auto)")
 
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     install_stop_handlers()
     configure_logging(args.log_format, "info")
     log = get_logger().bind(component="sim")
+    curve = _curve_setup(args)
     started = time.monotonic()
     stop_at = math.inf if args.exit_after is None else started + args.exit_after
     if args.start_delay:
@@ -100,9 +105,32 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.not_zmq:
         _serve_not_zmq(args, log, stop_at)
     else:
-        _SimGateway(args, log, started).serve(stop_at)
+        _SimGateway(args, log, started, curve).serve(stop_at)
     log.info("sim.stopped", reason="exit_after")
     return 0
+
+
+def _curve_setup(args: argparse.Namespace) -> tuple[bytes, frozenset[bytes] | None] | None:
+    """(server secret key, allowed client keys or None for any) when CURVE is asked for."""
+    from entrypoint.curve import check_key, read_key  # noqa: PLC0415
+    from entrypoint.errors import UsageError  # noqa: PLC0415
+
+    if args.curve_secret_key_file is None:
+        if args.curve_allow:
+            raise UsageError("--curve-allow needs --curve-secret-key-file")
+        return None
+    secret = read_key(args.curve_secret_key_file, "secret", "--curve-secret-key-file")
+    if args.curve_allow is None:
+        return secret, None
+    try:
+        with open(args.curve_allow, encoding="ascii") as handle:
+            lines = [line.strip() for line in handle if line.strip()
+                     and not line.startswith("#")]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--curve-allow: cannot read {args.curve_allow}: {exc}") from None
+    allowed = frozenset(check_key(line, "--curve-allow", f"line {i}")
+                        for i, line in enumerate(lines, start=1))
+    return secret, allowed
 
 
 def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
@@ -123,8 +151,10 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
 
 
 class _SimGateway:
-    def __init__(self, args: argparse.Namespace, log: Any, started: float) -> None:
+    def __init__(self, args: argparse.Namespace, log: Any, started: float,
+                 curve: tuple[bytes, frozenset[bytes] | None] | None) -> None:
         self.args = args
+        self.curve = curve
         self.log = log
         self.started = started
         self.requests = 0
@@ -165,18 +195,27 @@ class _SimGateway:
 
         ctx = zmq.Context(io_threads=1)
         ctx.setsockopt(zmq.LINGER, 0)
+        authenticator = None
         try:
             rep = ctx.socket(zmq.ROUTER)
             pub = ctx.socket(zmq.PUB)
             host = f"[{self.args.bind}]" if ":" in self.args.bind else self.args.bind
+            if self.curve is not None and self.curve[1] is not None:
+                authenticator = _allow_list(ctx, self.curve[1], self.log)
             for sock in (rep, pub):
                 sock.setsockopt(zmq.IPV6, 1 if ":" in self.args.bind else 0)
+                if self.curve is not None:
+                    sock.curve_server = True
+                    sock.curve_secretkey = self.curve[0]
+                    sock.curve_publickey = zmq.curve_public(self.curve[0])
             rep.bind(f"tcp://{host}:{self.args.port}")
             pub.bind(f"tcp://{host}:{self.args.pub_port}")
             self.log.info("sim.listening", mode="zmq", port=_bound_port(rep),
-                          pub_port=_bound_port(pub))
+                          pub_port=_bound_port(pub), curve=self.curve is not None)
             self._loop(zmq, rep, pub, stop_at)
         finally:
+            if authenticator is not None:
+                authenticator.stop()
             ctx.destroy(linger=0)
 
     def _loop(self, zmq: Any, rep: Any, pub: Any, stop_at: float) -> None:
@@ -213,3 +252,19 @@ class _SimGateway:
 
 def _bound_port(sock: Any) -> int:
     return int(sock.getsockopt_string(__import__("zmq").LAST_ENDPOINT).rsplit(":", 1)[1])
+
+
+def _allow_list(ctx: Any, allowed: frozenset[bytes], log: Any) -> Any:
+    """A ZAP handler accepting only the listed client keys (pyzmq's ThreadAuthenticator)."""
+    from zmq.auth.thread import ThreadAuthenticator  # noqa: PLC0415
+
+    class AllowList:
+        def callback(self, _domain: str, key: bytes) -> bool:
+            accepted = key in allowed
+            log.info("sim.client_key", key=key.decode()[:8] + "...", accepted=accepted)
+            return accepted
+
+    authenticator = ThreadAuthenticator(ctx)
+    authenticator.start()
+    authenticator.configure_curve_callback("*", credentials_provider=AllowList())
+    return authenticator

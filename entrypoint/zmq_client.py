@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from entrypoint.curve import CurveKeys
 from entrypoint.reasons import AttemptFailed, Reason
 
 # A PING or STATUS reply is a small JSON object; anything bigger is hostile or a mistake.
@@ -43,7 +44,9 @@ def endpoint(address: str, port: int) -> str:
 class _Connection:
     """What the monitor has told us about one socket's connection so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, greeting: str, curve: bool) -> None:
+        self.greeting = greeting  # what the TCP layer saw: "zmtp", "silent" or "not_read"
+        self.curve = curve
         self.connected = False
         self.retried = False
         self.handshake = False
@@ -55,38 +58,60 @@ class _Connection:
         self.dropped_in_handshake = False
         self._expect_disconnect = False
 
-    def apply(self, event: int, greeting: str) -> None:
+    def apply(self, event: int, value: int) -> None:
         if event == zmq.EVENT_CONNECTED:
             self.connected = True
         elif event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
             self.retried = True
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.handshake = True
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            self.failure = (Reason.PROTOCOL, "the ZeroMQ security handshake was rejected")
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            self.failure = (Reason.PROTOCOL,
-                            "ZeroMQ handshake failed: protocol or security mechanism mismatch")
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-            self._expect_disconnect = True
-            if greeting == "zmtp":
-                self.dropped_in_handshake = True
-            else:
-                self.failure = (Reason.NOT_ZMQ,
-                                "the peer answered the ZeroMQ greeting with something else "
-                                "and closed the connection")
+        elif event in _HANDSHAKE_FAILURES:
+            self._handshake_failed(event, value)
         elif event == zmq.EVENT_DISCONNECTED:
-            if self._expect_disconnect:  # the handshake failure above, already accounted for
+            if self._expect_disconnect:  # the handshake failure's own disconnect
                 self._expect_disconnect = False
             else:
                 self.disconnected = True
+
+    def _handshake_failed(self, event: int, value: int) -> None:
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.failure = (Reason.AUTH, f"the gateway rejected this client's CURVE key "
+                                         f"(ZAP status {value})")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                self.failure = (Reason.AUTH, "security mechanism mismatch: "
+                                + ("this client uses CURVE and the gateway does not" if
+                                   self.curve else "the gateway requires CURVE: set "
+                                   "GATEWAY_CURVE_SERVER_KEY"))
+            else:
+                self.failure = (Reason.PROTOCOL,
+                                f"ZeroMQ handshake failed: protocol error {value:#x}")
+        else:  # EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            self._expect_disconnect = True
+            if self.greeting != "zmtp":
+                self.failure = (Reason.NOT_ZMQ,
+                                "the peer answered the ZeroMQ greeting with something else "
+                                "and closed the connection")
+            elif self.curve:
+                # A CURVE server that cannot decrypt our HELLO drops the connection without
+                # a word: the key we hold for it is not its key.
+                self.failure = (Reason.AUTH, "the gateway dropped the CURVE handshake: the "
+                                             "server key is probably wrong")
+            else:
+                self.dropped_in_handshake = True
+
+
+_HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                       zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
 class ZmqGateway:
     """Owns the ZeroMQ context; every socket it makes is closed before ``close`` returns."""
 
-    def __init__(self, max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
+    def __init__(self, max_reply_bytes: int = MAX_REPLY_BYTES,
+                 curve: CurveKeys | None = None) -> None:
         self.max_reply_bytes = max_reply_bytes
+        self.curve = curve
         self._ctx = zmq.Context(io_threads=1)
         # LINGER 0 as the context default, so term() never waits on a queued message.
         self._ctx.setsockopt(zmq.LINGER, 0)
@@ -102,12 +127,19 @@ class ZmqGateway:
         self._ctx.term()
 
     def _req_socket(self, address: str, reconnect_ms: int = 100) -> zmq.Socket[Any]:
-        sock = self._ctx.socket(zmq.REQ)
+        sock = self._socket(zmq.REQ, address)
+        sock.setsockopt(zmq.RECONNECT_IVL, reconnect_ms)
+        return sock
+
+    def _socket(self, kind: int, address: str) -> zmq.Socket[Any]:
+        """A socket with our bounds (LINGER 0, MAXMSGSIZE) and CURVE keys when configured."""
+        sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
-        sock.setsockopt(zmq.RECONNECT_IVL, reconnect_ms)
         if ":" in address:
             sock.setsockopt(zmq.IPV6, 1)
+        if self.curve is not None:
+            self.curve.apply(sock)
         return sock
 
     def handshake(self, address: str, port: int, timeout_s: float,
@@ -116,12 +148,8 @@ class ZmqGateway:
 
         With ``message_within_s``, also wait that long for the first published message.
         """
-        sock = self._ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
+        sock = self._socket(zmq.SUB, address)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
-        if ":" in address:
-            sock.setsockopt(zmq.IPV6, 1)
         monitor = sock.get_monitor_socket(_MONITORED)
         started = time.monotonic()
         try:
@@ -162,7 +190,7 @@ class ZmqGateway:
                greeting: str, until_handshake: bool = False) -> list[bytes] | None:
         """Wait for a reply (or, ``until_handshake``, just the handshake) while the monitor
         reports on the connection; AttemptFailed says what went wrong."""
-        conn = _Connection()
+        conn = _Connection(greeting, self.curve is not None)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
@@ -175,8 +203,8 @@ class ZmqGateway:
             if sock in ready:
                 return sock.recv_multipart()
             if monitor in ready:
-                for event in _drain(monitor):
-                    conn.apply(event, greeting)
+                for event, value in _drain(monitor):
+                    conn.apply(event, value)
                 if conn.failure is not None:
                     raise AttemptFailed("zmq", *conn.failure)
                 if until_handshake and conn.handshake:
@@ -192,8 +220,8 @@ class ZmqGateway:
                                  "the port is a ZeroMQ socket of a type we cannot talk to "
                                  "(requests need REP or ROUTER, the feed needs PUB)")
         if not conn.retried and monitor.poll(int(RETRY_EVENT_GRACE_S * 1000)):
-            for event in _drain(monitor):
-                conn.apply(event, "zmtp")
+            for event, value in _drain(monitor):
+                conn.apply(event, value)
         if conn.retried:
             return AttemptFailed("zmq", Reason.RESET,
                                  "the gateway closed the connection before replying")
@@ -206,9 +234,12 @@ class ZmqGateway:
         return PendingPing(self, address, port, payload, connect_timeout_s)
 
 
-def _drain(monitor: zmq.Socket[Any]) -> Iterator[int]:
+def _drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:
+    """(event, value) pairs the monitor has queued, without waiting."""
     while monitor.poll(0):
-        yield int(parse_monitor_message(monitor.recv_multipart())["event"])
+        message = parse_monitor_message(monitor.recv_multipart())
+        value = message["value"]
+        yield int(message["event"]), int(value) if isinstance(value, int) else 0
 
 
 def _timed_out(conn: _Connection, timeout_s: float) -> AttemptFailed:

@@ -10,6 +10,7 @@ import pytest
 
 from entrypoint.cli import EXIT_CODES_HELP, build_parser, main
 from entrypoint.config import GATE_OPTIONS
+from entrypoint.curve import CURVE_OPTIONS
 from tests.helpers import REPO, base_env, free_port, run_gate
 
 
@@ -92,12 +93,15 @@ def test_help_lists_every_option_variable_and_exit_code(capsys: pytest.CaptureFi
 def test_readme_tables_agree_with_the_code() -> None:
     """Every flag, variable and default in the README's wait table is the code's."""
     readme = (REPO / "README.md").read_text()
-    for opt in GATE_OPTIONS:
+    for opt in (*GATE_OPTIONS, *CURVE_OPTIONS):
         row = next((line for line in readme.splitlines()
                     if line.startswith(f"| `{opt.flag}`")), None)
         assert row is not None, f"README has no row for {opt.flag}"
         assert f"`{opt.env}`" in row
-        assert f"`{opt.default}`" in row if opt.default else "required" in row
+        if opt.default:
+            assert f"`{opt.default}`" in row
+        else:
+            assert ("required" if opt.field == "host" else "none") in row
     for line in EXIT_CODES_HELP.splitlines()[1:]:
         code = line.split()[0]
         assert re.search(rf"^\| `?{code}`? \|", readme, re.MULTILINE), f"exit code {code}"

@@ -6,12 +6,16 @@ iptables rules inside the gateway namespace produce DROP and the REJECT variants
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import GATE, Proc, base_env, names, parse_lines, require_root
+from tests.helpers import GATE, Proc, base_env, names, parse_lines, poll_until, require_root
 from tests.netns import GATEWAY_IP, NetnsPair, sh
 
 FAST = ["--backoff-initial", "0.1", "--backoff-max", "0.3"]
@@ -56,7 +60,10 @@ def test_drop_is_timeout_then_ready_once_the_rule_goes(pair: NetnsPair) -> None:
         pair.flush_rules()
         removed = time.monotonic()
         assert gate.wait(timeout=15) == 0
-        assert time.monotonic() - removed < 3.0
+        took = time.monotonic() - removed
+        print(f"FIGURE DROP: reason timeout after {first['elapsed_s']} s; ready {took:.2f} s "
+              "after the rule went")
+        assert took < 3.0
     finally:
         gate.kill()
         sim.stop()
@@ -77,6 +84,8 @@ def test_reject_variants_are_classified(pair: NetnsPair, reject_with: str, reaso
     gate = gate_in(pair, "--timeout", "1")
     assert gate.wait(timeout=15) == 69
     assert reasons(gate) == {reason}
+    first = next(e for e in gate.events() if e["event"] == "gate.attempt_failed")
+    print(f"FIGURE REJECT {reject_with}: {reason} after {first['elapsed_s'] * 1000:.0f} ms")
     assert gate.events()[-1]["last_reason"] == reason
 
 
@@ -165,3 +174,102 @@ def test_mesh_with_dropped_targets_costs_one_timeout(pair: NetnsPair) -> None:
     assert [c["reason"] for c in dropped] == ["timeout"] * 3
     assert code == 1
     assert doc["wall_ms"] < 5000 * 1.5  # default 5 s per check; three in sequence: 15 s
+
+
+def test_thirty_percent_packet_loss_still_gets_ready(pair: NetnsPair) -> None:
+    """iptables statistic drops 30% of packets to the gateway: the gate still gets ready,
+    and no exception escapes (every stderr line is a JSON event)."""
+    sim = sim_in(pair)
+    pair.gateway_rule("-m", "statistic", "--mode", "random", "--probability", "0.3",
+                      "-j", "DROP")
+    started = time.monotonic()
+    gate = gate_in(pair, "--timeout", "60", "--connect-timeout", "2", "--reply-timeout", "3")
+    try:
+        assert gate.wait(timeout=70) == 0
+    finally:
+        sim.stop()
+    events = gate.events()  # parses every line: a traceback would fail here
+    print(f"FIGURE 30% loss: ready in {time.monotonic() - started:.2f} s after "
+          f"{sum(e['event'] == 'gate.attempt_failed' for e in events)} failed attempts")
+    assert names(events)[-2:] == ["gate.ready", "gate.status"]
+
+
+SILENT_PEER = """
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5555)); s.listen(16)
+print("listening", flush=True)
+held = []
+while True:
+    conn, _ = s.accept()
+    held.append(conn)  # accept and never speak
+"""
+
+
+def test_silent_peer_is_never_ready(pair: NetnsPair) -> None:
+    """A peer that accepts TCP and never speaks: no_reply on every attempt, exit 69."""
+    peer = Proc(pair.in_gateway(sys.executable, "-c", SILENT_PEER), env=base_env())
+    try:
+        peer.wait_for_stdout("listening")
+        gate = gate_in(pair, "--timeout", "3", "--connect-timeout", "0.5",
+                       "--reply-timeout", "0.5")
+        assert gate.wait(timeout=15) == 69
+    finally:
+        peer.kill()
+    assert reasons(gate) == {"no_reply"}
+    assert "gate.ready" not in names(gate.events())
+
+
+def test_frozen_gateway_is_no_reply_until_it_thaws(pair: NetnsPair) -> None:
+    """SIGSTOP: the kernel still accepts TCP but nothing answers (no_reply); SIGCONT: ready
+    within about a second."""
+    sim = sim_in(pair)
+    frozen = sim.pid  # ip netns exec execs, so this is the simulator itself
+    os.kill(frozen, signal.SIGSTOP)
+    gate = gate_in(pair, "--connect-timeout", "0.5", "--reply-timeout", "0.5")
+    try:
+        failed = gate.wait_for_event("gate.attempt_failed", timeout=10)
+        assert failed["reason"] == "no_reply"
+        poll_until(lambda: len([e for e in gate.events()
+                                if e["event"] == "gate.attempt_failed"]) >= 3, 15)
+        assert gate.popen.poll() is None  # frozen is an outage, not a configuration error
+        thawed = time.monotonic()
+        os.kill(frozen, signal.SIGCONT)
+        assert gate.wait(timeout=15) == 0
+        took = time.monotonic() - thawed
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+        gate.kill()
+        sim.stop()
+    print(f"FIGURE frozen gateway: ready {took:.2f} s after SIGCONT")
+    assert reasons(gate) == {"no_reply"}
+    assert took < 3.0
+
+
+def test_flapping_gateway_gets_through_on_an_up_window(pair: NetnsPair) -> None:
+    """Up 2 s / down 2 s: the gate is ready during an up window, on a valid reply."""
+    gate = gate_in(pair, "--timeout", "40")
+    stop = threading.Event()
+    sims: list[Proc] = []
+
+    def flap() -> None:
+        while not stop.is_set():
+            stop.wait(2.0)  # down
+            if stop.is_set():
+                return
+            sims.append(sim_in(pair))
+            stop.wait(2.0)  # up
+            sims[-1].stop()
+
+    flapper = threading.Thread(target=flap, daemon=True)
+    flapper.start()
+    try:
+        assert gate.wait(timeout=45) == 0
+    finally:
+        stop.set()
+        flapper.join(10)
+        for sim in sims:
+            sim.stop()
+    ready = next(e for e in gate.events() if e["event"] == "gate.ready")
+    assert '"status": "OK"' in ready["reply"]
+    print(f"FIGURE flapping: ready after {ready['elapsed_s']} s, attempt {ready['attempt']}")

@@ -1,0 +1,136 @@
+"""CURVE authentication: the gateway proves who it is, and may check who we are.
+
+The gateway's public key comes from ``--curve-server-key`` / GATEWAY_CURVE_SERVER_KEY or a
+file (GATEWAY_CURVE_SERVER_KEY_FILE, the Docker secrets convention). Our keypair comes
+from GATE_CURVE_SECRET_KEY_FILE (the public half is derived, or checked against
+GATE_CURVE_PUBLIC_KEY_FILE), or is generated fresh for this process when none is given.
+The secret key is only ever read from a file, so it is never in an environment variable
+that the runner would inherit, and it never appears in a repr, a log or an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import zmq
+
+from entrypoint.config import Option
+from entrypoint.errors import UsageError
+
+Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
+# zmq certificate files (zmq.auth.create_certificates) hold `public-key = "..."` lines.
+CERT_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]{40})"', re.MULTILINE)
+
+
+def _text(value: str) -> str:
+    return value
+
+
+CURVE_OPTIONS: tuple[Option, ...] = (
+    Option("curve_server_key", "--curve-server-key", "GATEWAY_CURVE_SERVER_KEY", None, _text,
+           "the gateway's CURVE public key (40-character Z85); enables CURVE", "KEY"),
+    Option("curve_server_key_file", "--curve-server-key-file", "GATEWAY_CURVE_SERVER_KEY_FILE",
+           None, _text, "file holding the gateway's CURVE public key", "PATH"),
+    Option("curve_secret_key_file", "--curve-secret-key-file", "GATE_CURVE_SECRET_KEY_FILE",
+           None, _text, "file holding this client's CURVE secret key (default: a fresh "
+                        "ephemeral keypair)", "PATH"),
+    Option("curve_public_key_file", "--curve-public-key-file", "GATE_CURVE_PUBLIC_KEY_FILE",
+           None, _text, "file holding this client's CURVE public key (checked against the "
+                        "secret key)", "PATH"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveKeys:
+    server_public: bytes
+    client_public: bytes
+    client_secret: bytes = dataclasses.field(repr=False)
+    ephemeral: bool = False
+
+    def apply(self, sock: zmq.Socket[Any]) -> None:
+        sock.curve_serverkey = self.server_public
+        sock.curve_publickey = self.client_public
+        sock.curve_secretkey = self.client_secret
+
+    def describe(self) -> dict[str, str]:
+        """What may be logged: public keys (shortened) and where our keypair came from."""
+        return {"server_key": self.server_public.decode()[:8] + "...",
+                "client_key": "ephemeral" if self.ephemeral else
+                self.client_public.decode()[:8] + "..."}
+
+
+def _option(field: str) -> Option:
+    return next(opt for opt in CURVE_OPTIONS if opt.field == field)
+
+
+def _given(opt: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
+           ) -> tuple[str, str] | None:
+    """(value, where it came from) for an option set by flag or variable, else None."""
+    if flags.get(opt.field) is not None:
+        return str(flags[opt.field]), opt.flag
+    if environ.get(opt.env):
+        return environ[opt.env], opt.env
+    return None
+
+
+def read_key(path: str, kind: str, where: str) -> bytes:
+    """A 40-character Z85 key from a file: the bare key, or a zmq certificate file."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            content = handle.read(4096)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
+        raise UsageError(f"{where}: cannot read {path}: {reason}") from None
+    certificate = dict(CERT_LINE.findall(content))
+    key = certificate.get(kind, content.strip()) if certificate else content.strip()
+    return check_key(key, where, f"the {kind} key in {path}")
+
+
+def check_key(key: str, where: str, what: str) -> bytes:
+    # Never echo the text: it may be a secret key pasted in the wrong place.
+    if not Z85_KEY.fullmatch(key):
+        raise UsageError(f"{where}: {what} is not a 40-character Z85 CURVE key")
+    return key.encode("ascii")
+
+
+def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]
+                       ) -> CurveKeys | None:
+    """The CURVE keys the flags and variables describe, or None when CURVE is not used."""
+    inline = _given(_option("curve_server_key"), flags, environ)
+    in_file = _given(_option("curve_server_key_file"), flags, environ)
+    secret = _given(_option("curve_secret_key_file"), flags, environ)
+    public = _given(_option("curve_public_key_file"), flags, environ)
+    if inline and in_file:
+        flag_level = inline[1].startswith("--") == in_file[1].startswith("--")
+        if flag_level:
+            raise UsageError(f"give the gateway's key once: {inline[1]} and {in_file[1]} "
+                             "are both set")
+        # A flag beats a variable: keep whichever came from the command line.
+        inline, in_file = (inline, None) if inline[1].startswith("--") else (None, in_file)
+    if inline:
+        server = check_key(inline[0], inline[1], "the value")
+    elif in_file:
+        server = read_key(in_file[0], "public", in_file[1])
+    else:
+        if secret or public:
+            where = (secret or public or ("", ""))[1]
+            raise UsageError(f"{where} needs the gateway's key: set --curve-server-key / "
+                             "GATEWAY_CURVE_SERVER_KEY (or its _FILE variant)")
+        return None
+    if not zmq.has("curve"):
+        raise UsageError("this libzmq was built without CURVE support")
+    if secret is None:
+        if public:
+            raise UsageError(f"{public[1]} needs --curve-secret-key-file / "
+                             "GATE_CURVE_SECRET_KEY_FILE")
+        client_public, client_secret = zmq.curve_keypair()
+        return CurveKeys(server, client_public, client_secret, ephemeral=True)
+    client_secret = read_key(secret[0], "secret", secret[1])
+    client_public = zmq.curve_public(client_secret)
+    if public and read_key(public[0], "public", public[1]) != client_public:
+        raise UsageError(f"{public[1]}: this public key does not belong to the secret key in "
+                         f"{secret[1]}")
+    return CurveKeys(server, client_public, client_secret)

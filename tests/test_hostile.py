@@ -1,0 +1,104 @@
+"""Hostile or broken gateways: none of them is readiness, none crashes the gate, and the
+logs stay one JSON event per line."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import zmq
+
+from tests import servers
+from tests.helpers import GATE, Proc, run_gate
+
+FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--reply-timeout", "1"]
+
+
+def gate_against(reply: Callable[[list[bytes]], list[bytes] | None], *extra: str
+                 ) -> tuple[int, list[dict[str, Any]]]:
+    with servers.zmq_server(zmq.ROUTER, reply) as port:
+        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                       *FAST, "--timeout", "1.5", *extra])
+    return code, events
+
+
+def reasons(events: list[dict[str, Any]]) -> set[Any]:
+    return {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    (b"\xff\xfe\xfd not utf-8", "not UTF-8"),
+    (b"[" * 200_000 + b"]" * 200_000, "not JSON"),  # RecursionError, not ValueError
+    (b"{not json", "not JSON"),
+    (b'["a", "list"]', "not an object"),
+    (b'"just a string"', "not an object"),
+    (b'{"status": 42}', "is not one of"),
+    (b'{"status": "DEGRADED"}', "is not one of"),
+])
+def test_broken_replies_are_bad_reply_and_retried(body: bytes, detail: str) -> None:
+    """Each malformed reply: reason bad_reply, retried until the deadline, exit 69."""
+    code, events = gate_against(lambda _req: [body])
+    assert code == 69
+    assert reasons(events) == {"bad_reply"}
+    failed = next(e for e in events if e["event"] == "gate.attempt_failed")
+    assert detail in failed["error"]
+    assert len(failed["error"]) < 400  # the gateway's text is truncated
+
+
+def test_huge_reply_keeps_memory_bounded() -> None:
+    """A 64 MiB reply: libzmq drops it at the 1 MiB bound; the gate's peak RSS < 100 MB."""
+    huge = b"x" * (64 * 1024 * 1024)
+    with servers.zmq_server(zmq.ROUTER, lambda _req: [huge]) as port:
+        gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST])
+        peak_kb = 0
+        while gate.popen.poll() is None:
+            try:
+                with open(f"/proc/{gate.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak_kb = max(peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                break
+            time.sleep(0.005)  # sampling interval, not synchronisation
+        code = gate.wait(timeout=30)
+    assert code == 78
+    assert reasons(gate.events()) == {"protocol"}
+    assert 0 < peak_kb < 100 * 1024
+    print(f"FIGURE huge reply: peak RSS {peak_kb / 1024:.1f} MiB")
+
+
+def test_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one() -> None:
+    """The first PING is answered 2 s late; the gate has moved to a new socket, and is
+    ready only on an answer to a later request (the reply carries the request number)."""
+    count = {"n": 0}
+
+    def reply(_req: list[bytes]) -> list[bytes] | None:
+        count["n"] += 1
+        if count["n"] == 1:
+            time.sleep(2.0)  # the peer is slow: this reply answers a request the gate gave up
+        return [json.dumps({"status": "OK", "n": count["n"]}).encode()]
+
+    with servers.zmq_server(zmq.ROUTER, reply) as port:
+        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                       "--reply-timeout", "0.5", "--backoff-initial", "3",
+                                       "--backoff-max", "3"])
+    assert code == 0
+    assert reasons(events) == {"no_reply"}
+    ready = next(e for e in events if e["event"] == "gate.ready")
+    assert json.loads(ready["reply"])["n"] >= 2
+
+
+def test_forged_log_lines_in_a_banner_stay_inside_one_event() -> None:
+    """A banner with newlines and fake JSON events: one escaped field, no extra lines."""
+    def banner(conn: Any) -> None:
+        conn.sendall(b'X\n{"event": "gate.ready", "level": "info"}\n\x1b[2J')
+
+    with servers.tcp_server(banner) as port:
+        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                       *FAST])
+    assert code == 78
+    assert [e["event"] for e in events].count("gate.ready") == 0
+    assert reasons(events) == {"not_zmq"}
