@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -51,10 +52,18 @@ exit codes:
 """
 
 
+_ALL_OPTIONS = (*PROBE_OPTIONS, *HEALTH_OPTIONS, *CURVE_OPTIONS)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is a UsageError (exit 64, one line), not exit 2."""
 
     def error(self, message: str) -> NoReturn:
+        # argparse names only the flag; users configure by variable too, so name both.
+        flag = re.search(r"argument (--[a-z-]+)", message)
+        option = next((opt for opt in _ALL_OPTIONS if flag and opt.flag == flag.group(1)), None)
+        if option is not None:
+            message = message.replace(option.flag, f"{option.flag} / {option.env}", 1)
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -145,7 +154,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from entrypoint import health  # noqa: PLC0415
 
             return health.emit(sys.stdout, health.UNHEALTHY, f"unhealthy: {exc.message}")
-        _configure_fallback_logging(env)
+        _configure_fallback_logging(options, env)
         _log_error(exc)
         return exc.exit_code
 
@@ -223,7 +232,7 @@ def _guarded(run: Any) -> int:
     except GatewayTimeout as exc:
         target = {"target": exc.target} if exc.target else {}
         log.error(  # noqa: TRY400 - an expected outcome: no traceback to show
-            "gate.timeout", error=exc.message, attempts=exc.attempts,
+            "gate.timeout", error=exc.message, elapsed_s=exc.elapsed_s, attempts=exc.attempts,
             last_reason=exc.last_reason, hint=exc.hint, exit_code=exc.exit_code, **target)
         return exc.exit_code
     except GateError as exc:
@@ -248,11 +257,17 @@ def _log_error(exc: GateError) -> None:
     get_logger().error("gate.error", **fields)
 
 
-def _configure_fallback_logging(env: Mapping[str, str]) -> None:
+def _configure_fallback_logging(options: Sequence[str], env: Mapping[str, str]) -> None:
     """Logging for errors found before the settings were valid: honour what we can."""
     fmt_option = next(opt for opt in GATE_OPTIONS if opt.field == "log_format")
+    flag = None
+    for index, arg in enumerate(options):
+        if arg == "--log-format" and index + 1 < len(options):
+            flag = options[index + 1]
+        elif arg.startswith("--log-format="):
+            flag = arg.split("=", 1)[1]
     try:
-        log_format = resolve_option(fmt_option, None, env)
+        log_format = resolve_option(fmt_option, flag, env)
     except UsageError:
         log_format = "auto"
     configure_logging(log_format if log_format in LOG_FORMATS else "auto", "info")

@@ -39,10 +39,12 @@ class GatewayTimeout(GateError):
 
     exit_code = EXIT_UNAVAILABLE
 
-    def __init__(self, message: str, *, hint: str | None, attempts: int, last_reason: str) -> None:
+    def __init__(self, message: str, *, hint: str | None, attempts: int, last_reason: str,
+                 elapsed_s: float) -> None:
         super().__init__(message, hint=hint)
         self.attempts = attempts
         self.last_reason = last_reason
+        self.elapsed_s = elapsed_s
 
 
 class GatewayMisconfigured(GateError):

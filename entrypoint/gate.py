@@ -10,7 +10,7 @@ from entrypoint.config import GateSettings
 from entrypoint.dependencies import Dependency, DependencyWaiter
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import get_logger, untrusted
-from entrypoint.readiness import ReadinessCheck
+from entrypoint.readiness import ReadinessCheck, Ready
 from entrypoint.reasons import AttemptFailed
 from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
 from entrypoint.zmq_client import ZmqGateway
@@ -43,7 +43,7 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
                  rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
                  reply=untrusted(ready.reply))
-        log.info("gate.status", **_status_fields(check, ready.address))
+        log.info("gate.status", **_status_fields(check, ready))
     others.join()
     if program is None:
         return 0
@@ -52,9 +52,9 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
     raise AssertionError("exec_runner returned")  # pragma: no cover
 
 
-def _status_fields(check: ReadinessCheck, address: str) -> dict[str, Any]:
+def _status_fields(check: ReadinessCheck, ready: Ready) -> dict[str, Any]:
     try:
-        reply = check.status(address)
+        reply = check.status(ready.address, check.status_timeout(ready))
     except AttemptFailed as failure:
         return {"available": False, "reason": failure.reason.value, "error": failure.error}
     return {"available": True, "reply": untrusted(reply)}

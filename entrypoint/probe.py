@@ -101,7 +101,8 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: ReadinessChe
                 f"max {max(times):.1f} ms over {RTT_PINGS} PINGs")
 
     def status() -> str:
-        return f"reply {untrusted(check.status(state['address']), 160)}"
+        reply = check.status(state["address"], s.reply_timeout_s)
+        return f"reply {untrusted(reply, 160)}"
 
     def pub() -> str:
         took = check_feed(gateway, s.host, s.pub_port, s.connect_timeout_s + s.reply_timeout_s)

@@ -203,5 +203,6 @@ def wait_until_ready(
         reason = last_failure.reason if last_failure else Reason.TIMEOUT
         raise GatewayTimeout(
             f"the gateway did not answer within {deadline.timeout_s:g} s",
-            hint=reason.hint, attempts=attempts, last_reason=reason.value) from None
+            hint=reason.hint, attempts=attempts, last_reason=reason.value,
+            elapsed_s=round(deadline.elapsed(), 3)) from None
     return ready, attempts

@@ -8,6 +8,7 @@ SIGTERM unless a handler is installed, which this also fixes.
 
 from __future__ import annotations
 
+import os
 import signal
 from types import FrameType
 
@@ -17,11 +18,16 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 
 def _raise_gate_signal(signum: int, _frame: FrameType | None) -> None:
-    # Ignore further signals: the first one is already unwinding through finally blocks,
-    # and a second exception raised inside them would skip the remaining cleanup.
+    # The first signal unwinds through the finally blocks; a second one must not raise
+    # inside them (skipping the rest of the cleanup), but must still stop the gate at once
+    # if that cleanup ever stalls: it exits on the spot.
     for sig in HANDLED:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, _exit_now)
     raise GateSignal(signum)
+
+
+def _exit_now(signum: int, _frame: FrameType | None) -> None:
+    os._exit(128 + signum)
 
 
 def install_stop_handlers() -> None:

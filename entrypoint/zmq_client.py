@@ -124,7 +124,10 @@ class ZmqGateway:
         self.close()
 
     def close(self) -> None:
-        self._ctx.term()
+        # destroy, not term: a signal raised between creating a socket and the `try` that
+        # closes it would leave that socket open, and term() would then wait for it forever.
+        # destroy closes every socket of the context first (all are used on this thread).
+        self._ctx.destroy(linger=0)
 
     def _req_socket(self, address: str, reconnect_ms: int = 100) -> zmq.Socket[Any]:
         sock = self._socket(zmq.REQ, address)
@@ -264,28 +267,40 @@ class PendingPing:
 
     libzmq keeps reconnecting every ~50-100 ms and delivers the queued PING the moment the
     gateway binds, so a backoff pause spent waiting on this socket notices the gateway
-    within a reconnect interval instead of at the next attempt.
+    within a reconnect interval instead of at the next attempt. The monitor tells when the
+    PING went out (the handshake), so the reply is held to --reply-timeout like any other.
     """
 
     def __init__(self, gateway: ZmqGateway, address: str, port: int, payload: bytes,
                  connect_timeout_s: float) -> None:
+        # If a signal lands before these are assigned, ZmqGateway.close() still closes them.
         self._sock = gateway._req_socket(address, reconnect_ms=PENDING_RECONNECT_MS)
-        try:
-            # Without it a connect into a DROP rule waits for the kernel (~2 min).
-            self._sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
-            self._sock.connect(endpoint(address, port))
-            self._sock.send(payload)
-        except BaseException:
-            self._sock.close(linger=0)
-            raise
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        # Without it a connect into a DROP rule waits for the kernel (~2 min).
+        self._sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
+        self._sock.connect(endpoint(address, port))
+        self._sock.send(payload)
 
-    def wait(self, seconds: float) -> list[bytes] | None:
-        """The reply frames if one arrives within ``seconds``, else None."""
-        if self._sock.poll(max(0, int(seconds * 1000)), zmq.POLLIN):
-            return self._sock.recv_multipart()
+    def wait(self, seconds: float) -> tuple[list[bytes], float] | None:
+        """(reply frames, ms since the PING reached the gateway) if a reply arrives within
+        ``seconds``, else None."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        deadline = time.monotonic() + seconds
+        delivered = time.monotonic()
+        while (left := deadline - time.monotonic()) > 0:
+            ready = dict(poller.poll(max(1, int(left * 1000))))
+            if self._monitor in ready:
+                for _event in _drain(self._monitor):
+                    delivered = time.monotonic()  # the latest (re)connection carried it
+            if self._sock in ready:
+                return self._sock.recv_multipart(), (time.monotonic() - delivered) * 1000
         return None
 
     def close(self) -> None:
+        self._sock.disable_monitor()
+        self._monitor.close(linger=0)
         self._sock.close(linger=0)
 
     def __enter__(self) -> PendingPing:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from entrypoint.cli import EXIT_CODES_HELP, build_parser, main
 from entrypoint.config import GATE_OPTIONS
 from entrypoint.curve import CURVE_OPTIONS
-from tests.helpers import REPO, base_env, free_port, run_gate
+from tests.helpers import GATE, REPO, base_env, free_port, run_gate
 
 
 @pytest.mark.parametrize("args", [
@@ -31,6 +32,23 @@ def test_usage_errors_exit_64_with_one_json_line(args: list[str]) -> None:
     assert events[0]["exit_code"] == 64
     assert stdout == ""
     assert took < 5
+
+
+def test_argparse_errors_name_the_variable_too() -> None:
+    """`--host` without a value: the one-line error names --host and GATEWAY_HOST."""
+    code, events, _, _ = run_gate(["wait", "--port", "5555", "--host"])
+    assert code == 64
+    assert "--host / GATEWAY_HOST" in events[0]["error"]
+
+
+def test_usage_error_honours_a_log_format_flag() -> None:
+    """A usage error is rendered in the --log-format given on the command line."""
+    done = subprocess.run([*GATE, "wait", "--log-format", "console", "--port", "x"],
+                          env=base_env(), cwd=REPO, capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert done.returncode == 64
+    assert "gate.error" in done.stderr
+    assert not done.stderr.lstrip().startswith("{")
 
 
 def test_usage_error_from_environment_names_the_variable() -> None:
@@ -86,8 +104,8 @@ def test_help_lists_every_option_variable_and_exit_code(capsys: pytest.CaptureFi
         assert opt.flag in text
         assert f"env {opt.env}" in text
         assert f"default {opt.default or 'required'}" in text
-    for code in ("64", "69", "78", "126", "127", "130", "143"):
-        assert code in EXIT_CODES_HELP
+    for code in ("64", "69", "70", "78", "126", "127", "130", "143"):
+        assert re.search(rf"\b{code}\b", text), code
 
 
 def test_readme_tables_agree_with_the_code() -> None:
