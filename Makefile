@@ -35,7 +35,8 @@ image: $(VENV)/.installed-test
 	PYTHON=$(PY) scripts/build_image.sh
 
 bench: $(VENV)/.installed-test
-	$(PY) benchmarks/bench_gate.py
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) benchmarks/bench_gate.py --plot docs/detection_latency.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache wheels/*.whl

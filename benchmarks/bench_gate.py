@@ -1,16 +1,22 @@
-"""Benchmarks for mt5-gate: start-up overhead and detection latency, side by side.
+"""Benchmarks for mt5-gate, side by side with the floor and with Debian's wait-for-it.
 
-    python benchmarks/bench_gate.py [--runs 20] [--trials 10] [--long]
+    python benchmarks/bench_gate.py [--runs 20] [--trials 10] [--long] [--plot PNG]
 
 Prints Markdown tables of medians, p95s and ratios, all measured in this one run on this
-machine. Every server is the simulated gateway on 127.0.0.1.
+machine. Servers are the simulated gateway on 127.0.0.1, or inside network namespaces
+this script creates (and deletes) for the sections that need a DROP rule (root only).
 
-1. Start-up overhead on an answering gateway: ``mt5-gate wait -- true`` against the import
-   floor ``python -c "import zmq, structlog, tenacity"`` and bare ``python -c pass``,
-   interleaved so that machine noise hits all of them alike.
-2. Detection latency: the gateway binds after an outage of 5 s and 60 s (and 10 min with
+1. Start-up on an answering gateway: ``mt5-gate wait -- true``, the import floor
+   ``python -c "import zmq, structlog, tenacity"``, each library alone (what a lazy
+   import could save), bare ``python -c pass`` and ``wait-for-it`` (TCP only), interleaved.
+2. Detection latency: the gateway binds after an outage of 5 s and 60 s (10 min with
    --long); latency is the runner's first line (``date +%s.%N``) minus the simulator's bind
-   time. Trials of one outage run concurrently, staggered, to keep the wall time sane.
+   time, for the gate and for wait-for-it's fixed 1 s polling. Trials run concurrently,
+   staggered, to keep the wall time sane.
+3. Load on a down gateway: TCP connection attempts per minute (SYNs counted by an iptables
+   rule in the gateway's namespace) against a refused and a DROPped port.
+4. Mesh: 17 checks, 3 of them at DROPped ports: wall time against the longest timeout.
+5. Waiting cost: CPU seconds and peak RSS of a gate waiting on a dead gateway.
 """
 
 from __future__ import annotations
@@ -19,17 +25,21 @@ import argparse
 import datetime
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+sys.path.insert(0, str(REPO))
+from tests.netns import GATEWAY_IP, NetnsPair, sh  # noqa: E402 - after the path is set
 
 
 def _env() -> dict[str, str]:
@@ -86,16 +96,24 @@ class Sim:
         self.proc.wait(10)
 
 
+FLOOR = "floor: `python -c 'import zmq, structlog, tenacity'`"
+
+
 def bench_startup(runs: int) -> list[list[str]]:
     sim = Sim()
     sim.wait_bound(15)
     commands = {
         "`mt5-gate wait -- true`": [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port",
                                     str(sim.port), "--log-level", "error", "--", "true"],
-        "floor: `python -c 'import zmq, structlog, tenacity'`":
-            [PY, "-c", "import zmq, structlog, tenacity"],
+        FLOOR: [PY, "-c", "import zmq, structlog, tenacity"],
+        "`python -c 'import zmq'`": [PY, "-c", "import zmq"],
+        "`python -c 'import structlog'`": [PY, "-c", "import structlog"],
+        "`python -c 'import tenacity'`": [PY, "-c", "import tenacity"],
         "bare: `python -c pass`": [PY, "-c", "pass"],
     }
+    if shutil.which("wait-for-it"):
+        commands["`wait-for-it -- true` (TCP only)"] = [
+            "wait-for-it", "-q", "-t", "5", f"127.0.0.1:{sim.port}", "--", "true"]
     times: dict[str, list[float]] = {name: [] for name in commands}
     try:
         for _ in range(runs):
@@ -106,7 +124,7 @@ def bench_startup(runs: int) -> list[list[str]]:
                 times[name].append(time.perf_counter() - started)
     finally:
         sim.stop()
-    floor = statistics.median(times["floor: `python -c 'import zmq, structlog, tenacity'`"])
+    floor = statistics.median(times[FLOOR])
     rows = []
     for name, values in times.items():
         median = statistics.median(values)
@@ -115,15 +133,21 @@ def bench_startup(runs: int) -> list[list[str]]:
     return rows
 
 
-def _one_detection(outage_s: float, offset_s: float, results: list[float],
+def _waiter(tool: str, port: int, outage_s: float) -> list[str]:
+    if tool == "gate":
+        return [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port", str(port), "--timeout",
+                str(outage_s + 60), "--", "date", "+%s.%N"]
+    return ["wait-for-it", "-q", "-t", "0", f"127.0.0.1:{port}", "--", "date", "+%s.%N"]
+
+
+def _one_detection(tool: str, outage_s: float, offset_s: float, results: list[float],
                    errors: list[str]) -> None:
     time.sleep(offset_s)  # stagger trials so that their binds do not coincide
     port = _free_port()
-    gate = subprocess.Popen(
-        [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port", str(port), "--timeout",
-         str(outage_s + 60), "--", "date", "+%s.%N"],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    sim = Sim("--start-delay", str(outage_s), port=port)
+    gate = subprocess.Popen(_waiter(tool, port, outage_s), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    # A random fraction of a second, so the bind falls at a random phase of a poller's cycle.
+    sim = Sim("--start-delay", f"{outage_s + random.random():.3f}", port=port)
     try:
         out, _ = gate.communicate(timeout=outage_s + 90)
         sim.wait_bound(5)
@@ -136,25 +160,164 @@ def _one_detection(outage_s: float, offset_s: float, results: list[float],
         sim.stop()
 
 
-def bench_detection(outages: list[float], trials: int, long_trials: int) -> list[list[str]]:
+def bench_detection(outages: list[float], trials: int, long_trials: int
+                    ) -> tuple[list[list[str]], dict[str, dict[float, list[float]]]]:
+    """Rows for the table, and the raw latencies (ms) per tool and outage for the plot."""
+    tools = ["gate"] + (["wait-for-it"] if shutil.which("wait-for-it") else [])
+    raw: dict[str, dict[float, list[float]]] = {tool: {} for tool in tools}
     rows = []
     for outage in outages:
         count = long_trials if outage >= 600 else trials
-        results: list[float] = []
-        errors: list[str] = []
-        threads = [threading.Thread(target=_one_detection, args=(outage, i * 0.37, results,
-                                                                  errors))
-                   for i in range(count)]
+        collected: dict[str, tuple[list[float], list[str]]] = {t: ([], []) for t in tools}
+        # Both tools' trials run together; each binds its own port, staggered in time.
+        threads = [threading.Thread(target=_one_detection,
+                                    args=(tool, outage, i * 0.37 + j * 0.19, *collected[tool]))
+                   for i in range(count) for j, tool in enumerate(tools)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        ms = [r * 1000 for r in results]
-        rows.append([f"{outage:g} s", str(len(ms)),
-                     f"{statistics.median(ms):.0f}" if ms else "-",
-                     f"{percentile(ms, 95):.0f}" if ms else "-",
-                     f"{max(ms):.0f}" if ms else "-", str(len(errors))])
-    return rows
+        for tool in tools:
+            ms = [r * 1000 for r in collected[tool][0]]
+            raw[tool][outage] = ms
+            rows.append([tool, f"{outage:g} s", str(len(ms)),
+                         f"{statistics.median(ms):.0f}" if ms else "-",
+                         f"{percentile(ms, 95):.0f}" if ms else "-",
+                         f"{max(ms):.0f}" if ms else "-", str(len(collected[tool][1]))])
+    gate_p95 = {o: percentile(v, 95) for o, v in raw["gate"].items() if v}
+    if "wait-for-it" in raw:
+        for outage, ms in raw["wait-for-it"].items():
+            if ms and gate_p95.get(outage):
+                rows.append(["ratio", f"{outage:g} s", "", "", f"wait-for-it / gate p95 = "
+                             f"{percentile(ms, 95) / gate_p95[outage]:.1f}x", "", ""])
+    return rows, raw
+
+
+def plot_detection(raw: dict[str, dict[float, list[float]]], path: str) -> None:
+    import matplotlib  # noqa: PLC0415 - a benchmark-only dependency
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for tool, marker in (("gate", "o"), ("wait-for-it", "s")):
+        for outage, values in raw.get(tool, {}).items():
+            label = tool if outage == min(raw[tool]) else None
+            ax.scatter([f"{outage:g} s"] * len(values), values, marker=marker, alpha=0.6,
+                       label=label, color="tab:blue" if tool == "gate" else "tab:orange")
+    ax.axhline(250, color="grey", linestyle="--", linewidth=1, label="goal: p95 250 ms")
+    ax.set_xlabel("outage before the gateway binds")
+    ax.set_ylabel("bind → runner's first line (ms)")
+    ax.set_title("Detection latency: mt5-gate vs wait-for-it (1 s polling)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _count_attempts(pair: NetnsPair) -> tuple[int, int]:
+    """(connection attempts, SYN packets) seen by the gateway namespace.
+
+    A connect() into a DROP rule retransmits its SYN (1, 2, 4... s later), so attempts are
+    counted as distinct source ports in an nft set, and SYNs by the set rule's counter.
+    """
+    listed = json.loads(sh(*pair.in_gateway("nft", "-j", "list", "table", "inet",
+                                            "mt5bench")).stdout)["nftables"]
+    ports = next(item["set"] for item in listed if "set" in item).get("elem", [])
+    rule = next(item["rule"] for item in listed if "rule" in item)
+    syns = next(part["counter"]["packets"] for part in rule["expr"] if "counter" in part)
+    return len(ports), int(syns)
+
+
+_NFT_COUNTER = """
+table inet mt5bench {
+    set seen { type inet_service; size 65535; }
+    chain input {
+        type filter hook input priority -150;
+        tcp dport 5555 tcp flags & (syn | ack) == syn add @seen { tcp sport } counter
+    }
+}
+"""
+
+
+def _load_run(tool: str, fate: str, seconds: float,
+              out: dict[tuple[str, str], tuple[float, float]]) -> None:
+    with NetnsPair() as pair:
+        # nft counts (before the filter table), iptables decides the SYN's fate.
+        subprocess.run(pair.in_gateway("nft", "-f", "-"), input=_NFT_COUNTER, text=True,
+                       check=True, timeout=30)
+        target = ["REJECT", "--reject-with", "tcp-reset"] if fate == "refused" else ["DROP"]
+        pair.gateway_rule("-p", "tcp", "--syn", "--dport", "5555", "-j", *target)
+        if tool == "gate":
+            argv = [*_gate_cmd(), "wait", "--host", GATEWAY_IP, "--port", "5555",
+                    "--timeout", str(seconds), "--log-level", "error"]
+        else:
+            argv = ["wait-for-it", "-q", "-t", str(int(seconds)), f"{GATEWAY_IP}:5555"]
+        proc = subprocess.Popen(pair.in_client(*argv), env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(seconds + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        attempts, syns = _count_attempts(pair)
+        out[(tool, fate)] = (attempts * 60 / seconds, syns * 60 / seconds)
+
+
+def bench_load(seconds: float) -> list[list[str]]:
+    tools = ["gate"] + (["wait-for-it"] if shutil.which("wait-for-it") else [])
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    threads = [threading.Thread(target=_load_run, args=(tool, fate, seconds, out))
+               for tool in tools for fate in ("refused", "DROP")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = {"gate": "mt5-gate (default settings)", "wait-for-it": "wait-for-it (1 s poller)"}
+    def cell(key: tuple[str, str]) -> str:
+        attempts, syns = out.get(key, (0.0, 0.0))
+        return f"{attempts:.0f} ({syns:.0f} SYNs)"
+
+    return [[names[tool], cell((tool, "refused")), cell((tool, "DROP"))] for tool in tools]
+
+
+MESH_TIMEOUT_S = 3.0
+
+
+def bench_mesh() -> list[list[str]]:
+    with NetnsPair() as pair:
+        sim = subprocess.Popen(pair.in_gateway(*_gate_cmd(), "sim", "--bind", "0.0.0.0",
+                                               "--port", "5555", "--pub-port", "5556"),
+                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert sim.stderr is not None
+            sim.stderr.readline()  # sim.listening
+            for port in (7001, 7002, 7003):
+                pair.gateway_rule("-p", "tcp", "--dport", str(port), "-j", "DROP")
+            live = [("python", "3.11"), ("env", "PATH"), ("writable", "/tmp"),
+                    ("file", "/etc/hostname"), ("icmp", GATEWAY_IP), ("icmp", "127.0.0.1"),
+                    ("zmq_ping", f"{GATEWAY_IP}:5555"), ("zmq_pub", f"{GATEWAY_IP}:5556"),
+                    ("tcp", f"{GATEWAY_IP}:5555"), ("tcp", f"{GATEWAY_IP}:5556"),
+                    ("dns", "gateway.test"), ("dns", "localhost"), ("env", "HOME"),
+                    ("writable", "/var/tmp")]
+            dead = [("tcp", f"{GATEWAY_IP}:{port}") for port in (7001, 7002, 7003)]
+            checks = "".join(f'[[check]]\nkind = "{k}"\ntarget = "{t}"\n' for k, t in live + dead)
+            mesh_file = Path(tempfile.mkdtemp()) / "mesh.toml"
+            mesh_file.write_text(f"include_defaults = false\ntimeout = {MESH_TIMEOUT_S}\n"
+                                 + checks)
+            started = time.monotonic()
+            done = subprocess.run(pair.in_client(*_gate_cmd(), "mesh", "--json", "--file",
+                                                 str(mesh_file)),
+                                  env=_env(), capture_output=True, text=True, timeout=120,
+                                  check=False)
+            wall = time.monotonic() - started
+            doc = json.loads(done.stdout)
+        finally:
+            sim.terminate()
+            sim.wait(10)
+    total = len(doc["checks"])
+    longest, summed = MESH_TIMEOUT_S, MESH_TIMEOUT_S * total
+    return [[f"{total} checks, score {doc['score']}, exit {done.returncode}", f"{wall:.2f}",
+             f"{longest:g}", f"{wall / longest:.2f}x", f"{summed:g}", f"{wall / summed:.2f}x"]]
 
 
 def bench_waiting_cost(seconds: float) -> list[list[str]]:
@@ -186,6 +349,10 @@ def main() -> int:
     parser.add_argument("--outages", default="5,60", help="outage lengths in seconds")
     parser.add_argument("--wait-seconds", type=float, default=60.0,
                         help="how long the waiting-cost run waits (default 60)")
+    parser.add_argument("--load-seconds", type=float, default=60.0,
+                        help="how long each load run lasts (default 60)")
+    parser.add_argument("--plot", metavar="PNG", default=None,
+                        help="also draw the detection latencies (needs matplotlib)")
     args = parser.parse_args()
     outages = [float(x) for x in args.outages.split(",")] + ([600.0] if args.long else [])
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
@@ -195,9 +362,21 @@ def main() -> int:
     print(f"\n## Waiting cost: a gate waiting {args.wait_seconds:g} s on a dead gateway\n")
     print(table(["run", "CPU s", "of one core", "peak RSS MiB"],
                 bench_waiting_cost(args.wait_seconds)))
+    if os.geteuid() == 0 and shutil.which("iptables"):
+        print(f"\n## Load on a down gateway: TCP connection attempts per minute "
+              f"(default settings, {args.load_seconds:g} s each)\n")
+        print(table(["tool", "refused port", "DROPped port"], bench_load(args.load_seconds)))
+        print("\n## Mesh: 17 checks, 3 at DROPped ports (3 s timeout each)\n")
+        print(table(["run", "wall s", "longest timeout s", "vs longest", "sum of timeouts s",
+                     "vs sum"], bench_mesh()))
+    else:
+        print("\n(load and mesh sections skipped: they need root for network namespaces)")
     print("\n## Detection latency: gateway bind → runner's first line\n")
-    print(table(["outage", "trials", "p50 ms", "p95 ms", "max ms", "failed"],
-                bench_detection(outages, args.trials, args.long_trials)))
+    rows, raw = bench_detection(outages, args.trials, args.long_trials)
+    print(table(["tool", "outage", "trials", "p50 ms", "p95 ms", "max ms", "failed"], rows))
+    if args.plot:
+        plot_detection(raw, args.plot)
+        print(f"\nplot written to {args.plot}")
     return 0
 
 

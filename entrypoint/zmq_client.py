@@ -23,9 +23,12 @@ from entrypoint.reasons import AttemptFailed, Reason
 # A PING or STATUS reply is a small JSON object; anything bigger is hostile or a mistake.
 # libzmq drops a connection whose message exceeds this, before allocating it.
 MAX_REPLY_BYTES = 1024 * 1024
-# How often libzmq retries a connect while a PING waits in a "pending ping" socket:
-# it bounds how late we notice a gateway that binds during a backoff pause.
+# How often libzmq retries a connect while a PING waits in a "pending ping" socket: it
+# bounds how late we notice a gateway that binds during a backoff pause, and sets how many
+# connection attempts a down gateway receives. libzmq waits ivl + rand(ivl) and doubles ivl
+# up to the maximum: 50-100 ms, then 100-150 ms, then 150-200 ms for the rest of the pause.
 PENDING_RECONNECT_MS = 50
+PENDING_RECONNECT_MAX_MS = 150
 # After a post-handshake disconnect, how long to wait for libzmq's reconnect event, which
 # tells a peer that went away (it retries) from a protocol violation (it gives up).
 RETRY_EVENT_GRACE_S = 0.05
@@ -34,6 +37,9 @@ _MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
               | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
               | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
               | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+_LEFT_TO_EXIT: list[zmq.Context[Any]] = []
 
 
 def endpoint(address: str, port: int) -> str:
@@ -120,14 +126,19 @@ class ZmqGateway:
     def __enter__(self) -> ZmqGateway:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # A signal (GateSignal) is ending the process. It may have interrupted pyzmq
+            # half-way through creating a socket, leaving one open that pyzmq does not know
+            # of, and term() would wait for it forever. Leave the context to the OS, which
+            # closes everything at exit; keep a reference so that no garbage collection
+            # before then tries to terminate it either.
+            _LEFT_TO_EXIT.append(self._ctx)
+            return
         self.close()
 
     def close(self) -> None:
-        # destroy, not term: a signal raised between creating a socket and the `try` that
-        # closes it would leave that socket open, and term() would then wait for it forever.
-        # destroy closes every socket of the context first (all are used on this thread).
-        self._ctx.destroy(linger=0)
+        self._ctx.destroy(linger=0)  # closes any socket still open, then terminates
 
     def _req_socket(self, address: str, reconnect_ms: int = 100) -> zmq.Socket[Any]:
         sock = self._socket(zmq.REQ, address)
@@ -275,6 +286,7 @@ class PendingPing:
                  connect_timeout_s: float) -> None:
         # If a signal lands before these are assigned, ZmqGateway.close() still closes them.
         self._sock = gateway._req_socket(address, reconnect_ms=PENDING_RECONNECT_MS)
+        self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, PENDING_RECONNECT_MAX_MS)
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         # Without it a connect into a DROP rule waits for the kernel (~2 min).
         self._sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
