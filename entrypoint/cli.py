@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from entrypoint import __version__, sim
+from entrypoint import __version__, sim_args
 from entrypoint.config import (
+    CURVE_OPTIONS,
     GATE_OPTIONS,
     HEALTH_OPTIONS,
     LOG_FORMATS,
@@ -24,8 +25,6 @@ from entrypoint.config import (
     resolve_option,
     settings_from_sources,
 )
-from entrypoint.curve import CURVE_OPTIONS, curve_from_sources
-from entrypoint.dependencies import parse_dependency
 from entrypoint.errors import (
     EXIT_SOFTWARE,
     GateError,
@@ -34,7 +33,6 @@ from entrypoint.errors import (
     GatewayTimeout,
     UsageError,
 )
-from entrypoint.gate import run_wait
 from entrypoint.logs import configure_logging, get_logger
 from entrypoint.signals import install_stop_handlers
 
@@ -117,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--file", metavar="PATH", default=None,
                       help="TOML mesh file adding checks [env GATE_MESH_FILE]")
     mesh.add_argument("--json", action="store_true", help="print one JSON document")
-    sim.add_arguments(commands.add_parser(
+    sim_args.add_arguments(commands.add_parser(
         "sim", help="run a simulated MT5 gateway (REQ/REP and PUB) for development and tests",
         description="A simulated MT5 ZeroMQ bridge with fault knobs."))
     return parser
@@ -162,16 +160,27 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _settings(args: argparse.Namespace, env: Mapping[str, str],
               options: tuple[Option, ...]) -> GateSettings:
     """Validated settings from flags and environment, CURVE keys included."""
-    settings = settings_from_sources(vars(args), env, options)
-    return dataclasses.replace(settings, curve=curve_from_sources(vars(args), env))
+    flags = vars(args)
+    settings = settings_from_sources(flags, env, options)
+    if not any(flags.get(opt.field) is not None or env.get(opt.env) for opt in CURVE_OPTIONS):
+        return settings
+    from entrypoint.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
+
+    return dataclasses.replace(settings, curve=curve_from_sources(flags, env))
 
 
 def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, str]) -> int:
     settings = _settings(args, env, GATE_OPTIONS)
     also = args.also if args.also is not None else [
         part.strip() for part in env.get("GATE_ALSO", "").split(",") if part.strip()]
-    dependencies = [parse_dependency(url, settings.curve) for url in also]
+    dependencies = []
+    if also:
+        from entrypoint.dependencies import parse_dependency  # noqa: PLC0415 - only with --also
+
+        dependencies = [parse_dependency(url, settings.curve) for url in also]
     configure_logging(settings.log_format, settings.log_level)
+    from entrypoint.gate import run_wait  # noqa: PLC0415
+
     return _guarded(lambda: run_wait(settings, command, env, dependencies))
 
 
@@ -212,6 +221,8 @@ def _run_mesh(args: argparse.Namespace, _command: list[str], env: Mapping[str, s
 
 
 def _run_sim(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
+    from entrypoint import sim  # noqa: PLC0415
+
     return _guarded(lambda: sim.run(args, env))
 
 

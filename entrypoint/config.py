@@ -8,8 +8,8 @@ its environment variable; every value is validated up front, before anything is 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
+import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +72,15 @@ def split_host_port(text: str) -> tuple[str, int]:
 
 def ip_family(text: str) -> int | None:
     """4 or 6 for an IP literal, None for anything else (a name to resolve)."""
-    try:
-        return ipaddress.ip_address(text).version
-    except ValueError:
-        return None
+    # inet_pton is in C and already loaded; the ipaddress module costs a millisecond of
+    # start-up on every container start.
+    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+        try:
+            socket.inet_pton(family, text)
+        except (OSError, ValueError):
+            continue
+        return version
+    return None
 
 
 def parse_status_list(text: str) -> frozenset[str]:
@@ -142,6 +147,22 @@ HEALTH_TIMEOUT_OPTION = Option("timeout_s", "--timeout", "GATE_HEALTH_TIMEOUT", 
 PROBE_OPTIONS = (*GATE_OPTIONS, PUB_PORT_OPTION)
 HEALTH_OPTIONS = tuple(HEALTH_TIMEOUT_OPTION if opt.field == "timeout_s" else opt
                        for opt in GATE_OPTIONS)
+
+
+# CURVE keys (see curve.py, which reads and checks them): declared here with the other
+# options so that building the command line does not import the key handling.
+CURVE_OPTIONS: tuple[Option, ...] = (
+    Option("curve_server_key", "--curve-server-key", "GATEWAY_CURVE_SERVER_KEY", None, str,
+           "the gateway's CURVE public key (40-character Z85); enables CURVE", "KEY"),
+    Option("curve_server_key_file", "--curve-server-key-file", "GATEWAY_CURVE_SERVER_KEY_FILE",
+           None, str, "file holding the gateway's CURVE public key", "PATH"),
+    Option("curve_secret_key_file", "--curve-secret-key-file", "GATE_CURVE_SECRET_KEY_FILE",
+           None, str, "file holding this client's CURVE secret key (default: a fresh "
+                        "ephemeral keypair)", "PATH"),
+    Option("curve_public_key_file", "--curve-public-key-file", "GATE_CURVE_PUBLIC_KEY_FILE",
+           None, str, "file holding this client's CURVE public key (checked against the "
+                        "secret key)", "PATH"),
+)
 
 
 @dataclasses.dataclass(frozen=True)

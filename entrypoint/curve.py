@@ -17,30 +17,12 @@ from typing import Any
 
 import zmq
 
-from entrypoint.config import Option
+from entrypoint.config import CURVE_OPTIONS, Option
 from entrypoint.errors import UsageError
 
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 # zmq certificate files (zmq.auth.create_certificates) hold `public-key = "..."` lines.
 CERT_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]{40})"', re.MULTILINE)
-
-
-def _text(value: str) -> str:
-    return value
-
-
-CURVE_OPTIONS: tuple[Option, ...] = (
-    Option("curve_server_key", "--curve-server-key", "GATEWAY_CURVE_SERVER_KEY", None, _text,
-           "the gateway's CURVE public key (40-character Z85); enables CURVE", "KEY"),
-    Option("curve_server_key_file", "--curve-server-key-file", "GATEWAY_CURVE_SERVER_KEY_FILE",
-           None, _text, "file holding the gateway's CURVE public key", "PATH"),
-    Option("curve_secret_key_file", "--curve-secret-key-file", "GATE_CURVE_SECRET_KEY_FILE",
-           None, _text, "file holding this client's CURVE secret key (default: a fresh "
-                        "ephemeral keypair)", "PATH"),
-    Option("curve_public_key_file", "--curve-public-key-file", "GATE_CURVE_PUBLIC_KEY_FILE",
-           None, _text, "file holding this client's CURVE public key (checked against the "
-                        "secret key)", "PATH"),
-)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,15 +11,17 @@ import dataclasses
 import threading
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint import services
 from entrypoint.config import split_host_port
-from entrypoint.curve import CurveKeys
 from entrypoint.errors import GateError, UsageError
 from entrypoint.readiness import Ready, check_feed
 from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
 from entrypoint.zmq_client import ZmqGateway
+
+if TYPE_CHECKING:
+    from entrypoint.curve import CurveKeys
 
 SCHEMES = ("tcp", "zmq+sub", "redis", "rediss", "postgresql", "postgres", "http", "https")
 

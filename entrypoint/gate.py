@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.config import GateSettings
-from entrypoint.dependencies import Dependency, DependencyWaiter
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import get_logger, untrusted
 from entrypoint.readiness import ReadinessCheck, Ready
 from entrypoint.reasons import AttemptFailed
 from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
 from entrypoint.zmq_client import ZmqGateway
+
+if TYPE_CHECKING:
+    from entrypoint.dependencies import Dependency
 
 
 def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str],
@@ -34,17 +36,23 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         also=[dep.label for dep in dependencies] or None,
         curve=settings.curve.describe() if settings.curve else None,
     )
-    others = DependencyWaiter(list(dependencies), deadline, log, backoff,
-                              settings.connect_timeout_s + settings.reply_timeout_s)
+    others = None
+    if dependencies:
+        from entrypoint.dependencies import DependencyWaiter  # noqa: PLC0415
+
+        others = DependencyWaiter(list(dependencies), deadline, log, backoff,
+                                  settings.connect_timeout_s + settings.reply_timeout_s)
     with ZmqGateway(curve=settings.curve) as gateway:
         check = ReadinessCheck(settings, gateway)
         ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff,
-                                           before_attempt=others.raise_if_failed)
+                                           before_attempt=others.raise_if_failed if others
+                                           else None)
         log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
                  rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
                  reply=untrusted(ready.reply))
         log.info("gate.status", **_status_fields(check, ready))
-    others.join()
+    if others is not None:
+        others.join()
     if program is None:
         return 0
     log.info("gate.exec", argv=list(command), program=program)

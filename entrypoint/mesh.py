@@ -18,18 +18,20 @@ import tomllib
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from entrypoint import icmp, services
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.config import GateSettings, ip_family, split_host_port
-from entrypoint.curve import CurveKeys
 from entrypoint.errors import UsageError
 from entrypoint.logs import untrusted
 from entrypoint.readiness import ReadinessCheck, check_feed
 from entrypoint.reasons import AttemptFailed, Reason
 from entrypoint.report import Painter, dump_json, percent, result_line, score
 from entrypoint.zmq_client import ZmqGateway
+
+if TYPE_CHECKING:
+    from entrypoint.curve import CurveKeys
 
 PHASES = {"local": "Local environment", "network": "Network",
           "application": "Application ports", "external": "External"}

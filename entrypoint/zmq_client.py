@@ -10,15 +10,17 @@ This is the only module that imports zmq.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
-from entrypoint.curve import CurveKeys
 from entrypoint.reasons import AttemptFailed, Reason
+
+if TYPE_CHECKING:
+    from entrypoint.curve import CurveKeys
 
 # A PING or STATUS reply is a small JSON object; anything bigger is hostile or a mistake.
 # libzmq drops a connection whose message exceeds this, before allocating it.
@@ -251,9 +253,10 @@ class ZmqGateway:
 def _drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:
     """(event, value) pairs the monitor has queued, without waiting."""
     while monitor.poll(0):
-        message = parse_monitor_message(monitor.recv_multipart())
-        value = message["value"]
-        yield int(message["event"]), int(value) if isinstance(value, int) else 0
+        # Frame 1 of a monitor message is the event id (uint16) and its value (uint32);
+        # parsed here because zmq.utils.monitor drags in zmq.asyncio at start-up.
+        event, value = struct.unpack("=HI", monitor.recv_multipart()[0][:6])
+        yield event, value
 
 
 def _timed_out(conn: _Connection, timeout_s: float) -> AttemptFailed:

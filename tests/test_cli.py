@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.cli import EXIT_CODES_HELP, build_parser, main
-from entrypoint.config import GATE_OPTIONS
-from entrypoint.curve import CURVE_OPTIONS
+from entrypoint.config import CURVE_OPTIONS, GATE_OPTIONS
 from tests.helpers import GATE, REPO, base_env, free_port, run_gate
 
 
