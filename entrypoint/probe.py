@@ -8,18 +8,19 @@ for its reason. Exit 0 when TCP and PING pass, else 1 (the original tool's contr
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from entrypoint.checks import FAIL, PASS, SKIP, WARN, CheckResult
+from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_check
 from entrypoint.config import GateSettings
 from entrypoint.logs import untrusted
 from entrypoint.protocol import ping_request
 from entrypoint.readiness import ReadinessCheck, check_feed
-from entrypoint.reasons import STEPS, AttemptFailed, Reason
+from entrypoint.reasons import STEPS, Reason
 from entrypoint.report import Painter, dump_json, result_line
 from entrypoint.tcp_probe import probe_tcp, resolve
 from entrypoint.zmq_client import ZmqGateway
@@ -28,26 +29,22 @@ RTT_PINGS = 5
 
 
 class _Layers:
-    """Runs one layer at a time, timing it and turning its outcome into a CheckResult."""
+    """Runs one layer at a time (in order: each depends on the one before), recording its
+    CheckResult; the first failed layer's reason decides the troubleshooting steps."""
 
     def __init__(self) -> None:
         self.results: list[CheckResult] = []
-        self.first_failure: AttemptFailed | None = None
+        self.first_failure: Reason | None = None
 
     def run(self, name: str, layer: Callable[[], str], optional: bool = False) -> bool:
-        started = time.monotonic()
-        try:
-            detail, status, reason, hint = layer(), PASS, None, None
-        except AttemptFailed as failure:
-            status = WARN if optional else FAIL
-            detail = f"{failure.reason}: {failure.error}"
-            reason, hint = failure.reason.value, failure.reason.hint
-            if not optional and self.first_failure is None:
-                self.first_failure = failure
-        took = round((time.monotonic() - started) * 1000, 1)
-        self.results.append(CheckResult(name, "probe", status, detail, took, reason=reason,
-                                        hint=hint))
-        return status == PASS
+        result = run_check(Check(name, "probe", lambda _timeout: layer(), 0.0,
+                                 about_gateway=True))
+        if result.status == FAIL and optional:
+            result = dataclasses.replace(result, status=WARN)
+        elif result.status == FAIL and self.first_failure is None and result.reason:
+            self.first_failure = Reason(result.reason)
+        self.results.append(result)
+        return result.status == PASS
 
     def skip(self, name: str, why: str) -> None:
         self.results.append(CheckResult(name, "probe", SKIP, why, 0.0))
@@ -130,8 +127,8 @@ def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> d
         "exit_code": code, "passed": passed, "total": len(layers.results),
         "checks": [r.as_dict() for r in layers.results],
         "troubleshooting": None if failure is None else {
-            "reason": failure.reason.value, "hint": failure.reason.hint,
-            "steps": _steps(failure.reason, settings)},
+            "reason": failure.value, "hint": failure.hint,
+            "steps": _steps(failure, settings)},
     }
 
 
@@ -151,10 +148,10 @@ def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> Non
     failure = layers.first_failure
     warnings = [r for r in layers.results if r.status in (FAIL, WARN) and r.reason]
     if failure is not None:
-        write(paint.bold(f"\nTroubleshooting ({failure.reason}):") + "\n")
-        for step in _steps(failure.reason, settings):
+        write(paint.bold(f"\nTroubleshooting ({failure}):") + "\n")
+        for step in _steps(failure, settings):
             write(f"  - {step}\n")
-        write(f"  - more: {failure.reason.hint.rsplit('See ', 1)[-1]}\n")
+        write(f"  - more: {failure.hint.rsplit('See ', 1)[-1]}\n")
     elif warnings:
         write("\nWarnings are informational: the gateway answers PING.\n")
     stream.flush()
