@@ -178,9 +178,7 @@ class ZmqGateway:
                                     f"{message_within_s:g} s")
             return took_ms
         finally:
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=0)
+            _close_monitored(sock, monitor)
 
     def request(self, address: str, port: int, payload: bytes, timeout_s: float,
                 greeting: str = "zmtp") -> list[bytes]:
@@ -198,9 +196,7 @@ class ZmqGateway:
             assert frames is not None
             return frames
         finally:
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=0)
+            _close_monitored(sock, monitor)
 
     def _await(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], timeout_s: float,
                greeting: str, until_handshake: bool = False) -> list[bytes] | None:
@@ -250,6 +246,13 @@ class ZmqGateway:
         return PendingPing(self, address, port, payload, connect_timeout_s)
 
 
+def _close_monitored(sock: zmq.Socket[Any], monitor: zmq.Socket[Any]) -> None:
+    """Close a socket and its monitor, monitor first, without lingering."""
+    sock.disable_monitor()
+    monitor.close(linger=0)
+    sock.close(linger=0)
+
+
 def _drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:
     """(event, value) pairs the monitor has queued, without waiting."""
     while monitor.poll(0):
@@ -279,15 +282,17 @@ def _timed_out(conn: _Connection, timeout_s: float) -> AttemptFailed:
 class PendingPing:
     """A REQ socket with a PING queued while the gateway is down.
 
-    libzmq keeps reconnecting every ~50-100 ms and delivers the queued PING the moment the
-    gateway binds, so a backoff pause spent waiting on this socket notices the gateway
-    within a reconnect interval instead of at the next attempt. The monitor tells when the
-    PING went out (the handshake), so the reply is held to --reply-timeout like any other.
+    libzmq keeps reconnecting (every 50-100 ms, backing off to 150-200 ms) and delivers the
+    queued PING the moment the gateway binds, so a backoff pause spent waiting on this
+    socket notices the gateway within a reconnect interval instead of at the next attempt.
+    The monitor tells when the PING went out (the handshake), so the reply is held to
+    --reply-timeout like any other.
     """
 
     def __init__(self, gateway: ZmqGateway, address: str, port: int, payload: bytes,
                  connect_timeout_s: float) -> None:
-        # If a signal lands before these are assigned, ZmqGateway.close() still closes them.
+        # A signal landing before these are assigned ends the process; ZmqGateway then
+        # leaves the half-built sockets to the OS rather than wait for them.
         self._sock = gateway._req_socket(address, reconnect_ms=PENDING_RECONNECT_MS)
         self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, PENDING_RECONNECT_MAX_MS)
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -314,9 +319,7 @@ class PendingPing:
         return None
 
     def close(self) -> None:
-        self._sock.disable_monitor()
-        self._monitor.close(linger=0)
-        self._sock.close(linger=0)
+        _close_monitored(self._sock, self._monitor)
 
     def __enter__(self) -> PendingPing:
         return self
