@@ -24,6 +24,7 @@ from entrypoint.config import (
     Option,
     resolve_option,
     settings_from_sources,
+    split_list,
 )
 from entrypoint.errors import (
     EXIT_SOFTWARE,
@@ -171,8 +172,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str],
 
 def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, str]) -> int:
     settings = _settings(args, env, GATE_OPTIONS)
-    also = args.also if args.also is not None else [
-        part.strip() for part in env.get("GATE_ALSO", "").split(",") if part.strip()]
+    also = args.also if args.also is not None else split_list(env.get("GATE_ALSO", ""))
     dependencies = []
     if also:
         from entrypoint.dependencies import parse_dependency  # noqa: PLC0415 - only with --also

@@ -83,8 +83,13 @@ def ip_family(text: str) -> int | None:
     return None
 
 
+def split_list(text: str) -> list[str]:
+    """A comma-separated value as its non-empty, trimmed items."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def parse_status_list(text: str) -> frozenset[str]:
-    values = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
+    values = frozenset(part.upper() for part in split_list(text))
     if not values:
         raise ValueError("expected a comma-separated list such as OK,PONG")
     return values

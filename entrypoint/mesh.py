@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from entrypoint import icmp, services
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
-from entrypoint.config import GateSettings, ip_family, split_host_port
+from entrypoint.config import GateSettings, ip_family, split_host_port, split_list
 from entrypoint.errors import UsageError
 from entrypoint.logs import untrusted
 from entrypoint.readiness import ReadinessCheck, check_feed
@@ -160,7 +160,7 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str]
 
 
 def _listed(environ: Mapping[str, str], name: str) -> list[str]:
-    return [part.strip() for part in environ.get(name, "").split(",") if part.strip()]
+    return split_list(environ.get(name, ""))
 
 
 def load_mesh_file(path: str) -> dict[str, Any]:
