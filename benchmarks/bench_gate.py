@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
-from tests.netns import GATEWAY_IP, NetnsPair, sh  # noqa: E402 - after the path is set
+from tests.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh  # noqa: E402 - after the path is set
 
 
 def _env() -> dict[str, str]:
@@ -297,7 +297,7 @@ def bench_mesh() -> list[list[str]]:
                     ("file", "/etc/hostname"), ("icmp", GATEWAY_IP), ("icmp", "127.0.0.1"),
                     ("zmq_ping", f"{GATEWAY_IP}:5555"), ("zmq_pub", f"{GATEWAY_IP}:5556"),
                     ("tcp", f"{GATEWAY_IP}:5555"), ("tcp", f"{GATEWAY_IP}:5556"),
-                    ("dns", "gateway.test"), ("dns", "localhost"), ("env", "HOME"),
+                    ("dns", GATEWAY_NAME), ("dns", "localhost"), ("env", "HOME"),
                     ("writable", "/var/tmp")]
             dead = [("tcp", f"{GATEWAY_IP}:{port}") for port in (7001, 7002, 7003)]
             checks = "".join(f'[[check]]\nkind = "{k}"\ntarget = "{t}"\n' for k, t in live + dead)

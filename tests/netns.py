@@ -14,6 +14,7 @@ from pathlib import Path
 
 CLIENT_IP = "10.200.0.1"
 GATEWAY_IP = "10.200.0.2"
+GATEWAY_NAME = "gateway.test"  # resolvable only through the client's own hosts file
 _counter = itertools.count()
 
 
@@ -45,16 +46,20 @@ class NetnsPair:
             self._etc.mkdir(parents=True, exist_ok=True)
             (self._etc / "resolv.conf").write_text(
                 "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-            (self._etc / "hosts").write_text(f"127.0.0.1 localhost\n{GATEWAY_IP} gateway.test\n")
+            (self._etc / "hosts").touch()
+            self.name_gateway(GATEWAY_IP)
         except BaseException:
             self.close()
             raise
 
-    def set_hosts(self, text: str) -> None:
-        """Rewrite the client's hosts file in place (the bind mount follows the inode)."""
+    def name_gateway(self, address: str | None) -> None:
+        """Point the client's name `gateway.test` at ``address`` (None: no such name).
+
+        The hosts file is rewritten in place: `ip netns exec` bind-mounts it by inode."""
+        entry = f"{address} {GATEWAY_NAME}\n" if address else ""
         with open(self._etc / "hosts", "r+") as f:
             f.seek(0)
-            f.write(text)
+            f.write("127.0.0.1 localhost\n" + entry)
             f.truncate()
 
     def in_client(self, *argv: str) -> list[str]:

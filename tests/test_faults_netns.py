@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import GATE, Proc, base_env, names, parse_lines, poll_until, require_root
-from tests.netns import GATEWAY_IP, NetnsPair, sh
+from tests.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh
 
 FAST = ["--backoff-initial", "0.1", "--backoff-max", "0.3"]
 
@@ -108,12 +108,12 @@ def test_unresolvable_name_is_dns_with_a_hint(pair: NetnsPair) -> None:
 
 def test_name_is_resolved_again_on_every_attempt(pair: NetnsPair) -> None:
     """The hosts entry starts wrong (no route) and is fixed while waiting: the gate follows."""
-    pair.set_hosts("127.0.0.1 localhost\n10.201.0.9 gateway.test\n")
+    pair.name_gateway("10.201.0.9")
     sim = sim_in(pair)
-    gate = gate_in(pair, "--timeout", "20", host="gateway.test")
+    gate = gate_in(pair, "--timeout", "20", host=GATEWAY_NAME)
     try:
         gate.wait_for_event("gate.attempt_failed", timeout=10)
-        pair.set_hosts(f"127.0.0.1 localhost\n{GATEWAY_IP} gateway.test\n")
+        pair.name_gateway(GATEWAY_IP)
         assert gate.wait(timeout=20) == 0
     finally:
         gate.kill()
@@ -278,15 +278,15 @@ def test_a_name_that_comes_back_is_noticed_during_a_pause(pair: NetnsPair) -> No
     """DNS fails (the name is unknown), then the name appears while the gate pauses for 5 s:
     the gate looks the name up again during the pause and is ready well before the next
     attempt would have run."""
-    pair.set_hosts("127.0.0.1 localhost\n")
+    pair.name_gateway(None)
     sim = sim_in(pair)
     gate = gate_in(pair, "--backoff-initial", "10", "--backoff-max", "10", "--timeout", "30",
-                   host="gateway.test")
+                   host=GATEWAY_NAME)
     try:
         failed = gate.wait_for_event("gate.attempt_failed", timeout=10)
         assert failed["reason"] == "dns"
         assert failed["next_retry_s"] >= 5.0
-        pair.set_hosts(f"127.0.0.1 localhost\n{GATEWAY_IP} gateway.test\n")
+        pair.name_gateway(GATEWAY_IP)
         assert gate.wait(timeout=20) == 0
     finally:
         gate.kill()
