@@ -30,8 +30,9 @@ class Check:
     run: Callable[[float], str]
     timeout_s: float
     critical: bool = False
-    # The reasons' hints speak of the MT5 gateway; other targets get the bare reason.
-    about_gateway: bool = False
+    # (host, port) of the MT5 gateway this check is about: the reasons' hints speak of the
+    # gateway, so other targets get the bare reason.
+    about_gateway: tuple[str, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,8 @@ def run_check(check: Check) -> CheckResult:
         return result(PASS, check.run(check.timeout_s))
     except AttemptFailed as failure:
         return result(FAIL, f"{failure.reason}: {failure.error}", reason=failure.reason.value,
-                      hint=failure.reason.hint if check.about_gateway else None)
+                      hint=failure.reason.hint_for(*check.about_gateway)
+                      if check.about_gateway else None)
     except NotPermitted as exc:
         return result(SKIP, f"not permitted: {exc}")
     except MissingExtra as exc:

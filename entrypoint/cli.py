@@ -66,9 +66,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps help at spaces only, so a JSON default stays copyable in one piece."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap  # noqa: PLC0415 - only when --help is asked for
+
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
+                             break_on_hyphens=False)
+
+
 def _add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
     for opt in options:
-        default = opt.default or ("required" if opt.field == "host" else "none")
+        default = opt.default_help or opt.default or (
+            "required" if opt.field == "host" else "none")
         parser.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=None,
                             help=f"{opt.help} [env {opt.env}; default {default}]")
 
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "gateway answers, then exec it.")
     parser.add_argument("--version", action="version", version=f"mt5-gate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    raw = argparse.RawDescriptionHelpFormatter
+    raw = _HelpFormatter
     wait = commands.add_parser(
         "wait", help="wait for the gateway, then exec COMMAND",
         usage="mt5-gate wait [OPTIONS] [-- COMMAND [ARG...]]",
@@ -90,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(wait, (*GATE_OPTIONS, *CURVE_OPTIONS))
     wait.add_argument("--also", action="append", metavar="URL", default=None,
                       help="another dependency that must be ready too (repeatable): tcp://, "
-                           "zmq+sub://, redis://, postgresql://, http(s):// "
+                           "zmq+req:// (another bridge, asked like the gateway), zmq+sub://, "
+                           "redis://, postgresql://, http(s):// "
                            "[env GATE_ALSO, comma-separated]")
     probe = commands.add_parser(
         "probe", help="diagnose the gateway layer by layer, with troubleshooting steps",
@@ -177,7 +189,7 @@ def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, st
     if also:
         from entrypoint.dependencies import parse_dependency  # noqa: PLC0415 - only with --also
 
-        dependencies = [parse_dependency(url, settings.curve) for url in also]
+        dependencies = [parse_dependency(url, settings) for url in also]
     configure_logging(settings.log_format, settings.log_level)
     from entrypoint.gate import run_wait  # noqa: PLC0415
 

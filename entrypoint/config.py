@@ -11,12 +11,16 @@ import dataclasses
 import math
 import socket
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from entrypoint.dialect import (
+    DEFAULT_DIALECT,
+    DEFAULT_PING_REQUEST,
+    DEFAULT_STATUS_REQUEST,
+    Dialect,
+    dialect_from_values,
+)
 from entrypoint.errors import UsageError
-
-if TYPE_CHECKING:  # curve.py imports Option from here
-    from entrypoint.curve import CurveKeys
 
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -116,6 +120,8 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     metavar: str = "S"
+    optional: bool = False  # with no default: unset means None rather than "required"
+    default_help: str | None = None  # how --help shows a default that is not a value
 
 
 GATE_OPTIONS: tuple[Option, ...] = (
@@ -136,12 +142,23 @@ GATE_OPTIONS: tuple[Option, ...] = (
     Option("expect_status", "--expect-status", "GATE_EXPECT_STATUS", "OK,PONG,OPERATIONAL",
            parse_status_list, "accepted values of a reply's status field (case-insensitive)",
            "LIST"),
+    Option("ping_request", "--ping-request", "GATE_PING_REQUEST", DEFAULT_PING_REQUEST, str,
+           "the readiness request, a JSON object; placeholders \"$now\", \"$now_epoch\", "
+           "\"$uuid\", \"$file:PATH\" (see docs/BRIDGES.md)", "JSON"),
+    Option("status_request", "--status-request", "GATE_STATUS_REQUEST", DEFAULT_STATUS_REQUEST,
+           str, "the informational request sent once ready; `none` skips it, and is the "
+                "default when --ping-request is set", "JSON"),
+    Option("ready_when", "--ready-when", "GATE_READY_WHEN", None, str,
+           "JMESPath expression on the reply; truthy = ready (see docs/BRIDGES.md); replaces "
+           "--expect-status", "EXPR", optional=True, default_help="built from --expect-status"),
     Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
            "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
     Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),
            "debug, info, warning or error", "LEVEL"),
 )
 
+
+_BY_FIELD = {opt.field: opt for opt in GATE_OPTIONS}
 
 PUB_PORT_OPTION = Option("pub_port", "--pub-port", "GATEWAY_PUB_PORT", "5556", parse_port,
                          "gateway PUB port (ticks)", "PORT")
@@ -170,6 +187,15 @@ CURVE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+class ClientSecurity(Protocol):
+    """What the ZeroMQ client needs of CURVE keys (``curve.CurveKeys``); a protocol, so that
+    this module does not import the key handling (which imports this module)."""
+
+    def apply(self, sock: Any) -> None: ...
+
+    def describe(self) -> dict[str, str]: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class GateSettings:
     host: str
@@ -183,12 +209,28 @@ class GateSettings:
     log_format: str = "auto"
     log_level: str = "info"
     pub_port: int = 5556
-    curve: CurveKeys | None = None
+    curve: ClientSecurity | None = None
+    dialect: Dialect = DEFAULT_DIALECT
 
     @property
     def target(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
+                  ) -> tuple[str, str] | None:
+    """(raw value, where it came from: the flag or the variable) when set, else None."""
+    if flags.get(option.field) is not None:
+        return str(flags[option.field]), option.flag
+    if environ.get(option.env, "") != "":
+        return environ[option.env], option.env
+    return None
+
+
+def declared(field: str) -> Option:
+    """The declared option for ``field`` (one declaration per setting)."""
+    return _BY_FIELD[field]
 
 
 def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str, str]) -> Any:
@@ -199,6 +241,8 @@ def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str,
         raw, source = environ[option.env], option.env
     elif option.default is not None:
         raw, source = option.default, "default"
+    elif option.optional:
+        return None
     else:
         raise UsageError(f"{option.flag} / {option.env} is required")
     try:
@@ -215,6 +259,9 @@ def settings_from_sources(
 ) -> GateSettings:
     """Build and validate ``GateSettings``; ``flags`` maps field names to raw flag text."""
     values = {opt.field: resolve_option(opt, flags.get(opt.field), environ) for opt in options}
+    values["dialect"] = _dialect(values.pop("ping_request"), values.pop("status_request"),
+                                 values.pop("ready_when", None), values["expect_status"],
+                                 flags=flags, environ=environ)
     if values["backoff_max_s"] < values["backoff_initial_s"]:
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "
@@ -222,3 +269,26 @@ def settings_from_sources(
             f"{values['backoff_initial_s']}"
         )
     return GateSettings(**values)
+
+
+def _dialect(ping: str, status: str, ready_when: str | None, statuses: frozenset[str], *,
+             flags: Mapping[str, Any], environ: Mapping[str, str]) -> Dialect:
+    """The dialect options, validated together (see dialect.py for what each means)."""
+    ready_source = option_source(declared("ready_when"), flags, environ)
+    status_source = option_source(declared("expect_status"), flags, environ)
+    if ready_source and status_source:
+        if ready_source[1].startswith("--") == status_source[1].startswith("--"):
+            raise UsageError(f"{ready_source[1]} and {status_source[1]} are both set: "
+                             "--ready-when replaces --expect-status; give one of them")
+        # A flag beats a variable: keep whichever came from the command line.
+        if status_source[1].startswith("--"):
+            ready_when = None
+    # A bridge that needs its own readiness request may not know STATUS, and an EA that
+    # trades on any request with an "action" would place an order: unless asked for,
+    # no STATUS is sent to a bridge whose PING request was customised.
+    if (option_source(declared("ping_request"), flags, environ)
+            and not option_source(declared("status_request"), flags, environ)):
+        status = "none"
+    wheres = {field: f"{declared(field).flag} / {declared(field).env}"
+              for field in ("ping_request", "status_request", "ready_when", "expect_status")}
+    return dialect_from_values(ping, status, ready_when, statuses, wheres)

@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from entrypoint.config import CURVE_OPTIONS, Option
+from entrypoint.config import CURVE_OPTIONS, Option, option_source
 from entrypoint.errors import UsageError
 
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
@@ -48,16 +48,6 @@ def _option(field: str) -> Option:
     return next(opt for opt in CURVE_OPTIONS if opt.field == field)
 
 
-def _given(opt: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
-           ) -> tuple[str, str] | None:
-    """(value, where it came from) for an option set by flag or variable, else None."""
-    if flags.get(opt.field) is not None:
-        return str(flags[opt.field]), opt.flag
-    if environ.get(opt.env):
-        return environ[opt.env], opt.env
-    return None
-
-
 def read_key(path: str, kind: str, where: str) -> bytes:
     """A 40-character Z85 key from a file: the bare key, or a zmq certificate file."""
     try:
@@ -81,10 +71,10 @@ def check_key(key: str, where: str, what: str) -> bytes:
 def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]
                        ) -> CurveKeys | None:
     """The CURVE keys the flags and variables describe, or None when CURVE is not used."""
-    inline = _given(_option("curve_server_key"), flags, environ)
-    in_file = _given(_option("curve_server_key_file"), flags, environ)
-    secret = _given(_option("curve_secret_key_file"), flags, environ)
-    public = _given(_option("curve_public_key_file"), flags, environ)
+    inline = option_source(_option("curve_server_key"), flags, environ)
+    in_file = option_source(_option("curve_server_key_file"), flags, environ)
+    secret = option_source(_option("curve_secret_key_file"), flags, environ)
+    public = option_source(_option("curve_public_key_file"), flags, environ)
     if inline and in_file:
         flag_level = inline[1].startswith("--") == in_file[1].startswith("--")
         if flag_level:

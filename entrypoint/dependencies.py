@@ -14,16 +14,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from entrypoint import services
-from entrypoint.config import split_host_port
+from entrypoint.config import GateSettings, split_host_port
 from entrypoint.errors import GateError, UsageError
-from entrypoint.readiness import Ready, check_feed
+from entrypoint.logs import untrusted
+from entrypoint.readiness import ReadinessCheck, Ready, check_feed
 from entrypoint.retry import BackoffWithJitter, Deadline, wait_until_ready
 from entrypoint.zmq_client import ZmqGateway
 
 if TYPE_CHECKING:
-    from entrypoint.curve import CurveKeys
+    from entrypoint.config import ClientSecurity
 
-SCHEMES = ("tcp", "zmq+sub", "redis", "rediss", "postgresql", "postgres", "http", "https")
+SCHEMES = ("tcp", "zmq+req", "zmq+sub", "redis", "rediss", "postgresql", "postgres", "http",
+           "https")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,24 +33,35 @@ class Dependency:
     url: str
     label: str  # what logs show: the URL with any password redacted
     probe: Callable[[float], str]
+    host: str = ""
+    port: int = 0
 
 
-def _zmq_sub(host: str, port: int, curve: CurveKeys | None, timeout: float) -> str:
+def _zmq_sub(host: str, port: int, curve: ClientSecurity | None, timeout: float) -> str:
     with ZmqGateway(curve=curve) as gateway:
         return f"PUB handshake in {check_feed(gateway, host, port, timeout):.1f} ms"
 
 
-def parse_dependency(url: str, curve: CurveKeys | None = None) -> Dependency:
+def _zmq_req(settings: GateSettings, timeout: float) -> str:
+    """Another bridge's REQ port, asked and judged exactly as the gateway is."""
+    with ZmqGateway(curve=settings.curve) as gateway:
+        ready = ReadinessCheck(settings, gateway).attempt(timeout)
+    return f"reply {untrusted(ready.reply, 80)}"
+
+
+def parse_dependency(url: str, settings: GateSettings | None = None) -> Dependency:
     """Validate one ``--also`` URL now, so a typo is a usage error, not a 10-minute wait.
 
-    ``curve`` (the gateway's CURVE keys) also applies to ``zmq+sub://`` targets."""
+    ``settings`` (the gateway's) lends ``zmq+sub://`` and ``zmq+req://`` targets its CURVE
+    keys, and ``zmq+req://`` its dialect and timeouts."""
+    curve = settings.curve if settings is not None else None
     label = services.redact_url(url)
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in SCHEMES:
         raise UsageError(f"--also / GATE_ALSO: {label!r}: the scheme must be one of "
                          f"{', '.join(s + '://' for s in SCHEMES)}")
     try:
-        if scheme in ("tcp", "zmq+sub"):
+        if scheme in ("tcp", "zmq+sub", "zmq+req"):
             target = url.split("://", 1)[1].rstrip("/")
             host, port = split_host_port(target)
         else:
@@ -62,6 +75,11 @@ def parse_dependency(url: str, curve: CurveKeys | None = None) -> Dependency:
     elif scheme == "zmq+sub":
         def probe(timeout: float) -> str:
             return _zmq_sub(host, port, curve, timeout)
+    elif scheme == "zmq+req":
+        other = dataclasses.replace(settings or GateSettings(host=host), host=host, port=port)
+
+        def probe(timeout: float) -> str:
+            return _zmq_req(other, timeout)
     elif scheme in ("redis", "rediss"):
         _require_module("redis", label)
 
@@ -75,7 +93,7 @@ def parse_dependency(url: str, curve: CurveKeys | None = None) -> Dependency:
     else:
         def probe(timeout: float) -> str:
             return services.check_http(url, timeout)
-    return Dependency(url, label, probe)
+    return Dependency(url, label, probe, host, port)
 
 
 def _require_module(module: str, label: str) -> None:
@@ -119,7 +137,9 @@ class DependencyWaiter:
                   backoff: BackoffWithJitter, attempt_timeout: float) -> None:
         check = _DependencyCheck(dependency, attempt_timeout)
         try:
-            ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff)
+            ready, attempts = wait_until_ready(
+                check, deadline, log, backoff=backoff,
+                hint=lambda reason: reason.hint_for(dependency.host, dependency.port))
         except GateError as exc:
             exc.target = dependency.label
             self._errors.append(exc)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.config import GateSettings
+from entrypoint.dialect import NotReady
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import get_logger, untrusted
 from entrypoint.readiness import ReadinessCheck, Ready
@@ -32,7 +33,8 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
         reply_timeout_s=settings.reply_timeout_s,
         backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
-        expect_status=sorted(settings.expect_status), command=list(command) or None,
+        expect_status=sorted(settings.expect_status), **settings.dialect.describe(),
+        command=list(command) or None,
         also=[dep.label for dep in dependencies] or None,
         curve=settings.curve.describe() if settings.curve else None,
     )
@@ -44,9 +46,10 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
                                   settings.connect_timeout_s + settings.reply_timeout_s)
     with ZmqGateway(curve=settings.curve) as gateway:
         check = ReadinessCheck(settings, gateway)
-        ready, attempts = wait_until_ready(check, deadline, log, backoff=backoff,
-                                           before_attempt=others.raise_if_failed if others
-                                           else None)
+        ready, attempts = wait_until_ready(
+            check, deadline, log, backoff=backoff,
+            before_attempt=others.raise_if_failed if others else None,
+            hint=lambda reason: reason.hint_for(settings.host, settings.port))
         log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
                  rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
                  reply=untrusted(ready.reply))
@@ -61,8 +64,14 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
 
 
 def _status_fields(check: ReadinessCheck, ready: Ready) -> dict[str, Any]:
+    """STATUS is informational: its outcome is logged, and never holds the runner back."""
+    if check.settings.dialect.status is None:
+        return {"requested": False}
     try:
         reply = check.status(ready.address, check.status_timeout(ready))
+    except NotReady as refused:  # an error-shaped reply: shown, not taken for a status
+        return {"available": False, "reason": refused.reason.value,
+                "reply": untrusted(refused.reply), "error": refused.error}
     except AttemptFailed as failure:
         return {"available": False, "reason": failure.reason.value, "error": failure.error}
     return {"available": True, "reply": untrusted(reply)}

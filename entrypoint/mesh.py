@@ -31,7 +31,7 @@ from entrypoint.report import Painter, dump_json, percent, result_line, score
 from entrypoint.zmq_client import ZmqGateway
 
 if TYPE_CHECKING:
-    from entrypoint.curve import CurveKeys
+    from entrypoint.config import ClientSecurity
 
 PHASES = {"local": "Local environment", "network": "Network",
           "application": "Application ports", "external": "External"}
@@ -89,7 +89,7 @@ def _zmq_ping(target: str, settings: GateSettings, timeout: float) -> str:
     return f"reply {untrusted(ready.reply, 80)}"
 
 
-def _zmq_pub(target: str, message_within: float | None, curve: CurveKeys | None,
+def _zmq_pub(target: str, message_within: float | None, curve: ClientSecurity | None,
              timeout: float) -> str:
     host, port = split_host_port(target)
     with ZmqGateway(curve=curve) as gateway:
@@ -214,7 +214,8 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
             run=_make(kind, target, environ=environ, settings=base,
                       message_within=message_within),
             timeout_s=timeout, critical=bool(spec.get("critical", kind == "zmq_ping")),
-            about_gateway=kind in ("zmq_ping", "zmq_pub")))
+            about_gateway=split_host_port(target) if kind in ("zmq_ping", "zmq_pub")
+            else None))
     return checks
 
 

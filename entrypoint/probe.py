@@ -1,9 +1,11 @@
 """``mt5-gate probe``: the operator's layer-by-layer diagnosis of the gateway.
 
-Layers in order: DNS, TCP connect (with the greeting sniff), ZeroMQ PING with the reply
-shown, round-trip statistics over a few PINGs, STATUS (optional), and the PUB port's
-handshake. A failed layer stops the ones that depend on it and prints the concrete steps
-for its reason. Exit 0 when TCP and PING pass, else 1 (the original tool's contract).
+Layers in order: DNS, TCP connect, ZeroMQ PING with the reply shown, round-trip statistics
+over a few PINGs, STATUS (optional), and the PUB port's handshake. TCP and PING come from one
+ZeroMQ exchange, the very one ``wait`` makes (the dialect's request, judged the same way).
+A failed layer stops the ones that depend on it and prints the concrete steps for its
+reason, naming the port of the layer that failed. Exit 0 when TCP and PING pass, else 1
+(the original tool's contract).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from typing import Any, TextIO
 
 from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_check
 from entrypoint.config import GateSettings
+from entrypoint.dialect import NotReady, suggest_fix
 from entrypoint.logs import untrusted
-from entrypoint.protocol import ping_request
 from entrypoint.readiness import ReadinessCheck, check_feed
-from entrypoint.reasons import STEPS, Reason
+from entrypoint.reasons import STEPS, AttemptFailed, Reason
 from entrypoint.report import Painter, dump_json, result_line
-from entrypoint.tcp_probe import probe_tcp, resolve
-from entrypoint.zmq_client import ZmqGateway
+from entrypoint.tcp_probe import resolve
+from entrypoint.zmq_client import Exchange, ZmqGateway
 
 RTT_PINGS = 5
 
@@ -32,17 +34,23 @@ class _Layers:
     """Runs one layer at a time (in order: each depends on the one before), recording its
     CheckResult; the first failed layer's reason decides the troubleshooting steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: GateSettings) -> None:
+        self.settings = settings
         self.results: list[CheckResult] = []
         self.first_failure: Reason | None = None
+        self.failed_port = settings.port
+        self.fix: str | None = None  # a one-line fix for a not_ready reply
 
-    def run(self, name: str, layer: Callable[[], str], optional: bool = False) -> bool:
+    def run(self, name: str, layer: Callable[[], str], optional: bool = False,
+            port: int | None = None) -> bool:
+        port = self.settings.port if port is None else port
         result = run_check(Check(name, "probe", lambda _timeout: layer(), 0.0,
-                                 about_gateway=True))
+                                 about_gateway=(self.settings.host, port)))
         if result.status == FAIL and optional:
             result = dataclasses.replace(result, status=WARN)
         elif result.status == FAIL and self.first_failure is None and result.reason:
             self.first_failure = Reason(result.reason)
+            self.failed_port = port
         self.results.append(result)
         return result.status == PASS
 
@@ -52,11 +60,10 @@ class _Layers:
 
 def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
-    layers = _Layers()
-    state: dict[str, Any] = {}
+    layers = _Layers(settings)
     with ZmqGateway(curve=settings.curve) as gateway:
         check = ReadinessCheck(settings, gateway)
-        _run_layers(settings, gateway, check, layers, state)
+        _run_layers(settings, gateway, check, layers)
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
     code = 0 if ok else 1
@@ -68,42 +75,53 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
 
 
 def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: ReadinessCheck,
-                layers: _Layers, state: dict[str, Any]) -> None:
+                layers: _Layers) -> None:
     s = settings
+    dialect = s.dialect
+    found: dict[str, Any] = {}
 
     def dns() -> str:
-        state["addresses"] = resolve(s.host, s.port, s.connect_timeout_s)
-        found = ", ".join(address for _f, address in state["addresses"][:4])
-        return "IP literal (no lookup)" if found == s.host else f"{s.host} → {found}"
+        addresses = resolve(s.host, s.port, s.connect_timeout_s)
+        found["address"] = addresses[0][1]
+        shown = ", ".join(address for _f, address in addresses[:4])
+        return "IP literal (no lookup)" if shown == s.host else f"{s.host} → {shown}"
+
+    def exchange() -> Exchange:
+        return check.exchange(found["address"], dialect.ping.render(),
+                              s.connect_timeout_s + s.reply_timeout_s)
 
     def tcp() -> str:
-        result = probe_tcp(state["addresses"], s.port, s.connect_timeout_s)
-        state["address"], state["greeting"] = result.address, result.greeting
-        seen = "ZeroMQ greeting" if result.greeting == "zmtp" else "no greeting yet"
-        return f"{result.address}:{s.port} connected in {result.connect_ms:.1f} ms ({seen})"
+        try:
+            found["exchange"] = exchange()
+        except AttemptFailed as failure:
+            if failure.stage in ("dns", "tcp"):
+                raise
+            found["failure"] = failure  # TCP worked; the ZeroMQ layer failed
+        connect_ms = (found["exchange"].connect_ms if "exchange" in found
+                      else None)
+        took = f" in {connect_ms:.1f} ms" if connect_ms is not None else ""
+        return f"{found['address']}:{s.port} connected{took}"
 
     def ping() -> str:
-        frames = gateway.request(state["address"], s.port, ping_request(), s.reply_timeout_s,
-                                 state["greeting"])
-        return f"reply {untrusted(check.judge(frames), 160)}"
+        if "failure" in found:
+            raise found["failure"]
+        try:
+            reply = dialect.judge(found["exchange"].frames)
+        except NotReady as refused:
+            layers.fix = suggest_fix(refused.reply, dialect)
+            raise
+        rtt = found["exchange"].rtt_ms
+        took = f" in {rtt:.1f} ms" if rtt is not None else ""
+        return f"reply{took}: {untrusted(reply, 160)}"
 
     def rtt() -> str:
         times = []
         for _ in range(RTT_PINGS):
             started = time.monotonic()
-            check.judge(gateway.request(state["address"], s.port, ping_request(),
-                                        s.reply_timeout_s))
+            dialect.judge(exchange().frames)
             times.append((time.monotonic() - started) * 1000)
         return (f"min {min(times):.1f} / median {statistics.median(times):.1f} / "
-                f"max {max(times):.1f} ms over {RTT_PINGS} PINGs")
-
-    def status() -> str:
-        reply = check.status(state["address"], s.reply_timeout_s)
-        return f"reply {untrusted(reply, 160)}"
-
-    def pub() -> str:
-        took = check_feed(gateway, s.host, s.pub_port, s.connect_timeout_s + s.reply_timeout_s)
-        return f"port {s.pub_port} handshake in {took:.1f} ms"
+                f"max {max(times):.1f} ms over {RTT_PINGS} requests")
 
     if not layers.run("DNS", dns):
         for name in ("TCP connect", "ZeroMQ PING", "round trip", "STATUS", "PUB port"):
@@ -111,12 +129,29 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: ReadinessChe
         return
     if layers.run("TCP connect", tcp) and layers.run("ZeroMQ PING", ping):
         layers.run("round trip", rtt, optional=True)
-        layers.run("STATUS", status, optional=True)
+        if dialect.status is None:
+            layers.skip("STATUS", "not requested (--status-request none)")
+        else:
+            layers.run("STATUS", lambda: _status(check, found["address"]), optional=True)
     else:
         for name in ("ZeroMQ PING", "round trip", "STATUS"):
             if name not in {r.name for r in layers.results}:
                 layers.skip(name, "skipped: an earlier layer failed")
-    layers.run("PUB port", pub)
+    layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
+
+
+def _status(check: ReadinessCheck, address: str) -> str:
+    try:
+        reply = check.status(address, check.settings.reply_timeout_s)
+    except NotReady as refused:  # shown as a warning with what the bridge said
+        raise AttemptFailed("reply", refused.reason,
+                            f"refused: {untrusted(refused.reply, 160)}") from None
+    return f"reply {untrusted(reply, 160)}"
+
+
+def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
+    took = check_feed(gateway, s.host, s.pub_port, s.connect_timeout_s + s.reply_timeout_s)
+    return f"port {s.pub_port} handshake in {took:.1f} ms"
 
 
 def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> dict[str, Any]:
@@ -127,13 +162,13 @@ def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> d
         "exit_code": code, "passed": passed, "total": len(layers.results),
         "checks": [r.as_dict() for r in layers.results],
         "troubleshooting": None if failure is None else {
-            "reason": failure.value, "hint": failure.hint,
-            "steps": _steps(failure, settings)},
+            "reason": failure.value, "hint": failure.hint_for(settings.host, layers.failed_port),
+            "steps": _steps(failure, settings.host, layers.failed_port), "fix": layers.fix},
     }
 
 
-def _steps(reason: Reason, settings: GateSettings) -> list[str]:
-    return [step.format(host=settings.host, port=settings.port) for step in STEPS[reason]]
+def _steps(reason: Reason, host: str, port: int) -> list[str]:
+    return [step.format(host=host, port=port) for step in STEPS[reason]]
 
 
 def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> None:
@@ -149,9 +184,12 @@ def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> Non
     warnings = [r for r in layers.results if r.status in (FAIL, WARN) and r.reason]
     if failure is not None:
         write(paint.bold(f"\nTroubleshooting ({failure}):") + "\n")
-        for step in _steps(failure, settings):
+        if layers.fix:
+            write(f"  fix: {layers.fix}\n")
+        for step in _steps(failure, settings.host, layers.failed_port):
             write(f"  - {step}\n")
-        write(f"  - more: {failure.hint.rsplit('See ', 1)[-1]}\n")
+        hint = failure.hint_for(settings.host, layers.failed_port)
+        write(f"  - more: {hint.rsplit('See ', 1)[-1]}\n")
     elif warnings:
         write("\nWarnings are informational: the gateway answers PING.\n")
     stream.flush()

@@ -1,4 +1,4 @@
-"""One readiness check: resolve, TCP connect, ZeroMQ PING, judge the reply.
+"""One readiness check: resolve, then the dialect's PING over ZeroMQ, then judge the reply.
 
 Shared by ``wait`` (which retries it) and the diagnostic commands (which run it once).
 """
@@ -10,10 +10,9 @@ import time
 from typing import Any
 
 from entrypoint.config import GateSettings
-from entrypoint.protocol import check_status, decode_reply, ping_request, status_request
 from entrypoint.reasons import AttemptFailed
-from entrypoint.tcp_probe import probe_tcp, reach, resolve
-from entrypoint.zmq_client import ZmqGateway
+from entrypoint.tcp_probe import resolve
+from entrypoint.zmq_client import Exchange, ZmqGateway
 
 # STATUS is informational and optional: a gateway that ignores it must not hold the runner
 # back for long. Its timeout is a margin over the PING's own round trip, within these bounds.
@@ -26,9 +25,10 @@ RESOLVE_DURING_PAUSE_S = 1.0
 @dataclasses.dataclass(frozen=True)
 class Ready:
     address: str
-    reply: dict[str, Any]
+    reply: Any  # the decoded reply that satisfied the judgement
     rtt_ms: float | None
     via: str = "attempt"
+    connect_ms: float | None = None
 
 
 class ReadinessCheck:
@@ -46,25 +46,40 @@ class ReadinessCheck:
         self.last_address = None
         addresses = resolve(s.host, s.port, min(s.connect_timeout_s, budget_s))
         self.last_address = addresses[0][1]
-        left = budget_s - (time.monotonic() - started)
-        tcp = probe_tcp(addresses, s.port, min(s.connect_timeout_s, max(left, 0.001)))
-        self.last_address = tcp.address
-        left = budget_s - (time.monotonic() - started)
-        sent = time.monotonic()
-        frames = self.gateway.request(tcp.address, s.port, ping_request(),
-                                      min(s.reply_timeout_s, max(left, 0.001)), tcp.greeting)
-        rtt_ms = (time.monotonic() - sent) * 1000
-        return Ready(tcp.address, self.judge(frames), round(rtt_ms, 2))
+        failure: AttemptFailed | None = None
+        for _family, address in addresses:
+            left = budget_s - (time.monotonic() - started)
+            if left <= 0 and failure is not None:
+                break
+            try:
+                exchange = self.exchange(address, s.dialect.ping.render(), max(left, 0.001))
+            except AttemptFailed as failed:
+                if failed.stage != "tcp":  # the peer answered: its verdict stands
+                    raise
+                failure = failed  # this address does not connect: try the next one
+                continue
+            self.last_address = address
+            return Ready(address, s.dialect.judge(exchange.frames), exchange.rtt_ms,
+                         connect_ms=exchange.connect_ms)
+        assert failure is not None
+        raise failure
 
-    def judge(self, frames: list[bytes]) -> dict[str, Any]:
-        reply = decode_reply(frames)
-        check_status(reply, self.settings.expect_status)
-        return reply
+    def exchange(self, address: str, payload: bytes, budget_s: float) -> Exchange:
+        s = self.settings
+        return self.gateway.request(address, s.port, payload,
+                                    connect_timeout_s=s.connect_timeout_s,
+                                    reply_timeout_s=s.reply_timeout_s, budget_s=budget_s)
 
-    def status(self, address: str, timeout_s: float) -> dict[str, Any]:
-        """The gateway's STATUS reply, or AttemptFailed when it has none to give."""
-        frames = self.gateway.request(address, self.settings.port, status_request(), timeout_s)
-        return decode_reply(frames)
+    def status(self, address: str, timeout_s: float) -> Any:
+        """The gateway's STATUS reply, judged like a PING's; AttemptFailed when it has none
+        to give or refuses. Only called when a status request is configured."""
+        assert self.settings.dialect.status is not None
+        exchange = self.gateway.request(address, self.settings.port,
+                                        self.settings.dialect.status.render(),
+                                        connect_timeout_s=self.settings.connect_timeout_s,
+                                        reply_timeout_s=timeout_s,
+                                        budget_s=self.settings.connect_timeout_s + timeout_s)
+        return self.settings.dialect.judge(exchange.frames)
 
     def status_timeout(self, ready: Ready) -> float:
         """How long the gate waits for STATUS before the exec: a margin over the PING's
@@ -81,18 +96,21 @@ class ReadinessCheck:
         left = deadline - time.monotonic()
         if address is None or left <= 0:
             return None
-        with self.gateway.pending_ping(address, self.settings.port, ping_request(),
+        with self.gateway.pending_ping(address, self.settings.port,
+                                       self.settings.dialect.ping.render(),
                                        self.settings.connect_timeout_s) as pending:
             answer = pending.wait(left)
         if answer is None:
             return None
         frames, rtt_ms = answer
-        if rtt_ms > self.settings.reply_timeout_s * 1000:
+        if rtt_ms is not None and rtt_ms > self.settings.reply_timeout_s * 1000:
             return None  # answered, but slower than a reply may be: not ready
         try:
-            return Ready(address, self.judge(frames), round(rtt_ms, 2), via="pending_ping")
+            reply = self.settings.dialect.judge(frames)
         except AttemptFailed:
-            return None  # the next attempt will see and report the same bad reply
+            return None  # the next attempt will see and report the same reply
+        return Ready(address, reply, None if rtt_ms is None else round(rtt_ms, 2),
+                     via="pending_ping")
 
     def _address_for_pause(self, deadline: float) -> str | None:
         """The address to queue a PING to; after a DNS failure, look the name up again about
@@ -116,8 +134,8 @@ class ReadinessCheck:
 
 def check_feed(gateway: ZmqGateway, host: str, port: int, timeout_s: float,
                message_within_s: float | None = None) -> float:
-    """The PUB port: TCP first (for a precise reason), then a SUB handshake; its time in ms."""
+    """The PUB port: a SUB connection shown to work within ``timeout_s``; its time in ms."""
     started = time.monotonic()
-    tcp = reach(host, port, timeout_s)
+    addresses = resolve(host, port, timeout_s)
     left = max(0.001, timeout_s - (time.monotonic() - started))
-    return gateway.handshake(tcp.address, port, left, message_within_s)
+    return gateway.handshake(addresses[0][1], port, left, left, message_within_s)

@@ -21,6 +21,7 @@ class Reason(str, enum.Enum):
     NOT_ZMQ = "not_zmq"
     NO_REPLY = "no_reply"
     BAD_REPLY = "bad_reply"
+    NOT_READY = "not_ready"
     PROTOCOL = "protocol"
     AUTH = "auth"
 
@@ -31,9 +32,10 @@ class Reason(str, enum.Enum):
     def is_configuration_error(self) -> bool:
         return self in CONFIGURATION_ERRORS
 
-    @property
-    def hint(self) -> str:
-        return HINTS[self]
+    def hint_for(self, host: str, port: int | str) -> str:
+        """The hint with the real host and port of the target it is about."""
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return HINTS[self].format(host=host, port=port, target=target)
 
 
 # A port that answers but is not a ZeroMQ REP socket stays that way however long we wait.
@@ -42,53 +44,62 @@ CONFIGURATION_ERRORS = frozenset({Reason.NOT_ZMQ, Reason.PROTOCOL, Reason.AUTH})
 HINTS: dict[Reason, str] = {
     Reason.DNS: (
         "The gateway name does not resolve. Check GATEWAY_HOST for typos, then run "
-        "`getent hosts $GATEWAY_HOST` in the container; on a compose network the name is the "
+        "`getent hosts {host}` in the container; on a compose network the name is the "
         f"service name. See {TROUBLESHOOTING}#dns"
     ),
     Reason.REFUSED: (
-        "Nothing listens on the gateway port. Check the MT5 bridge process is running and bound "
-        "to 0.0.0.0:5555 on the Windows host (`netstat -an | findstr 5555`), and that the Windows "
-        f"firewall allows inbound TCP 5555. See {TROUBLESHOOTING}#refused"
+        "Nothing listens on {target}. Check the MT5 bridge process is running and bound "
+        "to 0.0.0.0:{port} on the Windows host (`netstat -an | findstr {port}`), and that the "
+        f"Windows firewall allows inbound TCP {{port}}. See {TROUBLESHOOTING}#refused"
     ),
     Reason.TIMEOUT: (
-        "TCP connect got no answer: a firewall is dropping packets or there is no route back. "
-        "Check Windows Defender Firewall inbound rules for 5555, security groups, and "
-        f"`ip route get $GATEWAY_HOST` in the container. See {TROUBLESHOOTING}#timeout"
+        "TCP connect to {target} got no answer: a firewall is dropping packets or there is "
+        "no route back. Check Windows Defender Firewall inbound rules for {port}, security "
+        f"groups, and `ip route get {{host}}` in the container. See {TROUBLESHOOTING}#timeout"
     ),
     Reason.UNREACHABLE: (
-        "The network says the host or network is unreachable. Check the address is right and "
-        "routable from this container (`ip route get $GATEWAY_HOST`), the docker network "
-        f"subnet, and any VPN. See {TROUBLESHOOTING}#unreachable"
+        "The network says {host} is unreachable. Check the address is right and routable "
+        "from this container (`ip route get {host}`), the docker network subnet, and any "
+        f"VPN. See {TROUBLESHOOTING}#unreachable"
     ),
     Reason.RESET: (
-        "The connection was accepted and then closed: the gateway is restarting, or a port "
-        "proxy (netsh portproxy, docker-proxy) has no live backend. Check the bridge's own log. "
-        f"See {TROUBLESHOOTING}#reset"
+        "{target} accepted the connection and then closed it: the gateway is restarting, "
+        "or a port proxy (netsh portproxy, docker-proxy) has no live backend. Check the "
+        f"bridge's own log. See {TROUBLESHOOTING}#reset"
     ),
     Reason.NOT_ZMQ: (
-        "Something listens on the port but does not speak ZeroMQ: wrong port, or another service "
-        "(HTTP, SSH, RDP) took it. Check which process owns the port on the gateway host "
-        f"(`netstat -abno | findstr 5555`). See {TROUBLESHOOTING}#not_zmq"
+        "Something listens on {target} but does not speak ZeroMQ: wrong port, or another "
+        "service (HTTP, SSH, RDP) took it. Check which process owns the port on the gateway "
+        f"host (`netstat -abno | findstr {{port}}`). See {TROUBLESHOOTING}#not_zmq"
     ),
     Reason.NO_REPLY: (
-        "The gateway accepted the connection but did not answer in time: it is hung, frozen, or "
-        "overloaded, or the MT5 terminal is not logged in. Check the bridge's log and CPU; "
-        f"raise --reply-timeout if it is just slow. See {TROUBLESHOOTING}#no_reply"
+        "{target} accepted the connection but did not answer in time: the bridge is "
+        "hung, frozen, or overloaded, or the MT5 terminal is not logged in. Check the "
+        "bridge's log and CPU; raise GATE_REPLY_TIMEOUT if it is just slow. "
+        f"See {TROUBLESHOOTING}#no_reply"
     ),
     Reason.BAD_REPLY: (
-        "The gateway answered, but not with a JSON object whose status is accepted. Compare the "
-        "reply in this log with --expect-status / GATE_EXPECT_STATUS and the bridge's protocol "
-        f"version. See {TROUBLESHOOTING}#bad_reply"
+        "{target} answered with bytes that cannot be decoded (not UTF-8 text, or JSON "
+        "nested too deeply): a broken bridge, or not the bridge's REQ/REP port. "
+        f"See {TROUBLESHOOTING}#bad_reply"
+    ),
+    Reason.NOT_READY: (
+        "{target} answers, but its reply does not satisfy the readiness judgement: the "
+        "bridge is not ready yet (MAINTENANCE, DISCONNECTED, not logged in) or refuses this "
+        "request (unauthorized, invalid request). If the bridge is healthy, it speaks another "
+        "dialect: set GATE_PING_REQUEST and GATE_READY_WHEN for it (docs/BRIDGES.md; "
+        f"`mt5-gate probe` shows the reply). See {TROUBLESHOOTING}#not_ready"
     ),
     Reason.PROTOCOL: (
-        "The port is a ZeroMQ socket of the wrong kind (not REP/ROUTER, e.g. the PUB port 5556), "
-        "or it sent a multipart or oversized reply. Check GATEWAY_PORT points at the REQ/REP "
-        f"port. See {TROUBLESHOOTING}#protocol"
+        "{target} is a ZeroMQ socket of the wrong kind (not REP/ROUTER, e.g. the PUB "
+        "port), or it sent a multipart or oversized reply. Check GATEWAY_PORT points at the "
+        f"REQ/REP port. See {TROUBLESHOOTING}#protocol"
     ),
     Reason.AUTH: (
-        "The peer rejected our credentials or we rejected its identity: a wrong password in "
-        "the URL, or (ZeroMQ CURVE) a wrong server key or a client key not on the gateway's "
-        f"allow-list. Check the secret files and keys. See {TROUBLESHOOTING}#auth"
+        "The peer at {target} rejected our credentials or we rejected its identity: a "
+        "wrong password in the URL, or (ZeroMQ CURVE) a wrong server key, CURVE on one side "
+        "only, or a client key not on the gateway's allow-list. Check the secret files and "
+        f"keys. See {TROUBLESHOOTING}#auth"
     ),
 }
 
@@ -120,22 +131,31 @@ STEPS: dict[Reason, tuple[str, ...]] = {
     ),
     Reason.NOT_ZMQ: (
         "on the gateway: netstat -abno | findstr {port}   # which program owns the port?",
-        "check GATEWAY_PORT: the REQ/REP port is usually 5555",
+        "check GATEWAY_PORT ({port}): the REQ/REP port is usually 5555, the PUB port 5556",
     ),
     Reason.NO_REPLY: (
         "on the gateway: is the bridge hung or busy (CPU, log), is MT5 logged in?",
         "raise GATE_REPLY_TIMEOUT if the gateway is just slow",
     ),
     Reason.BAD_REPLY: (
-        "compare the reply shown above with GATE_EXPECT_STATUS",
-        "check the bridge's protocol version and its PING handler",
+        "check GATEWAY_PORT is the bridge's REQ/REP port ({port}) and the bridge's log",
+        "check the bridge answers with UTF-8 JSON (or plain text) in one frame",
+    ),
+    Reason.NOT_READY: (
+        "read the reply shown above: is the bridge saying it is not ready, or refusing "
+        "the request (unauthorized, invalid request, unknown action)?",
+        "find the bridge's dialect in docs/BRIDGES.md and set GATE_PING_REQUEST and "
+        "GATE_READY_WHEN (or GATE_EXPECT_STATUS) to match it",
+        "try a setting first: mt5-gate probe --host {host} --port {port} "
+        "--ping-request '<JSON>' --ready-when '<EXPR>'",
     ),
     Reason.PROTOCOL: (
-        "check GATEWAY_PORT is the REQ/REP port (5555), not the PUB port (5556)",
+        "check GATEWAY_PORT ({port}) is the REQ/REP port, not the PUB port",
         "check the bridge answers each request with exactly one frame",
     ),
     Reason.AUTH: (
         "check the server public key (GATEWAY_CURVE_SERVER_KEY[_FILE]) matches the gateway",
+        "check both sides use CURVE, or neither",
         "check this client's public key is on the gateway's allow-list",
     ),
 }

@@ -18,11 +18,17 @@ from typing import Any, Protocol
 
 import tenacity
 
+from entrypoint.dialect import NotReady
 from entrypoint.errors import GatewayMisconfigured, GatewayTimeout
+from entrypoint.logs import untrusted
 from entrypoint.readiness import Ready
 from entrypoint.reasons import AttemptFailed, Reason
 
 CONFIG_ERRORS_BEFORE_GIVING_UP = 3
+# The same not_ready reply this many times in a row is worth saying plainly, once: the
+# bridge answers, but the judgement rejects what it says (it may still be starting, so the
+# wait goes on).
+SAME_REFUSAL_TO_EXPLAIN = 3
 # Log every failed attempt while they are few; after that at most one line per interval
 # (plus one whenever the reason changes), each carrying what it summarises.
 LOG_EVERY_ATTEMPT_UP_TO = 10
@@ -71,18 +77,27 @@ class BackoffWithJitter(tenacity.wait.wait_base):
         return step / 2 + self.rng.uniform(0, step / 2)
 
 
+def _bare_hint(reason: Reason) -> str:
+    return reason.hint_for("$GATEWAY_HOST", "$GATEWAY_PORT")
+
+
 class AttemptLog:
     """Logs failed attempts in full while sparse, then as bounded-rate summaries."""
 
-    def __init__(self, log: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, log: Any, clock: Callable[[], float] = time.monotonic,
+                 hint: Callable[[Reason], str] = _bare_hint) -> None:
         self._log = log
         self._clock = clock
+        self.hint = hint
         self._last_logged_at = -math.inf
         self._last_reason: Reason | None = None
         self._suppressed: Counter[str] = Counter()
+        self._refusal: tuple[str, int] = ("", 0)
+        self._explained: set[str] = set()
 
     def failed(self, attempt: int, failure: AttemptFailed, elapsed_s: float,
                next_retry_s: float | None) -> None:
+        self._watch_refusals(failure)
         now = self._clock()
         due = (attempt <= LOG_EVERY_ATTEMPT_UP_TO or failure.reason != self._last_reason
                or now - self._last_logged_at >= LOG_SUMMARY_INTERVAL_S)
@@ -100,8 +115,27 @@ class AttemptLog:
             "gate.attempt_failed", attempt=attempt, stage=failure.stage,
             reason=failure.reason.value, error=failure.error, elapsed_s=round(elapsed_s, 3),
             next_retry_s=None if next_retry_s is None else round(next_retry_s, 3),
-            hint=failure.reason.hint, **extra,
+            hint=self.hint(failure.reason), **extra,
         )
+
+    def _watch_refusals(self, failure: AttemptFailed) -> None:
+        """Say once per distinct reply that the same well-formed refusal keeps coming."""
+        if not isinstance(failure, NotReady):
+            self._refusal = ("", 0)
+            return
+        signature = failure.signature()
+        same = self._refusal[1] + 1 if self._refusal[0] == signature else 1
+        self._refusal = (signature, same)
+        if same == SAME_REFUSAL_TO_EXPLAIN and signature not in self._explained:
+            self._explained.add(signature)
+            self._log.warning(
+                "gate.reply_rejected", replies=same, reply=untrusted(failure.reply),
+                error=failure.error,
+                message="the bridge answers, but the readiness judgement rejects its reply: "
+                        "if the bridge is healthy, this is its dialect, not an outage",
+                fix="set GATE_READY_WHEN (and GATE_PING_REQUEST) for this bridge's dialect; "
+                    "see docs/BRIDGES.md and try them with `mt5-gate probe`",
+            )
 
 
 _CUT_SHORT = frozenset({Reason.TIMEOUT, Reason.NO_REPLY, Reason.DNS})
@@ -128,13 +162,14 @@ def wait_until_ready(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     before_attempt: Callable[[], None] | None = None,
+    hint: Callable[[Reason], str] = _bare_hint,
 ) -> tuple[Ready, int]:
     """Retry ``check`` until it succeeds; return (Ready, attempt number) or raise.
 
     ``before_attempt`` runs before each attempt and may raise to end the wait early (the
     gate uses it to stop when a ``--also`` dependency has already failed for good).
     """
-    attempt_log = AttemptLog(log, clock)
+    attempt_log = AttemptLog(log, clock, hint)
     caught_in_pause: list[Ready] = []
     consecutive_config_errors = 0
     attempts = 0
@@ -164,7 +199,7 @@ def wait_until_ready(
                 if consecutive_config_errors >= CONFIG_ERRORS_BEFORE_GIVING_UP:
                     attempt_log.failed(attempts, failure, deadline.elapsed(), None)
                     raise GatewayMisconfigured(
-                        f"{failure.stage}: {failure.error}", hint=failure.reason.hint,
+                        f"{failure.stage}: {failure.error}", hint=hint(failure.reason),
                         reason=failure.reason.value) from None
             raise
 
@@ -203,6 +238,6 @@ def wait_until_ready(
         reason = last_failure.reason if last_failure else Reason.TIMEOUT
         raise GatewayTimeout(
             f"the gateway did not answer within {deadline.timeout_s:g} s",
-            hint=reason.hint, attempts=attempts, last_reason=reason.value,
+            hint=hint(reason), attempts=attempts, last_reason=reason.value,
             elapsed_s=round(deadline.elapsed(), 3)) from None
     return ready, attempts

@@ -58,12 +58,12 @@ def _reach_first(url: str, timeout_s: float, minimum_s: float) -> float:
     """Connect once ourselves (precise dns/refused/timeout reasons); return the time left."""
     started = time.monotonic()
     host, port = host_port(url)
-    reach(host, port, timeout_s, sniff=False)
+    reach(host, port, timeout_s)
     return max(minimum_s, timeout_s - (time.monotonic() - started))
 
 
 def check_tcp(host: str, port: int, timeout_s: float) -> str:
-    result = reach(host, port, timeout_s, sniff=False)
+    result = reach(host, port, timeout_s)
     return f"connected to {result.address}:{port} in {result.connect_ms:.1f} ms"
 
 

@@ -1,8 +1,9 @@
 """``mt5-gate sim``: a simulated MT5 ZeroMQ bridge for development, tests and demos.
 
-REQ/REP on ``--port`` answers PING and STATUS like the real bridge; PUB on ``--pub-port``
-publishes JSON ticks and a heartbeat. Fault knobs reproduce what goes wrong in production:
-a late start, slow or missing replies, garbage, a bad status, and a non-ZeroMQ listener.
+REQ/REP on ``--port`` answers in the dialect ``--dialect`` names (sim_dialects.py: today's
+PING/STATUS, and the other bridges users run); PUB on ``--pub-port`` publishes JSON ticks
+and a heartbeat. Fault knobs reproduce what goes wrong in production: a late start, slow
+or missing replies, garbage, a bad status, and a non-ZeroMQ listener.
 The REP side is a ROUTER socket so a request can be left unanswered or answered late
 without blocking the others.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import heapq
 import json
 import math
@@ -22,15 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.sim_dialects import DIALECTS, TICK_SYMBOLS, SimState, now_iso
 
-TICK_SYMBOLS = {"EURUSD": 1.0850, "GBPUSD": 1.2650, "USDJPY": 151.20}
 HEARTBEAT_INTERVAL_S = 1.0
 NOT_ZMQ_BANNER = (b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\n"
                   b"Content-Length: 0\r\n\r\n")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -40,6 +36,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     configure_logging(args.log_format, "info")
     log = get_logger().bind(component="sim")
     curve = _curve_setup(args)
+    token = _token(args)
     started = time.monotonic()
     stop_at = math.inf if args.exit_after is None else started + args.exit_after
     if args.start_delay:
@@ -51,7 +48,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.not_zmq:
         _serve_not_zmq(args, log, stop_at)
     else:
-        _SimGateway(args, log, started, curve).serve(stop_at)
+        _SimGateway(args, log, SimState(started, log, token, args.bad_status), curve
+                    ).serve(stop_at)
     log.info("sim.stopped", reason="exit_after")
     return 0
 
@@ -79,6 +77,26 @@ def _curve_setup(args: argparse.Namespace) -> tuple[bytes, frozenset[bytes] | No
     return secret, allowed
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The shared token of ``--dialect token``, read from ``--token-file``."""
+    from entrypoint.errors import UsageError  # noqa: PLC0415
+
+    if args.dialect != "token":
+        if args.token_file is not None:
+            raise UsageError("--token-file goes with --dialect token")
+        return None
+    if args.token_file is None:
+        raise UsageError("--dialect token needs --token-file PATH")
+    try:
+        with open(args.token_file, encoding="utf-8") as handle:
+            token = handle.read(65536).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--token-file: cannot read {args.token_file}: {exc}") from None
+    if not token:
+        raise UsageError(f"--token-file: {args.token_file} is empty")
+    return token
+
+
 def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
     family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as server:
@@ -97,12 +115,13 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
 
 
 class _SimGateway:
-    def __init__(self, args: argparse.Namespace, log: Any, started: float,
+    def __init__(self, args: argparse.Namespace, log: Any, state: SimState,
                  curve: tuple[bytes, frozenset[bytes] | None] | None) -> None:
         self.args = args
         self.curve = curve
         self.log = log
-        self.started = started
+        self.state = state
+        self.dialect = DIALECTS[args.dialect]
         self.requests = 0
         self.rng = random.Random()
         self.prices = dict(TICK_SYMBOLS)
@@ -110,23 +129,7 @@ class _SimGateway:
     def answer(self, request: bytes) -> bytes:
         if self.args.garbage:
             return b"\xff\xfe<html>not json</html>"
-        try:
-            message = json.loads(request)
-            action = str(message.get("action", "")).upper() if isinstance(message, dict) else ""
-        except (ValueError, RecursionError):
-            return json.dumps({"status": "ERROR", "message": "request is not JSON"}).encode()
-        if self.args.bad_status:
-            return json.dumps({"status": "MAINTENANCE", "action": action}).encode()
-        if action == "PING":
-            body: dict[str, Any] = {"status": "OK", "action": "PING", "message": "pong",
-                                    "timestamp": _now(), "server": "mt5-gate-sim"}
-        elif action == "STATUS":
-            body = {"status": "OK", "action": "STATUS", "terminal_connected": True,
-                    "trade_allowed": True, "symbols": sorted(TICK_SYMBOLS),
-                    "uptime_s": round(time.monotonic() - self.started, 3), "timestamp": _now()}
-        else:
-            body = {"status": "ERROR", "message": f"unknown action {action!r}"}
-        return json.dumps(body).encode()
+        return self.dialect(request, self.state)
 
     def tick(self) -> bytes:
         symbol = self.rng.choice(sorted(self.prices))
@@ -134,7 +137,7 @@ class _SimGateway:
         self.prices[symbol] = mid
         spread = mid * 0.00002
         return json.dumps({"type": "tick", "symbol": symbol, "bid": round(mid - spread, 5),
-                           "ask": round(mid + spread, 5), "time": _now()}).encode()
+                           "ask": round(mid + spread, 5), "time": now_iso()}).encode()
 
     def serve(self, stop_at: float) -> None:
         import zmq  # noqa: PLC0415
@@ -157,7 +160,8 @@ class _SimGateway:
             rep.bind(f"tcp://{host}:{self.args.port}")
             pub.bind(f"tcp://{host}:{self.args.pub_port}")
             self.log.info("sim.listening", mode="zmq", port=_bound_port(rep),
-                          pub_port=_bound_port(pub), curve=self.curve is not None)
+                          pub_port=_bound_port(pub), curve=self.curve is not None,
+                          dialect=self.args.dialect)
             self._loop(zmq, rep, pub, stop_at)
         finally:
             if authenticator is not None:
@@ -180,7 +184,7 @@ class _SimGateway:
                 pub.send(self.tick())
                 next_tick = max(next_tick + tick_every, now)
             if now >= next_heartbeat:
-                pub.send(json.dumps({"type": "heartbeat", "time": _now()}).encode())
+                pub.send(json.dumps({"type": "heartbeat", "time": now_iso()}).encode())
                 next_heartbeat += HEARTBEAT_INTERVAL_S
             wake = min(stop_at, next_tick, next_heartbeat, delayed[0][0] if delayed else math.inf)
             if not rep.poll(max(0, int((wake - time.monotonic()) * 1000)) + 1, zmq.POLLIN):

@@ -8,6 +8,10 @@ from typing import Any
 
 from entrypoint.config import parse_port, parse_seconds
 
+# The dialect names of sim_dialects.DIALECTS, listed here so that building the command line
+# does not import the simulator (a test checks the two agree).
+DIALECT_NAMES = ("mt5-gate", "heartbeat", "token", "plain-ok", "trade-on-action")
+
 
 def _argtype(parse: Any) -> Any:
     def convert(text: str) -> Any:
@@ -46,8 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer every request S seconds late")
     add("--drop-first", type=_argtype(_count), default=0, metavar="N",
         help="take the first N requests and never answer them")
+    add("--dialect", choices=DIALECT_NAMES, default="mt5-gate",
+        help="which bridge to behave like (default mt5-gate; see docs/BRIDGES.md): "
+             + ", ".join(DIALECT_NAMES))
+    add("--token-file", metavar="PATH", default=None,
+        help="with --dialect token: the file holding the shared token requests must carry")
     add("--garbage", action="store_true", help="answer with bytes that are not JSON")
-    add("--bad-status", action="store_true", help='answer {"status": "MAINTENANCE"}')
+    add("--bad-status", action="store_true",
+        help='answer {"status": "MAINTENANCE"} (dialect mt5-gate)')
     add("--not-zmq", action="store_true",
         help="listen on --port as a plain TCP server that sends an HTTP-like banner")
     add("--exit-after", type=_argtype(parse_seconds), default=None, metavar="S",

@@ -1,19 +1,24 @@
-"""Layer 1: resolve the gateway name and open a TCP connection, classifying every failure.
+"""Layer 1: resolve names, open TCP connections, and classify what a peer sends first.
 
 The name is resolved again on every attempt (a gateway's address may change while we wait).
-After connecting we read the first bytes the peer volunteers: a ZeroMQ peer sends its
-ZMTP greeting (0xFF ... 0x7F) at once, a service such as SSH sends its banner, and a port
-proxy with no backend closes the connection. That tells ``not_zmq`` and ``reset`` apart
-from a healthy gateway before any ZeroMQ socket is opened.
+
+The gateway itself is never probed with a bare TCP connection while it works: a ZeroMQ
+server (go-zeromq/zmq4 for one) logs an error for every connection closed half-way through
+its greeting, so the ZeroMQ client connects first and this module is only asked why when
+that failed: ``connect`` for the errno of a connection libzmq could not make, and
+``inspect_greeting`` for what a peer that dropped the ZeroMQ handshake really is (a ZMTP
+1.0, 2.0 or 3.x peer and its security mechanism, a banner, a close, or silence).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import errno
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from entrypoint.config import ip_family
 from entrypoint.logs import untrusted
@@ -23,16 +28,45 @@ ZMTP_SIGNATURE_FIRST = 0xFF
 ZMTP_SIGNATURE_LAST = 0x7F
 ZMTP_SIGNATURE_LEN = 10
 BANNER_EXCERPT = 64
+# What libzmq 4 sends first: a ZMTP 3 signature that a ZMTP 1.0 peer reads as an empty
+# identity frame; then our major version, after which a ZMTP 3 peer sends its minor version
+# and mechanism, and a ZMTP 2.0 peer its revision (1) and socket type.
+OUR_SIGNATURE = b"\xff" + b"\x00" * 7 + b"\x01\x7f"
+OUR_MAJOR = b"\x03"
+MECHANISM_LEN = 20
+# How long a peer may take to volunteer its greeting (ZeroMQ peers send it at once).
+GREETING_WINDOW_S = 0.5
 
 _RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
 
 
 @dataclasses.dataclass(frozen=True)
 class TcpResult:
-    address: str  # the IP literal that answered; ZeroMQ connects to exactly this address
+    address: str  # the IP literal that answered
     family: int
     connect_ms: float
-    greeting: str  # "zmtp" when the peer sent a ZMTP signature, "silent" when it sent nothing
+
+
+class Greeting(enum.Enum):
+    """What a peer sent of its own accord on a fresh TCP connection."""
+
+    ZMTP3 = "ZMTP 3.x"
+    ZMTP2 = "ZMTP 2.0"
+    ZMTP1 = "ZMTP 1.0"
+    BANNER = "a banner"  # bytes that are not ZeroMQ
+    CLOSED = "a close"  # accepted, then closed at once
+    SILENT = "nothing"  # waits for the client to speak: not a ZeroMQ peer
+
+    @property
+    def is_zmq(self) -> bool:
+        return self in (Greeting.ZMTP3, Greeting.ZMTP2, Greeting.ZMTP1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GreetingSeen:
+    kind: Greeting
+    mechanism: str | None = None  # ZMTP 3: NULL, PLAIN or CURVE
+    excerpt: bytes = b""
 
 
 def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
@@ -74,12 +108,14 @@ def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
     return addresses
 
 
-def reach(host: str, port: int, timeout_s: float, sniff: bool = True) -> TcpResult:
-    """Resolve ``host`` and connect to ``port``, all within ``timeout_s``; or AttemptFailed."""
+def reach(host: str, port: int, timeout_s: float) -> TcpResult:
+    """Resolve ``host`` and connect to ``port``, all within ``timeout_s``; or AttemptFailed.
+
+    For client-speaks-first services (HTTP, Redis, PostgreSQL); never for a ZeroMQ port."""
     started = time.monotonic()
     addresses = resolve(host, port, timeout_s)
     left = max(0.001, timeout_s - (time.monotonic() - started))
-    return probe_tcp(addresses, port, left, sniff)
+    return connect(addresses, port, left)
 
 
 def classify_os_error(exc: OSError) -> Reason:
@@ -100,13 +136,8 @@ def _describe(exc: OSError, timeout_s: float) -> str:
     return f"{name}: {exc.strerror}" if name and exc.strerror else str(exc)
 
 
-def probe_tcp(addresses: list[tuple[int, str]], port: int, timeout_s: float,
-              sniff: bool = True) -> TcpResult:
-    """Connect to the first address that answers, within ``timeout_s``.
-
-    With ``sniff`` (ZeroMQ peers) also read the peer's unprompted greeting; leave it off
-    for client-speaks-first protocols (HTTP, Redis, PostgreSQL), which would stay silent.
-    """
+def connect(addresses: list[tuple[int, str]], port: int, timeout_s: float) -> TcpResult:
+    """Connect to the first address that answers within ``timeout_s``, then close."""
     deadline = time.monotonic() + timeout_s
     last: AttemptFailed | None = None
     for family, address in addresses:
@@ -114,65 +145,116 @@ def probe_tcp(addresses: list[tuple[int, str]], port: int, timeout_s: float,
         if remaining <= 0:
             break
         try:
-            return _connect_and_sniff(family, address, port, remaining, sniff)
+            started = time.monotonic()
+            _open(family, address, port, remaining).close()
+            return TcpResult(address, family, (time.monotonic() - started) * 1000)
         except AttemptFailed as failure:
-            if failure.stage != "tcp":  # the peer answered: its verdict stands
-                raise
             last = failure
     raise last or AttemptFailed("tcp", Reason.TIMEOUT, f"no answer within {timeout_s:g} s")
 
 
-def _connect_and_sniff(family: int, address: str, port: int, timeout_s: float,
-                       sniff: bool) -> TcpResult:
-    started = time.monotonic()
+def _open(family: int, address: str, port: int, timeout_s: float) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout_s)
-        try:
-            sock.connect((address, port))
-        except OSError as exc:
-            raise AttemptFailed("tcp", classify_os_error(exc),
-                                f"{address}:{port}: {_describe(exc, timeout_s)}") from None
-        connect_ms = (time.monotonic() - started) * 1000
-        if not sniff:
-            return TcpResult(address, family, connect_ms, "not_read")
-        remaining = max(0.001, timeout_s - (time.monotonic() - started))
-        greeting = _sniff_greeting(sock, address, port, remaining)
-        return TcpResult(address, family, connect_ms, greeting)
+        sock.connect((address, port))
+    except OSError as exc:
+        sock.close()
+        raise AttemptFailed("tcp", classify_os_error(exc),
+                            f"{_show(address, port)}: {_describe(exc, timeout_s)}") from None
+    return sock
+
+
+def _show(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def inspect_greeting(address: str, port: int, timeout_s: float) -> GreetingSeen:
+    """Connect and read what the peer volunteers; for a ZMTP 3 peer, also its mechanism.
+
+    Only for diagnosis, after a ZeroMQ connection to this peer failed: this connection is
+    closed part-way through the handshake, which a healthy gateway should never see."""
+    deadline = time.monotonic() + timeout_s
+    sock = _open(ip_family_of(address), address, port, timeout_s)
+    try:
+        window = min(GREETING_WINDOW_S, max(0.001, deadline - time.monotonic()))
+        received = _read_until(sock, _first_frame_complete, time.monotonic() + window)
+        if received is None:
+            return GreetingSeen(Greeting.CLOSED)
+        kind = _classify(received)
+        if kind is not Greeting.ZMTP3:
+            return GreetingSeen(kind, excerpt=received[:BANNER_EXCERPT])
+        # Answer with our signature and major version to learn its version and mechanism.
+        sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
+        wanted = ZMTP_SIGNATURE_LEN + 2 + MECHANISM_LEN
+        more = _read_until(sock, lambda got: len(got) >= wanted,
+                           min(deadline, time.monotonic() + GREETING_WINDOW_S), received)
+        got = more or received
+        if len(got) <= ZMTP_SIGNATURE_LEN:
+            return GreetingSeen(Greeting.ZMTP3, excerpt=got[:BANNER_EXCERPT])
+        if got[ZMTP_SIGNATURE_LEN] < 3:  # revision 1: ZMTP 2.0
+            return GreetingSeen(Greeting.ZMTP2, excerpt=got[:BANNER_EXCERPT])
+        mechanism = got[ZMTP_SIGNATURE_LEN + 2:wanted].rstrip(b"\x00")
+        return GreetingSeen(Greeting.ZMTP3, mechanism.decode("ascii", "replace") or None,
+                            got[:BANNER_EXCERPT])
+    except OSError:
+        return GreetingSeen(Greeting.CLOSED)
     finally:
         sock.close()
 
 
-def _sniff_greeting(sock: socket.socket, address: str, port: int, timeout_s: float) -> str:
-    """Read what the peer sends unprompted: a ZMTP signature, a banner, EOF, or nothing."""
-    deadline = time.monotonic() + timeout_s
-    received = b""
-    while len(received) < ZMTP_SIGNATURE_LEN:
+def _first_frame_complete(received: bytes) -> bool:
+    if received[:1] == b"\xff":
+        return len(received) >= ZMTP_SIGNATURE_LEN
+    return len(received) >= 2  # enough to tell a ZMTP 1.0 identity frame from a banner
+
+
+def _read_until(sock: socket.socket, enough: Callable[[bytes], bool], deadline: float,
+                received: bytes = b"") -> bytes | None:
+    """Bytes read until ``enough`` or the deadline; None when the peer closed at once."""
+    while not (received and enough(received)):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         sock.settimeout(remaining)
         try:
-            chunk = sock.recv(BANNER_EXCERPT - len(received))
+            chunk = sock.recv(BANNER_EXCERPT)
         except TimeoutError:
             break
-        except OSError as exc:
-            raise AttemptFailed("greeting", Reason.RESET,
-                                f"{address}:{port} accepted, then {_describe(exc, timeout_s)}"
-                                ) from None
         if not chunk:
-            if received:
-                break
-            raise AttemptFailed("greeting", Reason.RESET,
-                                f"{address}:{port} accepted the connection and closed it at once")
+            return received or None
         received += chunk
-        if received[0] != ZMTP_SIGNATURE_FIRST:
-            break
+    return received
+
+
+def _classify(received: bytes) -> Greeting:
     if not received:
-        return "silent"  # an HTTP server or a frozen gateway; the ZeroMQ layer decides which
-    if received[0] == ZMTP_SIGNATURE_FIRST and (
-        len(received) < ZMTP_SIGNATURE_LEN or received[9] == ZMTP_SIGNATURE_LAST
-    ):
-        return "zmtp"
-    raise AttemptFailed("greeting", Reason.NOT_ZMQ,
-                        f"{address}:{port} sent {untrusted(received)}, not a ZeroMQ greeting")
+        return Greeting.SILENT
+    if received[0] == ZMTP_SIGNATURE_FIRST:
+        last = received[ZMTP_SIGNATURE_LEN - 1] if len(received) >= ZMTP_SIGNATURE_LEN else None
+        if last in (None, ZMTP_SIGNATURE_LAST):
+            return Greeting.ZMTP3  # refined to 2.0 once its version byte is read
+        # 0xFF, a 64-bit length and zero flags: a ZMTP 1.0 identity of 255 bytes or more.
+        return Greeting.ZMTP1 if last == 0 else Greeting.BANNER
+    # ZMTP 1.0 (libzmq 2.x) opens with its identity frame: a length octet counting the
+    # flags octet, a zero flags octet, then the identity itself (usually empty).
+    length = received[0]
+    if len(received) >= 2 and received[1] == 0 and len(received) <= length + 1:
+        return Greeting.ZMTP1
+    return Greeting.BANNER
+
+
+def ip_family_of(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def describe_peer(seen: GreetingSeen, where: str) -> str:
+    """One phrase for a log line: what the peer at ``where`` sent."""
+    if seen.kind is Greeting.BANNER:
+        return f"{where} sent {untrusted(seen.excerpt)}, not a ZeroMQ greeting"
+    if seen.kind is Greeting.CLOSED:
+        return f"{where} accepted the connection and closed it at once"
+    if seen.kind is Greeting.SILENT:
+        return f"{where} sends no ZeroMQ greeting (it waits for the client to speak)"
+    mechanism = f" offering {seen.mechanism}" if seen.mechanism else ""
+    return f"{where} is a {seen.kind.value} peer{mechanism}"

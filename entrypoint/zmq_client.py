@@ -1,15 +1,21 @@
-"""Layer 2: ZeroMQ requests to the gateway, one fresh REQ socket per request.
+"""Layer 2: ZeroMQ requests to the gateway, one fresh socket per request.
 
 A strict REQ socket is unusable after a timeout (the next send fails with EFSM) and a
 gateway that died mid-request never answers that socket, so every request gets a new
-socket that is closed with LINGER 0 whatever happens. The socket monitor tells a silent
-peer from a refused handshake, a wrong socket type, and a dropped connection.
+socket that is closed with LINGER 0 whatever happens.
 
-This is the only module that imports zmq.
+libzmq makes the TCP connection itself: the gate never opens a bare TCP connection to a
+working gateway (a ZeroMQ server may log each connection abandoned mid-greeting as an
+error). The socket monitor says how far a connection got; only when that is ambiguous is
+the TCP layer asked to diagnose (the errno of a refused connect, or what a peer that
+dropped the handshake really is). A legacy peer (ZMTP 1.0 or 2.0: libzmq 2.x/3.x, JeroMQ
+0.3) has no security handshake, so the monitor reports its connection but never a
+handshake: the connection is what marks the moment a request can reach it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 from collections.abc import Iterator
@@ -18,9 +24,17 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from entrypoint.reasons import AttemptFailed, Reason
+from entrypoint.tcp_probe import (
+    Greeting,
+    GreetingSeen,
+    connect,
+    describe_peer,
+    inspect_greeting,
+    ip_family_of,
+)
 
 if TYPE_CHECKING:
-    from entrypoint.curve import CurveKeys
+    from entrypoint.config import ClientSecurity
 
 # A PING or STATUS reply is a small JSON object; anything bigger is hostile or a mistake.
 # libzmq drops a connection whose message exceeds this, before allocating it.
@@ -34,6 +48,11 @@ PENDING_RECONNECT_MAX_MS = 150
 # After a post-handshake disconnect, how long to wait for libzmq's reconnect event, which
 # tells a peer that went away (it retries) from a protocol violation (it gives up).
 RETRY_EVENT_GRACE_S = 0.05
+
+# A connection without a handshake event or a reply this long after connecting may be a
+# legacy peer (which never reports a handshake), a frozen gateway, or a non-ZeroMQ service
+# that sent a banner libzmq took for a ZMTP 1.0 identity: its greeting is read to find out.
+GREETING_CHECK_AFTER_S = 0.3
 
 _MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
               | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -49,30 +68,57 @@ def endpoint(address: str, port: int) -> str:
     return f"tcp://{host}:{port}"
 
 
-class _Connection:
-    """What the monitor has told us about one socket's connection so far."""
+@dataclasses.dataclass(frozen=True)
+class Exchange:
+    """A reply, with how long the TCP connection took and the round trip from when the
+    request could reach the gateway (its handshake, or a legacy peer's connection)."""
 
-    def __init__(self, greeting: str, curve: bool) -> None:
-        self.greeting = greeting  # what the TCP layer saw: "zmtp", "silent" or "not_read"
+    frames: list[bytes]
+    connect_ms: float | None
+    rtt_ms: float | None
+
+
+class _Connection:
+    """What the monitor has told us about one socket's connection so far; asks the TCP
+    layer only when the events alone cannot say what went wrong."""
+
+    def __init__(self, address: str, port: int, curve: bool, started: float) -> None:
+        self.address = address
+        self.port = port
         self.curve = curve
-        self.connected = False
+        self.started = started
+        self.connected_at: float | None = None
+        self.reached_at: float | None = None  # the latest connection or handshake
         self.retried = False
         self.handshake = False
         self.disconnected = False
-        self.failure: tuple[Reason, str] | None = None
-        # A handshake that ended without detail from a peer that sent a ZMTP greeting is
-        # ambiguous: a restarting gateway, or the peer noticing a socket-type mismatch
-        # first. libzmq reconnects; the next connection (or the timeout) decides.
+        self.failure: AttemptFailed | None = None
+        # A handshake dropped by a ZeroMQ peer without detail: a restarting gateway, or the
+        # peer noticing a socket-type mismatch first. libzmq reconnects; the next
+        # connection (or the timeout) decides.
         self.dropped_in_handshake = False
+        self.seen: GreetingSeen | None = None
         self._expect_disconnect = False
+        self._deadline = started
 
-    def apply(self, event: int, value: int) -> None:
+    @property
+    def where(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else \
+            f"{self.address}:{self.port}"
+
+    def apply(self, event: int, value: int, deadline: float) -> None:
+        self._deadline = deadline
+        now = time.monotonic()
         if event == zmq.EVENT_CONNECTED:
-            self.connected = True
+            self.connected_at = self.connected_at or now
+            self.reached_at = now
         elif event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
+            if self.connected_at is None and not self.retried:
+                self._connect_failed()
             self.retried = True
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.handshake = True
+            self.reached_at = now
         elif event in _HANDSHAKE_FAILURES:
             self._handshake_failed(event, value)
         elif event == zmq.EVENT_DISCONNECTED:
@@ -81,32 +127,86 @@ class _Connection:
             else:
                 self.disconnected = True
 
+    def _connect_failed(self) -> None:
+        """libzmq could not connect, and does not say why: connect once ourselves for the
+        errno. If that connect succeeds, the gateway has just come up: keep waiting."""
+        left = max(0.001, self._deadline - time.monotonic())
+        family = ip_family_of(self.address)
+        try:
+            connect([(family, self.address)], self.port, left)
+        except AttemptFailed as failure:
+            self.failure = failure
+
+    def inspect(self) -> GreetingSeen:
+        if self.seen is None:
+            left = max(0.001, self._deadline - time.monotonic())
+            try:
+                self.seen = inspect_greeting(self.address, self.port, left)
+            except AttemptFailed:  # it stopped listening since: it went away
+                self.seen = GreetingSeen(Greeting.CLOSED)
+        return self.seen
+
     def _handshake_failed(self, event: int, value: int) -> None:
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            self.failure = (Reason.AUTH, f"the gateway rejected this client's CURVE key "
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         f"the gateway rejected this client's CURVE key "
                                          f"(ZAP status {value})")
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-                self.failure = (Reason.AUTH, "security mechanism mismatch: "
-                                + ("this client uses CURVE and the gateway does not" if
-                                   self.curve else "the gateway requires CURVE: set "
-                                   "GATEWAY_CURVE_SERVER_KEY"))
+                self.failure = AttemptFailed("zmq", Reason.AUTH, _mismatch(self.curve))
             else:
-                self.failure = (Reason.PROTOCOL,
-                                f"ZeroMQ handshake failed: protocol error {value:#x}")
-        else:  # EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                self.failure = AttemptFailed("zmq", Reason.PROTOCOL,
+                                             f"ZeroMQ handshake failed: protocol error "
+                                             f"{value:#x}")
+        else:  # EVENT_HANDSHAKE_FAILED_NO_DETAIL: the events cannot say; the greeting can
             self._expect_disconnect = True
-            if self.greeting != "zmtp":
-                self.failure = (Reason.NOT_ZMQ,
-                                "the peer answered the ZeroMQ greeting with something else "
-                                "and closed the connection")
-            elif self.curve:
-                # A CURVE server that cannot decrypt our HELLO drops the connection without
-                # a word: the key we hold for it is not its key.
-                self.failure = (Reason.AUTH, "the gateway dropped the CURVE handshake: the "
-                                             "server key is probably wrong")
-            else:
-                self.dropped_in_handshake = True
+            self.dropped(self.inspect())
+
+    def dropped(self, seen: GreetingSeen) -> None:
+        """Decide what a peer that did not complete the ZeroMQ handshake is, from what it
+        sent: not ZeroMQ, a security mismatch, or a ZeroMQ peer that dropped (retry)."""
+        if not seen.kind.is_zmq:  # silent too: it dropped libzmq's greeting, sends none
+            reason = Reason.RESET if seen.kind is Greeting.CLOSED else Reason.NOT_ZMQ
+            self.failure = AttemptFailed("greeting", reason, describe_peer(seen, self.where))
+        elif self.curve and seen.mechanism != "CURVE":
+            offered = seen.mechanism or f"no security ({seen.kind.value})"
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         f"CURVE is configured on the gate, but the gateway "
+                                         f"offers {offered}: use CURVE on both sides, or on "
+                                         "neither")
+        elif self.curve:
+            # A CURVE server that cannot decrypt our HELLO drops the connection without a
+            # word: the key we hold for it is not its key.
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         "the gateway dropped the CURVE handshake: the "
+                                         "server key is probably wrong")
+        elif seen.mechanism not in (None, "NULL"):
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         f"the gateway requires {seen.mechanism} security")
+        else:
+            self.dropped_in_handshake = True
+
+    def timed_out(self, waited_s: float) -> AttemptFailed:
+        if self.handshake:
+            return AttemptFailed("zmq", Reason.NO_REPLY, f"no reply within {waited_s:g} s")
+        if self.dropped_in_handshake:
+            return AttemptFailed("zmq", Reason.RESET,
+                                 "the connection dropped during the ZeroMQ handshake")
+        if self.connected_at is not None:
+            return AttemptFailed("zmq", Reason.NO_REPLY,
+                                 f"TCP connected, but no ZeroMQ handshake or reply within "
+                                 f"{waited_s:g} s (gateway frozen or overloaded, a legacy "
+                                 "ZeroMQ peer that did not answer, or a silent non-ZeroMQ "
+                                 "service)")
+        return AttemptFailed("tcp", Reason.TIMEOUT,
+                             f"{self.where}: no answer within {waited_s:g} s")
+
+
+def _mismatch(curve: bool) -> str:
+    return "security mechanism mismatch: " + (
+        "CURVE is configured on the gate, but the gateway does not use CURVE: use CURVE on "
+        "both sides, or on neither" if curve else
+        "the gateway requires CURVE: set GATEWAY_CURVE_SERVER_KEY")
 
 
 _HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
@@ -117,7 +217,7 @@ class ZmqGateway:
     """Owns the ZeroMQ context; every socket it makes is closed before ``close`` returns."""
 
     def __init__(self, max_reply_bytes: int = MAX_REPLY_BYTES,
-                 curve: CurveKeys | None = None) -> None:
+                 curve: ClientSecurity | None = None) -> None:
         self.max_reply_bytes = max_reply_bytes
         self.curve = curve
         self._ctx = zmq.Context(io_threads=1)
@@ -158,9 +258,10 @@ class ZmqGateway:
             self.curve.apply(sock)
         return sock
 
-    def handshake(self, address: str, port: int, timeout_s: float,
+    def handshake(self, address: str, port: int, connect_timeout_s: float, timeout_s: float,
                   message_within_s: float | None = None) -> float:
-        """Complete a ZeroMQ handshake with a PUB socket as a SUB; return its time in ms.
+        """Connect a SUB socket to a PUB port; the time in ms until the connection was
+        shown to work (a handshake, a legacy peer's greeting, or a first message).
 
         With ``message_within_s``, also wait that long for the first published message.
         """
@@ -170,8 +271,10 @@ class ZmqGateway:
         started = time.monotonic()
         try:
             sock.connect(endpoint(address, port))
-            self._await(sock, monitor, timeout_s, "zmtp", until_handshake=True)
-            took_ms = (time.monotonic() - started) * 1000
+            conn = self._await(sock, monitor, address, port,
+                               connect_timeout_s=connect_timeout_s, reply_timeout_s=timeout_s,
+                               budget_s=timeout_s, until_handshake=True)
+            took_ms = ((conn.reached_at or time.monotonic()) - started) * 1000
             if message_within_s is not None and not sock.poll(int(message_within_s * 1000)):
                 raise AttemptFailed("zmq", Reason.NO_REPLY,
                                     f"handshake done, but no message within "
@@ -180,60 +283,106 @@ class ZmqGateway:
         finally:
             _close_monitored(sock, monitor)
 
-    def request(self, address: str, port: int, payload: bytes, timeout_s: float,
-                greeting: str = "zmtp") -> list[bytes]:
-        """Send ``payload`` on a fresh REQ socket; return the reply frames or AttemptFailed.
+    def request(self, address: str, port: int, payload: bytes, *, connect_timeout_s: float,
+                reply_timeout_s: float, budget_s: float | None = None) -> Exchange:
+        """Send ``payload`` on a fresh REQ socket; the reply, or AttemptFailed saying why not.
 
-        ``greeting`` is what the TCP layer saw the peer send unprompted ("zmtp" or
-        "silent"); it decides whether a refused handshake means "not ZeroMQ" or "dropped".
-        """
+        The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
+        moment of connection, and the whole exchange at most ``budget_s``."""
         sock = self._req_socket(address)
         monitor = sock.get_monitor_socket(_MONITORED)
+        started = time.monotonic()
         try:
             sock.connect(endpoint(address, port))
             sock.send(payload)
-            frames = self._await(sock, monitor, timeout_s, greeting)
-            assert frames is not None
-            return frames
+            conn = self._await(sock, monitor, address, port,
+                               connect_timeout_s=connect_timeout_s,
+                               reply_timeout_s=reply_timeout_s, budget_s=budget_s)
+            frames = sock.recv_multipart()
+            replied = time.monotonic()
+            connect_ms = None if conn.connected_at is None else \
+                round((conn.connected_at - started) * 1000, 2)
+            rtt_ms = None if conn.reached_at is None else \
+                round((replied - conn.reached_at) * 1000, 2)
+            return Exchange(frames, connect_ms, rtt_ms)
         finally:
             _close_monitored(sock, monitor)
 
-    def _await(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], timeout_s: float,
-               greeting: str, until_handshake: bool = False) -> list[bytes] | None:
-        """Wait for a reply (or, ``until_handshake``, just the handshake) while the monitor
-        reports on the connection; AttemptFailed says what went wrong."""
-        conn = _Connection(greeting, self.curve is not None)
+    def _await(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], address: str, port: int,
+               *, connect_timeout_s: float, reply_timeout_s: float,
+               budget_s: float | None = None, until_handshake: bool = False) -> _Connection:
+        """Wait until ``sock`` is readable (or, ``until_handshake``, its connection is shown
+        to work) while the monitor reports on the connection; AttemptFailed says why not."""
+        started = time.monotonic()
+        conn = _Connection(address, port, self.curve is not None, started)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
-        deadline = time.monotonic() + timeout_s
+        end = started + (budget_s if budget_s is not None else connect_timeout_s
+                         + reply_timeout_s)
         while True:
+            if conn.connected_at is None:
+                deadline, waited = min(end, started + connect_timeout_s), connect_timeout_s
+            else:
+                deadline, waited = min(end, conn.connected_at + reply_timeout_s), \
+                    reply_timeout_s
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _timed_out(conn, timeout_s)
-            ready = dict(poller.poll(max(1, int(remaining * 1000))))
+                raise conn.timed_out(min(waited, round(end - started, 3)))
+            if self._greeting_check_due(conn) and self._legacy_publisher(conn, until_handshake):
+                return conn  # connected is as far as a legacy peer reports
+            wait_ms = max(1, int(min(remaining, GREETING_CHECK_AFTER_S) * 1000))
+            ready = dict(poller.poll(wait_ms))
+            if monitor in ready and self._monitor_says_done(conn, monitor, deadline,
+                                                            until_handshake):
+                return conn
             if sock in ready:
-                return sock.recv_multipart()
-            if monitor in ready:
-                for event, value in _drain(monitor):
-                    conn.apply(event, value)
-                if conn.failure is not None:
-                    raise AttemptFailed("zmq", *conn.failure)
-                if until_handshake and conn.handshake:
-                    return None
-                if conn.disconnected:
-                    raise self._disconnected(conn, monitor)
+                return conn  # a reply, or for SUB a first message: the connection works
+
+    def _monitor_says_done(self, conn: _Connection, monitor: zmq.Socket[Any], deadline: float,
+                           until_handshake: bool) -> bool:
+        """Apply the monitor's events; True when they show the handshake that was awaited,
+        AttemptFailed when they show a failure."""
+        for event, value in _drain(monitor):
+            conn.apply(event, value, deadline)
+        if conn.failure is not None:
+            raise conn.failure
+        if until_handshake and conn.handshake:
+            return True
+        if conn.disconnected:
+            raise self._disconnected(conn, monitor)
+        return False
+
+    @staticmethod
+    def _legacy_publisher(conn: _Connection, until_handshake: bool) -> bool:
+        """Read the greeting of a connection that reports nothing: a non-ZeroMQ service is
+        AttemptFailed now; True for a legacy peer when only the connection was awaited."""
+        seen = conn.inspect()
+        if not seen.kind.is_zmq and seen.kind is not Greeting.SILENT:
+            conn.dropped(seen)
+            assert conn.failure is not None
+            raise conn.failure
+        return until_handshake and seen.kind in (Greeting.ZMTP1, Greeting.ZMTP2)
+
+    @staticmethod
+    def _greeting_check_due(conn: _Connection) -> bool:
+        """A connection with neither a handshake nor a reply a moment after connecting: a
+        legacy peer (which never reports a handshake), a frozen gateway, or a service that
+        is not ZeroMQ at all and left libzmq waiting. Only its greeting says which."""
+        return (conn.connected_at is not None and not conn.handshake and conn.seen is None
+                and time.monotonic() - conn.connected_at >= GREETING_CHECK_AFTER_S)
 
     def _disconnected(self, conn: _Connection, monitor: zmq.Socket[Any]) -> AttemptFailed:
         if not conn.handshake:
             # libzmq emits no handshake-failure event when the peer's READY names a socket
-            # type REQ cannot talk to (PUB, REQ, DEALER...); it just drops and never retries.
+            # type it cannot talk to (PUB, REQ, DEALER...); it just drops and never retries.
             return AttemptFailed("zmq", Reason.PROTOCOL,
                                  "the port is a ZeroMQ socket of a type we cannot talk to "
                                  "(requests need REP or ROUTER, the feed needs PUB)")
         if not conn.retried and monitor.poll(int(RETRY_EVENT_GRACE_S * 1000)):
-            for event, value in _drain(monitor):
-                conn.apply(event, value)
+            for event, _value in _drain(monitor):
+                if event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
+                    conn.retried = True
         if conn.retried:
             return AttemptFailed("zmq", Reason.RESET,
                                  "the gateway closed the connection before replying")
@@ -262,31 +411,15 @@ def _drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:
         yield event, value
 
 
-def _timed_out(conn: _Connection, timeout_s: float) -> AttemptFailed:
-    if conn.handshake:
-        return AttemptFailed("zmq", Reason.NO_REPLY, f"no reply within {timeout_s:g} s")
-    if conn.dropped_in_handshake:
-        return AttemptFailed("zmq", Reason.RESET,
-                             "the connection dropped during the ZeroMQ handshake")
-    if conn.connected:
-        return AttemptFailed("zmq", Reason.NO_REPLY,
-                             f"TCP connected, but the ZeroMQ handshake did not complete within "
-                             f"{timeout_s:g} s (gateway frozen or overloaded, or a silent "
-                             "non-ZeroMQ service)")
-    if conn.retried:
-        return AttemptFailed("zmq", Reason.REFUSED,
-                             "the gateway went away between the TCP check and the PING")
-    return AttemptFailed("zmq", Reason.TIMEOUT, f"could not connect within {timeout_s:g} s")
-
-
 class PendingPing:
     """A REQ socket with a PING queued while the gateway is down.
 
     libzmq keeps reconnecting (every 50-100 ms, backing off to 150-200 ms) and delivers the
     queued PING the moment the gateway binds, so a backoff pause spent waiting on this
     socket notices the gateway within a reconnect interval instead of at the next attempt.
-    The monitor tells when the PING went out (the handshake), so the reply is held to
-    --reply-timeout like any other.
+    The monitor tells when the PING could reach the gateway (the latest connection or
+    handshake: legacy peers report no handshake), so the reply is held to --reply-timeout
+    like any other.
     """
 
     def __init__(self, gateway: ZmqGateway, address: str, port: int, payload: bytes,
@@ -295,27 +428,30 @@ class PendingPing:
         # leaves the half-built sockets to the OS rather than wait for them.
         self._sock = gateway._req_socket(address, reconnect_ms=PENDING_RECONNECT_MS)
         self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, PENDING_RECONNECT_MAX_MS)
-        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._monitor = self._sock.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         # Without it a connect into a DROP rule waits for the kernel (~2 min).
         self._sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
         self._sock.connect(endpoint(address, port))
         self._sock.send(payload)
 
-    def wait(self, seconds: float) -> tuple[list[bytes], float] | None:
-        """(reply frames, ms since the PING reached the gateway) if a reply arrives within
-        ``seconds``, else None."""
+    def wait(self, seconds: float) -> tuple[list[bytes], float | None] | None:
+        """(reply frames, ms since the PING could reach the gateway, or None if the monitor
+        never said) if a reply arrives within ``seconds``, else None."""
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         deadline = time.monotonic() + seconds
-        delivered = time.monotonic()
+        reached: float | None = None
         while (left := deadline - time.monotonic()) > 0:
             ready = dict(poller.poll(max(1, int(left * 1000))))
-            if self._monitor in ready:
+            if self._monitor in ready or self._sock in ready:
                 for _event in _drain(self._monitor):
-                    delivered = time.monotonic()  # the latest (re)connection carried it
+                    reached = time.monotonic()  # the latest (re)connection carried it
             if self._sock in ready:
-                return self._sock.recv_multipart(), (time.monotonic() - delivered) * 1000
+                frames = self._sock.recv_multipart()
+                rtt = None if reached is None else (time.monotonic() - reached) * 1000
+                return frames, rtt
         return None
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ def redis_server(password: str | None = None) -> Iterator[str]:
         proc.wait(10)
 
 
-PG_PASSWORD = "s3cret-pg-pw"  # noqa: S105 - a throw-away test cluster on loopback
+PG_PASSWORD = "s3cret-pg-pw"
 
 
 @contextmanager

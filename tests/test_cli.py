@@ -102,7 +102,7 @@ def test_help_lists_every_option_variable_and_exit_code(capsys: pytest.CaptureFi
     for opt in GATE_OPTIONS:
         assert opt.flag in text
         assert f"env {opt.env}" in text
-        assert f"default {opt.default or 'required'}" in text
+        assert f"default {opt.default_help or opt.default or 'required'}" in text
     for code in ("64", "69", "70", "78", "126", "127", "130", "143"):
         assert re.search(rf"\b{code}\b", text), code
 

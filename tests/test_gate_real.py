@@ -165,7 +165,7 @@ def test_garbage_reply_is_bad_reply_and_retried() -> None:
     assert events[-1]["last_reason"] == "bad_reply"
 
 
-def test_bad_status_is_bad_reply_unless_accepted() -> None:
+def test_bad_status_is_not_ready_unless_accepted() -> None:
     """status MAINTENANCE is not readiness by default, but is with --expect-status."""
     sim, port = start_sim("--bad-status")
     try:
@@ -174,7 +174,7 @@ def test_bad_status_is_bad_reply_unless_accepted() -> None:
     finally:
         sim.stop()
     assert code == 69
-    assert set(failures(events)) == {"bad_reply"}
+    assert set(failures(events)) == {"not_ready"}
     assert "MAINTENANCE" in str(events[1]["error"])
     assert accepted == 0
 

@@ -29,20 +29,23 @@ def reasons(events: list[dict[str, Any]]) -> set[Any]:
     return {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
 
 
-@pytest.mark.parametrize(("body", "detail"), [
-    (b"\xff\xfe\xfd not utf-8", "not UTF-8"),
-    (b"[" * 200_000 + b"]" * 200_000, "not JSON"),  # RecursionError, not ValueError
-    (b"{not json", "not JSON"),
-    (b'["a", "list"]', "not an object"),
-    (b'"just a string"', "not an object"),
-    (b'{"status": 42}', "is not one of"),
-    (b'{"status": "DEGRADED"}', "is not one of"),
+@pytest.mark.parametrize(("body", "reason", "detail"), [
+    (b"\xff\xfe\xfd not utf-8", "bad_reply", "not UTF-8"),
+    (b"[" * 200_000 + b"]" * 200_000, "bad_reply", "nested too deeply"),  # RecursionError
+    # Decodable replies the default judgement rejects: the bridge answered, "not ready".
+    (b"{not json", "not_ready", '"{not json"'),  # text, judged as a JSON string
+    (b'["a", "list"]', "not_ready", '["a", "list"]'),
+    (b'"just a string"', "not_ready", '"just a string"'),
+    (b'{"status": 42}', "not_ready", "does not satisfy"),
+    (b'{"status": "DEGRADED"}', "not_ready", "DEGRADED"),
+    (b'{"ok": false, "error": "unauthorized"}', "not_ready", "unauthorized"),
 ])
-def test_broken_replies_are_bad_reply_and_retried(body: bytes, detail: str) -> None:
-    """Each malformed reply: reason bad_reply, retried until the deadline, exit 69."""
+def test_broken_and_refusing_replies_are_never_ready_and_retried(
+        body: bytes, reason: str, detail: str) -> None:
+    """Each undecodable reply is bad_reply, each refusal not_ready; retried, exit 69."""
     code, events = gate_against(lambda _req: [body])
     assert code == 69
-    assert reasons(events) == {"bad_reply"}
+    assert reasons(events) == {reason}
     failed = next(e for e in events if e["event"] == "gate.attempt_failed")
     assert detail in failed["error"]
     assert len(failed["error"]) < 400  # the gateway's text is truncated

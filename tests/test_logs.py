@@ -47,7 +47,7 @@ def test_hostile_reply_cannot_forge_log_lines_or_escape_codes() -> None:
     assert sum(e["event"] == "gate.ready" for e in events) == 0
     failed = [e for e in events if e["event"] == "gate.attempt_failed"]
     assert failed
-    assert all(e["reason"] == "bad_reply" for e in failed)
+    assert all(e["reason"] == "not_ready" for e in failed)
 
 
 def test_untrusted_text_is_escaped_and_truncated() -> None:
@@ -102,7 +102,7 @@ def test_tracebacks_carry_no_local_variables() -> None:
     """An exception logged by the gate renders without local variables (they may be secrets)."""
     stream = io.StringIO()
     configure_logging("json", "info", stream)
-    secret = "curve-secret-value"  # noqa: S105 - the point of the test
+    secret = "curve-secret-value"
     try:
         raise RuntimeError("boom")
     except RuntimeError:

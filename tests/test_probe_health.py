@@ -90,10 +90,12 @@ def sim_port(*args: str) -> Callable[[], AbstractContextManager[int]]:
 
 @pytest.mark.parametrize(("peer", "layer", "reason", "step"), [
     (refused_port, "TCP connect", "refused", "netstat -an | findstr"),
-    (lambda: servers.tcp_server(servers.banner), "TCP connect", "not_zmq", "netstat -abno"),
-    (lambda: servers.tcp_server(servers.reset_at_once), "TCP connect", "reset", "portproxy"),
+    # TCP connects; it is the ZeroMQ exchange that finds out what the peer really is.
+    (lambda: servers.tcp_server(servers.banner), "ZeroMQ PING", "not_zmq", "netstat -abno"),
+    (lambda: servers.tcp_server(servers.reset_at_once), "ZeroMQ PING", "reset", "portproxy"),
     (sim_port("--drop-first", "100"), "ZeroMQ PING", "no_reply", "hung or busy"),
-    (sim_port("--garbage"), "ZeroMQ PING", "bad_reply", "GATE_EXPECT_STATUS"),
+    (sim_port("--garbage"), "ZeroMQ PING", "bad_reply", "UTF-8"),
+    (sim_port("--bad-status"), "ZeroMQ PING", "not_ready", "GATE_READY_WHEN"),
     (lambda: servers.zmq_server(zmq.PUB), "ZeroMQ PING", "protocol", "not the PUB port"),
 ])
 def test_probe_explains_each_failure_reason(

@@ -1,0 +1,266 @@
+"""The dialect: request templates, their placeholders, and how a reply is judged.
+
+In-process: these are the rules users configure with --ping-request, --status-request and
+--ready-when, so each rule is pinned here; the real bridges are in test_bridges.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entrypoint.cli import main
+from entrypoint.config import settings_from_sources
+from entrypoint.dialect import DEFAULT_DIALECT, NotReady, parse_request, suggest_fix
+from entrypoint.errors import UsageError
+from entrypoint.reasons import AttemptFailed
+
+
+def judge(reply: bytes, **flags: str) -> Any:
+    settings = settings_from_sources({"host": "gw", **flags}, {})
+    return settings.dialect.judge([reply])
+
+
+def verdict(reply: Any) -> bool:
+    try:
+        DEFAULT_DIALECT.judge([json.dumps(reply).encode()])
+    except NotReady:
+        return False
+    return True
+
+
+def usage_error(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
+                ) -> str:
+    """Run ``main`` in-process; it must exit 64 with exactly one JSON line: its error."""
+    assert main(argv, env) == 64
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return str(json.loads(lines[0])["error"])
+
+
+@pytest.mark.parametrize(("reply", "ready"), [
+    ({"status": "OK"}, True),
+    ({"status": "pong"}, True),  # statuses are compared case-insensitively
+    ({"result": "pong"}, True),  # no status at all: nothing says "no"
+    ({}, True),
+    ({"status": "OK", "error": None}, True),
+    ({"status": "OK", "error": ""}, True),
+    ({"status": "OK", "error": False}, True),
+    ({"ok": True, "success": True}, True),
+    ({"status": "MAINTENANCE"}, False),
+    ({"status": "ERROR", "error": "Invalid request structure"}, False),
+    ({"status": None}, False),  # present but not an accepted status
+    ({"status": 42}, False),
+    ({"ok": False, "error": "unauthorized"}, False),  # the token bridge's refusal
+    ({"ok": False}, False),
+    ({"success": False}, False),
+    ({"status": "OK", "error": "terminal not connected"}, False),
+    ({"status": "OK", "error": 0}, False),  # only null, false or empty mean "no error"
+    ("OK", False),  # not an object: the default wants one
+    (["OK"], False),
+    (None, False),
+])
+def test_default_judgement_is_the_documented_one(reply: Any, ready: bool) -> None:
+    """Object; status (if any) accepted; ok/success (if any) not false; error (if any) empty."""
+    assert verdict(reply) is ready
+
+
+def test_plain_text_reply_is_judged_as_a_json_string() -> None:
+    """A bare OK is the string "OK": ready with --ready-when "@ == 'OK'", not by default."""
+    assert judge(b"OK", ready_when="@ == 'OK'") == "OK"
+    with pytest.raises(NotReady):
+        judge(b"OK")
+
+
+def test_undecodable_replies_are_bad_reply_and_multipart_is_protocol() -> None:
+    """not_ready is for replies that decode; bytes that cannot be decoded are bad_reply."""
+    for raw, reason in ((b"\xff\xfe", "bad_reply"), (b"[" * 100_000, "bad_reply")):
+        with pytest.raises(AttemptFailed) as failed:
+            judge(raw, ready_when="@")
+        assert failed.value.reason.value == reason
+    with pytest.raises(AttemptFailed) as multipart:
+        DEFAULT_DIALECT.judge([b"{}", b"{}"])
+    assert multipart.value.reason.value == "protocol"
+
+
+def test_ready_when_is_truthy_in_jmespaths_sense() -> None:
+    """0 is truthy in JMESPath; false, null, "", [] and {} are not."""
+    assert judge(b'{"retcode": 0}', ready_when="retcode") == {"retcode": 0}
+    for falsy in (b'{"v": false}', b'{"v": null}', b'{"v": ""}', b'{"v": []}', b'{"v": {}}',
+                  b"{}"):
+        with pytest.raises(NotReady):
+            judge(falsy, ready_when="v")
+
+
+def test_expression_errors_on_a_reply_are_not_ready_never_a_crash() -> None:
+    """An expression that cannot be evaluated on this reply (upper(42)) is not_ready."""
+    with pytest.raises(AttemptFailed) as failed:
+        judge(b'{"status": 42}', ready_when="upper(status) == 'OK'")
+    assert failed.value.reason.value == "not_ready"
+
+
+def test_not_ready_names_the_reply_and_the_expression() -> None:
+    """The log line carries what the bridge said and the judgement it failed."""
+    with pytest.raises(NotReady) as failed:
+        judge(b'{"status": "DISCONNECTED"}', ready_when="status == 'CONNECTED'")
+    assert "DISCONNECTED" in failed.value.error
+    assert "status == 'CONNECTED'" in failed.value.error
+
+
+def test_placeholders_are_filled_fresh_for_every_request(tmp_path: Path) -> None:
+    """$now is ISO 8601 UTC, $now_epoch a float, $uuid new each time, $$ a literal $."""
+    template = parse_request('{"a": "$now", "b": "$now_epoch", "c": "$uuid", '
+                             '"d": ["$uuid"], "e": "$$now", "f": "x$now", "g": 1}', "--x")
+    first, second = (json.loads(template.render()) for _ in range(2))
+    assert first["a"].endswith("+00:00")
+    assert isinstance(first["b"], float)
+    assert abs(first["b"] - time.time()) < 60
+    assert str(uuid.UUID(first["c"])) == first["c"]
+    assert first["c"] != second["c"]
+    assert first["d"][0] != first["c"]
+    assert (first["e"], first["f"], first["g"]) == ("$now", "x$now", 1)
+
+
+def test_file_placeholder_is_read_once_and_never_shown(tmp_path: Path) -> None:
+    """$file: puts the stripped content in the request only: not in repr, describe or logs."""
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t-t0ken\n")
+    settings = settings_from_sources(
+        {"host": "gw", "ping_request": f'{{"action": "PING", "token": "$file:{secret}"}}'}, {})
+    secret.write_text("changed")  # read once, at start
+    assert json.loads(settings.dialect.ping.render())["token"] == "s3cr3t-t0ken"
+    for shown in (repr(settings), str(settings.dialect.describe())):
+        assert "s3cr3t" not in shown
+        assert str(secret) in shown or "secret" in shown
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--ping-request", "{not json", "not valid JSON"),
+    ("--ping-request", '["PING"]', "must be a JSON object"),
+    ("--ping-request", '"PING"', "must be a JSON object"),
+    ("--ping-request", '{"action": "$nope"}', "unknown placeholder"),
+    ("--ping-request", '{"t": "$file:/nonexistent/token"}', "cannot read /nonexistent/token"),
+    ("--ping-request", '{"t": "$file:"}', "needs a path"),
+    ("--status-request", "{", "not valid JSON"),
+    ("--ready-when", "status ==", "not a valid JMESPath expression"),
+    ("--ready-when", "   ", "must not be empty"),
+])
+def test_invalid_dialect_settings_are_usage_errors_naming_flag_and_variable(
+        flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad templates and expressions: exit 64 at start, one line naming the flag and var."""
+    variable = {"--ping-request": "GATE_PING_REQUEST", "--status-request":
+                "GATE_STATUS_REQUEST", "--ready-when": "GATE_READY_WHEN"}[flag]
+    for argv, env in ((["wait", "--host", "gw", flag, value], {}),
+                      (["health", "--host", "gw"], {variable: value})):
+        if argv[0] == "health":
+            assert main(argv, env) == 1  # health's contract: 1 and one line on stdout
+            out = capsys.readouterr().out
+            assert message in out
+            continue
+        error = usage_error(argv, env, capsys)
+        assert message in error
+        assert f"{flag} / {variable}" in error
+
+
+def test_empty_and_binary_token_files_are_usage_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty or non-text token file is caught at start, and its content never echoed."""
+    empty, binary = tmp_path / "empty", tmp_path / "binary"
+    empty.write_text("  \n")
+    binary.write_bytes(b"\xff\xfeSECRETBYTES")
+    for path, message in ((empty, "is empty"), (binary, "not UTF-8")):
+        error = usage_error(["wait", "--host", "gw", "--ping-request",
+                             f'{{"token": "$file:{path}"}}'], {}, capsys)
+        assert message in error
+        assert "SECRETBYTES" not in error
+
+
+def test_ready_when_and_expect_status_together_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Both at the same level: 64. A flag beats the other's variable, as everywhere."""
+    error = usage_error(["wait", "--host", "gw", "--ready-when", "ok", "--expect-status",
+                         "OK"], {}, capsys)
+    assert "--ready-when" in error
+    assert "--expect-status" in error
+    usage_error(["wait", "--host", "gw"], {"GATE_READY_WHEN": "ok",
+                                           "GATE_EXPECT_STATUS": "OK"}, capsys)
+    by_flag = settings_from_sources({"host": "gw", "ready_when": "ok"},
+                                    {"GATE_EXPECT_STATUS": "OK"})
+    assert by_flag.dialect.judgement.expression == "ok"
+    by_status_flag = settings_from_sources({"host": "gw", "expect_status": "READY"},
+                                           {"GATE_READY_WHEN": "ok"})
+    assert "READY" in by_status_flag.dialect.judgement.expression
+
+
+def test_status_request_defaults_and_none() -> None:
+    """STATUS is asked by default; `none` skips it; a custom PING alone skips it too."""
+    assert settings_from_sources({"host": "gw"}, {}).dialect.status is not None
+    assert settings_from_sources({"host": "gw", "status_request": "NONE"}, {}
+                                 ).dialect.status is None
+    custom = settings_from_sources({"host": "gw"}, {"GATE_PING_REQUEST": '{"cmd": "ping"}'})
+    assert custom.dialect.status is None
+    both = settings_from_sources({"host": "gw"}, {"GATE_PING_REQUEST": '{"cmd": "ping"}',
+                                                  "GATE_STATUS_REQUEST": '{"cmd": "info"}'})
+    assert both.dialect.status is not None
+    assert json.loads(both.dialect.status.render()) == {"cmd": "info"}
+
+
+def test_expect_status_values_cannot_break_the_default_expression() -> None:
+    """Odd characters in --expect-status stay data: quotes and backticks are escaped."""
+    settings = settings_from_sources({"host": "gw", "expect_status": "it's,`x`"}, {})
+    assert settings.dialect.judge([b'{"status": "IT\'S"}']) == {"status": "IT'S"}
+    with pytest.raises(NotReady):
+        settings.dialect.judge([b'{"status": "OK"}'])
+
+
+def test_same_refusal_is_recognised_whatever_its_timestamps_and_ids() -> None:
+    """Replies that differ only in time or id fields count as the same refusal."""
+    def refusal(reply: dict[str, Any]) -> str:
+        with pytest.raises(NotReady) as failed:
+            DEFAULT_DIALECT.judge([json.dumps(reply).encode()])
+        return failed.value.signature()
+
+    one = refusal({"status": "ERROR", "error": "bad", "req_id": "a", "timestamp": 1.0})
+    two = refusal({"status": "ERROR", "error": "bad", "req_id": "b", "timestamp": 2.0})
+    other = refusal({"status": "ERROR", "error": "worse", "req_id": "a", "timestamp": 1.0})
+    assert one == two
+    assert one != other
+
+
+@pytest.mark.parametrize(("reply", "expected", "never"), [
+    ("OK", "GATE_READY_WHEN=\"@ == 'OK'\"", None),
+    ({"status": "SUCCESS", "data": {"status": "alive"}}, "status == 'SUCCESS'", None),
+    ({"ok": False, "error": "unauthorized"}, "refuses this request", "GATE_READY_WHEN="),
+    ({"status": "ERROR", "error": "Invalid request structure"}, "GATE_PING_REQUEST",
+     "GATE_READY_WHEN="),
+    ({"status": "MAINTENANCE"}, "refuses", "status == 'MAINTENANCE'"),
+])
+def test_probe_fix_never_suggests_accepting_a_refusal(
+        reply: Any, expected: str, never: str | None) -> None:
+    """The one-line fix: accept what looks like readiness; fix the request for a refusal."""
+    fix = suggest_fix(reply, DEFAULT_DIALECT)
+    assert expected in fix
+    if never is not None:
+        assert never not in fix
+
+
+def test_usage_error_in_a_template_never_echoes_a_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad placeholder beside a good token: the error names the placeholder, not the token."""
+    secret = tmp_path / "token"
+    secret.write_text("TOPSECRET")
+    error = usage_error(["wait", "--host", "gw", "--ping-request",
+                         f'{{"t": "$file:{secret}", "u": "$bogus"}}'], {}, capsys)
+    assert "$bogus" in error
+    assert "TOPSECRET" not in error
+
+
+def test_parse_request_errors_are_usage_errors() -> None:
+    """The module raises UsageError (exit 64) with the place it was given."""
+    with pytest.raises(UsageError, match="--here"):
+        parse_request("[]", "--here")
