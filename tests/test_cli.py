@@ -117,6 +117,8 @@ def test_readme_tables_agree_with_the_code() -> None:
         assert f"`{opt.env}`" in row
         if opt.default:
             assert f"`{opt.default}`" in row
+        elif opt.default_help:
+            assert opt.default_help.replace("--expect-status", "`--expect-status`") in row
         else:
             assert ("required" if opt.field == "host" else "none") in row
     for line in EXIT_CODES_HELP.splitlines()[1:]:
