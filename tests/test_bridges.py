@@ -182,3 +182,41 @@ def test_status_refusal_is_shown_as_unavailable_with_its_reply(tmp_path: Path) -
     assert status["available"] is False
     assert status["reason"] == "not_ready"
     assert "Unknown action: STATUS" in status["reply"]
+
+
+def test_mesh_judges_the_gateway_ping_by_the_same_dialect(tmp_path: Path) -> None:
+    """mesh's gateway PING check passes with the recipe, fails not_ready without it."""
+    import json
+
+    with bridge("heartbeat", tmp_path) as (_sim, port):
+        with_recipe = run_gate(["mesh", "--json"], env=recipe_env("heartbeat", port, tmp_path))
+        without = run_gate(["mesh", "--json", "--host", "127.0.0.1", "--port", str(port)])
+
+    def gateway_ping(stdout: str) -> dict[str, object]:
+        checks = json.loads(stdout)["checks"]
+        return dict(next(c for c in checks if c["name"].startswith("gateway PING")))
+
+    assert gateway_ping(with_recipe[2])["status"] == "pass"
+    failed = gateway_ping(without[2])
+    assert (failed["status"], failed["reason"]) == ("fail", "not_ready")
+
+
+def test_also_zmq_req_is_asked_and_judged_like_the_gateway(tmp_path: Path) -> None:
+    """--also zmq+req:// to a second heartbeat bridge: ready with the recipe; a bridge of
+    another dialect there is never ready, and the timeout names it."""
+    with bridge("heartbeat", tmp_path) as (_sim, port), \
+            bridge("heartbeat", tmp_path) as (_other, other_port), \
+            bridge("mt5-gate", tmp_path) as (_third, wrong_port):
+        env = recipe_env("heartbeat", port, tmp_path)
+        code, events, _, _ = run_gate(["wait", "--also", f"zmq+req://127.0.0.1:{other_port}"],
+                                      env=env)
+        bad_code, bad_events, _, _ = run_gate(
+            ["wait", "--also", f"zmq+req://127.0.0.1:{wrong_port}", *NEVER_READY_TIMEOUT],
+            env=env)
+    assert code == 0
+    ready = next(e for e in events if e["event"] == "gate.dependency_ready")
+    assert "SUCCESS" in ready["detail"]
+    assert bad_code == 69
+    timeout = next(e for e in bad_events if e["event"] == "gate.timeout")
+    assert timeout["target"] == f"zmq+req://127.0.0.1:{wrong_port}"
+    assert timeout["last_reason"] == "not_ready"

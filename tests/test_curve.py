@@ -108,6 +108,24 @@ def test_wrong_keys_are_auth_and_exit_78_within_a_few_attempts(
         assert secret not in repr(events)
 
 
+def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path]) -> None:
+    """A gateway without CURVE, a gate with it: auth, and the message names the mismatch
+    (whichever side noticed first), never "the server key is probably wrong"."""
+    sim, port = start_sim()  # no CURVE
+    try:
+        code, events, _, _ = run_gate(wait_args(
+            port, "--curve-server-key-file", str(keys["server_pub"])))
+    finally:
+        sim.stop()
+    failed = [e for e in events if e["event"] == "gate.attempt_failed"]
+    assert code == 78
+    assert [e["reason"] for e in failed] == ["auth"] * 3
+    for event in failed:
+        assert "the gateway does not use CURVE" in event["error"] or \
+            "the gateway offers NULL" in event["error"], event["error"]
+        assert "probably wrong" not in event["error"]
+
+
 def test_key_and_key_file_together_is_a_usage_error(keys: dict[str, Path]) -> None:
     """GATEWAY_CURVE_SERVER_KEY and GATEWAY_CURVE_SERVER_KEY_FILE both set: 64."""
     env = base_env(GATEWAY_CURVE_SERVER_KEY=keys["server_pub"].read_text().strip(),

@@ -117,6 +117,52 @@ def test_probe_explains_each_failure_reason(
     assert f"docs/TROUBLESHOOTING.md#{reason}" in human.stdout
 
 
+def test_probe_steps_and_hints_name_the_port_of_the_layer_that_failed() -> None:
+    """A dead PUB port: its steps and hint name the PUB port, not the REQ port."""
+    pub_port = free_port()
+    with simulated() as (port, _pub):
+        code, doc = probe_json(port, pub_port)
+    assert code == 0  # the PUB port is not part of the exit contract
+    trouble = doc["troubleshooting"]
+    assert trouble["reason"] == "refused"
+    assert any(str(pub_port) in step for step in trouble["steps"])
+    assert not any(str(port) in step for step in trouble["steps"])
+    assert f"127.0.0.1:{pub_port}" in trouble["hint"]
+    pub = next(c for c in doc["checks"] if c["name"] == "PUB port")
+    assert f"127.0.0.1:{pub_port}" in pub["hint"]
+
+
+def test_probe_on_not_ready_shows_the_reply_and_a_one_line_fix() -> None:
+    """A bridge saying MAINTENANCE: the reply on the PING line, and a fix that does not
+    suggest accepting it."""
+    with simulated("--bad-status") as (port, pub_port):
+        code, doc = probe_json(port, pub_port)
+        human = run_cli(["probe", "--host", "127.0.0.1", "--port", str(port), "--pub-port",
+                         str(pub_port)])
+    ping = next(c for c in doc["checks"] if c["name"] == "ZeroMQ PING")
+    assert code == 1
+    assert (ping["status"], ping["reason"]) == ("fail", "not_ready")
+    assert "MAINTENANCE" in ping["detail"]
+    assert "refuses" in doc["troubleshooting"]["fix"]
+    assert "fix: " in human.stdout
+    assert "MAINTENANCE" in human.stdout
+
+
+def test_probe_status_refusal_is_a_warning_with_the_reply() -> None:
+    """STATUS answered with an error: ⚠️ with the reply shown, never ✅."""
+    def reply(req: list[bytes]) -> list[bytes] | None:
+        if b"PING" in req[0]:
+            return [b'{"status": "OK"}']
+        return [b'{"status": "ERROR", "error": "Unknown action: STATUS"}']
+
+    with servers.zmq_server(zmq.ROUTER, reply) as port:
+        code, doc = probe_json(port, free_port())
+    status = next(c for c in doc["checks"] if c["name"] == "STATUS")
+    assert code == 0
+    assert (status["status"], status["reason"]) == ("warn", "not_ready")
+    assert "Unknown action: STATUS" in status["detail"]
+
+
 def test_probe_status_not_implemented_is_a_warning_not_a_failure() -> None:
     """A gateway without STATUS: ⚠️ on STATUS, exit still 0."""
     def reply(req: list[bytes]) -> list[bytes] | None:
