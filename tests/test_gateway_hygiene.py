@@ -51,7 +51,7 @@ def watched_gateway() -> Iterator[tuple[int, int, Counter[str]]]:
                     rep.send_multipart([*envelope, b'{"status": "OK"}'])
                 else:
                     event = struct.unpack("=HI", sock.recv_multipart()[0][:6])[0]
-                    seen[zmq.Event(event).name] += 1
+                    seen[str(zmq.Event(event).name)] += 1
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
