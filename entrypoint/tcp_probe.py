@@ -161,11 +161,12 @@ def _open(family: int, address: str, port: int, timeout_s: float) -> socket.sock
     except OSError as exc:
         sock.close()
         raise AttemptFailed("tcp", classify_os_error(exc),
-                            f"{_show(address, port)}: {_describe(exc, timeout_s)}") from None
+                            f"{address_text(address, port)}: {_describe(exc, timeout_s)}") from None
     return sock
 
 
-def _show(address: str, port: int) -> str:
+def address_text(address: str, port: int) -> str:
+    """``address:port``, with brackets around an IPv6 address."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 

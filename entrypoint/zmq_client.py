@@ -27,6 +27,7 @@ from entrypoint.reasons import AttemptFailed, Reason
 from entrypoint.tcp_probe import (
     Greeting,
     GreetingSeen,
+    address_text,
     connect,
     describe_peer,
     inspect_greeting,
@@ -86,7 +87,6 @@ class _Connection:
         self.address = address
         self.port = port
         self.curve = curve
-        self.started = started
         self.connected_at: float | None = None
         self.reached_at: float | None = None  # the latest connection or handshake
         self.retried = False
@@ -103,8 +103,7 @@ class _Connection:
 
     @property
     def where(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else \
-            f"{self.address}:{self.port}"
+        return address_text(self.address, self.port)
 
     def apply(self, event: int, value: int, deadline: float) -> None:
         self._deadline = deadline
