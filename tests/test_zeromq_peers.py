@@ -1,0 +1,102 @@
+"""The gate against ZeroMQ peers that are not libzmq 4: a ZMTP 1.0 peer (libzmq 2.x wire
+format) and JeroMQ 0.3 (pure Java, ZMTP 2.0). Neither reports a security handshake to
+libzmq's monitor, which the gate must not mistake for "not ZeroMQ" or "slow"."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from typing import Any
+
+from tests.helpers import GATE, REPO, Proc, base_env, free_port, run_gate
+from tests.zmq_peers import jeromq_rep_server, zmtp1_rep_server
+
+RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
+PONG = b'{"status": "OK", "message": "pong"}'
+
+
+def answer(_request: bytes) -> bytes:
+    return PONG
+
+
+def target(port: int) -> list[str]:
+    return ["--host", "127.0.0.1", "--port", str(port)]
+
+
+def epoch(event: dict[str, Any]) -> float:
+    return datetime.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")
+                                           ).timestamp()
+
+
+def test_zmtp1_peer_passes_health_and_probe() -> None:
+    """A libzmq 2.x-style peer is a ZeroMQ peer: healthy, and probe's TCP and PING pass."""
+    with zmtp1_rep_server(answer) as peer:
+        health = run_gate(["health", *target(peer.port)])
+        probe = run_gate(["probe", *target(peer.port), "--pub-port", str(free_port())])
+    assert health[0] == 0, health[2]
+    assert health[2].startswith("healthy:")
+    assert probe[0] == 0, probe[2]
+    assert "not_zmq" not in probe[2]
+    assert len(peer.requests) >= 1 + 1 + 5 + 1  # health, probe's PING, 5 round trips, STATUS
+
+
+def test_zmtp1_peer_gets_the_gate_ready_and_the_runner_execd() -> None:
+    """wait against a ZMTP 1.0 peer: ready at the first attempt, runner in the same PID."""
+    with zmtp1_rep_server(answer) as peer:
+        gate = Proc([*GATE, "wait", *target(peer.port), "--", *RUNNER])
+        code = gate.wait(30)
+    assert code == 0, gate.stderr_lines
+    start, ready = gate.wait_for_event("gate.start"), gate.wait_for_event("gate.ready")
+    assert ready["attempt"] == 1
+    assert isinstance(ready["rtt_ms"], float)
+    assert f"ready pid={start['pid']}" in gate.stdout_lines
+
+
+def test_silent_zmtp1_peer_is_no_reply_never_not_zmq() -> None:
+    """A ZMTP 1.0 peer that takes the request and never answers: no_reply (retried)."""
+    with zmtp1_rep_server(lambda _request: None) as peer:
+        code, events, _, _ = run_gate(["wait", *target(peer.port), "--reply-timeout", "0.5",
+                                       "--timeout", "2", "--backoff-initial", "0.1"])
+    reasons = {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
+    assert code == 69
+    assert reasons == {"no_reply"}
+
+
+def test_jeromq_gets_the_gate_ready_health_and_probe_pass() -> None:
+    """JeroMQ 0.3 (ZMTP 2.0): wait execs the runner; health and probe (PUB too) pass."""
+    with jeromq_rep_server(PONG.decode(), pub_port=0) as jero:
+        gate = Proc([*GATE, "wait", *target(jero.port), "--", *RUNNER])
+        code = gate.wait(30)
+        health = run_gate(["health", *target(jero.port)])
+        probe = run_gate(["probe", *target(jero.port), "--pub-port", str(jero.pub_port),
+                          "--json"])
+    assert code == 0, gate.stderr_lines
+    assert f"ready pid={gate.wait_for_event('gate.start')['pid']}" in gate.stdout_lines
+    assert health[0] == 0, health[2]
+    assert probe[0] == 0, probe[2]
+    assert '"PUB port"' in probe[2]
+    assert '"status": "fail"' not in probe[2]
+
+
+def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip() -> None:
+    """The gate waits first; JeroMQ binds during a backoff pause. The queued request is
+    answered and taken (never discarded as "too slow" for want of a handshake event), and
+    its round trip counts from the connection, so it cannot exceed the time since the
+    bind (it used to count from the pause's start: 0.5-1.2 s for a 2 ms reply)."""
+    port = free_port()
+    gate = Proc([*GATE, "wait", *target(port), "--backoff-initial", "2", "--backoff-max",
+                 "4", "--timeout", "60"], env=base_env())
+    try:
+        gate.wait_for_event("gate.attempt_failed", timeout=15)
+        with jeromq_rep_server(PONG.decode(), port=port) as jero:
+            code = gate.wait(40)
+            bound_at = jero.bound_at
+    finally:
+        gate.kill()
+    assert code == 0, gate.stderr_lines
+    ready = gate.wait_for_event("gate.ready")
+    assert ready["via"] == "pending_ping"
+    since_bind_ms = (epoch(ready) - bound_at) * 1000
+    assert ready["rtt_ms"] is not None
+    # Both clocks are this machine's wall clock, read a few ms apart: allow 50 ms of skew.
+    assert ready["rtt_ms"] <= since_bind_ms + 50, (ready["rtt_ms"], since_bind_ms)
