@@ -10,9 +10,11 @@ this script creates (and deletes) for the sections that need a DROP rule (root o
    ``python -c "import zmq, structlog, tenacity"``, each library alone (what a lazy
    import could save), bare ``python -c pass`` and ``wait-for-it`` (TCP only), interleaved.
 2. Detection latency: the gateway binds after an outage of 5 s and 60 s (10 min with
-   --long); latency is the runner's first line (``date +%s.%N``) minus the simulator's bind
-   time, for the gate and for wait-for-it's fixed 1 s polling. Trials run concurrently,
-   staggered, to keep the wall time sane.
+   --long); latency is the runner's first line (``date +%s.%N``) minus the gateway's bind
+   time, for the gate against the simulator (libzmq), for the gate against a JeroMQ 0.3
+   REP server (pure Java, ZMTP 2.0: no handshake event for the monitor), and for
+   wait-for-it's fixed 1 s polling. Trials run concurrently, staggered, to keep the wall
+   time sane.
 3. Load on a down gateway: TCP connection attempts per minute (SYNs counted by an iptables
    rule in the gateway's namespace) against a refused and a DROPped port.
 4. Mesh: 17 checks, 3 of them at DROPped ports: wall time against the longest timeout.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import random
@@ -133,8 +136,11 @@ def bench_startup(runs: int) -> list[list[str]]:
     return rows
 
 
+GATE_JEROMQ = "gate (JeroMQ)"
+
+
 def _waiter(tool: str, port: int, outage_s: float) -> list[str]:
-    if tool == "gate":
+    if tool in ("gate", GATE_JEROMQ):
         return [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port", str(port), "--timeout",
                 str(outage_s + 60), "--", "date", "+%s.%N"]
     return ["wait-for-it", "-q", "-t", "0", f"127.0.0.1:{port}", "--", "date", "+%s.%N"]
@@ -146,6 +152,9 @@ def _one_detection(tool: str, outage_s: float, offset_s: float, results: list[fl
     port = _free_port()
     gate = subprocess.Popen(_waiter(tool, port, outage_s), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
+    if tool == GATE_JEROMQ:
+        _one_jeromq_detection(gate, port, outage_s, results, errors)
+        return
     # A random fraction of a second, so the bind falls at a random phase of a poller's cycle.
     sim = Sim("--start-delay", f"{outage_s + random.random():.3f}", port=port)
     try:
@@ -160,10 +169,32 @@ def _one_detection(tool: str, outage_s: float, offset_s: float, results: list[fl
         sim.stop()
 
 
+def _one_jeromq_detection(gate: subprocess.Popen[str], port: int, outage_s: float,
+                          results: list[float], errors: list[str]) -> None:
+    """The same trial with JeroMQ as the gateway. It binds once its JVM is up (0.1-0.3 s
+    after start), so latency runs from the bind JeroRep reports (its wall clock, like
+    date's), whatever the JVM took."""
+    from tests.zmq_peers import jeromq_rep_server  # noqa: PLC0415 - needs pytest and a JDK
+
+    try:
+        time.sleep(outage_s + random.random())
+        with jeromq_rep_server('{"status": "OK"}', port=port) as jero:
+            out, _ = gate.communicate(timeout=90)
+            results.append(float(out.split()[0]) - jero.bound_at)
+    except BaseException as exc:  # noqa: BLE001 - pytest.fail/skip are BaseExceptions too
+        errors.append(repr(exc))
+        gate.kill()
+
+
+def _jeromq_available() -> bool:
+    return bool(shutil.which("javac") and glob.glob("/usr/share/java/jeromq*.jar"))
+
+
 def bench_detection(outages: list[float], trials: int, long_trials: int
                     ) -> tuple[list[list[str]], dict[str, dict[float, list[float]]]]:
     """Rows for the table, and the raw latencies (ms) per tool and outage for the plot."""
-    tools = ["gate"] + (["wait-for-it"] if shutil.which("wait-for-it") else [])
+    tools = (["gate"] + ([GATE_JEROMQ] if _jeromq_available() else [])
+             + (["wait-for-it"] if shutil.which("wait-for-it") else []))
     raw: dict[str, dict[float, list[float]]] = {tool: {} for tool in tools}
     rows = []
     for outage in outages:
@@ -185,6 +216,10 @@ def bench_detection(outages: list[float], trials: int, long_trials: int
                          f"{percentile(ms, 95):.0f}" if ms else "-",
                          f"{max(ms):.0f}" if ms else "-", str(len(collected[tool][1]))])
     gate_p95 = {o: percentile(v, 95) for o, v in raw["gate"].items() if v}
+    for outage, ms in raw.get(GATE_JEROMQ, {}).items():
+        if ms and gate_p95.get(outage):
+            rows.append(["ratio", f"{outage:g} s", "", "", f"JeroMQ / libzmq p95 = "
+                         f"{percentile(ms, 95) / gate_p95[outage]:.2f}x", "", ""])
     if "wait-for-it" in raw:
         for outage, ms in raw["wait-for-it"].items():
             if ms and gate_p95.get(outage):
@@ -200,11 +235,13 @@ def plot_detection(raw: dict[str, dict[float, list[float]]], path: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for tool, marker in (("gate", "o"), ("wait-for-it", "s")):
+    styles = {"gate": ("o", "tab:blue"), GATE_JEROMQ: ("^", "tab:green"),
+              "wait-for-it": ("s", "tab:orange")}
+    for tool, (marker, colour) in styles.items():
         for outage, values in raw.get(tool, {}).items():
             label = tool if outage == min(raw[tool]) else None
             ax.scatter([f"{outage:g} s"] * len(values), values, marker=marker, alpha=0.6,
-                       label=label, color="tab:blue" if tool == "gate" else "tab:orange")
+                       label=label, color=colour)
     ax.axhline(250, color="grey", linestyle="--", linewidth=1, label="goal: p95 250 ms")
     ax.set_xlabel("outage before the gateway binds")
     ax.set_ylabel("bind → runner's first line (ms)")

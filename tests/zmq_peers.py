@@ -279,11 +279,7 @@ def jeromq_rep_server(reply_json: str, port: int = 0,
     assert java is not None
     assert jar is not None
     classes = _compiled(javac, jar)
-    argv = [java,
-            # A short-lived test server: skip the optimising JIT and the parallel GC, both
-            # of which only cost start-up time on a small machine.
-            "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-            "-cp", f"{jar}{os.pathsep}{classes}", "JeroRep", str(port), reply_json]
+    argv = [java, "-cp", f"{jar}{os.pathsep}{classes}", "JeroRep", str(port), reply_json]
     if pub_port is not None:
         argv.append(str(pub_port))
     # stdin is a pipe we never write: JeroRep exits at its end of file, so the JVM goes away
