@@ -32,7 +32,7 @@ import jmespath.exceptions
 import jmespath.functions
 
 from entrypoint.errors import UsageError
-from entrypoint.logs import untrusted
+from entrypoint.logs import register_secret, untrusted
 from entrypoint.reasons import AttemptFailed, Reason
 
 DEFAULT_PING_REQUEST = '{"action":"PING","timestamp":"$now","source":"mt5-gate"}'
@@ -100,6 +100,7 @@ class _Secret:
     def __init__(self, path: str, text: str) -> None:
         self.path = path
         self._text = text
+        register_secret(text)
 
     def reveal(self) -> str:
         return self._text

@@ -18,14 +18,32 @@ from typing import Any, TextIO
 import structlog
 
 UNTRUSTED_LIMIT = 300
+# Secrets the gate sends (a bridge token from "$file:..."): a bridge may echo them back in
+# a reply, so every rendered reply and log event is scrubbed of them. Shorter ones would
+# blank out ordinary text and protect nothing.
+MIN_SCRUBBED_LEN = 4
+_SECRETS: list[tuple[str, str]] = []  # (as sent, as it appears JSON-escaped)
+
+
+def register_secret(text: str) -> None:
+    if len(text) >= MIN_SCRUBBED_LEN:
+        _SECRETS.append((text, json.dumps(text, ensure_ascii=True)[1:-1]))
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``."""
+    for raw, escaped in _SECRETS:
+        text = text.replace(raw, "***").replace(escaped, "***")
+    return text
 
 
 def untrusted(value: Any, limit: int = UNTRUSTED_LIMIT) -> str:
-    """Render gateway-supplied data as ASCII-only JSON text, cut to ``limit`` characters."""
+    """Render gateway-supplied data as ASCII-only JSON text, cut to ``limit`` characters,
+    without any secret the gate sent (a bridge may echo a request back)."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "backslashreplace")
     try:
-        text = json.dumps(value, ensure_ascii=True, default=repr)
+        text = scrub(json.dumps(value, ensure_ascii=True, default=repr))
     except (ValueError, RecursionError):
         text = '"<nested too deeply to render>"'
     if len(text) > limit:
@@ -65,6 +83,7 @@ def configure_logging(log_format: str = "auto", level: str = "info",
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             _order_keys,
             structlog.processors.format_exc_info,
+            _scrub_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -73,6 +92,24 @@ def configure_logging(log_format: str = "auto", level: str = "info",
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+
+
+def _scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    """Last line of defence: no registered secret in any string of any event."""
+    if not _SECRETS:
+        return event
+    return {key: _scrubbed(value) for key, value in event.items()}
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(item) for item in value]
+    return value
 
 
 def _order_keys(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:

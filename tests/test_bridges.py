@@ -220,3 +220,26 @@ def test_also_zmq_req_is_asked_and_judged_like_the_gateway(tmp_path: Path) -> No
     timeout = next(e for e in bad_events if e["event"] == "gate.timeout")
     assert timeout["target"] == f"zmq+req://127.0.0.1:{wrong_port}"
     assert timeout["last_reason"] == "not_ready"
+
+
+def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
+        tmp_path: Path) -> None:
+    """A bridge that quotes the request in its refusal: the log shows ***, not the token."""
+    import json
+
+    import zmq
+
+    from tests import servers
+
+    def echo_refusal(request: list[bytes]) -> list[bytes]:
+        quoted = json.loads(request[0])
+        return [json.dumps({"ok": False, "error": f"bad request {quoted}"}).encode()]
+
+    with servers.zmq_server(zmq.ROUTER, echo_refusal) as port:
+        env = recipe_env("token", port, tmp_path)
+        _, events, _, _ = run_gate(["wait", *NEVER_READY_TIMEOUT], env=env)
+        _, _, health, _ = run_gate(["health"], env=env)
+    failed = next(e for e in events if e["event"] == "gate.attempt_failed")
+    assert "***" in failed["error"]
+    for text in (json.dumps(events), health):
+        assert TOKEN not in text
