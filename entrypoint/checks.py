@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from entrypoint.icmp import NotPermitted
-from entrypoint.reasons import AttemptFailed
-from entrypoint.services import MissingExtra
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, MissingExtra, NotPermitted
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 # A check's thread gets this long past its own timeout before it is reported as stuck.
@@ -27,7 +26,7 @@ GRACE_S = 0.5
 class Check:
     name: str
     phase: str
-    run: Callable[[float], str]
+    run: Callable[[Deadline], str]
     timeout_s: float
     critical: bool = False
     # (host, port) of the MT5 gateway this check is about: the reasons' hints speak of the
@@ -59,7 +58,7 @@ def run_check(check: Check) -> CheckResult:
                            **extra)
 
     try:
-        return result(PASS, check.run(check.timeout_s))
+        return result(PASS, check.run(Deadline(check.timeout_s)))
     except AttemptFailed as failure:
         return result(FAIL, f"{failure.reason}: {failure.error}", reason=failure.reason.value,
                       hint=failure.reason.hint_for(*check.about_gateway)
@@ -81,18 +80,18 @@ def run_concurrently(checks: Sequence[Check]) -> list[CheckResult]:
         results[index] = run_check(checks[index])
         done[index].set()
 
-    started = time.monotonic()
+    started = Deadline(0)  # never expires: only measures
+    given = [Deadline(check.timeout_s + GRACE_S) for check in checks]
     for index in range(len(checks)):
         threading.Thread(target=work, args=(index,), name=f"check-{index}", daemon=True).start()
     final: list[CheckResult] = []
     for index, check in enumerate(checks):
-        left = check.timeout_s + GRACE_S - (time.monotonic() - started)
-        done[index].wait(max(0.0, left))
+        done[index].wait(given[index].remaining())
         result = results[index]
         if result is None:  # stuck past its own timeout (e.g. a resolver that never answers)
             result = CheckResult(check.name, check.phase, FAIL,
                                  f"did not finish within {check.timeout_s:g} s",
-                                 round((time.monotonic() - started) * 1000, 1), check.critical,
+                                 round(started.elapsed() * 1000, 1), check.critical,
                                  reason="timeout")
         final.append(result)
     return final

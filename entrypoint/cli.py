@@ -1,30 +1,31 @@
-"""The command line: parse, configure logging once, run a command, map errors to exit codes.
+"""The command line: parse, dispatch to ``commands/``, map errors to exit codes.
 
-Only this module turns exceptions into exit codes; see ``errors.py`` for the table.
+Only this module turns exceptions into exit codes (``_guarded``, the one error boundary);
+see ``errors.py`` for the table. Each command owns its own rules in ``commands/<name>.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import Any, NoReturn
 
-from entrypoint import __version__, sim_args
+from entrypoint import __version__
+from entrypoint.commands import sim as sim_command
 from entrypoint.config import (
     CURVE_OPTIONS,
     GATE_OPTIONS,
     HEALTH_OPTIONS,
     LOG_FORMATS,
     PROBE_OPTIONS,
-    GateSettings,
     Option,
+    declared,
     resolve_option,
-    settings_from_sources,
-    split_list,
 )
 from entrypoint.errors import (
     EXIT_SOFTWARE,
@@ -36,6 +37,7 @@ from entrypoint.errors import (
 )
 from entrypoint.logs import configure_logging, get_logger
 from entrypoint.signals import install_stop_handlers
+from entrypoint.targets import SCHEMES
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -100,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP, formatter_class=raw)
     _add_options(wait, (*GATE_OPTIONS, *CURVE_OPTIONS))
     wait.add_argument("--also", action="append", metavar="URL", default=None,
-                      help="another dependency that must be ready too (repeatable): tcp://, "
-                           "zmq+req:// (another bridge, asked like the gateway), zmq+sub://, "
-                           "redis://, postgresql://, http(s):// "
+                      help="another target that must be ready too (repeatable): "
+                           f"{', '.join(s + '://' for s in SCHEMES)}; zmq+req:// is another "
+                           "bridge, asked and judged like the gateway "
                            "[env GATE_ALSO, comma-separated]")
     probe = commands.add_parser(
         "probe", help="diagnose the gateway layer by layer, with troubleshooting steps",
@@ -128,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--file", metavar="PATH", default=None,
                       help="TOML mesh file adding checks [env GATE_MESH_FILE]")
     mesh.add_argument("--json", action="store_true", help="print one JSON document")
-    sim_args.add_arguments(commands.add_parser(
+    sim_command.add_arguments(commands.add_parser(
         "sim", help="run a simulated MT5 gateway (REQ/REP and PUB) for development and tests",
         description="A simulated MT5 ZeroMQ bridge with fault knobs."))
     return parser
@@ -143,112 +145,55 @@ def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
+COMMANDS = ("wait", "probe", "health", "mesh", "sim")
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    # First of all: as PID 1, a SIGTERM that arrives before a handler exists is ignored,
+    # and Docker then waits out its whole grace period before killing the container.
+    install_stop_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     options, command = _split_command(argv)
-    is_health = options[:1] == ["health"]
     try:
         try:
             args = build_parser().parse_args(options)
         except SystemExit as done:  # --help and --version print and "exit" 0
             return int(done.code or 0)
         if args.command is None:
-            raise UsageError("mt5-gate: a command is required (wait, probe, health, mesh, "
-                             "sim); see mt5-gate --help")
+            raise UsageError(f"mt5-gate: a command is required ({', '.join(COMMANDS)}); "
+                             "see mt5-gate --help")
         if command and args.command != "wait":
             raise UsageError(f"mt5-gate {args.command}: unexpected arguments after --")
-        install_stop_handlers()
-        return _COMMANDS[args.command](args, command, env)
+        module = _command(args.command)
+        return _guarded(lambda: module.run(args, command, env))
     except UsageError as exc:
-        if is_health:  # Docker reads exit 1 and one line; 64 would mean nothing to it
-            from entrypoint import health  # noqa: PLC0415
-
-            return health.emit(sys.stdout, health.UNHEALTHY, f"unhealthy: {exc.message}")
+        named = options[0] if options[:1] and options[0] in COMMANDS else None
+        report: Callable[[UsageError], int] | None = getattr(
+            _command(named), "report_usage_error", None) if named else None
+        if report is not None:  # a command with its own contract for usage errors
+            return report(exc)
         _configure_fallback_logging(options, env)
         _log_error(exc)
         return exc.exit_code
+    except GateSignal as sig:  # during start-up, before a command was running
+        _configure_fallback_logging(options, env)
+        get_logger().warning("gate.signal", signal=sig.name, exit_code=sig.exit_code)
+        return sig.exit_code
 
 
-def _settings(args: argparse.Namespace, env: Mapping[str, str],
-              options: tuple[Option, ...]) -> GateSettings:
-    """Validated settings from flags and environment, CURVE keys included."""
-    flags = vars(args)
-    settings = settings_from_sources(flags, env, options)
-    if not any(flags.get(opt.field) is not None or env.get(opt.env) for opt in CURVE_OPTIONS):
-        return settings
-    from entrypoint.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
-
-    return dataclasses.replace(settings, curve=curve_from_sources(flags, env))
+def _command(name: str) -> ModuleType:
+    """The command's module, imported only when it runs: each loads only what it uses."""
+    return importlib.import_module(f"entrypoint.commands.{name}")
 
 
-def _run_wait(args: argparse.Namespace, command: list[str], env: Mapping[str, str]) -> int:
-    settings = _settings(args, env, GATE_OPTIONS)
-    also = args.also if args.also is not None else split_list(env.get("GATE_ALSO", ""))
-    dependencies = []
-    if also:
-        from entrypoint.dependencies import parse_dependency  # noqa: PLC0415 - only with --also
-
-        dependencies = [parse_dependency(url, settings) for url in also]
-    configure_logging(settings.log_format, settings.log_level)
-    from entrypoint.gate import run_wait  # noqa: PLC0415
-
-    return _guarded(lambda: run_wait(settings, command, env, dependencies))
-
-
-def _run_probe(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
-    from entrypoint import probe  # noqa: PLC0415 - commands load only what they use
-
-    settings = _settings(args, env, PROBE_OPTIONS)
-    configure_logging(settings.log_format, settings.log_level)
-    return _guarded(lambda: probe.run_probe(settings, as_json=args.json))
-
-
-def _run_health(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
-    from entrypoint import health  # noqa: PLC0415
-
-    settings = _settings(args, env, HEALTH_OPTIONS)
-    configure_logging(settings.log_format, "error")
-    try:
-        return health.run_health(settings)
-    except GateSignal as sig:
-        return health.emit(sys.stdout, health.UNHEALTHY, f"unhealthy: stopped by {sig.name}")
-
-
-def _run_mesh(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
-    from entrypoint import mesh  # noqa: PLC0415
-
-    flags = vars(args)
-    try:
-        settings: GateSettings | None = _settings(args, env, PROBE_OPTIONS)
-    except UsageError:
-        if flags.get("host") is not None or env.get("GATEWAY_HOST"):
-            raise  # a host was given but something is invalid: say so
-        settings = None  # no gateway configured: the mesh reports that as a failed check
-    path = mesh.mesh_file_path(args.file, env)
-    document = mesh.load_mesh_file(path) if path else None
-    checks = mesh.build_checks(settings, env, document, path or "")
-    configure_logging(settings.log_format if settings else "auto", "warning")
-    return _guarded(lambda: mesh.run_mesh(checks, as_json=args.json))
-
-
-def _run_sim(args: argparse.Namespace, _command: list[str], env: Mapping[str, str]) -> int:
-    from entrypoint import sim  # noqa: PLC0415
-
-    return _guarded(lambda: sim.run(args, env))
-
-
-_COMMANDS: dict[str, Callable[[argparse.Namespace, list[str], Mapping[str, str]], int]] = {
-    "wait": _run_wait, "probe": _run_probe, "health": _run_health, "mesh": _run_mesh,
-    "sim": _run_sim,
-}
-
-
-def _guarded(run: Any) -> int:
+def _guarded(run: Callable[[], int]) -> int:
     """Run a command; turn the gate's exceptions into their log event and exit code."""
     log = get_logger()
     try:
         return int(run())
+    except UsageError:
+        raise  # reported by main, with the logging its flags ask for
     except GateSignal as sig:
         log.warning("gate.signal", signal=sig.name, exit_code=sig.exit_code)
         return sig.exit_code
@@ -282,7 +227,7 @@ def _log_error(exc: GateError) -> None:
 
 def _configure_fallback_logging(options: Sequence[str], env: Mapping[str, str]) -> None:
     """Logging for errors found before the settings were valid: honour what we can."""
-    fmt_option = next(opt for opt in GATE_OPTIONS if opt.field == "log_format")
+    fmt_option = declared("log_format")
     flag = None
     for index, arg in enumerate(options):
         if arg == "--log-format" and index + 1 < len(options):

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import socket
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from entrypoint.dialect import (
+from entrypoint.addresses import address_text, parse_host, parse_port
+from entrypoint.errors import UsageError
+from entrypoint.gateway.dialect import (
     DEFAULT_DIALECT,
     DEFAULT_PING_REQUEST,
     DEFAULT_STATUS_REQUEST,
     Dialect,
     dialect_from_values,
 )
-from entrypoint.errors import UsageError
 
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -41,50 +41,6 @@ def parse_positive_seconds(text: str) -> float:
     if value == 0:
         raise ValueError("must be greater than 0")
     return value
-
-
-def parse_port(text: str) -> int:
-    try:
-        port = int(text, 10)
-    except ValueError:
-        raise ValueError("expected a port number 1-65535") from None
-    if not 1 <= port <= 65535:
-        raise ValueError("expected a port number 1-65535")
-    return port
-
-
-def parse_host(text: str) -> str:
-    host = text.strip()
-    if host.startswith("[") and host.endswith("]"):  # accept the URL form of IPv6 literals
-        host = host[1:-1]
-        if ip_family(host) != 6:
-            raise ValueError("brackets are only for IPv6 literals")
-    if not host:
-        raise ValueError("must not be empty")
-    if any(ch.isspace() or ch in "/?#@" for ch in host) or (":" in host and not ip_family(host)):
-        raise ValueError("expected a host name, IPv4 or IPv6 literal (no scheme, port or path)")
-    return host
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port); ValueError says what is wrong."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r}: expected host:port")
-    return parse_host(host), parse_port(port)
-
-
-def ip_family(text: str) -> int | None:
-    """4 or 6 for an IP literal, None for anything else (a name to resolve)."""
-    # inet_pton is in C and already loaded; the ipaddress module costs a millisecond of
-    # start-up on every container start.
-    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
-        try:
-            socket.inet_pton(family, text)
-        except (OSError, ValueError):
-            continue
-        return version
-    return None
 
 
 def split_list(text: str) -> list[str]:
@@ -214,8 +170,7 @@ class GateSettings:
 
     @property
     def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return address_text(self.host, self.port)
 
 
 def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]

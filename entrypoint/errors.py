@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import signal
 
+from entrypoint.reasons import Reason
+
 EXIT_OK = 0
 EXIT_USAGE = 64  # EX_USAGE
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the gateway never answered
@@ -87,3 +89,27 @@ class GateSignal(BaseException):
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name
+
+
+# --- outcomes of one check, below the CLI: retried, reported, never an exit code --------
+
+class AttemptFailed(Exception):
+    """One attempt did not reach readiness; ``stage`` says which layer failed."""
+
+    def __init__(self, stage: str, reason: Reason, error: str) -> None:
+        super().__init__(f"{stage}: {reason}: {error}")
+        self.stage = stage
+        self.reason = reason
+        self.error = error
+        # For a well-formed refusal (not_ready): the reply, and what makes two refusals
+        # "the same one again" (the reply without its timestamps and ids).
+        self.reply: object = None
+        self.same_as: str | None = None
+
+
+class NotPermitted(Exception):
+    """This process may not do what the check needs (send ICMP echo requests): skipped."""
+
+
+class MissingExtra(Exception):
+    """A check needs a client library that is not installed: a warning naming the extra."""

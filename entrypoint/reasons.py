@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from entrypoint.addresses import address_text
+
 TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"
 
 
@@ -34,8 +36,7 @@ class Reason(str, enum.Enum):
 
     def hint_for(self, host: str, port: int | str) -> str:
         """The hint with the real host and port of the target it is about."""
-        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return HINTS[self].format(host=host, port=port, target=target)
+        return HINTS[self].format(host=host, port=port, target=address_text(host, port))
 
 
 # A port that answers but is not a ZeroMQ REP socket stays that way however long we wait.
@@ -159,13 +160,3 @@ STEPS: dict[Reason, tuple[str, ...]] = {
         "check this client's public key is on the gateway's allow-list",
     ),
 }
-
-
-class AttemptFailed(Exception):
-    """One attempt did not reach readiness; ``stage`` says which layer failed."""
-
-    def __init__(self, stage: str, reason: Reason, error: str) -> None:
-        super().__init__(f"{stage}: {reason}: {error}")
-        self.stage = stage
-        self.reason = reason
-        self.error = error

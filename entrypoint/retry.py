@@ -1,28 +1,30 @@
-"""The retry policy, as data: what is retried, the backoff, the deadline, and how it is logged.
+"""The retry policy, as data: what is retried, the backoff, the stop rule, and a hook.
 
-Only ``AttemptFailed`` for an outage is retried. Three configuration errors in a row
-(``not_zmq``, ``protocol``) end the wait with ``GatewayMisconfigured``; the deadline ends
-it with ``GatewayTimeout``. Backoff pauses are spent with a PING queued on a ZeroMQ
-socket (``ReadinessCheck.watch_pause``), so a gateway that comes back in the middle of a
-long pause is noticed within libzmq's reconnect interval rather than at the next attempt.
+Only ``AttemptFailed`` is retried. Three configuration errors in a row (``not_zmq``,
+``protocol``, ``auth``) end the wait with ``GatewayMisconfigured``; the deadline ends it
+with ``GatewayTimeout``. Each failed attempt is handed to a hook as a frozen
+``AttemptDetails`` (stamina's pattern); ``AttemptLog``, the default hook, decides what is
+logged. Backoff pauses are spent in the check's ``watch_pause`` (for the gateway, a
+request queued on a ZeroMQ socket), so a target that comes back in the middle of a long
+pause is noticed at once rather than at the next attempt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import tenacity
 
-from entrypoint.dialect import NotReady
-from entrypoint.errors import GatewayMisconfigured, GatewayTimeout
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, GatewayMisconfigured, GatewayTimeout
 from entrypoint.logs import untrusted
-from entrypoint.readiness import Ready
-from entrypoint.reasons import AttemptFailed, Reason
+from entrypoint.reasons import Reason
 
 CONFIG_ERRORS_BEFORE_GIVING_UP = 3
 # The same not_ready reply this many times in a row is worth saying plainly, once: the
@@ -33,25 +35,6 @@ SAME_REFUSAL_TO_EXPLAIN = 3
 # (plus one whenever the reason changes), each carrying what it summarises.
 LOG_EVERY_ATTEMPT_UP_TO = 10
 LOG_SUMMARY_INTERVAL_S = 60.0
-
-
-class Deadline:
-    """An absolute point on the monotonic clock; ``timeout_s == 0`` means never."""
-
-    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.started = clock()
-        self.timeout_s = timeout_s
-        self._end = self.started + timeout_s if timeout_s > 0 else math.inf
-
-    def remaining(self) -> float:
-        return max(0.0, self._end - self._clock())
-
-    def elapsed(self) -> float:
-        return self._clock() - self.started
-
-    def expired(self) -> bool:
-        return self.remaining() <= 0
 
 
 class BackoffWithJitter(tenacity.wait.wait_base):
@@ -81,8 +64,19 @@ def _bare_hint(reason: Reason) -> str:
     return reason.hint_for("$GATEWAY_HOST", "$GATEWAY_PORT")
 
 
+@dataclasses.dataclass(frozen=True)
+class AttemptDetails:
+    """What the hook is told about one failed attempt."""
+
+    attempt: int
+    failure: AttemptFailed
+    elapsed_s: float
+    next_retry_s: float | None  # None: this was the last attempt
+
+
 class AttemptLog:
-    """Logs failed attempts in full while sparse, then as bounded-rate summaries."""
+    """The default hook: logs failed attempts in full while sparse, then as bounded-rate
+    summaries; and says once when the same well-formed refusal keeps coming."""
 
     def __init__(self, log: Any, clock: Callable[[], float] = time.monotonic,
                  hint: Callable[[Reason], str] = _bare_hint) -> None:
@@ -95,11 +89,12 @@ class AttemptLog:
         self._refusal: tuple[str, int] = ("", 0)
         self._explained: set[str] = set()
 
-    def failed(self, attempt: int, failure: AttemptFailed, elapsed_s: float,
-               next_retry_s: float | None) -> None:
+    def __call__(self, details: AttemptDetails) -> None:
+        failure = details.failure
         self._watch_refusals(failure)
         now = self._clock()
-        due = (attempt <= LOG_EVERY_ATTEMPT_UP_TO or failure.reason != self._last_reason
+        due = (details.attempt <= LOG_EVERY_ATTEMPT_UP_TO
+               or failure.reason != self._last_reason
                or now - self._last_logged_at >= LOG_SUMMARY_INTERVAL_S)
         self._last_reason = failure.reason
         if not due:
@@ -112,22 +107,21 @@ class AttemptLog:
             self._suppressed.clear()
         self._last_logged_at = now
         self._log.warning(
-            "gate.attempt_failed", attempt=attempt, stage=failure.stage,
-            reason=failure.reason.value, error=failure.error, elapsed_s=round(elapsed_s, 3),
-            next_retry_s=None if next_retry_s is None else round(next_retry_s, 3),
+            "gate.attempt_failed", attempt=details.attempt, stage=failure.stage,
+            reason=failure.reason.value, error=failure.error,
+            elapsed_s=round(details.elapsed_s, 3),
+            next_retry_s=None if details.next_retry_s is None else round(details.next_retry_s, 3),
             hint=self.hint(failure.reason), **extra,
         )
 
     def _watch_refusals(self, failure: AttemptFailed) -> None:
-        """Say once per distinct reply that the same well-formed refusal keeps coming."""
-        if not isinstance(failure, NotReady):
+        if failure.same_as is None:
             self._refusal = ("", 0)
             return
-        signature = failure.signature()
-        same = self._refusal[1] + 1 if self._refusal[0] == signature else 1
-        self._refusal = (signature, same)
-        if same == SAME_REFUSAL_TO_EXPLAIN and signature not in self._explained:
-            self._explained.add(signature)
+        same = self._refusal[1] + 1 if self._refusal[0] == failure.same_as else 1
+        self._refusal = (failure.same_as, same)
+        if same == SAME_REFUSAL_TO_EXPLAIN and failure.same_as not in self._explained:
+            self._explained.add(failure.same_as)
             self._log.warning(
                 "gate.reply_rejected", replies=same, reply=untrusted(failure.reply),
                 error=failure.error,
@@ -141,20 +135,115 @@ class AttemptLog:
 _CUT_SHORT = frozenset({Reason.TIMEOUT, Reason.NO_REPLY, Reason.DNS})
 
 
-class Attempts(Protocol):
-    """What ``wait_until_ready`` retries: ``ReadinessCheck`` for the gateway, or a dependency."""
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
-    def attempt(self, budget_s: float) -> Ready: ...
 
-    def watch_pause(self, seconds: float) -> Ready | None: ...
+class Attempts(Protocol[T_co]):
+    """What ``wait_until_ready`` retries: ``GatewayCheck`` for the gateway (its outcome is a
+    ``Ready``), or an ``--also`` target (its outcome is a detail)."""
+
+    def attempt(self, deadline: Deadline) -> T_co: ...
+
+    def watch_pause(self, seconds: float) -> T_co | None: ...
 
 
 class _DeadlinePassed(Exception):
     """Raised instead of an attempt once the deadline has gone by during a pause."""
 
 
+def stop_at(deadline: Deadline) -> Callable[[tenacity.RetryCallState], bool]:
+    """The stop rule: when the deadline has passed (never, for ``--timeout 0``)."""
+    return lambda _state: deadline.expired()
+
+
+class _ConfigErrorStreak:
+    """Configuration errors in a row: the third ends the wait, since waiting cannot fix
+    something that answers but is not the gateway."""
+
+    def __init__(self, hint: Callable[[Reason], str]) -> None:
+        self.hint = hint
+        self.count = 0
+
+    def record(self, failure: AttemptFailed) -> bool:
+        """True when this failure ends the wait."""
+        self.count = self.count + 1 if failure.reason.is_configuration_error else 0
+        return self.count >= CONFIG_ERRORS_BEFORE_GIVING_UP
+
+    def error(self, failure: AttemptFailed) -> GatewayMisconfigured:
+        return GatewayMisconfigured(f"{failure.stage}: {failure.error}",
+                                    hint=self.hint(failure.reason),
+                                    reason=failure.reason.value)
+
+
+class _Wait(Generic[T]):
+    """The state of one wait: its attempts, its last failure, what a pause caught. Its
+    methods are the steps tenacity calls: attempt, next_pause, before_pause, pause."""
+
+    def __init__(self, check: Attempts[T], deadline: Deadline, *, backoff: BackoffWithJitter,
+                 on_failure: Callable[[AttemptDetails], None], sleep: Callable[[float], None],
+                 clock: Callable[[], float], before_attempt: Callable[[], None] | None,
+                 hint: Callable[[Reason], str]) -> None:
+        self.check = check
+        self.deadline = deadline
+        self.backoff = backoff
+        self.on_failure = on_failure
+        self.sleep = sleep
+        self.clock = clock
+        self.before_attempt = before_attempt
+        self.streak = _ConfigErrorStreak(hint)
+        self.attempts = 0
+        self.last_failure: AttemptFailed | None = None
+        self.caught_in_pause: list[T] = []
+
+    def attempt(self) -> T:
+        if self.caught_in_pause:
+            return self.caught_in_pause.pop()
+        if self.before_attempt is not None:
+            self.before_attempt()
+        if self.deadline.expired():
+            raise _DeadlinePassed
+        self.attempts += 1
+        try:
+            return self.check.attempt(self.deadline)
+        except AttemptFailed as failure:
+            if (self.deadline.expired() and failure.reason in _CUT_SHORT
+                    and self.last_failure is not None):
+                # The deadline truncated this attempt's timeout: that says nothing new about
+                # the target, so the previous, real reason stays the one reported.
+                raise _DeadlinePassed from None
+            self.last_failure = failure
+            if self.streak.record(failure):
+                self.report(failure, None)
+                raise self.streak.error(failure) from None
+            raise
+
+    def report(self, failure: AttemptFailed, next_retry_s: float | None) -> None:
+        self.on_failure(AttemptDetails(self.attempts, failure, self.deadline.elapsed(),
+                                       next_retry_s))
+
+    def next_pause(self, retry_state: tenacity.RetryCallState) -> float:
+        return min(self.backoff(retry_state), self.deadline.remaining())
+
+    def before_pause(self, retry_state: tenacity.RetryCallState) -> None:
+        assert self.last_failure is not None
+        assert retry_state.next_action is not None
+        self.report(self.last_failure, retry_state.next_action.sleep)
+
+    def pause(self, seconds: float) -> None:
+        """Spend the pause watching the target; sleep only what watching did not use."""
+        started = self.clock()
+        caught = self.check.watch_pause(seconds)
+        if caught is not None:
+            self.caught_in_pause.append(caught)
+            return
+        rest = seconds - (self.clock() - started)
+        if rest > 0:
+            self.sleep(rest)
+
+
 def wait_until_ready(
-    check: Attempts,
+    check: Attempts[T],
     deadline: Deadline,
     log: Any,
     *,
@@ -163,81 +252,33 @@ def wait_until_ready(
     clock: Callable[[], float] = time.monotonic,
     before_attempt: Callable[[], None] | None = None,
     hint: Callable[[Reason], str] = _bare_hint,
-) -> tuple[Ready, int]:
-    """Retry ``check`` until it succeeds; return (Ready, attempt number) or raise.
+    on_failure: Callable[[AttemptDetails], None] | None = None,
+) -> tuple[T, int]:
+    """Retry ``check`` until it succeeds; return (its outcome, attempt number) or raise.
 
     ``before_attempt`` runs before each attempt and may raise to end the wait early (the
-    gate uses it to stop when a ``--also`` dependency has already failed for good).
+    gate uses it to stop when a ``--also`` target has already failed for good).
+    ``on_failure`` is told about every failed attempt (default: ``AttemptLog``).
     """
-    attempt_log = AttemptLog(log, clock, hint)
-    caught_in_pause: list[Ready] = []
-    consecutive_config_errors = 0
-    attempts = 0
-    last_failure: AttemptFailed | None = None
-
-    def attempt() -> Ready:
-        nonlocal attempts, consecutive_config_errors, last_failure
-        if caught_in_pause:
-            return caught_in_pause.pop()
-        if before_attempt is not None:
-            before_attempt()
-        if deadline.expired():
-            raise _DeadlinePassed
-        attempts += 1
-        try:
-            return check.attempt(deadline.remaining())
-        except AttemptFailed as failure:
-            if deadline.expired() and failure.reason in _CUT_SHORT and last_failure is not None:
-                # The deadline truncated this attempt's timeout: that says nothing new about
-                # the gateway, so the previous, real reason stays the one reported.
-                raise _DeadlinePassed from None
-            last_failure = failure
-            if not failure.reason.is_configuration_error:
-                consecutive_config_errors = 0
-            else:
-                consecutive_config_errors += 1
-                if consecutive_config_errors >= CONFIG_ERRORS_BEFORE_GIVING_UP:
-                    attempt_log.failed(attempts, failure, deadline.elapsed(), None)
-                    raise GatewayMisconfigured(
-                        f"{failure.stage}: {failure.error}", hint=hint(failure.reason),
-                        reason=failure.reason.value) from None
-            raise
-
-    def pause(seconds: float) -> None:
-        started = clock()
-        ready = check.watch_pause(seconds)
-        if ready is not None:
-            caught_in_pause.append(ready)
-            return
-        rest = seconds - (clock() - started)
-        if rest > 0:
-            sleep(rest)
-
-    def next_pause(retry_state: tenacity.RetryCallState) -> float:
-        return min(backoff(retry_state), deadline.remaining())
-
-    def before_pause(retry_state: tenacity.RetryCallState) -> None:
-        assert last_failure is not None
-        assert retry_state.next_action is not None
-        attempt_log.failed(attempts, last_failure, deadline.elapsed(),
-                           retry_state.next_action.sleep)
-
+    wait = _Wait(check, deadline, backoff=backoff,
+                 on_failure=on_failure or AttemptLog(log, clock, hint), sleep=sleep,
+                 clock=clock, before_attempt=before_attempt, hint=hint)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(AttemptFailed),
-        stop=lambda _state: deadline.expired(),
-        wait=next_pause,
-        sleep=pause,
-        before_sleep=before_pause,
+        stop=stop_at(deadline),
+        wait=wait.next_pause,
+        sleep=wait.pause,
+        before_sleep=wait.before_pause,
         reraise=True,
     )
     try:
-        ready = retrying(attempt)
+        outcome = retrying(wait.attempt)
     except (_DeadlinePassed, AttemptFailed) as exc:
-        if isinstance(exc, AttemptFailed):  # the deadline ran out during it: not yet logged
-            attempt_log.failed(attempts, exc, deadline.elapsed(), None)
-        reason = last_failure.reason if last_failure else Reason.TIMEOUT
+        if isinstance(exc, AttemptFailed):  # the deadline ran out during it: not yet told
+            wait.report(exc, None)
+        reason = wait.last_failure.reason if wait.last_failure else Reason.TIMEOUT
         raise GatewayTimeout(
             f"the gateway did not answer within {deadline.timeout_s:g} s",
-            hint=hint(reason), attempts=attempts, last_reason=reason.value,
+            hint=hint(reason), attempts=wait.attempts, last_reason=reason.value,
             elapsed_s=round(deadline.elapsed(), 3)) from None
-    return ready, attempts
+    return outcome, wait.attempts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -28,6 +29,9 @@ def base_env(**extra: str) -> dict[str, str]:
            if not k.startswith(("GATE_", "GATEWAY_")) and k != "NO_COLOR"}
     env["PYTHONPATH"] = str(REPO)
     env["GATE_LOG_FORMAT"] = "json"
+    # A child that hangs is sent SIGABRT before it is killed (Proc.wait): with this set,
+    # Python prints every thread's stack, so a rare hang explains itself in the test report.
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra)
     return env
 
@@ -127,8 +131,13 @@ class Proc:
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.popen.send_signal(signal.SIGABRT)  # faulthandler: the stacks of the hang
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5)
             self.kill()
-            pytest.fail(f"{self.argv} did not exit within {timeout} s")
+            stacks = "\n".join(self.stderr_lines[-60:])
+            pytest.fail(f"{self.argv} did not exit within {timeout} s; its last output:\n"
+                        f"{stacks}")
         self._finish()
         return code
 
@@ -167,8 +176,27 @@ def run_gate(args: Sequence[str], env: dict[str, str] | None = None,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL)
     took = time.monotonic() - started
     stderr = done.stderr.decode("utf-8", "replace")
-    assert "Traceback" not in stderr, stderr
+    # A raw traceback is never acceptable; one inside a JSON gate.error (exit 70) is the
+    # documented way an internal error is reported, and parse_lines rejects any non-JSON line.
+    assert not any(line.startswith("Traceback") for line in stderr.splitlines()), stderr
     return done.returncode, parse_lines(stderr), done.stdout.decode(), took
+
+
+def main_in_process(argv: Sequence[str], environ: dict[str, str],
+                    capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]], str]:
+    """``mt5-gate ARGV`` through ``cli.main`` in this process (no fork, no interpreter
+    start): (exit code, JSON log events, stdout). For what neither waits nor execs."""
+    from entrypoint.cli import main
+
+    code = main(list(argv), {"GATE_LOG_FORMAT": "json", **environ})
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    return code, parse_lines(captured.err), captured.out
+
+
+# The `gateway` fixture (conftest.py): starts a simulated gateway with these `mt5-gate sim`
+# flags and returns (its process, its REP port); every one is stopped after the test.
+StartGateway = Callable[..., tuple["Proc", int]]
 
 
 def start_sim(*args: str, env: dict[str, str] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from tests.helpers import GATE, Proc, base_env, free_port, run_gate, start_sim
+from tests.helpers import GATE, Proc, StartGateway, base_env, free_port, run_gate, start_sim
 from tests.real_servers import postgres_server, redis_server
 
 FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.3", "--connect-timeout", "0.5",
@@ -73,16 +73,13 @@ def test_dead_dependency_ends_with_69_naming_the_target() -> None:
     assert events[-1]["target"] == dead
 
 
-def test_wrong_redis_password_is_a_configuration_error_78() -> None:
+def test_wrong_redis_password_is_a_configuration_error_78(gateway: StartGateway) -> None:
     """Credentials rejected three times: exit 78 quickly, password never logged."""
-    sim, port = start_sim()
-    try:
-        with redis_server("good-pw") as url:
-            code, events, _, took = run_gate(
-                ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--also",
-                 url.replace("good-pw", "bad-pw")])
-    finally:
-        sim.stop()
+    _sim, port = gateway()
+    with redis_server("good-pw") as url:
+        code, events, _, took = run_gate(
+            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--also",
+             url.replace("good-pw", "bad-pw")])
     assert code == 78
     assert took < 10
     assert events[-1]["event"] == "gate.error"
@@ -111,3 +108,43 @@ def test_bad_dependency_url_is_a_usage_error() -> None:
         assert code == 64
         assert "--also / GATE_ALSO" in events[0]["error"]
         assert took < 5
+
+
+def test_an_also_check_that_crashes_never_lets_the_runner_start(
+        gateway: StartGateway) -> None:
+    """A probe dying of an exception nobody expected (redis-py rejecting a query option it
+    reads only when connecting; http.client refusing a non-ASCII path) ends the wait with
+    exit 70 and one gate.error carrying the traceback: fail closed, never the exec."""
+    import http.server
+    import threading
+
+    class Error500(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(500)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    _sim, port = gateway()
+    server = http.server.HTTPServer(("127.0.0.1", 0), Error500)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    redis_port = free_port()
+    with socket.socket() as listener:  # something to connect to, so the client is reached
+        listener.bind(("127.0.0.1", redis_port))
+        listener.listen()
+        try:
+            outcomes = [run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                                  "--timeout", "20", "--also", also, "--", "echo", "ran"])
+                        for also in (f"http://127.0.0.1:{server.server_port}/\u00e9tat",
+                                     f"redis://127.0.0.1:{redis_port}/0?socket_timeout=abc")]
+        finally:
+            server.shutdown()
+            server.server_close()
+    for code, events, stdout, _ in outcomes:
+        assert code == 70
+        assert stdout == ""  # the runner never ran
+        errors = [e for e in events if e["event"] == "gate.error"]
+        assert len(errors) == 1
+        assert "Traceback" in errors[0]["exception"]
+        assert "in the --also check of" in errors[0]["exception"]
+        assert "gate.exec" not in {e["event"] for e in events}

@@ -70,8 +70,8 @@ def orders(sim: Proc) -> int:
 
 def test_the_document_has_a_recipe_for_every_dialect_the_simulator_speaks() -> None:
     """BRIDGES.md and `sim --dialect` list the same dialects."""
-    from entrypoint.sim_args import DIALECT_NAMES
-    from entrypoint.sim_dialects import DIALECTS
+    from entrypoint.commands.sim import DIALECT_NAMES
+    from entrypoint.commands.sim_dialects import DIALECTS
 
     assert set(RECIPES) == set(DIALECT_NAMES) == set(DIALECTS)
 

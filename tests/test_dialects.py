@@ -16,9 +16,8 @@ import pytest
 
 from entrypoint.cli import main
 from entrypoint.config import settings_from_sources
-from entrypoint.dialect import DEFAULT_DIALECT, NotReady, parse_request, suggest_fix
-from entrypoint.errors import UsageError
-from entrypoint.reasons import AttemptFailed
+from entrypoint.errors import AttemptFailed, UsageError
+from entrypoint.gateway.dialect import DEFAULT_DIALECT, NotReady, parse_request, suggest_fix
 
 
 def judge(reply: bytes, **flags: str) -> Any:
@@ -223,7 +222,8 @@ def test_same_refusal_is_recognised_whatever_its_timestamps_and_ids() -> None:
     def refusal(reply: dict[str, Any]) -> str:
         with pytest.raises(NotReady) as failed:
             DEFAULT_DIALECT.judge([json.dumps(reply).encode()])
-        return failed.value.signature()
+        assert failed.value.same_as is not None
+        return failed.value.same_as
 
     one = refusal({"status": "ERROR", "error": "bad", "req_id": "a", "timestamp": 1.0})
     two = refusal({"status": "ERROR", "error": "bad", "req_id": "b", "timestamp": 2.0})

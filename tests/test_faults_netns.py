@@ -18,6 +18,8 @@ import pytest
 from tests.helpers import GATE, Proc, base_env, names, parse_lines, poll_until, require_root
 from tests.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh
 
+pytestmark = pytest.mark.root
+
 FAST = ["--backoff-initial", "0.1", "--backoff-max", "0.3"]
 
 

@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import zmq
-from structlog.testing import capture_logs
 
 from entrypoint.logs import configure_logging, get_logger, untrusted
 from tests import servers
@@ -120,8 +119,16 @@ def test_log_level_filters_events() -> None:
     assert [e["event"] for e in events] == ["gate.timeout"]
 
 
-def test_capture_logs_sees_stable_event_names() -> None:
-    """Events are emitted with the documented names through structlog."""
-    with capture_logs() as logs:
-        get_logger().info("gate.start", target="x:1")
-    assert logs == [{"event": "gate.start", "target": "x:1", "log_level": "info"}]
+def test_a_wait_emits_exactly_the_documented_events_in_order() -> None:
+    """A wait that times out logs gate.start, gate.attempt_failed..., gate.timeout: the
+    event names users script against, each with its documented fields."""
+    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                                   "--timeout", "0.5", "--backoff-initial", "0.1"])
+    assert code == 69
+    names = [e["event"] for e in events]
+    assert names[0] == "gate.start"
+    assert names[-1] == "gate.timeout"
+    assert set(names[1:-1]) == {"gate.attempt_failed"}
+    assert {"target", "pid", "deadline_s", "ping_request", "ready_when"} <= set(events[0])
+    assert {"attempt", "stage", "reason", "error", "hint"} <= set(events[1])
+    assert {"elapsed_s", "attempts", "last_reason", "exit_code"} <= set(events[-1])

@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import GATE, Proc, free_port, poll_until, skip_or_fail, start_sim
 
+pytestmark = pytest.mark.root
+
 
 def require_unshare() -> None:
     problem = None
@@ -72,3 +74,31 @@ def test_runner_becomes_pid1() -> None:
         proc.kill()
         sim.stop()
     assert proc.stdout_lines == ["ready pid=1"]
+
+
+def _catches_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def test_sigterm_is_handled_from_before_the_heavy_imports_as_pid1() -> None:
+    """The stop handlers are the first thing the gate installs: the moment the process
+    catches SIGTERM, neither structlog (asyncio) nor libzmq is loaded yet, and a SIGTERM
+    then is exit 143 (as PID 1, a signal without a handler is ignored: Docker would wait
+    out its grace period)."""
+    require_unshare()
+    proc = as_pid1(*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()))
+    try:
+        gate = pid1_host_pid(proc.pid)
+        poll_until(lambda: _catches_sigterm(gate), 10, interval=0.001)
+        maps = Path(f"/proc/{gate}/maps").read_text()
+        os.kill(gate, signal.SIGTERM)
+        code = proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    assert "_asyncio" not in maps  # structlog (via asyncio) is not imported yet
+    assert "libzmq" not in maps
+    assert code == 143
+    assert proc.events()[-1]["event"] == "gate.signal"

@@ -236,6 +236,30 @@ def test_health_is_bounded_by_its_timeout_not_gate_timeout() -> None:
     assert took < 1 + 1.5
 
 
+def test_health_against_a_frozen_gateway_is_no_reply_20_of_20_with_both_cores_busy() -> None:
+    """A silent peer (a frozen gateway's kernel accepts, nobody answers) is no_reply every
+    time, never a firewall "timeout", even with both cores busy: the connection stage can
+    no longer spend the reply stage's share of the budget."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        with servers.tcp_server(servers.silent) as port:
+            env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
+                           GATE_HEALTH_TIMEOUT="1")
+            verdicts = []
+            for _batch in range(5):  # 4 at a time: 20 runs in about 5 health timeouts
+                runs = [subprocess.Popen([*GATE, "health"], env=env, cwd=REPO,
+                                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                        for _ in range(4)]
+                verdicts += [run.communicate(timeout=30)[0].decode() for run in runs]
+    finally:
+        for loop in busy:
+            loop.kill()
+            loop.wait()
+    reasons = [line.split()[2].rstrip(":") if line.startswith("unhealthy") else line
+               for line in verdicts]
+    assert reasons == ["no_reply"] * 20, verdicts
+
+
 def test_health_misconfiguration_is_1_never_64_or_2() -> None:
     """health with no host or a bad value: exit 1 and one line (Docker knows only 0/1)."""
     missing = run_cli(["health"])

@@ -17,14 +17,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from entrypoint.errors import GatewayMisconfigured, GatewayTimeout
-from entrypoint.readiness import Ready
-from entrypoint.reasons import AttemptFailed, Reason
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, GatewayMisconfigured, GatewayTimeout
+from entrypoint.gateway.check import Ready
+from entrypoint.reasons import Reason
 from entrypoint.retry import (
     LOG_EVERY_ATTEMPT_UP_TO,
     LOG_SUMMARY_INTERVAL_S,
     BackoffWithJitter,
-    Deadline,
     wait_until_ready,
 )
 from tests.helpers import REPO
@@ -43,7 +43,7 @@ class FakeClock:
 
 
 class ScriptedCheck:
-    """Stands in for ReadinessCheck: each attempt costs ``cost`` s and yields the next outcome."""
+    """Stands in for GatewayCheck: each attempt costs ``cost`` s and yields the next outcome."""
 
     def __init__(self, clock: FakeClock, outcomes: Iterator[Reason | None], cost: float = 0.0,
                  pause_reply_after: float | None = None) -> None:
@@ -54,7 +54,8 @@ class ScriptedCheck:
         self.pauses: list[float] = []
         self.pause_reply_after = pause_reply_after
 
-    def attempt(self, budget_s: float) -> Ready:
+    def attempt(self, deadline: Deadline) -> Ready:
+        budget_s = deadline.remaining()
         self.budgets.append(budget_s)
         self.clock.sleep(min(self.cost, budget_s))
         reason = next(self.outcomes)

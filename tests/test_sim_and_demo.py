@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-from tests.helpers import GATE, REPO, Proc, base_env, free_port, poll_until, run_gate, start_sim
+from tests.helpers import GATE, REPO, Proc, StartGateway, base_env, poll_until, run_gate
 
 
 def request(port: int, payload: bytes, timeout_ms: int = 3000) -> Any:
@@ -29,15 +29,12 @@ def request(port: int, payload: bytes, timeout_ms: int = 3000) -> Any:
         ctx.term()
 
 
-def test_sim_answers_ping_and_status_like_the_bridge() -> None:
+def test_sim_answers_ping_and_status_like_the_bridge(gateway: StartGateway) -> None:
     """PING → status OK; STATUS → OK with terminal details; unknown → ERROR."""
-    sim, port = start_sim()
-    try:
-        ping = json.loads(request(port, b'{"action": "PING"}'))
-        status = json.loads(request(port, b'{"action": "STATUS"}'))
-        other = json.loads(request(port, b'{"action": "NOPE"}'))
-    finally:
-        sim.stop()
+    _sim, port = gateway()
+    ping = json.loads(request(port, b'{"action": "PING"}'))
+    status = json.loads(request(port, b'{"action": "STATUS"}'))
+    other = json.loads(request(port, b'{"action": "NOPE"}'))
     assert ping["status"] == "OK"
     assert status["status"] == "OK"
     assert status["terminal_connected"] is True
@@ -80,16 +77,13 @@ def test_sim_start_delay_and_exit_after() -> None:
     assert sim.wait(timeout=10) == 0
 
 
-def test_sim_reply_delay_slows_replies() -> None:
+def test_sim_reply_delay_slows_replies(gateway: StartGateway) -> None:
     """--reply-delay holds each answer back; a gate with a short reply timeout sees no_reply."""
-    sim, port = start_sim("--reply-delay", "1.0")
-    try:
-        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                       "--reply-timeout", "0.3", "--timeout", "0.8"])
-        patient, _, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                     "--reply-timeout", "3"])
-    finally:
-        sim.stop()
+    _sim, port = gateway("--reply-delay", "1.0")
+    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                   "--reply-timeout", "0.3", "--timeout", "0.8"])
+    patient, _, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                 "--reply-timeout", "3"])
     assert code == 69
     assert {e["reason"] for e in events if e["event"] == "gate.attempt_failed"} == {"no_reply"}
     assert patient == 0
@@ -145,10 +139,3 @@ def test_demo_ctrl_c_leaves_no_orphans() -> None:
         demo.kill()
     assert any("gate.signal" in line and "SIGINT" in line for line in demo.stderr_lines)
 
-
-def test_free_port_helper_gives_unused_ports() -> None:
-    """Sanity of the helper the suite relies on: a fresh port is refused."""
-    import socket
-
-    with socket.socket() as sock, __import__("pytest").raises(ConnectionRefusedError):
-        sock.connect(("127.0.0.1", free_port()))

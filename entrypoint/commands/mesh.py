@@ -9,125 +9,50 @@ non-critical checks fail, 2 when a critical one fails.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import os
 import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from entrypoint import icmp, services
+from entrypoint.addresses import address_text, ip_family, redact_url
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
-from entrypoint.config import GateSettings, ip_family, split_host_port, split_list
+from entrypoint.commands import settings_for
+from entrypoint.config import PROBE_OPTIONS, GateSettings, split_list
 from entrypoint.errors import UsageError
-from entrypoint.logs import untrusted
-from entrypoint.readiness import ReadinessCheck, check_feed
-from entrypoint.reasons import AttemptFailed, Reason
+from entrypoint.logs import configure_logging
 from entrypoint.report import Painter, dump_json, percent, result_line, score
-from entrypoint.zmq_client import ZmqGateway
-
-if TYPE_CHECKING:
-    from entrypoint.config import ClientSecurity
+from entrypoint.targets import KINDS, build
+from entrypoint.targets.base import Context, Target
 
 PHASES = {"local": "Local environment", "network": "Network",
           "application": "Application ports", "external": "External"}
-KIND_PHASE = {"python": "local", "env": "local", "file": "local", "writable": "local",
-              "icmp": "network", "zmq_ping": "application", "zmq_pub": "application",
-              "redis": "application", "postgres": "application", "http": "application",
-              "dns": "external", "tcp": "external"}
 EXIT_ALL_PASS, EXIT_NON_CRITICAL, EXIT_CRITICAL = 0, 1, 2
 MIN_PYTHON = "3.11"
 
 
-# --- what each kind of check does ------------------------------------------------------
-
-def _python(minimum: str, _timeout: float) -> str:
-    want = tuple(int(part) for part in minimum.split("."))
-    have = sys.version_info[: len(want)]
-    version = ".".join(map(str, sys.version_info[:3]))
-    if have < want:
-        raise AttemptFailed("local", Reason.BAD_REPLY, f"Python {version} < {minimum}")
-    return f"Python {version}"
-
-
-def _env(environ: Mapping[str, str], name: str, _timeout: float) -> str:
-    if not environ.get(name):
-        raise AttemptFailed("local", Reason.BAD_REPLY, f"{name} is not set")
-    return "set"  # never the value: it may be a secret
-
-
-def _file(path: str, _timeout: float) -> str:
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise AttemptFailed("local", Reason.BAD_REPLY, f"{path} is missing or unreadable")
-    return "present"
-
-
-def _writable(path: str, _timeout: float) -> str:
-    try:
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise AttemptFailed("local", Reason.BAD_REPLY, f"{path}: {exc.strerror}") from None
-    return "writable"
-
-
-def _icmp(host: str, timeout: float) -> str:
-    return f"echo reply in {icmp.echo(host, timeout):.1f} ms"
-
-
-def _zmq_ping(target: str, settings: GateSettings, timeout: float) -> str:
-    host, port = split_host_port(target)
-    # The check's timeout bounds each layer, as --connect-timeout/--reply-timeout would.
-    per_check = dataclasses.replace(settings, host=host, port=port, connect_timeout_s=timeout,
-                                    reply_timeout_s=timeout)
-    with ZmqGateway(curve=settings.curve) as gateway:
-        ready = ReadinessCheck(per_check, gateway).attempt(timeout)
-    return f"reply {untrusted(ready.reply, 80)}"
-
-
-def _zmq_pub(target: str, message_within: float | None, curve: ClientSecurity | None,
-             timeout: float) -> str:
-    host, port = split_host_port(target)
-    with ZmqGateway(curve=curve) as gateway:
-        took = check_feed(gateway, host, port, timeout, message_within)
-    got = f", a message within {message_within:g} s" if message_within is not None else ""
-    return f"handshake in {took:.1f} ms{got}"
-
-
-def _tcp(target: str, timeout: float) -> str:
-    return services.check_tcp(*split_host_port(target), timeout)
-
-
-# --- building the list of checks -------------------------------------------------------
-
-def _make(kind: str, target: str, *, environ: Mapping[str, str], settings: GateSettings,
-          message_within: float | None) -> Callable[[float], str]:
-    makers: dict[str, Callable[[float], str]] = {
-        "python": partial(_python, target), "env": partial(_env, environ, target),
-        "file": partial(_file, target), "writable": partial(_writable, target),
-        "icmp": partial(_icmp, target), "zmq_ping": partial(_zmq_ping, target, settings),
-        "zmq_pub": partial(_zmq_pub, target, message_within, settings.curve),
-        "redis": partial(services.check_redis, target),
-        "postgres": partial(services.check_postgres, target),
-        "http": partial(services.check_http, target),
-        "dns": partial(services.check_dns, target), "tcp": partial(_tcp, target),
-    }
-    return makers[kind]
-
-
-def _label(kind: str, target: str) -> str:
-    shown = services.redact_url(target) if "://" in target else target
+def _label(target: Target) -> str:
     names = {"zmq_ping": "gateway PING", "zmq_pub": "gateway PUB", "env": "env",
              "python": "python >=", "postgres": "postgresql"}
-    return f"{names.get(kind, kind)} {shown}"
+    return f"{names.get(target.kind.name, target.kind.name)} {target.shown}"
 
 
-def _target(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ip_family(host) == 6 else f"{host}:{port}"
+def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
+    try:
+        settings: GateSettings | None = settings_for(args, environ, PROBE_OPTIONS)
+    except UsageError:
+        if args.host is not None or environ.get("GATEWAY_HOST"):
+            raise  # a host was given but something is invalid: say so
+        settings = None  # no gateway configured: the mesh reports that as a failed check
+    path = mesh_file_path(args.file, environ)
+    document = load_mesh_file(path) if path else None
+    checks = build_checks(settings, environ, document, path or "")
+    configure_logging(settings.log_format if settings else "auto", "warning")
+    return run_mesh(checks, as_json=args.json)
 
 
 def default_specs(settings: GateSettings | None, environ: Mapping[str, str]
@@ -141,9 +66,9 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str]
     if settings is not None:
         specs += [
             {"kind": "icmp", "target": settings.host},
-            {"kind": "zmq_ping", "target": _target(settings.host, settings.port),
+            {"kind": "zmq_ping", "target": address_text(settings.host, settings.port),
              "critical": True},
-            {"kind": "zmq_pub", "target": _target(settings.host, settings.pub_port)},
+            {"kind": "zmq_pub", "target": address_text(settings.host, settings.pub_port)},
         ]
         if ip_family(settings.host) is None:
             specs.append({"kind": "dns", "target": settings.host, "critical": True})
@@ -199,38 +124,28 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
         unknown = set(spec) - {"kind", "target", "timeout", "critical", "phase", "name"}
         if unknown:
             raise UsageError(f"{where}: unknown keys {sorted(unknown)}")
-        kind, target = spec.get("kind"), spec.get("target")
-        if kind not in KIND_PHASE:
-            raise UsageError(f"{where}: kind must be one of {', '.join(KIND_PHASE)}")
-        if not isinstance(target, str) or not target:
+        kind, text = KINDS.get(str(spec.get("kind"))), spec.get("target")
+        if kind is None:
+            raise UsageError(f"{where}: kind must be one of {', '.join(KINDS)}")
+        if not isinstance(text, str) or not text:
             raise UsageError(f"{where}: target must be a non-empty string")
-        _validate_target(kind, target, where)
-        phase = spec.get("phase", KIND_PHASE[kind])
+        timeout = _number(spec.get("timeout", default_timeout), f"{where}: timeout")
+        # A gateway check's stages are bounded by the check's own timeout, as
+        # --connect-timeout and --reply-timeout would bound them.
+        context = Context(environ, dataclasses.replace(
+            base, connect_timeout_s=timeout, reply_timeout_s=timeout), message_within)
+        try:
+            target = build(kind, text, context)
+        except ValueError as exc:
+            raise UsageError(f"{where}: target {redact_url(text)!r}: {exc}") from None
+        phase = spec.get("phase", kind.phase)
         if phase not in PHASES:
             raise UsageError(f"{where}: phase must be one of {', '.join(PHASES)}")
-        timeout = _number(spec.get("timeout", default_timeout), f"{where}: timeout")
         checks.append(Check(
-            name=str(spec.get("name") or _label(kind, target)), phase=phase,
-            run=_make(kind, target, environ=environ, settings=base,
-                      message_within=message_within),
-            timeout_s=timeout, critical=bool(spec.get("critical", kind == "zmq_ping")),
-            about_gateway=split_host_port(target) if kind in ("zmq_ping", "zmq_pub")
-            else None))
+            name=str(spec.get("name") or _label(target)), phase=phase, run=target.probe,
+            timeout_s=timeout, critical=bool(spec.get("critical", kind.name == "zmq_ping")),
+            about_gateway=(target.host, target.port) if kind.gateway else None))
     return checks
-
-
-def _validate_target(kind: str, target: str, where: str) -> None:
-    try:
-        if kind in ("zmq_ping", "zmq_pub", "tcp"):
-            split_host_port(target)
-        elif kind in ("redis", "postgres", "http"):
-            schemes = {"redis": ("redis", "rediss"), "postgres": ("postgresql", "postgres"),
-                       "http": ("http", "https")}[kind]
-            if not target.startswith(tuple(f"{s}://" for s in schemes)):
-                raise ValueError(f"expected a {' or '.join(schemes)} URL")
-            services.host_port(target)
-    except ValueError as exc:
-        raise UsageError(f"{where}: target {services.redact_url(target)!r}: {exc}") from None
 
 
 def _number(value: Any, where: str) -> float:

@@ -10,9 +10,10 @@ import time
 from typing import Any
 
 from entrypoint.config import GateSettings
-from entrypoint.reasons import AttemptFailed
-from entrypoint.tcp_probe import resolve
-from entrypoint.zmq_client import Exchange, ZmqGateway
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.tcp import resolve
+from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
 
 # STATUS is informational and optional: a gateway that ignores it must not hold the runner
 # back for long. Its timeout is a margin over the PING's own round trip, within these bounds.
@@ -31,7 +32,7 @@ class Ready:
     connect_ms: float | None = None
 
 
-class ReadinessCheck:
+class GatewayCheck:
     """Runs single attempts against one gateway and remembers the last resolved address."""
 
     def __init__(self, settings: GateSettings, gateway: ZmqGateway) -> None:
@@ -39,20 +40,22 @@ class ReadinessCheck:
         self.gateway = gateway
         self.last_address: str | None = None
 
-    def attempt(self, budget_s: float) -> Ready:
-        """One full check within ``budget_s`` (already truncated to the deadline)."""
+    def attempt(self, deadline: Deadline) -> Ready:
+        """One full check before ``deadline`` (the wait's, or the healthcheck's).
+
+        Its stages take their documented shares of it: the lookup and the connection at
+        most --connect-timeout each, the reply at most --reply-timeout from the connection.
+        """
         s = self.settings
-        started = time.monotonic()
         self.last_address = None
-        addresses = resolve(s.host, s.port, min(s.connect_timeout_s, budget_s))
+        addresses = resolve(s.host, s.port, deadline.capped(s.connect_timeout_s))
         self.last_address = addresses[0][1]
         failure: AttemptFailed | None = None
         for _family, address in addresses:
-            left = budget_s - (time.monotonic() - started)
-            if left <= 0 and failure is not None:
+            if failure is not None and deadline.expired():
                 break
             try:
-                exchange = self.exchange(address, s.dialect.ping.render(), max(left, 0.001))
+                exchange = self.exchange(address, s.dialect.ping.render(), deadline)
             except AttemptFailed as failed:
                 if failed.stage != "tcp":  # the peer answered: its verdict stands
                     raise
@@ -64,22 +67,21 @@ class ReadinessCheck:
         assert failure is not None
         raise failure
 
-    def exchange(self, address: str, payload: bytes, budget_s: float) -> Exchange:
+    def exchange(self, address: str, payload: bytes, deadline: Deadline,
+                 reply_timeout_s: float | None = None) -> Exchange:
         s = self.settings
-        return self.gateway.request(address, s.port, payload,
-                                    connect_timeout_s=s.connect_timeout_s,
-                                    reply_timeout_s=s.reply_timeout_s, budget_s=budget_s)
+        return self.gateway.request(
+            address, s.port, payload, deadline, connect_timeout_s=s.connect_timeout_s,
+            reply_timeout_s=s.reply_timeout_s if reply_timeout_s is None else reply_timeout_s)
 
-    def status(self, address: str, timeout_s: float) -> Any:
+    def status(self, address: str, reply_timeout_s: float) -> Any:
         """The gateway's STATUS reply, judged like a PING's; AttemptFailed when it has none
         to give or refuses. Only called when a status request is configured."""
-        assert self.settings.dialect.status is not None
-        exchange = self.gateway.request(address, self.settings.port,
-                                        self.settings.dialect.status.render(),
-                                        connect_timeout_s=self.settings.connect_timeout_s,
-                                        reply_timeout_s=timeout_s,
-                                        budget_s=self.settings.connect_timeout_s + timeout_s)
-        return self.settings.dialect.judge(exchange.frames)
+        dialect = self.settings.dialect
+        assert dialect.status is not None
+        deadline = Deadline(self.settings.connect_timeout_s + reply_timeout_s)
+        return dialect.judge(self.exchange(address, dialect.status.render(), deadline,
+                                           reply_timeout_s).frames)
 
     def status_timeout(self, ready: Ready) -> float:
         """How long the gate waits for STATUS before the exec: a margin over the PING's
@@ -91,15 +93,14 @@ class ReadinessCheck:
     def watch_pause(self, seconds: float) -> Ready | None:
         """Spend a backoff pause with a PING queued; a valid reply in that time, within
         --reply-timeout of the PING reaching the gateway, is readiness."""
-        deadline = time.monotonic() + seconds
-        address = self._address_for_pause(deadline)
-        left = deadline - time.monotonic()
-        if address is None or left <= 0:
+        pause = Deadline(seconds)
+        address = self._address_for_pause(pause)
+        if address is None or pause.expired():
             return None
         with self.gateway.pending_ping(address, self.settings.port,
                                        self.settings.dialect.ping.render(),
                                        self.settings.connect_timeout_s) as pending:
-            answer = pending.wait(left)
+            answer = pending.wait(pause)
         if answer is None:
             return None
         frames, rtt_ms = answer
@@ -112,30 +113,26 @@ class ReadinessCheck:
         return Ready(address, reply, None if rtt_ms is None else round(rtt_ms, 2),
                      via="pending_ping")
 
-    def _address_for_pause(self, deadline: float) -> str | None:
+    def _address_for_pause(self, pause: Deadline) -> str | None:
         """The address to queue a PING to; after a DNS failure, look the name up again about
         once a second during the pause, so a name that comes back is noticed promptly."""
         while self.last_address is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if pause.expired():
                 return None
-            time.sleep(min(RESOLVE_DURING_PAUSE_S, left))
-            left = deadline - time.monotonic()
-            if left <= 0:
+            time.sleep(min(RESOLVE_DURING_PAUSE_S, pause.remaining()))
+            if pause.expired():
                 return None
             try:
                 resolved = resolve(self.settings.host, self.settings.port,
-                                   min(self.settings.connect_timeout_s, left))
+                                   pause.capped(self.settings.connect_timeout_s))
             except AttemptFailed:
                 continue
             self.last_address = resolved[0][1]
         return self.last_address
 
 
-def check_feed(gateway: ZmqGateway, host: str, port: int, timeout_s: float,
+def check_feed(gateway: ZmqGateway, host: str, port: int, deadline: Deadline,
                message_within_s: float | None = None) -> float:
-    """The PUB port: a SUB connection shown to work within ``timeout_s``; its time in ms."""
-    started = time.monotonic()
-    addresses = resolve(host, port, timeout_s)
-    left = max(0.001, timeout_s - (time.monotonic() - started))
-    return gateway.handshake(addresses[0][1], port, left, left, message_within_s)
+    """The PUB port: a SUB connection shown to work before ``deadline``; its time in ms."""
+    addresses = resolve(host, port, deadline)
+    return gateway.handshake(addresses[0][1], port, deadline, message_within_s)

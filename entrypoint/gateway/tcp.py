@@ -20,9 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from entrypoint.config import ip_family
+from entrypoint.addresses import address_text, ip_family, socket_family
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
 from entrypoint.logs import untrusted
-from entrypoint.reasons import AttemptFailed, Reason
+from entrypoint.reasons import Reason
 
 ZMTP_SIGNATURE_FIRST = 0xFF
 ZMTP_SIGNATURE_LAST = 0x7F
@@ -69,8 +71,8 @@ class GreetingSeen:
     excerpt: bytes = b""
 
 
-def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
-    """(family, address) pairs for ``host``; a stuck resolver costs at most ``timeout_s``.
+def resolve(host: str, port: int, deadline: Deadline) -> list[tuple[int, str]]:
+    """(family, address) pairs for ``host``; a stuck resolver costs at most the deadline.
 
     getaddrinfo cannot be interrupted, so names are resolved on a daemon thread while this
     thread waits on an Event, which a signal handler can still interrupt.
@@ -89,9 +91,9 @@ def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
         done.set()
 
     threading.Thread(target=lookup, name="mt5-gate-resolve", daemon=True).start()
-    if not done.wait(timeout_s):
+    if not done.wait(deadline.wait_s()):
         raise AttemptFailed("dns", Reason.DNS,
-                            f"resolving {host!r} took longer than {timeout_s:g} s")
+                            f"resolving {host!r} took longer than {deadline.limit_s:g} s")
     result = outcome[0]
     if isinstance(result, socket.gaierror):
         raise AttemptFailed("dns", Reason.DNS, f"cannot resolve {host!r}: {result.strerror}")
@@ -108,14 +110,11 @@ def resolve(host: str, port: int, timeout_s: float) -> list[tuple[int, str]]:
     return addresses
 
 
-def reach(host: str, port: int, timeout_s: float) -> TcpResult:
-    """Resolve ``host`` and connect to ``port``, all within ``timeout_s``; or AttemptFailed.
+def reach(host: str, port: int, deadline: Deadline) -> TcpResult:
+    """Resolve ``host`` and connect to ``port``, all before ``deadline``; or AttemptFailed.
 
     For client-speaks-first services (HTTP, Redis, PostgreSQL); never for a ZeroMQ port."""
-    started = time.monotonic()
-    addresses = resolve(host, port, timeout_s)
-    left = max(0.001, timeout_s - (time.monotonic() - started))
-    return connect(addresses, port, left)
+    return connect(resolve(host, port, deadline), port, deadline)
 
 
 def classify_os_error(exc: OSError) -> Reason:
@@ -129,57 +128,49 @@ def classify_os_error(exc: OSError) -> Reason:
     return Reason.UNREACHABLE
 
 
-def _describe(exc: OSError, timeout_s: float) -> str:
+def _describe(exc: OSError, deadline: Deadline) -> str:
     if isinstance(exc, TimeoutError) and not exc.strerror:
-        return f"no answer within {timeout_s:g} s"
+        return f"no answer within {deadline.limit_s:g} s"
     name = errno.errorcode.get(exc.errno or 0, "")
     return f"{name}: {exc.strerror}" if name and exc.strerror else str(exc)
 
 
-def connect(addresses: list[tuple[int, str]], port: int, timeout_s: float) -> TcpResult:
-    """Connect to the first address that answers within ``timeout_s``, then close."""
-    deadline = time.monotonic() + timeout_s
+def connect(addresses: list[tuple[int, str]], port: int, deadline: Deadline) -> TcpResult:
+    """Connect to the first address that answers before ``deadline``, then close."""
     last: AttemptFailed | None = None
     for family, address in addresses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline.expired():
             break
         try:
             started = time.monotonic()
-            _open(family, address, port, remaining).close()
+            _open(family, address, port, deadline).close()
             return TcpResult(address, family, (time.monotonic() - started) * 1000)
         except AttemptFailed as failure:
             last = failure
-    raise last or AttemptFailed("tcp", Reason.TIMEOUT, f"no answer within {timeout_s:g} s")
+    raise last or AttemptFailed("tcp", Reason.TIMEOUT,
+                                f"no answer within {deadline.limit_s:g} s")
 
 
-def _open(family: int, address: str, port: int, timeout_s: float) -> socket.socket:
+def _open(family: int, address: str, port: int, deadline: Deadline) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout_s)
+        sock.settimeout(deadline.wait_s())
         sock.connect((address, port))
     except OSError as exc:
         sock.close()
         raise AttemptFailed("tcp", classify_os_error(exc),
-                            f"{address_text(address, port)}: {_describe(exc, timeout_s)}") from None
+                            f"{address_text(address, port)}: {_describe(exc, deadline)}") from None
     return sock
 
 
-def address_text(address: str, port: int) -> str:
-    """``address:port``, with brackets around an IPv6 address."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def inspect_greeting(address: str, port: int, timeout_s: float) -> GreetingSeen:
+def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSeen:
     """Connect and read what the peer volunteers; for a ZMTP 3 peer, also its mechanism.
 
     Only for diagnosis, after a ZeroMQ connection to this peer failed: this connection is
     closed part-way through the handshake, which a healthy gateway should never see."""
-    deadline = time.monotonic() + timeout_s
-    sock = _open(ip_family_of(address), address, port, timeout_s)
+    sock = _open(socket_family(address), address, port, deadline)
     try:
-        window = min(GREETING_WINDOW_S, max(0.001, deadline - time.monotonic()))
-        received = _read_until(sock, _first_frame_complete, time.monotonic() + window)
+        received = _read_until(sock, _first_frame_complete, deadline.capped(GREETING_WINDOW_S))
         if received is None:
             return GreetingSeen(Greeting.CLOSED)
         kind = _classify(received)
@@ -189,7 +180,7 @@ def inspect_greeting(address: str, port: int, timeout_s: float) -> GreetingSeen:
         sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
         wanted = ZMTP_SIGNATURE_LEN + 2 + MECHANISM_LEN
         more = _read_until(sock, lambda got: len(got) >= wanted,
-                           min(deadline, time.monotonic() + GREETING_WINDOW_S), received)
+                           deadline.capped(GREETING_WINDOW_S), received)
         got = more or received
         if len(got) <= ZMTP_SIGNATURE_LEN:
             return GreetingSeen(Greeting.ZMTP3, excerpt=got[:BANNER_EXCERPT])
@@ -210,14 +201,13 @@ def _first_frame_complete(received: bytes) -> bool:
     return len(received) >= 2  # enough to tell a ZMTP 1.0 identity frame from a banner
 
 
-def _read_until(sock: socket.socket, enough: Callable[[bytes], bool], deadline: float,
+def _read_until(sock: socket.socket, enough: Callable[[bytes], bool], deadline: Deadline,
                 received: bytes = b"") -> bytes | None:
     """Bytes read until ``enough`` or the deadline; None when the peer closed at once."""
     while not (received and enough(received)):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline.expired():
             break
-        sock.settimeout(remaining)
+        sock.settimeout(deadline.wait_s())
         try:
             chunk = sock.recv(BANNER_EXCERPT)
         except TimeoutError:
@@ -243,10 +233,6 @@ def _classify(received: bytes) -> Greeting:
     if len(received) >= 2 and received[1] == 0 and len(received) <= length + 1:
         return Greeting.ZMTP1
     return Greeting.BANNER
-
-
-def ip_family_of(address: str) -> int:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 def describe_peer(seen: GreetingSeen, where: str) -> str:

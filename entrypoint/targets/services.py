@@ -1,83 +1,61 @@
-"""Checks of the strategy's other dependencies: plain TCP, DNS, HTTP(S), Redis, PostgreSQL.
+"""Service targets: HTTP(S), Redis and PostgreSQL, each checked with its real client.
 
-Each check first resolves and connects with ``tcp_probe`` (so ``dns``, ``refused``,
+Each check first resolves and connects with the TCP layer (so ``dns``, ``refused``,
 ``timeout`` and ``unreachable`` mean exactly what they mean for the gateway), then speaks
-the service's protocol with its real client library. Redis and PostgreSQL clients are an
-optional extra (``pip install mt5-gate[mesh]``); without it those checks say so.
-Passwords in URLs never leave this module: ``redact_url`` is what gets printed.
+the service's protocol. Redis and PostgreSQL clients are an optional extra
+(``pip install mt5-gate[mesh]``); without it those checks say so. A URL's password never
+leaves this module: what is shown is ``addresses.redact_url``.
 """
 
 from __future__ import annotations
 
-import time
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from entrypoint.addresses import host_port
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, MissingExtra
+from entrypoint.gateway.tcp import reach
 from entrypoint.logs import untrusted
-from entrypoint.reasons import AttemptFailed, Reason
-from entrypoint.tcp_probe import reach, resolve
+from entrypoint.reasons import Reason
+
+if TYPE_CHECKING:
+    from entrypoint.targets.base import Context, Probe
 
 MESH_EXTRA_HINT = "install the optional clients: pip install 'mt5-gate[mesh]'"
-DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379,
-                 "postgresql": 5432, "postgres": 5432}
+# Client libraries with their own floors: redis-py wants a usable socket timeout, and
+# libpq counts connect_timeout in whole seconds (2 at least), so these bound the query.
+REDIS_MIN_TIMEOUT_S = 0.05
+POSTGRES_MIN_TIMEOUT_S = 1.0
 
 
-class MissingExtra(Exception):
-    """A check needs a client library that is not installed."""
+def http(url: str, _context: Context) -> Probe:
+    host_port(url)
+    return lambda deadline: check_http(url, deadline)
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (user names are kept: they help)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+def redis(url: str, _context: Context) -> Probe:
+    host_port(url)
+    return lambda deadline: check_redis(url, deadline)
 
 
-def host_port(url: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname:
-        raise ValueError(f"{redact_url(url)!r} has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{redact_url(url)!r} has an invalid port") from None
-    if port is None:
-        port = DEFAULT_PORTS.get(parts.scheme)
-    if port is None:
-        raise ValueError(f"{redact_url(url)!r} needs a port")
-    return parts.hostname, port
+def postgres(url: str, _context: Context) -> Probe:
+    host_port(url)
+    return lambda deadline: check_postgres(url, deadline)
 
 
-def _reach_first(url: str, timeout_s: float, minimum_s: float) -> float:
-    """Connect once ourselves (precise dns/refused/timeout reasons); return the time left."""
-    started = time.monotonic()
-    host, port = host_port(url)
-    reach(host, port, timeout_s)
-    return max(minimum_s, timeout_s - (time.monotonic() - started))
+def _reach_first(url: str, deadline: Deadline) -> None:
+    """Connect once ourselves, for the precise dns/refused/timeout reasons."""
+    reach(*host_port(url), deadline)
 
 
-def check_tcp(host: str, port: int, timeout_s: float) -> str:
-    result = reach(host, port, timeout_s)
-    return f"connected to {result.address}:{port} in {result.connect_ms:.1f} ms"
-
-
-def check_dns(name: str, timeout_s: float) -> str:
-    addresses = resolve(name, 0, timeout_s)
-    return ", ".join(address for _family, address in addresses[:4])
-
-
-def check_http(url: str, timeout_s: float) -> str:
+def check_http(url: str, deadline: Deadline) -> str:
     """GET ``url`` directly (no proxy: this checks this container's own path); 2xx/3xx pass."""
     import http.client  # noqa: PLC0415 - with ssl, ~15 ms of start-up `wait` rarely needs
     import ssl  # noqa: PLC0415
     host, port = host_port(url)
-    left = _reach_first(url, timeout_s, 0.001)
+    _reach_first(url, deadline)
+    left = deadline.wait_s()
     parts = urllib.parse.urlsplit(url)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
@@ -92,7 +70,7 @@ def check_http(url: str, timeout_s: float) -> str:
     except ssl.SSLError as exc:
         raise AttemptFailed("http", Reason.PROTOCOL, f"TLS failed: {exc.reason}") from None
     except TimeoutError:
-        raise AttemptFailed("http", Reason.NO_REPLY, f"no response within {timeout_s:g} s"
+        raise AttemptFailed("http", Reason.NO_REPLY, f"no response within {deadline.limit_s:g} s"
                             ) from None
     except (OSError, http.client.HTTPException) as exc:
         raise AttemptFailed("http", Reason.BAD_REPLY, f"HTTP failed: {untrusted(str(exc), 120)}"
@@ -104,12 +82,14 @@ def check_http(url: str, timeout_s: float) -> str:
     return f"HTTP {status}"
 
 
-def check_redis(url: str, timeout_s: float) -> str:
+def check_redis(url: str, deadline: Deadline) -> str:
     try:
         import redis  # noqa: PLC0415 - optional extra, imported only when used
     except ImportError:
         raise MissingExtra(f"the Redis check needs redis-py: {MESH_EXTRA_HINT}") from None
-    left = _reach_first(url, timeout_s, 0.05)
+    _reach_first(url, deadline)
+    # redis-py needs a usable socket timeout even when the connect took nearly all of it.
+    left = max(REDIS_MIN_TIMEOUT_S, deadline.remaining())
     client: Any = redis.Redis.from_url(url, socket_connect_timeout=left, socket_timeout=left)
     try:
         client.ping()
@@ -129,12 +109,13 @@ def check_redis(url: str, timeout_s: float) -> str:
     return "PONG"
 
 
-def check_postgres(url: str, timeout_s: float) -> str:
+def check_postgres(url: str, deadline: Deadline) -> str:
     try:
         import psycopg  # noqa: PLC0415 - optional extra, imported only when used
     except ImportError:
         raise MissingExtra(f"the PostgreSQL check needs psycopg: {MESH_EXTRA_HINT}") from None
-    left = _reach_first(url, timeout_s, 1.0)
+    _reach_first(url, deadline)
+    left = max(POSTGRES_MIN_TIMEOUT_S, deadline.remaining())
     try:
         # libpq rounds connect_timeout to whole seconds (minimum 2); statement_timeout
         # bounds the query itself.

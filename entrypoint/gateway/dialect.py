@@ -31,9 +31,9 @@ import jmespath
 import jmespath.exceptions
 import jmespath.functions
 
-from entrypoint.errors import UsageError
+from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.logs import register_secret, untrusted
-from entrypoint.reasons import AttemptFailed, Reason
+from entrypoint.reasons import Reason
 
 DEFAULT_PING_REQUEST = '{"action":"PING","timestamp":"$now","source":"mt5-gate"}'
 DEFAULT_STATUS_REQUEST = '{"action":"STATUS"}'
@@ -283,11 +283,9 @@ class NotReady(AttemptFailed):
         super().__init__("reply", Reason.NOT_READY,
                          f"reply {untrusted(reply, 200)} does not satisfy {expression}")
         self.reply = reply
-
-    def signature(self) -> str:
-        """The reply without the parts that differ every time (timestamps, ids), so that
-        the same refusal repeated is recognised as such."""
-        return untrusted(_without_volatile(self.reply), 2000)
+        # The reply without the parts that differ every time (timestamps, ids), so that
+        # the same refusal repeated is recognised as such.
+        self.same_as = untrusted(_without_volatile(reply), 2000)
 
 
 def _without_volatile(node: Any) -> Any:

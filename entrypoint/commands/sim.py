@@ -6,6 +6,9 @@ and a heartbeat. Fault knobs reproduce what goes wrong in production: a late sta
 or missing replies, garbage, a bad status, and a non-ZeroMQ listener.
 The REP side is a ROUTER socket so a request can be left unanswered or answered late
 without blocking the others.
+
+``cli`` builds every command's flags, ``sim``'s from ``add_arguments`` here, so this module
+imports little at the top: the simulator's own machinery loads only when it runs.
 """
 
 from __future__ import annotations
@@ -15,24 +18,90 @@ import contextlib
 import heapq
 import json
 import math
-import random
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from entrypoint.addresses import parse_port
+from entrypoint.config import parse_seconds
 from entrypoint.logs import configure_logging, get_logger, untrusted
-from entrypoint.sim_dialects import DIALECTS, TICK_SYMBOLS, SimState, now_iso
+
+if TYPE_CHECKING:
+    from entrypoint.commands.sim_dialects import SimState
+
+# The dialect names of sim_dialects.DIALECTS, listed here so that building the command line
+# does not import the simulator (a test checks the two agree).
+DIALECT_NAMES = ("mt5-gate", "heartbeat", "token", "plain-ok", "trade-on-action")
+
+
+def _argtype(parse: Any) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    return convert
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError("expected a whole number >= 0") from None
+    if value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
+
+
+def _sim_port(text: str) -> int:
+    return 0 if text.strip() == "0" else parse_port(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--port", type=_argtype(_sim_port), default=5555,
+        help="REQ/REP port; 0 = any free port (default 5555)")
+    add("--pub-port", type=_argtype(_sim_port), default=5556,
+        help="PUB port for ticks; 0 = any free port (default 5556)")
+    add("--start-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
+        help="wait S seconds before binding (a gateway that starts late)")
+    add("--reply-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
+        help="answer every request S seconds late")
+    add("--drop-first", type=_argtype(_count), default=0, metavar="N",
+        help="take the first N requests and never answer them")
+    add("--dialect", choices=DIALECT_NAMES, default="mt5-gate",
+        help="which bridge to behave like (default mt5-gate; see docs/BRIDGES.md): "
+             + ", ".join(DIALECT_NAMES))
+    add("--token-file", metavar="PATH", default=None,
+        help="with --dialect token: the file holding the shared token requests must carry")
+    add("--garbage", action="store_true", help="answer with bytes that are not JSON")
+    add("--bad-status", action="store_true",
+        help='answer {"status": "MAINTENANCE"} (dialect mt5-gate)')
+    add("--not-zmq", action="store_true",
+        help="listen on --port as a plain TCP server that sends an HTTP-like banner")
+    add("--exit-after", type=_argtype(parse_seconds), default=None, metavar="S",
+        help="exit (code 0) S seconds after starting")
+    add("--tick-hz", type=_argtype(parse_seconds), default=10.0, metavar="HZ",
+        help="ticks per second on the PUB port (default 10; 0 = none)")
+    add("--curve-secret-key-file", metavar="PATH", default=None,
+        help="serve with CURVE, using the secret key in PATH (Z85 or a zmq certificate)")
+    add("--curve-allow", metavar="PATH", default=None,
+        help="with CURVE, accept only the client public keys listed in PATH (one per line)")
+    add("--log-format", choices=("auto", "json", "console"), default="auto",
+        help="log format (default auto)")
+
 
 HEARTBEAT_INTERVAL_S = 1.0
 NOT_ZMQ_BANNER = (b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\n"
                   b"Content-Length: 0\r\n\r\n")
 
 
-def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from entrypoint.signals import install_stop_handlers  # noqa: PLC0415
+def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
+    from entrypoint.commands.sim_dialects import SimState  # noqa: PLC0415
 
-    install_stop_handlers()
     configure_logging(args.log_format, "info")
     log = get_logger().bind(component="sim")
     curve = _curve_setup(args)
@@ -121,8 +190,14 @@ class _SimGateway:
         self.curve = curve
         self.log = log
         self.state = state
+        from entrypoint.commands.sim_dialects import DIALECTS  # noqa: PLC0415
+
         self.dialect = DIALECTS[args.dialect]
         self.requests = 0
+        import random  # noqa: PLC0415 - the simulator's prices only
+
+        from entrypoint.commands.sim_dialects import TICK_SYMBOLS  # noqa: PLC0415
+
         self.rng = random.Random()
         self.prices = dict(TICK_SYMBOLS)
 
@@ -137,7 +212,7 @@ class _SimGateway:
         self.prices[symbol] = mid
         spread = mid * 0.00002
         return json.dumps({"type": "tick", "symbol": symbol, "bid": round(mid - spread, 5),
-                           "ask": round(mid + spread, 5), "time": now_iso()}).encode()
+                           "ask": round(mid + spread, 5), "time": _now_iso()}).encode()
 
     def serve(self, stop_at: float) -> None:
         import zmq  # noqa: PLC0415
@@ -184,7 +259,7 @@ class _SimGateway:
                 pub.send(self.tick())
                 next_tick = max(next_tick + tick_every, now)
             if now >= next_heartbeat:
-                pub.send(json.dumps({"type": "heartbeat", "time": now_iso()}).encode())
+                pub.send(json.dumps({"type": "heartbeat", "time": _now_iso()}).encode())
                 next_heartbeat += HEARTBEAT_INTERVAL_S
             wake = min(stop_at, next_tick, next_heartbeat, delayed[0][0] if delayed else math.inf)
             if not rep.poll(max(0, int((wake - time.monotonic()) * 1000)) + 1, zmq.POLLIN):
@@ -198,6 +273,12 @@ class _SimGateway:
             reply = [*envelope, self.answer(request)]
             due = time.monotonic() + self.args.reply_delay
             heapq.heappush(delayed, (due, self.requests, reply))
+
+
+def _now_iso() -> str:
+    from entrypoint.commands.sim_dialects import now_iso  # noqa: PLC0415
+
+    return now_iso()
 
 
 def _bound_port(sock: Any) -> int:

@@ -23,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from entrypoint.reasons import AttemptFailed, Reason
-from entrypoint.tcp_probe import (
+from entrypoint.addresses import address_text, endpoint, socket_family
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.tcp import (
     Greeting,
     GreetingSeen,
-    address_text,
     connect,
     describe_peer,
     inspect_greeting,
-    ip_family_of,
 )
+from entrypoint.reasons import Reason
 
 if TYPE_CHECKING:
     from entrypoint.config import ClientSecurity
@@ -64,11 +65,6 @@ _MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
 _LEFT_TO_EXIT: list[zmq.Context[Any]] = []
 
 
-def endpoint(address: str, port: int) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"tcp://{host}:{port}"
-
-
 @dataclasses.dataclass(frozen=True)
 class Exchange:
     """A reply, with how long the TCP connection took and the round trip from when the
@@ -83,7 +79,7 @@ class _Connection:
     """What the monitor has told us about one socket's connection so far; asks the TCP
     layer only when the events alone cannot say what went wrong."""
 
-    def __init__(self, address: str, port: int, curve: bool, started: float) -> None:
+    def __init__(self, address: str, port: int, curve: bool, stage: Deadline) -> None:
         self.address = address
         self.port = port
         self.curve = curve
@@ -99,14 +95,13 @@ class _Connection:
         self.dropped_in_handshake = False
         self.seen: GreetingSeen | None = None
         self._expect_disconnect = False
-        self._deadline = started
+        self.stage = stage  # the deadline of the stage in progress: connect, then reply
 
     @property
     def where(self) -> str:
         return address_text(self.address, self.port)
 
-    def apply(self, event: int, value: int, deadline: float) -> None:
-        self._deadline = deadline
+    def apply(self, event: int, value: int) -> None:
         now = time.monotonic()
         if event == zmq.EVENT_CONNECTED:
             self.connected_at = self.connected_at or now
@@ -129,18 +124,16 @@ class _Connection:
     def _connect_failed(self) -> None:
         """libzmq could not connect, and does not say why: connect once ourselves for the
         errno. If that connect succeeds, the gateway has just come up: keep waiting."""
-        left = max(0.001, self._deadline - time.monotonic())
-        family = ip_family_of(self.address)
+        family = socket_family(self.address)
         try:
-            connect([(family, self.address)], self.port, left)
+            connect([(family, self.address)], self.port, self.stage)
         except AttemptFailed as failure:
             self.failure = failure
 
     def inspect(self) -> GreetingSeen:
         if self.seen is None:
-            left = max(0.001, self._deadline - time.monotonic())
             try:
-                self.seen = inspect_greeting(self.address, self.port, left)
+                self.seen = inspect_greeting(self.address, self.port, self.stage)
             except AttemptFailed:  # it stopped listening since: it went away
                 self.seen = GreetingSeen(Greeting.CLOSED)
         return self.seen
@@ -208,6 +201,10 @@ def _mismatch(curve: bool) -> str:
         "the gateway requires CURVE: set GATEWAY_CURVE_SERVER_KEY")
 
 
+def _share(deadline: Deadline, seconds: float | None) -> Deadline:
+    return deadline if seconds is None else deadline.capped(seconds)
+
+
 _HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
@@ -257,7 +254,7 @@ class ZmqGateway:
             self.curve.apply(sock)
         return sock
 
-    def handshake(self, address: str, port: int, connect_timeout_s: float, timeout_s: float,
+    def handshake(self, address: str, port: int, deadline: Deadline,
                   message_within_s: float | None = None) -> float:
         """Connect a SUB socket to a PUB port; the time in ms until the connection was
         shown to work (a handshake, a legacy peer's greeting, or a first message).
@@ -270,9 +267,7 @@ class ZmqGateway:
         started = time.monotonic()
         try:
             sock.connect(endpoint(address, port))
-            conn = self._await(sock, monitor, address, port,
-                               connect_timeout_s=connect_timeout_s, reply_timeout_s=timeout_s,
-                               budget_s=timeout_s, until_handshake=True)
+            conn = self._await(sock, monitor, address, port, deadline, until_handshake=True)
             took_ms = ((conn.reached_at or time.monotonic()) - started) * 1000
             if message_within_s is not None and not sock.poll(int(message_within_s * 1000)):
                 raise AttemptFailed("zmq", Reason.NO_REPLY,
@@ -282,21 +277,21 @@ class ZmqGateway:
         finally:
             _close_monitored(sock, monitor)
 
-    def request(self, address: str, port: int, payload: bytes, *, connect_timeout_s: float,
-                reply_timeout_s: float, budget_s: float | None = None) -> Exchange:
+    def request(self, address: str, port: int, payload: bytes, deadline: Deadline, *,
+                connect_timeout_s: float, reply_timeout_s: float) -> Exchange:
         """Send ``payload`` on a fresh REQ socket; the reply, or AttemptFailed saying why not.
 
         The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
-        moment of connection, and the whole exchange at most ``budget_s``."""
+        moment of connection: each a share of ``deadline``, which bounds the whole."""
         sock = self._req_socket(address)
         monitor = sock.get_monitor_socket(_MONITORED)
         started = time.monotonic()
         try:
             sock.connect(endpoint(address, port))
             sock.send(payload)
-            conn = self._await(sock, monitor, address, port,
+            conn = self._await(sock, monitor, address, port, deadline,
                                connect_timeout_s=connect_timeout_s,
-                               reply_timeout_s=reply_timeout_s, budget_s=budget_s)
+                               reply_timeout_s=reply_timeout_s)
             frames = sock.recv_multipart()
             replied = time.monotonic()
             connect_ms = None if conn.connected_at is None else \
@@ -308,42 +303,41 @@ class ZmqGateway:
             _close_monitored(sock, monitor)
 
     def _await(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], address: str, port: int,
-               *, connect_timeout_s: float, reply_timeout_s: float,
-               budget_s: float | None = None, until_handshake: bool = False) -> _Connection:
+               deadline: Deadline, *, connect_timeout_s: float | None = None,
+               reply_timeout_s: float | None = None, until_handshake: bool = False
+               ) -> _Connection:
         """Wait until ``sock`` is readable (or, ``until_handshake``, its connection is shown
-        to work) while the monitor reports on the connection; AttemptFailed says why not."""
-        started = time.monotonic()
-        conn = _Connection(address, port, self.curve is not None, started)
+        to work) while the monitor reports on the connection; AttemptFailed says why not.
+
+        Two stages share ``deadline``: connecting (at most ``connect_timeout_s``), then the
+        reply (at most ``reply_timeout_s`` from the connection)."""
+        conn = _Connection(address, port, self.curve is not None, _share(deadline,
+                                                                          connect_timeout_s))
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
-        end = started + (budget_s if budget_s is not None else connect_timeout_s
-                         + reply_timeout_s)
+        replying = False
         while True:
-            if conn.connected_at is None:
-                deadline, waited = min(end, started + connect_timeout_s), connect_timeout_s
-            else:
-                deadline, waited = min(end, conn.connected_at + reply_timeout_s), \
-                    reply_timeout_s
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise conn.timed_out(min(waited, round(end - started, 3)))
+            if conn.connected_at is not None and not replying:
+                replying = True
+                conn.stage = _share(deadline, reply_timeout_s)
+            if conn.stage.expired():
+                raise conn.timed_out(conn.stage.limit_s)
             if self._greeting_check_due(conn) and self._legacy_publisher(conn, until_handshake):
                 return conn  # connected is as far as a legacy peer reports
-            wait_ms = max(1, int(min(remaining, GREETING_CHECK_AFTER_S) * 1000))
+            wait_ms = max(1, int(min(conn.stage.remaining(), GREETING_CHECK_AFTER_S) * 1000))
             ready = dict(poller.poll(wait_ms))
-            if monitor in ready and self._monitor_says_done(conn, monitor, deadline,
-                                                            until_handshake):
+            if monitor in ready and self._monitor_says_done(conn, monitor, until_handshake):
                 return conn
             if sock in ready:
                 return conn  # a reply, or for SUB a first message: the connection works
 
-    def _monitor_says_done(self, conn: _Connection, monitor: zmq.Socket[Any], deadline: float,
+    def _monitor_says_done(self, conn: _Connection, monitor: zmq.Socket[Any],
                            until_handshake: bool) -> bool:
         """Apply the monitor's events; True when they show the handshake that was awaited,
         AttemptFailed when they show a failure."""
         for event, value in _drain(monitor):
-            conn.apply(event, value, deadline)
+            conn.apply(event, value)
         if conn.failure is not None:
             raise conn.failure
         if until_handshake and conn.handshake:
@@ -434,16 +428,15 @@ class PendingPing:
         self._sock.connect(endpoint(address, port))
         self._sock.send(payload)
 
-    def wait(self, seconds: float) -> tuple[list[bytes], float | None] | None:
+    def wait(self, pause: Deadline) -> tuple[list[bytes], float | None] | None:
         """(reply frames, ms since the PING could reach the gateway, or None if the monitor
-        never said) if a reply arrives within ``seconds``, else None."""
+        never said) if a reply arrives before the pause ends, else None."""
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
-        deadline = time.monotonic() + seconds
         reached: float | None = None
-        while (left := deadline - time.monotonic()) > 0:
-            ready = dict(poller.poll(max(1, int(left * 1000))))
+        while not pause.expired():
+            ready = dict(poller.poll(max(1, int(pause.remaining() * 1000))))
             if self._monitor in ready or self._sock in ready:
                 for _event in _drain(self._monitor):
                     reached = time.monotonic()  # the latest (re)connection carried it

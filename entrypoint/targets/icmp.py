@@ -12,15 +12,13 @@ import socket
 import struct
 import time
 
-from entrypoint.reasons import AttemptFailed, Reason
-from entrypoint.tcp_probe import resolve
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, NotPermitted
+from entrypoint.gateway.tcp import resolve
+from entrypoint.reasons import Reason
 
 ECHO_REQUEST_V4, ECHO_REPLY_V4 = 8, 0
 ECHO_REQUEST_V6, ECHO_REPLY_V6 = 128, 129
-
-
-class NotPermitted(Exception):
-    """This process may not send ICMP echo requests."""
 
 
 def _checksum(data: bytes) -> int:
@@ -43,10 +41,9 @@ def _open(family: int) -> tuple[socket.socket, bool]:
                        "net.ipv4.ping_group_range)")
 
 
-def echo(host: str, timeout_s: float) -> float:
+def echo(host: str, deadline: Deadline) -> float:
     """One echo request to ``host``; the round trip in ms, or AttemptFailed / NotPermitted."""
-    started = time.monotonic()
-    family, address = resolve(host, 0, timeout_s)[0]
+    family, address = resolve(host, 0, deadline)[0]
     sock, raw = _open(family)
     v6 = family == socket.AF_INET6
     ident = os.getpid() & 0xFFFF
@@ -59,12 +56,12 @@ def echo(host: str, timeout_s: float) -> float:
         sent = time.monotonic()
         sock.sendto(packet, (address, 0))
         while True:
-            left = timeout_s - (time.monotonic() - started)
-            if left <= 0:
+            if deadline.expired():
                 raise AttemptFailed("icmp", Reason.TIMEOUT,
-                                    f"no echo reply from {address} within {timeout_s:g} s "
-                                    "(ICMP may be blocked by a firewall)")
-            sock.settimeout(left)
+                                    f"no echo reply from {address} within "
+                                    f"{deadline.limit_s:g} s (ICMP may be blocked by a "
+                                    "firewall)")
+            sock.settimeout(deadline.wait_s())
             try:
                 data = sock.recv(2048)
             except TimeoutError:

@@ -10,22 +10,26 @@ reason, naming the port of the layer that failed. Exit 0 when TCP and PING pass,
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_check
-from entrypoint.config import GateSettings
-from entrypoint.dialect import NotReady, suggest_fix
-from entrypoint.logs import untrusted
-from entrypoint.readiness import ReadinessCheck, check_feed
-from entrypoint.reasons import STEPS, AttemptFailed, Reason
+from entrypoint.commands import settings_for
+from entrypoint.config import PROBE_OPTIONS, GateSettings
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.check import GatewayCheck, check_feed
+from entrypoint.gateway.dialect import NotReady, suggest_fix
+from entrypoint.gateway.tcp import resolve
+from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
+from entrypoint.logs import configure_logging, untrusted
+from entrypoint.reasons import STEPS, Reason
 from entrypoint.report import Painter, dump_json, result_line
-from entrypoint.tcp_probe import resolve
-from entrypoint.zmq_client import Exchange, ZmqGateway
 
 RTT_PINGS = 5
 
@@ -44,7 +48,7 @@ class _Layers:
     def run(self, name: str, layer: Callable[[], str], optional: bool = False,
             port: int | None = None) -> bool:
         port = self.settings.port if port is None else port
-        result = run_check(Check(name, "probe", lambda _timeout: layer(), 0.0,
+        result = run_check(Check(name, "probe", lambda _deadline: layer(), 0.0,
                                  about_gateway=(self.settings.host, port)))
         if result.status == FAIL and optional:
             result = dataclasses.replace(result, status=WARN)
@@ -58,11 +62,17 @@ class _Layers:
         self.results.append(CheckResult(name, "probe", SKIP, why, 0.0))
 
 
+def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
+    settings = settings_for(args, environ, PROBE_OPTIONS)
+    configure_logging(settings.log_format, settings.log_level)
+    return run_probe(settings, as_json=args.json)
+
+
 def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     layers = _Layers(settings)
     with ZmqGateway(curve=settings.curve) as gateway:
-        check = ReadinessCheck(settings, gateway)
+        check = GatewayCheck(settings, gateway)
         _run_layers(settings, gateway, check, layers)
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
@@ -74,21 +84,21 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     return code
 
 
-def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: ReadinessCheck,
+def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck,
                 layers: _Layers) -> None:
     s = settings
     dialect = s.dialect
     found: dict[str, Any] = {}
 
     def dns() -> str:
-        addresses = resolve(s.host, s.port, s.connect_timeout_s)
+        addresses = resolve(s.host, s.port, Deadline(s.connect_timeout_s))
         found["address"] = addresses[0][1]
         shown = ", ".join(address for _f, address in addresses[:4])
         return "IP literal (no lookup)" if shown == s.host else f"{s.host} → {shown}"
 
     def exchange() -> Exchange:
         return check.exchange(found["address"], dialect.ping.render(),
-                              s.connect_timeout_s + s.reply_timeout_s)
+                              Deadline(s.connect_timeout_s + s.reply_timeout_s))
 
     def tcp() -> str:
         try:
@@ -140,7 +150,7 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: ReadinessChe
     layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
 
 
-def _status(check: ReadinessCheck, address: str) -> str:
+def _status(check: GatewayCheck, address: str) -> str:
     try:
         reply = check.status(address, check.settings.reply_timeout_s)
     except NotReady as refused:  # shown as a warning with what the bridge said
@@ -150,7 +160,8 @@ def _status(check: ReadinessCheck, address: str) -> str:
 
 
 def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
-    took = check_feed(gateway, s.host, s.pub_port, s.connect_timeout_s + s.reply_timeout_s)
+    took = check_feed(gateway, s.host, s.pub_port,
+                      Deadline(s.connect_timeout_s + s.reply_timeout_s))
     return f"port {s.pub_port} handshake in {took:.1f} ms"
 
 

@@ -1,0 +1,105 @@
+"""Addresses as users write them and as sockets need them: hosts, ports, URLs.
+
+One home for the rules every layer shares: what an IP literal is, how ``host:port`` is
+split, how an IPv6 address is bracketed, and how a URL is shown without its password.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.parse
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise ValueError("expected a port number 1-65535") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("expected a port number 1-65535")
+    return port
+
+
+def parse_host(text: str) -> str:
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):  # accept the URL form of IPv6 literals
+        host = host[1:-1]
+        if ip_family(host) != 6:
+            raise ValueError("brackets are only for IPv6 literals")
+    if not host:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() or ch in "/?#@" for ch in host) or (":" in host and not ip_family(host)):
+        raise ValueError("expected a host name, IPv4 or IPv6 literal (no scheme, port or path)")
+    return host
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: expected host:port")
+    return parse_host(host), parse_port(port)
+
+
+def ip_family(text: str) -> int | None:
+    """4 or 6 for an IP literal, None for anything else (a name to resolve)."""
+    # inet_pton is in C and already loaded; the ipaddress module costs a millisecond of
+    # start-up on every container start.
+    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+        try:
+            socket.inet_pton(family, text)
+        except (OSError, ValueError):
+            continue
+        return version
+    return None
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379,
+                 "postgresql": 5432, "postgres": 5432}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (user names are kept: they help)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@{bracket(parts.hostname or '')}" + (
+        f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """The host and port a URL names (the scheme's default port when it has none)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{redact_url(url)!r} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{redact_url(url)!r} has an invalid port") from None
+    if port is None:
+        port = DEFAULT_PORTS.get(parts.scheme)
+    if port is None:
+        raise ValueError(f"{redact_url(url)!r} needs a port")
+    return parts.hostname, port
+
+
+def bracket(host: str) -> str:
+    """``host`` as it stands before ``:port``: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def address_text(address: str, port: int | str) -> str:
+    """``address:port``, with brackets around an IPv6 address."""
+    return f"{bracket(address)}:{port}"
+
+
+def socket_family(address: str) -> int:
+    """The socket family of an IP literal (a name resolves to literals first)."""
+    return socket.AF_INET6 if ip_family(address) == 6 else socket.AF_INET
+
+
+def endpoint(address: str, port: int) -> str:
+    """The ZeroMQ endpoint for an IP literal and port."""
+    return f"tcp://{address_text(address, port)}"

@@ -1,0 +1,59 @@
+"""``mt5-gate health``: one bounded attempt for Docker/Compose/Kubernetes healthchecks.
+
+Exit 0 when the gateway answers, 1 otherwise (never 2, which Docker reserves), and at
+most one short line of output (Docker keeps only the last 4 KB of it). That contract holds
+for everything: a usage error or a signal is "unhealthy" too, never 64 or 143.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+from entrypoint.commands import settings_for
+from entrypoint.config import HEALTH_OPTIONS, GateSettings
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, GateSignal, UsageError
+from entrypoint.gateway.check import GatewayCheck
+from entrypoint.gateway.zmq_client import ZmqGateway
+from entrypoint.logs import configure_logging
+
+HEALTHY, UNHEALTHY = 0, 1
+MAX_LINE = 200
+
+
+def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
+    try:
+        settings = settings_for(args, environ, HEALTH_OPTIONS)
+        configure_logging(settings.log_format, "error")
+        return run_health(settings)
+    except UsageError as exc:
+        return report_usage_error(exc)
+    except GateSignal as sig:
+        return emit(sys.stdout, UNHEALTHY, f"unhealthy: stopped by {sig.name}")
+
+
+def report_usage_error(exc: UsageError) -> int:
+    """Docker reads exit 1 and one line; 64 would mean nothing to it."""
+    return emit(sys.stdout, UNHEALTHY, f"unhealthy: {exc.message}")
+
+
+def run_health(settings: GateSettings, out: TextIO | None = None) -> int:
+    stream = out if out is not None else sys.stdout
+    try:
+        with ZmqGateway(curve=settings.curve) as gateway:
+            ready = GatewayCheck(settings, gateway).attempt(Deadline(settings.timeout_s))
+    except AttemptFailed as failure:
+        return emit(stream, UNHEALTHY,
+                    f"unhealthy: {settings.target} {failure.reason}: {failure.error}")
+    return emit(stream, HEALTHY, f"healthy: {settings.target} answered PING in "
+                                 f"{ready.rtt_ms} ms")
+
+
+def emit(stream: TextIO, code: int, line: str) -> int:
+    text = " ".join(line.split())  # one line, whatever the error text contained
+    stream.write((text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "...") + "\n")
+    stream.flush()
+    return code

@@ -1,0 +1,162 @@
+"""``mt5-gate wait``: wait for the gateway, log why it is not there yet, then exec the runner.
+
+The gateway is waited for on the main thread, where signals arrive; each ``--also`` target
+on a thread of its own, under the same deadline and backoff. The exec happens only after
+every one of them has positively reported ready: a target's thread that fails, in any way
+(an unexpected exception included), ends the wait (fail closed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from entrypoint import targets
+from entrypoint.addresses import redact_url
+from entrypoint.commands import settings_for
+from entrypoint.config import GATE_OPTIONS, GateSettings, split_list
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed, GateError, UsageError
+from entrypoint.gateway.check import GatewayCheck, Ready
+from entrypoint.gateway.dialect import NotReady
+from entrypoint.gateway.zmq_client import ZmqGateway
+from entrypoint.handoff import exec_runner, resolve_command
+from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.retry import BackoffWithJitter, wait_until_ready
+from entrypoint.targets.base import Context, Target
+
+
+def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]) -> int:
+    settings = settings_for(args, environ, GATE_OPTIONS)
+    also = args.also if args.also is not None else split_list(environ.get("GATE_ALSO", ""))
+    context = Context(environ, settings)
+    others = [_also_target(url, context) for url in also]
+    configure_logging(settings.log_format, settings.log_level)
+    return run_wait(settings, command, environ, others)
+
+
+def _also_target(url: str, context: Context) -> Target:
+    """Validate one ``--also`` URL now, so a typo is a usage error, not a 10-minute wait."""
+    try:
+        return targets.from_url(url, context)
+    except ValueError as exc:
+        shown = redact_url(url)
+        raise UsageError(f"--also / GATE_ALSO: {shown!r}: {exc}") from None
+
+
+def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str],
+             dependencies: Sequence[Target] = ()) -> int:
+    """Wait until the gateway and every dependency are ready; then exec ``command`` (never
+    returning) or return 0 when there is none."""
+    log = get_logger()
+    # Resolve first: a typo in the runner's name fails now, not after a 10-minute outage.
+    program = resolve_command(command, environ) if command else None
+    deadline = Deadline(settings.timeout_s)
+    backoff = BackoffWithJitter(settings.backoff_initial_s, settings.backoff_max_s)
+    log.info(
+        "gate.start", target=settings.target, pid=os.getpid(),
+        deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
+        reply_timeout_s=settings.reply_timeout_s,
+        backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
+        expect_status=sorted(settings.expect_status), **settings.dialect.describe(),
+        command=list(command) or None,
+        also=[dep.shown for dep in dependencies] or None,
+        curve=settings.curve.describe() if settings.curve else None,
+    )
+    others = None
+    if dependencies:
+        others = AlsoWaiter(list(dependencies), deadline, log, backoff,
+                            settings.connect_timeout_s + settings.reply_timeout_s)
+    with ZmqGateway(curve=settings.curve) as gateway:
+        check = GatewayCheck(settings, gateway)
+        ready, attempts = wait_until_ready(
+            check, deadline, log, backoff=backoff,
+            before_attempt=others.raise_if_failed if others else None,
+            hint=lambda reason: reason.hint_for(settings.host, settings.port))
+        log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
+                 rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
+                 reply=untrusted(ready.reply))
+        log.info("gate.status", **_status_fields(check, ready))
+    if others is not None:
+        others.join()
+    if program is None:
+        return 0
+    log.info("gate.exec", argv=list(command), program=program)
+    exec_runner(program, command)
+    raise AssertionError("exec_runner returned")  # pragma: no cover
+
+
+def _status_fields(check: GatewayCheck, ready: Ready) -> dict[str, Any]:
+    """STATUS is informational: its outcome is logged, and never holds the runner back."""
+    if check.settings.dialect.status is None:
+        return {"requested": False}
+    try:
+        reply = check.status(ready.address, check.status_timeout(ready))
+    except NotReady as refused:  # an error-shaped reply: shown, not taken for a status
+        return {"available": False, "reason": refused.reason.value,
+                "reply": untrusted(refused.reply), "error": refused.error}
+    except AttemptFailed as failure:
+        return {"available": False, "reason": failure.reason.value, "error": failure.error}
+    return {"available": True, "reply": untrusted(reply)}
+
+
+class _TargetCheck:
+    """One ``--also`` target as what ``wait_until_ready`` retries: its detail is the reply."""
+
+    def __init__(self, target: Target, attempt_timeout: float) -> None:
+        self.target = target
+        self.attempt_timeout = attempt_timeout
+
+    def attempt(self, deadline: Deadline) -> str:
+        return self.target.probe(deadline.capped(self.attempt_timeout))
+
+    def watch_pause(self, _seconds: float) -> str | None:
+        return None
+
+
+class AlsoWaiter:
+    """Waits for every ``--also`` target on its own daemon thread; ``join`` collects the
+    outcome. A thread that ends other than "ready" leaves an error behind, so it can never
+    be taken for ready."""
+
+    def __init__(self, others: list[Target], deadline: Deadline, log: Any,
+                 backoff: BackoffWithJitter, attempt_timeout: float) -> None:
+        self._errors: list[Exception] = []
+        self._threads = [
+            threading.Thread(target=self._wait_one, daemon=True, name=f"also-{i}",
+                             args=(other, deadline, log.bind(target=other.shown), backoff,
+                                   attempt_timeout))
+            for i, other in enumerate(others)]
+        for thread in self._threads:
+            thread.start()
+
+    def _wait_one(self, target: Target, deadline: Deadline, log: Any,
+                  backoff: BackoffWithJitter, attempt_timeout: float) -> None:
+        try:
+            detail, attempts = wait_until_ready(
+                _TargetCheck(target, attempt_timeout), deadline, log, backoff=backoff,
+                hint=lambda reason: reason.hint_for(target.host, target.port))
+        except GateError as exc:
+            exc.target = target.shown
+            self._errors.append(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - fail closed: the main thread re-raises it
+            # (exit 70, one gate.error with this traceback), so it is never taken for ready.
+            exc.add_note(f"in the --also check of {target.shown}")
+            self._errors.append(exc)
+            return
+        log.info("gate.dependency_ready", attempt=attempts,
+                 elapsed_s=round(deadline.elapsed(), 3), detail=detail)
+
+    def raise_if_failed(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def join(self) -> None:
+        """Block until every target is ready (signals still interrupt); raise a failure."""
+        for thread in self._threads:
+            thread.join()
+        self.raise_if_failed()

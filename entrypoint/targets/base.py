@@ -1,0 +1,44 @@
+"""The shape every target shares: its kind, its context, its probe (see ``targets``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from entrypoint.deadline import Deadline
+
+if TYPE_CHECKING:
+    from entrypoint.config import GateSettings
+
+Probe = Callable[[Deadline], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a target may borrow from the gate's configuration."""
+
+    environ: Mapping[str, str]
+    settings: GateSettings  # the gateway's: its dialect, CURVE keys and timeouts
+    message_within_s: float | None = None  # mesh: a PUB port must also publish this soon
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    name: str
+    phase: str  # mesh's phase: local, network, application or external
+    build: Callable[[str, Context], Probe]
+    schemes: tuple[str, ...] = ()  # --also URL schemes; none: mesh only
+    whole_url: bool = False  # the probe takes the URL itself, not host:port after "://"
+    needs: str | None = None  # an optional client library (the `mesh` extra)
+    gateway: bool = False  # a gateway port: its failures get the gateway's hints
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    kind: Kind
+    text: str  # as configured
+    shown: str  # as logged: any password replaced by ***
+    probe: Probe
+    host: str = ""  # for the reasons' hints
+    port: int = 0

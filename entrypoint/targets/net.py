@@ -1,0 +1,41 @@
+"""Network targets: a TCP port, a DNS name, an ICMP echo."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from entrypoint.addresses import address_text, parse_host, split_host_port
+from entrypoint.deadline import Deadline
+from entrypoint.gateway.tcp import reach, resolve
+from entrypoint.targets import icmp as icmp_echo
+
+if TYPE_CHECKING:
+    from entrypoint.targets.base import Context, Probe
+
+
+def tcp(text: str, _context: Context) -> Probe:
+    host, port = split_host_port(text)
+
+    def probe(deadline: Deadline) -> str:
+        result = reach(host, port, deadline)
+        return f"connected to {address_text(result.address, port)} in {result.connect_ms:.1f} ms"
+
+    return probe
+
+
+def dns(name: str, _context: Context) -> Probe:
+    parse_host(name)
+
+    def probe(deadline: Deadline) -> str:
+        return ", ".join(address for _family, address in resolve(name, 0, deadline)[:4])
+
+    return probe
+
+
+def icmp(host: str, _context: Context) -> Probe:
+    parse_host(host)
+
+    def probe(deadline: Deadline) -> str:
+        return f"echo reply in {icmp_echo.echo(host, deadline):.1f} ms"
+
+    return probe

@@ -1,0 +1,90 @@
+"""The layout the README's "Layout" section describes, checked against the imports.
+
+Every ``import`` (type-only ones included) of every module under ``entrypoint/`` is read
+from its source: the graph must have no circle, and no module may import from a layer
+above its own.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / "entrypoint"
+# Bottom to top, as in the README. A module not listed here fails the test: a new module
+# must be given its place.
+LAYERS: list[set[str]] = [
+    {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
+     "checks", "report", "demo_runner", "commands.sim_dialects"},
+    {"gateway", "gateway.tcp", "gateway.dialect"},
+    {"config", "curve"},
+    {"gateway.zmq_client", "gateway.check", "retry"},
+    {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",
+     "targets.zmq", "targets"},
+    {"commands", "commands.wait", "commands.probe", "commands.health", "commands.mesh",
+     "commands.sim"},
+    {"cli", "__main__"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    name = ".".join(part for part in parts if part != "__init__")
+    return name or "entrypoint"
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.startswith("entrypoint"):
+            base = node.module.removeprefix("entrypoint").lstrip(".") or "entrypoint"
+            names = [f"{base}.{alias.name}" if base != "entrypoint" else alias.name
+                     for alias in node.names]
+            names = [name if name in known else base for name in names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name.removeprefix("entrypoint.") for alias in node.names
+                     if alias.name.startswith("entrypoint")]
+        found.update(names)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: imports(path, set(paths)) - {name} for name, path in paths.items()}
+
+
+def layer(name: str) -> int:
+    return next(index for index, members in enumerate(LAYERS) if name in members)
+
+
+def test_every_module_has_a_place_in_the_layers() -> None:
+    """The README's layers name every module there is, and no module that is gone."""
+    assert set(graph()) == set().union(*LAYERS)
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    """Imports only go down (or sideways within a layer)."""
+    upward = [(name, imported) for name, targets in graph().items() for imported in targets
+              if layer(imported) > layer(name)]
+    assert upward == []
+
+
+def test_the_import_graph_has_no_circle() -> None:
+    """No module reaches itself through its imports, type-only imports included."""
+    edges = graph()
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join((*path, name))
+        if name in done:
+            return
+        for imported in sorted(edges[name]):
+            visit(imported, (*path, name))
+        done.add(name)
+
+    for name in sorted(edges):
+        visit(name, ())
