@@ -22,6 +22,29 @@ from tests.helpers import REPO, poll_until, skip_or_fail
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/mt5-base:bookworm")
 IMAGE = "localhost/mt5-strategy:test"
 
+# The hardened run the README documents: what OpenShift and a careful Docker user impose.
+# `--read-only-tmpfs=false` because podman (unlike Docker) would otherwise mount a writable
+# /tmp into a read-only container: the gate must not need one.
+HARDENED = ("--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
+            "--security-opt", "no-new-privileges", "--user", "1000650000:0",
+            "--memory", "64m", "--memory-swap", "64m", "--pids-limit", "32")
+
+
+@contextmanager
+def pod(name: str) -> Iterator[str]:
+    """A podman pod (one network namespace: its containers talk over loopback)."""
+    podman("pod", "rm", "--force", name, check=False, timeout=60)
+    podman("pod", "create", "--name", name, timeout=60)
+    try:
+        yield name
+    finally:
+        podman("pod", "rm", "--force", "--time", "2", name, check=False, timeout=60)
+
+
+def container_logs(name: str) -> list[str]:
+    done = podman("logs", name, check=False, timeout=60)
+    return (done.stdout + done.stderr).splitlines()
+
 
 def require_podman() -> None:
     problem = None

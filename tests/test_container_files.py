@@ -66,7 +66,8 @@ def test_compose_file_is_valid_compose_v2() -> None:
 
 
 def test_compose_file_has_what_production_needs() -> None:
-    """init, restart, healthcheck without spaces, rotation, mt5-net, sim profile, depends_on."""
+    """init, restart, healthcheck without spaces, rotation, mt5-net, sim profile, depends_on,
+    and the hardening that gets in no runner's way."""
     config = compose_config(GATEWAY_HOST="172.19.141.255")
     services = config["services"]
     runner = services["strategy_runner"]
@@ -85,6 +86,10 @@ def test_compose_file_has_what_production_needs() -> None:
     assert services["tick_monitor"]["depends_on"]["strategy_runner"]["condition"] == \
         "service_healthy"
     assert "start_interval" not in runner["healthcheck"]  # podman's API refuses it
+    for name in ("strategy_runner", "gateway-sim"):  # hardened (README "Hardened run")
+        assert services[name]["cap_drop"] == ["ALL"]
+        assert services[name]["security_opt"] == ["no-new-privileges:true"]
+    assert services["gateway-sim"]["read_only"] is True
 
 
 def test_compose_defaults_to_the_simulator_without_env() -> None:

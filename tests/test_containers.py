@@ -4,24 +4,31 @@ Compose v2 against podman's API (marker `container`; see shared/CONTAINERS.md)."
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.containers import (
+    HARDENED,
     Compose,
     build_image,
+    container_logs,
     elapsed,
     healthcheck_driver,
     json_events,
+    pod,
     podman,
     podman_api,
     require_podman,
     wait_for_line,
 )
+from tests.helpers import REPO
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(420)]
 
@@ -121,3 +128,83 @@ def test_stop_while_waiting_ends_in_under_2s_with_143(docker_host: str) -> None:
     assert events[-1]["event"] == "gate.signal"
     assert events[-1]["signal"] == "SIGTERM"
     print(f"stop while waiting: {took:.2f} s, exit {state['ExitCode']}")
+
+
+def test_hardened_run_waits_logs_and_execs_the_runner_as_pid_1(image: str) -> None:
+    """Read-only root, no capabilities, no-new-privileges, an OpenShift-style arbitrary UID
+    with group 0, 64 MiB and 32 PIDs: the gate waits for a late gateway, logs JSON, answers
+    a healthcheck, and execs the runner as PID 1 with that UID."""
+    # The runner's line must not appear verbatim in its own command (logged by gate.start).
+    runner = ("import os; print('runner', f'pid={os.getpid()} uid={os.getuid()} "
+              "gid={os.getgid()}', flush=True); import time; time.sleep(120)")
+    with pod(f"mt5hard{os.getpid()}") as name:
+        gate = f"{name}-gate"
+        podman("run", "--detach", "--name", gate, "--pod", name, *HARDENED,
+               "-e", "GATEWAY_HOST=127.0.0.1", "-e", "GATE_TIMEOUT=120", image,
+               "python", "-c", runner, timeout=120)
+        # 60 s: podman start-up of a cold container on a loaded 2-core machine, not the gate
+        wait_for_line(lambda: container_logs(gate), "gate.attempt_failed", 60)
+        waiting_health = podman("exec", gate, "mt5-gate", "health", check=False, timeout=60)
+        podman("run", "--detach", "--name", f"{name}-sim", "--pod", name, "--entrypoint",
+               "mt5-gate", image, "sim", "--bind", "127.0.0.1", timeout=120)
+        # 60 s: the gate's backoff is at most 5 s by then; the rest is podman on a busy host
+        lines = wait_for_line(lambda: container_logs(gate), "runner pid=1 uid=", 60)
+        ready_health = podman("exec", gate, "mt5-gate", "health", check=False, timeout=60)
+        state = podman("inspect", gate, "--format",
+                       "{{.State.Running}} {{.State.OOMKilled}} {{.HostConfig.ReadonlyRootfs}}",
+                       timeout=60).stdout.split()
+    events = json_events(lines)
+    order = [e["event"] for e in events]
+    assert order[0] == "gate.start", lines
+    assert events[0]["pid"] == 1
+    assert order.index("gate.attempt_failed") < order.index("gate.ready") < \
+        order.index("gate.exec")
+    assert "runner pid=1 uid=1000650000 gid=0" in lines
+    assert waiting_health.returncode == 1, waiting_health.stdout + waiting_health.stderr
+    assert ready_health.returncode == 0, ready_health.stdout + ready_health.stderr
+    assert state == ["true", "false", "true"]
+
+
+def test_kube_play_deployment_waits_for_a_late_gateway_and_its_liveness_probe_passes(
+        image: str, tmp_path: Path) -> None:
+    """deploy/k8s as shipped (ConfigMap + Deployment), run by `podman kube play` with a
+    pod-local simulated gateway 6 s late: the gate waits, execs the runner as PID 1 under the
+    manifest's security context, and the probe podman honours (livenessProbe, turned into a
+    container healthcheck) passes. startupProbe and readinessProbe are not honoured by podman
+    4.3: only a real cluster runs them (README)."""
+    documents = [yaml.safe_load((REPO / "deploy" / "k8s" / f).read_text())
+                 for f in ("configmap.yaml", "deployment.yaml")]
+    configmap, deployment = documents
+    configmap["data"]["GATEWAY_HOST"] = "127.0.0.1"  # the pod-local simulator
+    spec = deployment["spec"]["template"]["spec"]
+    strategy = spec["containers"][0]
+    strategy["image"] = image
+    spec["containers"].append({
+        "name": "gateway-sim", "image": image,
+        "command": ["mt5-gate", "sim", "--bind", "127.0.0.1", "--start-delay", "6",
+                    "--log-format", "json"]})
+    manifest = tmp_path / "play.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    container = f"{deployment['metadata']['name']}-pod-0-{strategy['name']}"
+    podman("kube", "play", "--replace", str(manifest), timeout=180)
+    try:
+        # 90 s: the simulator's 6 s delay plus podman start-up on a busy host
+        lines = wait_for_line(lambda: container_logs(container), "gate.exec", 90)
+        healthcheck = json.loads(podman("inspect", container, "--format",
+                                        "{{json .Config.Healthcheck.Test}}",
+                                        timeout=60).stdout)
+        probe = podman("healthcheck", "run", container, check=False, timeout=60)
+        inspected = podman("inspect", container, "--format",
+                           "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
+                           "{{.State.Health.Status}}", timeout=60).stdout.split()
+        top = podman("top", container, "pid", "args", timeout=60).stdout.splitlines()
+    finally:
+        podman("kube", "down", str(manifest), check=False, timeout=120)
+    order = [e["event"] for e in json_events(lines)]
+    assert order[0] == "gate.start"
+    assert order.index("gate.attempt_failed") < order.index("gate.ready") < \
+        order.index("gate.exec")
+    assert healthcheck[1:3] == ["mt5-gate", "health"]  # the livenessProbe's command
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    assert inspected == ["10001:10001", "true", "healthy"]
+    assert top[1].split() == ["1", "python", "-m", "entrypoint.demo_runner"]
