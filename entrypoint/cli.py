@@ -130,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--file", metavar="PATH", default=None,
                       help="TOML mesh file adding checks [env GATE_MESH_FILE]")
     mesh.add_argument("--json", action="store_true", help="print one JSON document")
+    explain = commands.add_parser(
+        "explain", help="read the gate's JSON log back: what it waited for, what went wrong, "
+                        "what to do",
+        usage="mt5-gate explain [FILE] [--json]",
+        description="Reads the gate's log lines from FILE or standard input (e.g. `docker "
+                    "logs mt5-strategy 2>&1 | mt5-gate explain`), skips every line that is "
+                    "not the gate's, and prints a three-sentence summary, the advice for the "
+                    "reason that mattered (hint, TROUBLESHOOTING section, next command) and "
+                    "a timeline per gate run (a restarted container has several).",
+        epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
+               "66 FILE cannot be read", formatter_class=raw)
+    explain.add_argument("file", nargs="?", metavar="FILE", default=None,
+                         help="a log file (default: standard input; - is standard input)")
+    explain.add_argument("--json", action="store_true", help="print one JSON document")
     sim_command.add_arguments(commands.add_parser(
         "sim", help="run a simulated MT5 gateway (REQ/REP and PUB) for development and tests",
         description="A simulated MT5 ZeroMQ bridge with fault knobs."))
@@ -145,7 +159,7 @@ def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
-COMMANDS = ("wait", "probe", "health", "mesh", "sim")
+COMMANDS = ("wait", "probe", "health", "mesh", "sim", "explain")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -69,7 +69,9 @@ def configure_logging(log_format: str = "auto", level: str = "info",
     """Point structlog at ``stream`` (stderr) with the renderer the format asks for."""
     out = stream if stream is not None else sys.stderr
     renderer: Any
+    for_people: list[Any] = []
     if use_console(log_format, out):
+        for_people = [_HintOncePerReason()]
         colors = _isatty(out) and "NO_COLOR" not in os.environ
         renderer = structlog.dev.ConsoleRenderer(
             colors=colors, sort_keys=False,
@@ -84,6 +86,7 @@ def configure_logging(log_format: str = "auto", level: str = "info",
             _order_keys,
             structlog.processors.format_exc_info,
             _scrub_secrets,
+            *for_people,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -92,6 +95,23 @@ def configure_logging(log_format: str = "auto", level: str = "info",
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+
+
+class _HintOncePerReason:
+    """Console only: a person reads the hint once per change of reason (per target), not on
+    every attempt. JSON keeps it on every line: a machine, or `explain`, may see any one."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+                 ) -> MutableMapping[str, Any]:
+        if event.get("event") == "gate.attempt_failed" and "hint" in event:
+            target, reason = str(event.get("target", "")), str(event.get("reason"))
+            if self._last.get(target) == reason:
+                del event["hint"]
+            self._last[target] = reason
+        return event
 
 
 def _scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]

@@ -253,6 +253,7 @@ def wait_until_ready(
     before_attempt: Callable[[], None] | None = None,
     hint: Callable[[Reason], str] = _bare_hint,
     on_failure: Callable[[AttemptDetails], None] | None = None,
+    name: str = "the gateway",
 ) -> tuple[T, int]:
     """Retry ``check`` until it succeeds; return (its outcome, attempt number) or raise.
 
@@ -278,7 +279,7 @@ def wait_until_ready(
             wait.report(exc, None)
         reason = wait.last_failure.reason if wait.last_failure else Reason.TIMEOUT
         raise GatewayTimeout(
-            f"the gateway did not answer within {deadline.timeout_s:g} s",
+            f"{name} did not answer within {deadline.timeout_s:g} s",
             hint=hint(reason), attempts=wait.attempts, last_reason=reason.value,
             elapsed_s=round(deadline.elapsed(), 3)) from None
     return outcome, wait.attempts

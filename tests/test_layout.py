@@ -17,14 +17,14 @@ PACKAGE = REPO / "entrypoint"
 # must be given its place.
 LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
-     "checks", "report", "demo_runner", "commands.sim_dialects"},
+     "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog"},
     {"gateway", "gateway.tcp", "gateway.dialect"},
     {"config", "curve"},
     {"gateway.zmq_client", "gateway.check", "retry"},
     {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",
      "targets.zmq", "targets"},
     {"commands", "commands.wait", "commands.probe", "commands.health", "commands.mesh",
-     "commands.sim"},
+     "commands.sim", "commands.explain"},
     {"cli", "__main__"},
 ]
 

@@ -138,7 +138,7 @@ class AlsoWaiter:
         try:
             detail, attempts = wait_until_ready(
                 _TargetCheck(target, attempt_timeout), deadline, log, backoff=backoff,
-                hint=lambda reason: reason.hint_for(target.host, target.port))
+                hint=lambda reason: reason.hint_for(target.host, target.port), name=target.shown)
         except GateError as exc:
             exc.target = target.shown
             self._errors.append(exc)

@@ -1,0 +1,296 @@
+"""`mt5-gate explain`: logs of real gate runs read back, and hostile input survived."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from tests.helpers import (
+    GATE,
+    REPO,
+    Proc,
+    StartGateway,
+    base_env,
+    free_port,
+    start_sim,
+)
+
+FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
+        "--reply-timeout", "1"]
+
+
+def gate_log(args: list[str], env: dict[str, str] | None = None) -> bytes:
+    """A real gate run's stderr and stdout, interleaved as `docker logs 2>&1` shows them."""
+    done = subprocess.run([*GATE, *args], env=env or base_env(), cwd=REPO, check=False,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=60)
+    return done.stdout
+
+
+def explain(data: bytes, *args: str, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*GATE, "explain", *args], input=data, env=env or base_env(),
+                          cwd=REPO, capture_output=True, check=False, timeout=60)
+    result = subprocess.CompletedProcess(done.args, done.returncode,
+                                         done.stdout.decode("utf-8"),
+                                         done.stderr.decode("utf-8", "replace"))
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
+def explained(data: bytes) -> tuple[str, dict[str, Any]]:
+    """(the text for people, the JSON for machines) of the same log."""
+    text, machine = explain(data), explain(data, "--json")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert machine.returncode == 0
+    return text.stdout, json.loads(machine.stdout)
+
+
+def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec() -> None:
+    """The gateway binds 1.5 s late: refused for about that long, then ready and the exec;
+    the runner's own output in the same log is skipped."""
+    port = free_port()
+    sim, _ = start_sim("--port", str(port), "--start-delay", "1.5", wait_listening=False)
+    try:
+        log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                        "--timeout", "30", "--", "echo", "runner says hello"])
+    finally:
+        sim.stop()
+    text, machine = explained(log)
+    (run,) = machine["runs"]
+    assert run["outcome"] == "exec"
+    assert run["phases"][0]["reason"] == "refused"
+    assert run["phases"][0]["attempts"] >= 2
+    # the phase lasts until the gateway answered: the 1.5 s delay, less the sim's start-up
+    assert 0.5 < run["phases"][0]["duration_s"] < run["duration_s"] + 0.01
+    assert machine["lines"]["other"] >= 1  # "runner says hello"
+    assert "refused for" in text
+    assert "started `echo runner says hello`" in text
+    assert "exec echo runner says hello" in text
+
+
+def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_port() -> None:
+    port = free_port()
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                    "--timeout", "1.5"])
+    text, machine = explained(log)
+    assert machine["runs"][0]["outcome"] == "timeout"
+    assert machine["runs"][0]["exit_code"] == 69
+    assert "gave up after" in text
+    assert f"Nothing listens on 127.0.0.1:{port}" in text
+    assert "docs/TROUBLESHOOTING.md#refused" in text
+    assert f"Next: `mt5-gate probe --host 127.0.0.1 --port {port}`" in text
+
+
+def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure() -> None:
+    gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST])
+    try:
+        gate.wait_for_event("gate.attempt_failed")
+        gate.signal(signal.SIGTERM)
+        assert gate.wait(timeout=10) == 143  # a hang would be the 600 s default deadline
+    finally:
+        gate.kill()
+    text, machine = explained("\n".join(gate.stderr_lines).encode())
+    assert machine["runs"][0]["outcome"] == "signal"
+    assert "stopped by SIGTERM" in text
+
+
+def test_a_restart_loop_is_several_runs() -> None:
+    """Three runs of a container that keeps timing out, in one log."""
+    port = free_port()
+    log = b"".join(gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                             "--timeout", "0.5"]) for _ in range(3))
+    text, machine = explained(log)
+    assert machine["runs_seen"] == 3
+    assert [r["outcome"] for r in machine["runs"]] == ["timeout"] * 3
+    assert "restarted 2 times" in text
+    assert "run 3 of 3" in text
+
+
+def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(
+        gateway: StartGateway) -> None:
+    _sim, port = gateway()
+    dependency = f"tcp://127.0.0.1:{free_port()}"
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout",
+                    "1.5", "--also", dependency])
+    text, machine = explained(log)
+    run = machine["runs"][0]
+    assert run["outcome"] == "timeout"
+    assert run["diagnosis"]["target"] == dependency
+    assert f"{dependency} never answered" in text
+    assert f"--also {dependency}" in text  # the next command reproduces that dependency
+
+
+def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path) -> None:
+    """A gateway with CURVE, a gate holding another server's key: exit 78, auth."""
+    server_public, server_secret = zmq.curve_keypair()
+    other_public, _ = zmq.curve_keypair()
+    (tmp_path / "server.secret").write_bytes(server_secret)
+    sim, port = start_sim("--curve-secret-key-file", str(tmp_path / "server.secret"))
+    try:
+        log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST],
+                       env=base_env(GATEWAY_CURVE_SERVER_KEY=other_public.decode()))
+    finally:
+        sim.stop()
+    text, machine = explained(log)
+    run = machine["runs"][0]
+    assert run["outcome"] == "error"
+    assert run["exit_code"] == 78
+    assert "docs/TROUBLESHOOTING.md#auth" in text
+    assert server_public.decode() not in text  # keys never printed
+    assert other_public.decode() not in text
+
+
+# --- hostile input ----------------------------------------------------------------------
+
+
+def _real_outage_log() -> bytes:
+    port = free_port()
+    return gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                     "--timeout", "1"])
+
+
+def test_cut_lines_interleaved_output_and_garbage_never_break_it() -> None:
+    """A real log cut at random places, with runner output, foreign JSON, binary garbage
+    and lines from other versions of the gate (missing or mistyped fields, unknown events)
+    mixed in: always exit 0 with the gate's story, and the unreadable lines counted."""
+    real = _real_outage_log().splitlines(keepends=True)
+    rng = random.Random(20261123)
+    other_versions = [
+        b'{"event": "gate.start"}\n',
+        b'{"event": "gate.attempt_failed", "attempt": "x", "elapsed_s": "abc", '
+        b'"timestamp": "yesterday", "reason": 5, "suppressed": -3}\n',
+        b'{"event": "gate.future_event", "whatever": [1, 2]}\n',
+        b'{"event": "gate.ready", "rtt_ms": null}\n',
+        b'{"event": "gate.attempt_failed", "target": {"not": "a string"}}\n',
+        b'[1, 2, "gate.start"]\n',
+        b'{"event": ["gate.exec"]}\n',
+    ]
+    for trial in range(20):
+        lines = list(real)
+        cut = rng.randrange(len(lines))
+        lines[cut] = lines[cut][: rng.randrange(len(lines[cut]))]  # cut mid-line
+        lines.insert(rng.randrange(len(lines)), b"INFO runner: strategy loaded\n")
+        lines.insert(rng.randrange(len(lines)), b'{"level": "info", "event": "tick"}\n')
+        lines.insert(rng.randrange(len(lines)), bytes(rng.randrange(256) for _ in range(300)))
+        lines.insert(rng.randrange(len(lines)), rng.choice(other_versions))
+        done = explain(b"".join(lines), *(["--json"] if trial % 2 else []))
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"\n\n\n",
+    b"\x00" * 10000,
+    bytes(range(256)) * 100,
+    b'{"event": "gate.start", ' * 1000,
+    b"x" * (3 * 1024 * 1024),  # one 3 MiB line, no newline
+    b'{"event": "gate.start", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}\n",
+    "αβγ 日本語 \u202e\n".encode(),
+], ids=["empty", "blank", "nul", "all-bytes", "unterminated", "huge-line", "deep", "unicode"])
+def test_input_without_a_readable_gate_line_says_so_and_exits_1(data: bytes) -> None:
+    done = explain(data)
+    assert done.returncode == 1
+    assert "No line of the gate was found" in done.stdout
+
+
+def test_a_gate_line_after_garbage_and_a_huge_line_is_still_read() -> None:
+    data = bytes(range(256)) * 10 + b"\n" + b"y" * (1024 * 1024) + b"\n" + _real_outage_log()
+    done = explain(data, "--json")
+    assert done.returncode == 0
+    machine = json.loads(done.stdout)
+    assert machine["runs"][0]["outcome"] == "timeout"
+    assert machine["lines"]["overlong"] == 1
+
+
+def test_memory_stays_bounded_on_a_long_log(tmp_path: Path) -> None:
+    """About 60 MB of gate lines (a 20 000-restart loop with flapping reasons): the peak
+    RSS stays far below the input size, because lines are streamed and runs summarised.
+    Time and memory figures are in benchmarks/bench_explain.py; this guards the design."""
+    one_run = _real_outage_log()
+    flapping = b"".join(
+        json.dumps({"timestamp": "2026-11-23T00:00:01Z", "level": "warning",
+                    "event": "gate.attempt_failed", "attempt": i,
+                    "reason": ("refused", "timeout")[i % 2], "hint": "h" * 200}).encode()
+        + b"\n" for i in range(300))
+    path = tmp_path / "long.log"
+    with path.open("wb") as out:
+        while out.tell() < 60 * 1024 * 1024:
+            out.write(one_run + flapping)
+    script = ("import resource, subprocess, sys; "
+              f"subprocess.run({[*GATE, 'explain', '--json', str(path)]!r}, "
+              "stdout=subprocess.DEVNULL, check=True); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", script], env=base_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    peak_mib = int(done.stdout) / 1024
+    # The interpreter and the gate's imports take ~30 MiB; holding the input would be 60+.
+    assert peak_mib < 50, peak_mib
+
+
+def test_missing_file_is_exit_66_in_one_line(tmp_path: Path) -> None:
+    done = explain(b"", str(tmp_path / "nope.log"))
+    assert done.returncode == 66
+    assert done.stderr.count("\n") == 1
+    assert "cannot read" in done.stderr
+
+
+def test_usage_error_is_one_plain_line_and_64() -> None:
+    done = explain(b"", "--bogus")
+    assert done.returncode == 64
+    assert done.stderr.startswith("mt5-gate")
+    assert "--bogus" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_colour_only_on_a_tty_and_never_with_no_color() -> None:
+    """Through a pipe, no escape codes; on a pseudo-terminal, bold titles unless NO_COLOR."""
+    import pty
+
+    data = _real_outage_log()
+    assert "\x1b[" not in explain(data).stdout
+    for no_color, expected in ((None, True), ("1", False)):
+        controller, terminal = pty.openpty()
+        env = base_env(**({"NO_COLOR": no_color} if no_color else {}))
+        proc = subprocess.Popen([*GATE, "explain"], stdin=subprocess.PIPE, stdout=terminal,
+                                stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+        os.close(terminal)
+        assert proc.stdin is not None
+        proc.stdin.write(data)
+        proc.stdin.close()
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other end closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(controller)
+        assert proc.wait(timeout=30) == 0
+        assert (b"\x1b[1m" in output) is expected
+
+
+def test_console_format_prints_a_hint_once_per_reason() -> None:
+    port = free_port()
+    done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                           "--timeout", "1", "--log-format", "console"],
+                          env=base_env(), cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+    failed = [line for line in done.stderr.splitlines() if "gate.attempt_failed" in line]
+    assert len(failed) >= 3
+    assert "hint=" in failed[0]
+    assert not any("hint=" in line for line in failed[1:])  # same reason: said once
+
