@@ -15,13 +15,58 @@ def run() -> int:
     from entrypoint.signals import install_stop_handlers  # noqa: PLC0415
 
     install_stop_handlers()
-    try:
+    try:  # from here on a SIGTERM is a GateSignal: everything below is inside the try
+        _open_missing_standard_streams()
+        from entrypoint import failclosed  # noqa: PLC0415
+
+        failclosed.install()
         from entrypoint.cli import main  # noqa: PLC0415
+
+        return main()
     except GateSignal as sig:  # stopped while starting: logging is not configured yet
-        sys.stderr.write(f'{{"level": "warning", "event": "gate.signal", "signal": '
-                         f'"{sig.name}", "exit_code": {sig.exit_code}}}\n')
+        _write_plain({"level": "warning", "event": "gate.signal", "signal": sig.name,
+                      "exit_code": sig.exit_code})
         return sig.exit_code
-    return main()
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the last line of defence
+        # Only reached when the error boundary in cli.main failed itself (logging broke,
+        # say): still one JSON line and exit 70, never a raw traceback or another code.
+        _write_plain({"level": "error", "event": "gate.error",
+                      "error": "internal error (please report this as a bug)",
+                      "exception": f"{type(exc).__name__}: {exc}"[:500], "exit_code": 70})
+        return 70
+
+
+def _write_plain(event: dict[str, object]) -> None:
+    """One JSON line without structlog (which may be what failed)."""
+    import contextlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr may be None
+        sys.stderr.write(json.dumps(event) + "\n")
+        sys.stderr.flush()
+
+
+def _open_missing_standard_streams() -> None:
+    """A supervisor may start us with fd 0, 1 or 2 closed. Python then has no sys.stderr to
+    log to, and the first socket we open would take the free number and receive whatever
+    is printed; the runner would inherit the same hole. Put /dev/null there instead."""
+    import os  # noqa: PLC0415
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # os.open's fds close on exec; the runner needs it
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                                    closefd=False))
 
 
 if __name__ == "__main__":

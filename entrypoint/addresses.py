@@ -28,7 +28,8 @@ def parse_host(text: str) -> str:
             raise ValueError("brackets are only for IPv6 literals")
     if not host:
         raise ValueError("must not be empty")
-    if any(ch.isspace() or ch in "/?#@" for ch in host) or (":" in host and not ip_family(host)):
+    if any(ch.isspace() or ch in "/?#@" or not ch.isprintable() for ch in host) or (
+            ":" in host and not ip_family(host)):
         raise ValueError("expected a host name, IPv4 or IPv6 literal (no scheme, port or path)")
     return host
 
@@ -60,12 +61,18 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379,
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (user names are kept: they help)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparseable (e.g. "http://[::1"): hide any user information
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else url
+    if password is None:
         return url
-    user = parts.username or ""
-    netloc = f"{user}:***@{bracket(parts.hostname or '')}" + (
-        f":{parts.port}" if parts.port else "")
+    # From the text, not .hostname/.port: the URL may be invalid (a bad port), and this
+    # is what the error saying so shows.
+    host_and_port = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username or ''}:***@{host_and_port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if command and args.command != "wait":
             raise UsageError(f"mt5-gate {args.command}: unexpected arguments after --")
         module = _command(args.command)
+        # Until the command configures its own, errors are logged as its flags ask: an
+        # internal error before that must still be one JSON line, not console output.
+        _configure_fallback_logging(options, env)
         return _guarded(lambda: module.run(args, command, env))
     except UsageError as exc:
         named = options[0] if options[:1] and options[0] in COMMANDS else None

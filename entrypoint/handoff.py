@@ -16,7 +16,9 @@ import stat
 import sys
 from collections.abc import Mapping, Sequence
 
+from entrypoint import failclosed
 from entrypoint.errors import CommandNotExecutable, CommandNotFound
+from entrypoint.signals import raise_if_pending
 
 _RESET_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
                   "SIGUSR2", "SIGCHLD")
@@ -63,7 +65,12 @@ def _check_executable(path: str, program: str) -> str:
 
 def exec_runner(path: str, argv: Sequence[str]) -> None:
     """Replace this process with ``argv`` (``path`` is its resolved program). Never returns
-    unless exec itself fails, which raises CommandNotExecutable."""
+    unless exec itself fails, which raises CommandNotExecutable.
+
+    Last gate before the exec: any unexpected failure seen off the main flow (a thread,
+    a callback; see ``failclosed``) is raised here instead, and the runner never starts."""
+    failclosed.raise_if_any()
+    raise_if_pending()  # a stop requested (and swallowed) just before: do not start
     for name in _RESET_SIGNALS:
         signum = getattr(signal, name, None)
         if signum is not None:

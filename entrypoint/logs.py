@@ -8,12 +8,13 @@ JSON-escaped and truncated and can never forge a log line or a terminal escape.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -92,9 +93,27 @@ def configure_logging(log_format: str = "auto", level: str = "info",
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _BestEffort(out))),
         cache_logger_on_first_use=False,
     )
+
+
+class _BestEffort:
+    """The log stream, where a failed write is dropped: stderr may be a pipe whose reader
+    is gone. The gate's job (wait, then exec) must not fail because nobody listens."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # EPIPE, EBADF, or a closed file object
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
 
 
 class _HintOncePerReason:

@@ -25,6 +25,7 @@ from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GatewayMisconfigured, GatewayTimeout
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
+from entrypoint.signals import raise_if_pending
 
 CONFIG_ERRORS_BEFORE_GIVING_UP = 3
 # The same not_ready reply this many times in a row is worth saying plainly, once: the
@@ -197,6 +198,7 @@ class _Wait(Generic[T]):
         self.caught_in_pause: list[T] = []
 
     def attempt(self) -> T:
+        raise_if_pending()  # a stop signal swallowed by a finalizer still ends the wait
         if self.caught_in_pause:
             return self.caught_in_pause.pop()
         if self.before_attempt is not None:
@@ -232,6 +234,7 @@ class _Wait(Generic[T]):
 
     def pause(self, seconds: float) -> None:
         """Spend the pause watching the target; sleep only what watching did not use."""
+        raise_if_pending()
         started = self.clock()
         caught = self.check.watch_pause(seconds)
         if caught is not None:

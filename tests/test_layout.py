@@ -17,7 +17,8 @@ PACKAGE = REPO / "entrypoint"
 # must be given its place.
 LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
-     "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog"},
+     "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog",
+     "failclosed"},
     {"gateway", "gateway.tcp", "gateway.dialect"},
     {"config", "curve"},
     {"gateway.zmq_client", "gateway.check", "retry"},

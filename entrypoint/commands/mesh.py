@@ -138,19 +138,24 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
             target = build(kind, text, context)
         except ValueError as exc:
             raise UsageError(f"{where}: target {redact_url(text)!r}: {exc}") from None
+        critical = spec.get("critical", kind.name == "zmq_ping")
+        if not isinstance(critical, bool):  # "no" would otherwise count as true
+            raise UsageError(f"{where}: critical must be true or false")
         phase = spec.get("phase", kind.phase)
         if phase not in PHASES:
             raise UsageError(f"{where}: phase must be one of {', '.join(PHASES)}")
         checks.append(Check(
             name=str(spec.get("name") or _label(target)), phase=phase, run=target.probe,
-            timeout_s=timeout, critical=bool(spec.get("critical", kind.name == "zmq_ping")),
+            timeout_s=timeout, critical=critical,
             about_gateway=(target.host, target.port) if kind.gateway else None))
     return checks
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise UsageError(f"{where}: expected a number of seconds > 0")
+    # TOML has inf and nan: neither is a timeout (inf would let a check hang the mesh).
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not 0 < value < float("inf"):
+        raise UsageError(f"{where}: expected a finite number of seconds > 0")
     return float(value)
 
 

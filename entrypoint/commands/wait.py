@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from entrypoint import targets
+from entrypoint import failclosed, targets
 from entrypoint.addresses import redact_url
 from entrypoint.commands import settings_for
 from entrypoint.config import GATE_OPTIONS, GateSettings, split_list
@@ -84,6 +84,7 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         others.join()
     if program is None:
         return 0
+    failclosed.raise_if_any()  # before saying "exec": nothing failed anywhere, unseen
     log.info("gate.exec", argv=list(command), program=program)
     exec_runner(program, command)
     raise AssertionError("exec_runner returned")  # pragma: no cover
@@ -125,6 +126,8 @@ class AlsoWaiter:
     def __init__(self, others: list[Target], deadline: Deadline, log: Any,
                  backoff: BackoffWithJitter, attempt_timeout: float) -> None:
         self._errors: list[Exception] = []
+        self._ready: list[str] = []  # positive reports only: the exec needs one per target
+        self._targets = [other.shown for other in others]
         self._threads = [
             threading.Thread(target=self._wait_one, daemon=True, name=f"also-{i}",
                              args=(other, deadline, log.bind(target=other.shown), backoff,
@@ -150,6 +153,7 @@ class AlsoWaiter:
             return
         log.info("gate.dependency_ready", attempt=attempts,
                  elapsed_s=round(deadline.elapsed(), 3), detail=detail)
+        self._ready.append(target.shown)
 
     def raise_if_failed(self) -> None:
         if self._errors:
@@ -160,3 +164,8 @@ class AlsoWaiter:
         for thread in self._threads:
             thread.join()
         self.raise_if_failed()
+        # Fail closed: a thread that ended without saying "ready" (killed by something
+        # that is not an Exception, say) is not ready.
+        missing = sorted(set(self._targets) - set(self._ready))
+        if missing:
+            raise RuntimeError(f"--also checks ended without reporting ready: {missing}")

@@ -86,9 +86,10 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[tuple[int, str]]:
     def lookup() -> None:
         try:
             outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except (OSError, UnicodeError) as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread below
             outcome.append(exc)
-        done.set()
+        finally:
+            done.set()
 
     threading.Thread(target=lookup, name="mt5-gate-resolve", daemon=True).start()
     if not done.wait(deadline.wait_s()):
@@ -97,8 +98,10 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[tuple[int, str]]:
     result = outcome[0]
     if isinstance(result, socket.gaierror):
         raise AttemptFailed("dns", Reason.DNS, f"cannot resolve {host!r}: {result.strerror}")
-    if isinstance(result, BaseException):
+    if isinstance(result, (OSError, UnicodeError)):
         raise AttemptFailed("dns", Reason.DNS, f"cannot resolve {host!r}: {result}")
+    if isinstance(result, BaseException):  # unexpected: the main flow ends with exit 70
+        raise result
     assert isinstance(result, list)
     addresses: list[tuple[int, str]] = []
     for family, _type, _proto, _name, sockaddr in result:

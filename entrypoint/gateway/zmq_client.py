@@ -34,6 +34,7 @@ from entrypoint.gateway.tcp import (
     inspect_greeting,
 )
 from entrypoint.reasons import Reason
+from entrypoint.signals import raise_if_pending
 
 if TYPE_CHECKING:
     from entrypoint.config import ClientSecurity
@@ -436,6 +437,7 @@ class PendingPing:
         poller.register(self._monitor, zmq.POLLIN)
         reached: float | None = None
         while not pause.expired():
+            raise_if_pending()  # pyzmq's finalizers may have swallowed a stop signal
             ready = dict(poller.poll(max(1, int(pause.remaining() * 1000))))
             if self._monitor in ready or self._sock in ready:
                 for _event in _drain(self._monitor):

@@ -29,19 +29,98 @@ REDIS_MIN_TIMEOUT_S = 0.05
 POSTGRES_MIN_TIMEOUT_S = 1.0
 
 
+# Every build below validates the URL as completely as its client library will read it
+# later, so that what the library would reject mid-wait is a usage error (exit 64) now.
+
+
 def http(url: str, _context: Context) -> Probe:
     host_port(url)
+    _request_target(url)
     return lambda deadline: check_http(url, deadline)
 
 
 def redis(url: str, _context: Context) -> Probe:
     host_port(url)
+    _validate_redis_url(url)
     return lambda deadline: check_redis(url, deadline)
 
 
 def postgres(url: str, _context: Context) -> Probe:
     host_port(url)
+    _validate_postgres_url(url)
     return lambda deadline: check_postgres(url, deadline)
+
+
+def _request_target(url: str) -> str:
+    """The path and query as http.client sends them: ASCII without spaces or controls."""
+    parts = urllib.parse.urlsplit(url)
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    if not target.isascii() or any(ch <= " " or ch == "\x7f" for ch in target):
+        raise ValueError("the path and query must be ASCII without spaces or control "
+                         "characters (percent-encode them, e.g. %C3%A9 for \u00e9)")
+    return target
+
+
+_REDIS_TIMEOUTS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+
+
+def _validate_redis_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"the database must be a number (/0, /1...), not {database!r}")
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key == "db" and not value.isdigit():
+            raise ValueError(f"db must be a number, not {value!r}")
+        if key in _REDIS_TIMEOUTS:
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise ValueError(f"{key} must be a number of seconds, not {value!r}") from None
+            if not 0 < seconds < float("inf"):  # also refuses NaN
+                raise ValueError(f"{key} must be a positive number of seconds")
+    try:
+        import redis  # noqa: PLC0415 - optional extra; without it the check says so
+    except ImportError:
+        return
+    try:  # what redis-py reads from the URL, and the connection it would build from it
+        pool: Any = redis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (ValueError, TypeError, redis.exceptions.RedisError) as exc:
+        raise ValueError(f"redis-py rejects it: {untrusted(str(exc), 160)}") from None
+
+
+_PG_INTEGERS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                "keepalives_count", "tcp_user_timeout", "port")
+_PG_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby",
+                             "prefer-standby"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+}
+
+
+def _validate_postgres_url(url: str) -> None:
+    try:
+        import psycopg  # noqa: PLC0415
+        from psycopg import conninfo  # noqa: PLC0415 - optional extra
+    except ImportError:
+        return
+    try:  # libpq's own parser: unknown parameters and malformed URIs are refused here
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise ValueError(f"libpq rejects it: {untrusted(_first_line(str(exc)), 160)}"
+                         ) from None
+    # libpq checks these values only when it connects; check them now.
+    for key in _PG_INTEGERS:
+        value = params.get(key)
+        if value is not None and not str(value).strip().lstrip("-").isdigit():
+            raise ValueError(f"{key} must be a whole number, not {value!r}")
+    for key, choices in _PG_CHOICES.items():
+        value = params.get(key)
+        if value is not None and value not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _reach_first(url: str, deadline: Deadline) -> None:
@@ -64,8 +143,7 @@ def check_http(url: str, deadline: Deadline) -> str:
     else:
         conn = http.client.HTTPConnection(host, port, timeout=left)
     try:
-        conn.request("GET", urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")),
-                     headers={"User-Agent": "mt5-gate"})
+        conn.request("GET", _request_target(url), headers={"User-Agent": "mt5-gate"})
         status = conn.getresponse().status
     except ssl.SSLError as exc:
         raise AttemptFailed("http", Reason.PROTOCOL, f"TLS failed: {exc.reason}") from None
@@ -90,7 +168,11 @@ def check_redis(url: str, deadline: Deadline) -> str:
     _reach_first(url, deadline)
     # redis-py needs a usable socket timeout even when the connect took nearly all of it.
     left = max(REDIS_MIN_TIMEOUT_S, deadline.remaining())
-    client: Any = redis.Redis.from_url(url, socket_connect_timeout=left, socket_timeout=left)
+    # The deadline, not the URL, bounds the client's waits (a URL's socket_timeout=3600
+    # must not hold the gate past its deadline).
+    pool: Any = redis.ConnectionPool.from_url(url)
+    pool.connection_kwargs.update(socket_connect_timeout=left, socket_timeout=left)
+    client: Any = redis.Redis(connection_pool=pool)
     try:
         client.ping()
     except redis.exceptions.AuthenticationError:
@@ -106,6 +188,7 @@ def check_redis(url: str, deadline: Deadline) -> str:
                             f"Redis failed: {untrusted(str(exc), 120)}") from None
     finally:
         client.close()
+        pool.disconnect()
     return "PONG"
 
 

@@ -1,0 +1,96 @@
+"""Run the real gate with one failure injected where nobody expects one.
+
+``python -c RUN KIND wait ...`` patches the place named KIND to raise, then runs the gate's
+real entry point (``entrypoint.__main__.run``) in the same process, so everything else is
+the product as shipped. Patching is the only way to make these places fail on demand: each
+is code that has no failure mode a real input can trigger (that is the point of the test).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, NoReturn
+
+RUN = ("import sys; from tests.fault_injection import install; install(sys.argv.pop(1)); "
+       "from entrypoint.__main__ import run; sys.exit(run())")
+
+
+def _boom(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise RuntimeError("injected failure")
+
+
+class _RaisesOnDelete:
+    def __del__(self) -> None:
+        raise RuntimeError("injected failure in __del__")
+
+
+class _SignalsInDelete:
+    """Its __del__ is where the stop handler runs: Python then swallows the GateSignal
+    ("Exception ignored in ..."), as it does when pyzmq closes a socket in a finalizer."""
+
+    def __del__(self) -> None:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecodes for the handler to run in, inside __del__
+            pass
+
+
+def install(kind: str) -> None:
+    from entrypoint import logs, retry
+    from entrypoint.commands import wait
+    from entrypoint.gateway import check
+
+    if kind == "also-probe":  # the --also check's thread
+        wait._TargetCheck.attempt = _boom  # type: ignore[method-assign]
+    elif kind == "also-silent-death":  # the thread ends without an Exception or a report
+        def leave(*_args: Any) -> NoReturn:
+            raise SystemExit(0)
+        wait._TargetCheck.attempt = leave  # type: ignore[method-assign,assignment]
+    elif kind == "resolve":  # the name-lookup thread
+        def lookup(*_args: Any, **_kwargs: Any) -> NoReturn:
+            raise ValueError("injected failure in getaddrinfo")
+        socket.getaddrinfo = lookup
+    elif kind == "attempt-hook":  # the hook fed each failed attempt (AttemptLog)
+        retry.AttemptLog.__call__ = _boom  # type: ignore[method-assign]
+    elif kind == "pause":  # tenacity's sleep callback
+        retry._Wait.pause = _boom  # type: ignore[method-assign]
+    elif kind == "watch-pause":  # the PING queued during a pause
+        check.GatewayCheck.watch_pause = _boom  # type: ignore[method-assign]
+    elif kind == "status":  # the informational STATUS after ready
+        check.GatewayCheck.status = _boom  # type: ignore[method-assign]
+    elif kind == "log-processor":  # a structlog processor, on the ready event
+        original = logs._order_keys
+
+        def order_keys(logger: Any, name: str, event: Any) -> Any:
+            if event.get("event") in ("gate.ready", "gate.error"):
+                raise RuntimeError("injected failure in a log processor")
+            return original(logger, name, event)
+        logs._order_keys = order_keys  # type: ignore[assignment]
+    elif kind == "signal-in-finalizer":  # SIGTERM handled while a __del__ runs
+        original_check = check.GatewayCheck.attempt
+
+        signalled: list[bool] = []
+
+        def attempt_then_signal(self: Any, deadline: Any) -> Any:
+            if not signalled:  # once: a second signal would exit on the spot anyway
+                signalled.append(True)
+                _SignalsInDelete()
+            return original_check(self, deadline)
+        check.GatewayCheck.attempt = attempt_then_signal  # type: ignore[method-assign]
+    elif kind in ("stray-thread", "unraisable"):
+        original_attempt = check.GatewayCheck.attempt
+
+        def attempt(self: Any, deadline: Any) -> Any:
+            if kind == "stray-thread":  # a library's thread dying while the gate waits
+                worker = threading.Thread(target=_boom, name="library-worker", daemon=True)
+                worker.start()
+                worker.join()
+            else:  # an exception in __del__ (a garbage-collector callback)
+                _RaisesOnDelete()
+            return original_attempt(self, deadline)
+        check.GatewayCheck.attempt = attempt  # type: ignore[method-assign]
+    else:
+        raise ValueError(f"unknown injection {kind!r}")

@@ -1,0 +1,209 @@
+"""Fail closed: no path from an unexpected error to the exec, and no raw traceback.
+
+Each place on the path to the exec (the --also threads, the name-lookup thread, the
+attempt hook, the pause, the PING queued in it, STATUS, a log processor, a library's
+thread, a __del__) gets a failure injected (tests/fault_injection.py); the gate must end
+with exit 70 and one JSON gate.error, and the runner must never start. Then the inputs
+that used to slip through start-up validation, and hostile start-up environments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.fault_injection import RUN
+from tests.helpers import (
+    GATE,
+    REPO,
+    StartGateway,
+    base_env,
+    free_port,
+    parse_lines,
+    run_gate,
+    start_sim,
+)
+
+FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
+        "--reply-timeout", "1"]
+
+
+def injected(kind: str, args: list[str]) -> tuple[int, list[dict[str, Any]], str]:
+    """Run the gate with ``kind`` injected: (exit code, its JSON lines, the runner's output)."""
+    done = subprocess.run([sys.executable, "-c", RUN, kind, *args], env=base_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+    # parse_lines fails on any line that is not JSON: a raw traceback would be one.
+    return done.returncode, parse_lines(done.stderr), done.stdout
+
+
+@pytest.mark.parametrize("kind", [
+    "also-probe", "also-silent-death", "resolve", "attempt-hook", "pause", "watch-pause",
+    "status", "log-processor", "stray-thread", "unraisable"])
+def test_an_injected_failure_anywhere_on_the_path_ends_with_70_and_no_exec(kind: str) -> None:
+    port = free_port()
+    # A gateway 0.5 s late, so the failure hooks (attempt log, pause, pending PING) run too.
+    sim, _ = start_sim("--port", str(port), "--start-delay", "0.5", wait_listening=False)
+    dependency = free_port()
+    try:
+        with _listener(dependency):
+            host = "localhost" if kind == "resolve" else "127.0.0.1"
+            code, events, stdout = injected(kind, [
+                "wait", "--host", host, "--port", str(port), *FAST, "--timeout", "20",
+                "--also", f"tcp://127.0.0.1:{dependency}", "--", "echo", "runner-started"])
+    finally:
+        sim.stop()
+    assert code == 70, events
+    assert "runner-started" not in stdout
+    assert "gate.exec" not in [e["event"] for e in events]
+    errors = [e for e in events if e["event"] == "gate.error"]
+    assert len(errors) == 1
+    assert errors[0]["exit_code"] == 70
+
+
+def test_a_stop_signal_swallowed_by_a_finalizer_still_ends_the_wait() -> None:
+    """SIGTERM handled while a __del__ runs: Python swallows the handler's exception there.
+    The gate must still end with 143, not wait out its deadline (the cause of a rare hang
+    of test_signals_at_random_moments_always_end_the_gate)."""
+    code, events, stdout = injected("signal-in-finalizer", [
+        "wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST, "--timeout", "30",
+        "--", "echo", "runner-started"])
+    assert code == 143
+    assert events[-1]["event"] == "gate.signal"
+    assert stdout == ""
+
+
+def _listener(port: int) -> Any:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen(16)
+    return sock
+
+
+# --- inputs that used to pass validation and fail (open) later ---------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:{port}/\u00e9tat",
+    "http://127.0.0.1:{port}/a b",
+    "redis://127.0.0.1:{port}/0?socket_timeout=abc",
+    "redis://127.0.0.1:{port}/notanumber",
+    "redis://127.0.0.1:{port}/0?no_such_option=1",
+    "redis://127.0.0.1:{port}/0?socket_timeout=-1",
+    "postgresql://u@127.0.0.1:{port}/db?sslmode=bogus",
+    "postgresql://u@127.0.0.1:{port}/db?connect_timeout=soon",
+    "postgresql://u@127.0.0.1:{port}/db?no_such_option=1",
+])
+def test_an_also_url_its_client_would_reject_is_a_usage_error_at_start(
+        url: str, gateway: StartGateway) -> None:
+    _sim, port = gateway()
+    code, events, stdout, took = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                           *FAST, "--also", url.format(port=free_port()),
+                                           "--", "echo", "runner-started"])
+    assert code == 64
+    assert stdout == ""
+    assert len(events) == 1
+    assert "--also / GATE_ALSO" in events[0]["error"]
+    assert took < 10  # at start: nothing was attempted (a wait would be the 600 s default)
+
+
+def test_a_host_with_a_control_character_is_a_usage_error() -> None:
+    code, events, _, _ = run_gate(["wait", "--host", "gate\x01way", "--port", "5555"])
+    assert code == 64
+    assert "GATEWAY_HOST" in events[0]["error"]
+
+
+# --- start-up environments ---------------------------------------------------------------
+
+
+def _fds_script(path: str) -> str:
+    return ("import os\nout = []\nfor fd in range(3):\n    try:\n        os.fstat(fd)\n"
+            "        out.append(os.readlink(f'/proc/self/fd/{fd}'))\n    except OSError:\n"
+            "        out.append('closed')\n"
+            f"open({path!r}, 'w').write(repr(out))\n")
+
+
+def test_closed_stdio_still_waits_and_the_runner_gets_dev_null(
+        gateway: StartGateway, tmp_path: Any) -> None:
+    """Started with fds 0, 1 and 2 closed: the gate used to die inside structlog; it now
+    waits and execs, and the runner finds /dev/null on 0, 1 and 2."""
+    _sim, port = gateway()
+    report = tmp_path / "fds"
+    close_stdio = ("import os, sys; [os.close(fd) for fd in (0, 1, 2)]; "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+    done = subprocess.run([sys.executable, "-c", close_stdio, *GATE, "wait", "--host",
+                           "127.0.0.1", "--port", str(port), "--", sys.executable, "-c",
+                           _fds_script(str(report))], env=base_env(), cwd=REPO,
+                          timeout=60, check=False)
+    assert done.returncode == 0
+    assert report.read_text() == repr(["/dev/null"] * 3)
+
+
+def test_stderr_to_a_pipe_nobody_reads_still_execs(gateway: StartGateway) -> None:
+    """The log reader is gone (EPIPE on every write): the logs are lost, the job is not."""
+    _sim, port = gateway()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port),
+                               "--", "echo", "runner-started"], env=base_env(), cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=write_end, timeout=60,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0
+    assert done.stdout == b"runner-started\n"
+
+
+@pytest.mark.parametrize("limit", [
+    (resource.RLIMIT_NOFILE, 16),
+    (resource.RLIMIT_AS, 256 * 1024 * 1024),
+    (resource.RLIMIT_AS, 64 * 1024 * 1024),
+], ids=["16-fds", "256MiB-address-space", "64MiB-address-space"])
+def test_tight_limits_work_or_end_with_a_clear_code(
+        limit: tuple[int, int], gateway: StartGateway) -> None:
+    """ulimit -n 16 or a small address space: either ready and exec'd, or one JSON line
+    with a documented exit code; never a raw traceback, a hang or a started runner that
+    was not ready."""
+    _sim, port = gateway()
+    which, value = limit
+
+    def restrict() -> None:
+        resource.setrlimit(which, (value, value))
+
+    done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                           "--timeout", "10", "--", "echo", "runner-started"],
+                          env=base_env(), cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False, preexec_fn=restrict)
+    lines = done.stderr.splitlines()
+    assert all(line.startswith("{") for line in lines), done.stderr
+    events = [json.loads(line) for line in lines]
+    if done.returncode == 0:
+        assert done.stdout == "runner-started\n"
+        assert "gate.ready" in [e["event"] for e in events]
+    else:
+        # Python itself may not start in 64 MiB (1: its own MemoryError before any code of
+        # ours runs, which is not the gate's to report); anything after start-up is 70.
+        assert done.returncode in (1, 70), done.stderr
+        assert done.stdout == ""
+    print(f"{limit}: exit {done.returncode}")
+
+
+def test_unwritable_home_and_tmp_change_nothing(gateway: StartGateway, tmp_path: Any) -> None:
+    _sim, port = gateway()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    env = base_env(HOME=str(locked), TMPDIR=str(locked), XDG_CACHE_HOME=str(locked))
+    code, events, stdout, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                        "--", "echo", "runner-started"], env=env)
+    assert code == 0
+    assert stdout == "runner-started\n"
+    assert events[-1]["event"] == "gate.exec"
