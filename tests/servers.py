@@ -12,6 +12,8 @@ from typing import Any
 
 import zmq
 
+from tests.bounds import AFTER_SIGNAL_S
+
 
 @contextmanager
 def tcp_server(on_connect: Callable[[socket.socket], None]) -> Iterator[int]:
@@ -39,7 +41,7 @@ def tcp_server(on_connect: Callable[[socket.socket], None]) -> Iterator[int]:
         yield int(listener.getsockname()[1])
     finally:
         stop.set()
-        thread.join(5)
+        thread.join(AFTER_SIGNAL_S)  # it sees `stop` within one 50 ms accept timeout
         listener.close()
         for conn in held:
             conn.close()
@@ -61,7 +63,7 @@ def reset_at_once(conn: socket.socket) -> None:
 
 def http_like(conn: socket.socket) -> None:
     """Silent until spoken to, then a 400 and close: what an HTTP server does to ZMTP."""
-    conn.settimeout(5)
+    conn.settimeout(5)  # the peer's own patience, as an HTTP server's; the gate speaks at once
     try:
         conn.recv(64)
         conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -99,6 +101,8 @@ def zmq_server(kind: int, reply: Callable[[list[bytes]], list[bytes] | None] | N
     finally:
         stop.set()
         if thread:
-            thread.join(5)
+            # It sees `stop` within one 50 ms poll, or after the reply being built (the
+            # slowest here sleeps 2 s: test_hostile's late reply).
+            thread.join(AFTER_SIGNAL_S)
         sock.close(linger=0)
         ctx.term()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from tests.bounds import EXIT_S
 from tests.helpers import GATE, Proc, StartGateway, base_env, free_port, run_gate, start_sim
 from tests.real_servers import postgres_server, redis_server
 
@@ -50,7 +51,7 @@ def test_late_dependency_is_waited_for() -> None:
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", dep_port))
             listener.listen()
-            assert gate.wait(timeout=15) == 0
+            assert gate.wait(timeout=EXIT_S) == 0
     finally:
         gate.kill()
         sim.stop()
@@ -81,6 +82,8 @@ def test_wrong_redis_password_is_a_configuration_error_78(gateway: StartGateway)
             ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--also",
              url.replace("good-pw", "bad-pw")])
     assert code == 78
+    # Three rejected attempts (FAST: ~0.5 s, plus start-up: ~1.5 s loaded) end it, not the
+    # 600 s default deadline (run_gate's 30 s guard would stop that): 8 s of room.
     assert took < 10
     assert events[-1]["event"] == "gate.error"
     assert events[-1]["reason"] == "auth"
@@ -107,5 +110,7 @@ def test_bad_dependency_url_is_a_usage_error() -> None:
         code, events, _, took = run_gate(["wait", "--host", "127.0.0.1", "--also", url])
         assert code == 64
         assert "--also / GATE_ALSO" in events[0]["error"]
-        assert took < 5
+        # Rejected at start (~0.1 s, ~1.5 s loaded), not after waiting for 127.0.0.1:5555
+        # until the 600 s default deadline; widened from 5 s to leave 8 s for a loaded CPU.
+        assert took < 10
 

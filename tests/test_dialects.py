@@ -118,6 +118,8 @@ def test_placeholders_are_filled_fresh_for_every_request(tmp_path: Path) -> None
     first, second = (json.loads(template.render()) for _ in range(2))
     assert first["a"].endswith("+00:00")
     assert isinstance(first["b"], float)
+    # The wall clock at render time (microseconds ago), not another clock (monotonic: the
+    # seconds since boot) or unit (ms: 1000x); 60 s is far beyond any scheduling delay.
     assert abs(first["b"] - time.time()) < 60
     assert str(uuid.UUID(first["c"])) == first["c"]
     assert first["c"] != second["c"]

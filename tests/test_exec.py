@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from tests.bounds import AFTER_SIGNAL_S, EXIT_S
 from tests.helpers import GATE, REPO, Proc, StartGateway, base_env, start_sim
 
 SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
@@ -19,7 +20,7 @@ def exec_through_gate(port: int, *argv: str) -> tuple[Proc, dict[str, Any]]:
     env = base_env(EXEC_PROBE_MARKER="kept as is")
     gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--",
                  sys.executable, str(REPO / "tests" / "exec_probe.py"), *argv], env=env)
-    assert gate.wait(timeout=20) == 0
+    assert gate.wait(timeout=EXIT_S) == 0
     report = json.loads(next(line for line in gate.stdout_lines if line.startswith("{")))
     return gate, report
 
@@ -41,7 +42,7 @@ def test_runner_replaces_the_gate_with_the_same_pid_argv_and_environment(
 
 def run_through_gate(port: int, *argv: str) -> Proc:
     gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--", *argv])
-    assert gate.wait(timeout=20) == 0
+    assert gate.wait(timeout=EXIT_S) == 0
     return gate
 
 
@@ -78,7 +79,7 @@ def test_runner_exit_code_is_the_containers_exit_code(gateway: StartGateway) -> 
     _sim, port = gateway()
     done = subprocess.run(
         [*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--", "sh", "-c",
-         "exit 42"], env=base_env(), cwd=REPO, capture_output=True, timeout=20, check=False)
+         "exit 42"], env=base_env(), cwd=REPO, capture_output=True, timeout=EXIT_S, check=False)
     assert done.returncode == 42
 
 
@@ -92,7 +93,7 @@ def test_runner_receives_signals_directly_after_exec() -> None:
         line = gate.wait_for_stdout("ready pid=")
         assert line == f"ready pid={gate.pid}"
         os.kill(gate.pid, signal.SIGTERM)
-        assert gate.wait(timeout=10) == 7
+        assert gate.wait(timeout=AFTER_SIGNAL_S) == 7
         assert "got-term" in gate.stdout_lines
     finally:
         gate.kill()

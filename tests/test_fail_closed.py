@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.bounds import EXIT_S, after_deadline
 from tests.fault_injection import RUN
 from tests.helpers import (
     GATE,
@@ -34,10 +35,12 @@ FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout"
         "--reply-timeout", "1"]
 
 
-def injected(kind: str, args: list[str]) -> tuple[int, list[dict[str, Any]], str]:
-    """Run the gate with ``kind`` injected: (exit code, its JSON lines, the runner's output)."""
+def injected(kind: str, args: list[str],
+             timeout: float) -> tuple[int, list[dict[str, Any]], str]:
+    """Run the gate with ``kind`` injected: (exit code, its JSON lines, the runner's output).
+    ``timeout``: after_deadline(N) for the ``--timeout N`` in ``args``."""
     done = subprocess.run([sys.executable, "-c", RUN, kind, *args], env=base_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False,
+                          capture_output=True, text=True, timeout=timeout, check=False,
                           stdin=subprocess.DEVNULL)
     # parse_lines fails on any line that is not JSON: a raw traceback would be one.
     return done.returncode, parse_lines(done.stderr), done.stdout
@@ -56,7 +59,8 @@ def test_an_injected_failure_anywhere_on_the_path_ends_with_70_and_no_exec(kind:
             host = "localhost" if kind == "resolve" else "127.0.0.1"
             code, events, stdout = injected(kind, [
                 "wait", "--host", host, "--port", str(port), *FAST, "--timeout", "20",
-                "--also", f"tcp://127.0.0.1:{dependency}", "--", "echo", "runner-started"])
+                "--also", f"tcp://127.0.0.1:{dependency}", "--", "echo", "runner-started"],
+                timeout=after_deadline(20))
     finally:
         sim.stop()
     assert code == 70, events
@@ -73,7 +77,7 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_ends_the_wait() -> None:
     of test_signals_at_random_moments_always_end_the_gate)."""
     code, events, stdout = injected("signal-in-finalizer", [
         "wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST, "--timeout", "30",
-        "--", "echo", "runner-started"])
+        "--", "echo", "runner-started"], timeout=after_deadline(30))
     assert code == 143
     assert events[-1]["event"] == "gate.signal"
     assert stdout == ""
@@ -112,7 +116,9 @@ def test_an_also_url_its_client_would_reject_is_a_usage_error_at_start(
     assert stdout == ""
     assert len(events) == 1
     assert "--also / GATE_ALSO" in events[0]["error"]
-    assert took < 10  # at start: nothing was attempted (a wait would be the 600 s default)
+    # Rejected at start, nothing attempted (~0.1 s, ~1.5 s loaded), not after a wait for the
+    # dead dependency until the 600 s default deadline: 8 s of room for a loaded CPU.
+    assert took < 10
 
 
 def test_a_host_with_a_control_character_is_a_usage_error() -> None:
@@ -142,7 +148,7 @@ def test_closed_stdio_still_waits_and_the_runner_gets_dev_null(
     done = subprocess.run([sys.executable, "-c", close_stdio, *GATE, "wait", "--host",
                            "127.0.0.1", "--port", str(port), "--", sys.executable, "-c",
                            _fds_script(str(report))], env=base_env(), cwd=REPO,
-                          timeout=60, check=False)
+                          timeout=EXIT_S, check=False)
     assert done.returncode == 0
     assert report.read_text() == repr(["/dev/null"] * 3)
 
@@ -155,7 +161,7 @@ def test_stderr_to_a_pipe_nobody_reads_still_execs(gateway: StartGateway) -> Non
     try:
         done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port),
                                "--", "echo", "runner-started"], env=base_env(), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=write_end, timeout=60,
+                              stdout=subprocess.PIPE, stderr=write_end, timeout=EXIT_S,
                               check=False)
     finally:
         os.close(write_end)
@@ -182,7 +188,7 @@ def test_tight_limits_work_or_end_with_a_clear_code(
     done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
                            "--timeout", "10", "--", "echo", "runner-started"],
                           env=base_env(), cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=False, preexec_fn=restrict)
+                          timeout=after_deadline(10), check=False, preexec_fn=restrict)
     lines = done.stderr.splitlines()
     assert all(line.startswith("{") for line in lines), done.stderr
     events = [json.loads(line) for line in lines]

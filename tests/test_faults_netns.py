@@ -15,10 +15,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S, after_deadline
 from tests.helpers import GATE, Proc, base_env, names, parse_lines, poll_until, require_root
 from tests.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh
 
-pytestmark = pytest.mark.root
+# The backstop sits behind the longest hang guard here, after_deadline(60) = 70 s, so that a
+# hang ends in Proc.wait (with the process's stacks), not in pytest-timeout.
+pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
 FAST = ["--backoff-initial", "0.1", "--backoff-max", "0.3"]
 
@@ -41,7 +44,7 @@ def gate_in(pair: NetnsPair, *args: str, host: str = GATEWAY_IP, runner: tuple[s
 def sim_in(pair: NetnsPair, *args: str) -> Proc:
     sim = Proc(pair.in_gateway(*GATE, "sim", "--bind", "0.0.0.0", "--port", "5555",
                                "--pub-port", "5556", *args), env=base_env())
-    sim.wait_for_event("sim.listening", timeout=15)
+    sim.wait_for_event("sim.listening", timeout=EVENT_S)
     return sim
 
 
@@ -55,17 +58,21 @@ def test_drop_is_timeout_then_ready_once_the_rule_goes(pair: NetnsPair) -> None:
     pair.gateway_rule("-p", "tcp", "--dport", "5555", "-j", "DROP")
     gate = gate_in(pair, "--connect-timeout", "0.5")
     try:
-        first = gate.wait_for_event("gate.attempt_failed", timeout=10)
+        first = gate.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
         assert first["reason"] == "timeout"
         assert first["stage"] == "tcp"
-        assert 0.5 <= first["elapsed_s"] < 1.5
+        # The gate's own clock (no start-up in it): given up at the 0.5 s --connect-timeout,
+        # not at the 2 s default one; never before 0.5 s, and 1.5 s of room for a loaded CPU.
+        assert 0.5 <= first["elapsed_s"] < 2.0
         pair.flush_rules()
         removed = time.monotonic()
-        assert gate.wait(timeout=15) == 0
+        assert gate.wait(timeout=EXIT_S) == 0
         took = time.monotonic() - removed
         print(f"FIGURE DROP: reason timeout after {first['elapsed_s']} s; ready {took:.2f} s "
               "after the rule went")
-        assert took < 3.0
+        # Ready within one retry cycle of the rule going (0.3 s pause + 0.5 s connect
+        # timeout, ~0.1 s seen, plus the exit), not several: 5 s is six cycles.
+        assert took < 5.0
     finally:
         gate.kill()
         sim.stop()
@@ -84,7 +91,7 @@ def test_reject_variants_are_classified(pair: NetnsPair, reject_with: str, reaso
     rule = ["-p", "tcp", "--dport", "5555", "-j", "REJECT", "--reject-with", reject_with]
     pair.gateway_rule(*rule)
     gate = gate_in(pair, "--timeout", "1")
-    assert gate.wait(timeout=15) == 69
+    assert gate.wait(timeout=after_deadline(1)) == 69
     assert reasons(gate) == {reason}
     first = next(e for e in gate.events() if e["event"] == "gate.attempt_failed")
     print(f"FIGURE REJECT {reject_with}: {reason} after {first['elapsed_s'] * 1000:.0f} ms")
@@ -94,14 +101,14 @@ def test_reject_variants_are_classified(pair: NetnsPair, reject_with: str, reaso
 def test_no_route_is_unreachable(pair: NetnsPair) -> None:
     """An address off every subnet with no route: ENETUNREACH, reason unreachable."""
     gate = gate_in(pair, "--timeout", "0.5", host="10.201.0.9")
-    assert gate.wait(timeout=15) == 69
+    assert gate.wait(timeout=after_deadline(0.5)) == 69
     assert reasons(gate) == {"unreachable"}
 
 
 def test_unresolvable_name_is_dns_with_a_hint(pair: NetnsPair) -> None:
     """A name the (namespace-local, dead) resolver cannot answer: reason dns, exit 69."""
     gate = gate_in(pair, "--timeout", "1", host="no-such-gateway.test")
-    assert gate.wait(timeout=20) == 69
+    assert gate.wait(timeout=after_deadline(1)) == 69
     assert reasons(gate) == {"dns"}
     failed = next(e for e in gate.events() if e["event"] == "gate.attempt_failed")
     assert failed["stage"] == "dns"
@@ -114,9 +121,9 @@ def test_name_is_resolved_again_on_every_attempt(pair: NetnsPair) -> None:
     sim = sim_in(pair)
     gate = gate_in(pair, "--timeout", "20", host=GATEWAY_NAME)
     try:
-        gate.wait_for_event("gate.attempt_failed", timeout=10)
+        gate.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
         pair.name_gateway(GATEWAY_IP)
-        assert gate.wait(timeout=20) == 0
+        assert gate.wait(timeout=after_deadline(20)) == 0
     finally:
         gate.kill()
         sim.stop()
@@ -130,8 +137,10 @@ def test_connect_timeout_is_truncated_to_the_deadline(pair: NetnsPair) -> None:
     pair.gateway_rule("-p", "tcp", "--dport", "5555", "-j", "DROP")
     started = time.monotonic()
     gate = gate_in(pair, "--timeout", "1", "--connect-timeout", "10")
-    assert gate.wait(timeout=15) == 69
-    assert time.monotonic() - started < 1 + 1.0 + 1.0  # deadline + 1 s + netns/python start-up
+    assert gate.wait(timeout=after_deadline(1)) == 69
+    # Gave up at the 1 s deadline (+ start-up, ~1.5 s loaded, and exit), not at the 10 s
+    # connect timeout: 6 s leaves 3 s for a loaded machine and is 4 s short of 10 s.
+    assert time.monotonic() - started < 6.0
     assert names(gate.events())[-1] == "gate.timeout"
 
 
@@ -140,7 +149,7 @@ def test_ready_across_namespaces_execs_the_runner(pair: NetnsPair) -> None:
     sim = sim_in(pair)
     gate = gate_in(pair, runner=("sh", "-c", "echo ready pid=$$"))
     try:
-        assert gate.wait(timeout=15) == 0
+        assert gate.wait(timeout=EXIT_S) == 0
     finally:
         sim.stop()
     assert gate.stdout_lines == [f"ready pid={gate.pid}"]  # `ip netns exec` execs too
@@ -165,7 +174,7 @@ def test_mesh_with_dropped_targets_costs_one_timeout(pair: NetnsPair) -> None:
                    GATE_MESH_TCP=",".join(f"{GATEWAY_IP}:{p}" for p in (7001, 7002, 7003)))
     mesh = Proc(pair.in_client(*GATE, "mesh", "--json"), env=env)
     try:
-        code = mesh.wait(timeout=30)
+        code = mesh.wait(timeout=COMMAND_S)
     finally:
         sim.stop()
     import json
@@ -174,7 +183,9 @@ def test_mesh_with_dropped_targets_costs_one_timeout(pair: NetnsPair) -> None:
     dropped = [c for c in doc["checks"] if c["name"].startswith("tcp ")]
     assert [c["reason"] for c in dropped] == ["timeout"] * 3
     assert code == 1
-    assert doc["wall_ms"] < 5000 * 1.5  # default 5 s per check; three in sequence: 15 s
+    # The mesh's own clock: ~5 s (one 5 s check timeout, the checks run together), not 15 s
+    # (three in sequence); 7.5 s is halfway to even two in sequence, 2 s over the 5.5 s grace.
+    assert doc["wall_ms"] < 5000 * 1.5
 
 
 def test_thirty_percent_packet_loss_still_gets_ready(pair: NetnsPair) -> None:
@@ -186,7 +197,7 @@ def test_thirty_percent_packet_loss_still_gets_ready(pair: NetnsPair) -> None:
     started = time.monotonic()
     gate = gate_in(pair, "--timeout", "60", "--connect-timeout", "2", "--reply-timeout", "3")
     try:
-        assert gate.wait(timeout=70) == 0
+        assert gate.wait(timeout=after_deadline(60)) == 0
     finally:
         sim.stop()
     events = gate.events()  # parses every line: a traceback would fail here
@@ -214,7 +225,7 @@ def test_silent_peer_is_never_ready(pair: NetnsPair) -> None:
         peer.wait_for_stdout("listening")
         gate = gate_in(pair, "--timeout", "3", "--connect-timeout", "0.5",
                        "--reply-timeout", "0.5")
-        assert gate.wait(timeout=15) == 69
+        assert gate.wait(timeout=after_deadline(3)) == 69
     finally:
         peer.kill()
     assert reasons(gate) == {"no_reply"}
@@ -229,14 +240,15 @@ def test_frozen_gateway_is_no_reply_until_it_thaws(pair: NetnsPair) -> None:
     os.kill(frozen, signal.SIGSTOP)
     gate = gate_in(pair, "--connect-timeout", "0.5", "--reply-timeout", "0.5")
     try:
-        failed = gate.wait_for_event("gate.attempt_failed", timeout=10)
+        failed = gate.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
         assert failed["reason"] == "no_reply"
+        # Three attempts, each a log event ~1.3 s after the last: one EVENT_S for each.
         poll_until(lambda: len([e for e in gate.events()
-                                if e["event"] == "gate.attempt_failed"]) >= 3, 15)
+                                if e["event"] == "gate.attempt_failed"]) >= 3, 3 * EVENT_S)
         assert gate.popen.poll() is None  # frozen is an outage, not a configuration error
         thawed = time.monotonic()
         os.kill(frozen, signal.SIGCONT)
-        assert gate.wait(timeout=15) == 0
+        assert gate.wait(timeout=EXIT_S) == 0
         took = time.monotonic() - thawed
     finally:
         os.kill(frozen, signal.SIGCONT)
@@ -244,7 +256,9 @@ def test_frozen_gateway_is_no_reply_until_it_thaws(pair: NetnsPair) -> None:
         sim.stop()
     print(f"FIGURE frozen gateway: ready {took:.2f} s after SIGCONT")
     assert reasons(gate) == {"no_reply"}
-    assert took < 3.0
+    # Ready within one retry cycle of SIGCONT (0.3 s pause + 0.5 s connect + 0.5 s reply;
+    # ~0.03 s seen, the queued PING is answered), plus the exit, not several: 5 s is 4 cycles.
+    assert took < 5.0
 
 
 def test_flapping_gateway_gets_through_on_an_up_window(pair: NetnsPair) -> None:
@@ -265,10 +279,10 @@ def test_flapping_gateway_gets_through_on_an_up_window(pair: NetnsPair) -> None:
     flapper = threading.Thread(target=flap, daemon=True)
     flapper.start()
     try:
-        assert gate.wait(timeout=45) == 0
+        assert gate.wait(timeout=after_deadline(40)) == 0
     finally:
         stop.set()
-        flapper.join(10)
+        flapper.join(EVENT_S + 2 * AFTER_SIGNAL_S)  # at most one simulator start or stop
         for sim in sims:
             sim.stop()
     ready = next(e for e in gate.events() if e["event"] == "gate.ready")
@@ -285,14 +299,16 @@ def test_a_name_that_comes_back_is_noticed_during_a_pause(pair: NetnsPair) -> No
     gate = gate_in(pair, "--backoff-initial", "10", "--backoff-max", "10", "--timeout", "30",
                    host=GATEWAY_NAME)
     try:
-        failed = gate.wait_for_event("gate.attempt_failed", timeout=10)
+        failed = gate.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
         assert failed["reason"] == "dns"
-        assert failed["next_retry_s"] >= 5.0
+        assert failed["next_retry_s"] >= 5.0  # a 10 s step with equal jitter: 5-10 s, exactly
         pair.name_gateway(GATEWAY_IP)
-        assert gate.wait(timeout=20) == 0
+        assert gate.wait(timeout=after_deadline(30)) == 0
     finally:
         gate.kill()
         sim.stop()
     ready = next(e for e in gate.events() if e["event"] == "gate.ready")
     assert ready["via"] == "pending_ping"
-    assert ready["elapsed_s"] < failed["next_retry_s"]
+    # The gate's own clock: ready at the next lookup of the pause (~1 s after the failure, as
+    # RESOLVE_DURING_PAUSE_S), before the next attempt (5-10 s after it) would have run.
+    assert ready["elapsed_s"] < failed["elapsed_s"] + failed["next_retry_s"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from tests.bounds import AFTER_SIGNAL_S, EVENT_S
 from tests.helpers import poll_until, run_gate
 
 _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
@@ -59,7 +60,7 @@ def watched_gateway() -> Iterator[tuple[int, int, Counter[str]]]:
         yield port, pub_port, seen
     finally:
         stop.set()
-        thread.join(5)
+        thread.join(AFTER_SIGNAL_S)  # it sees `stop` within one 50 ms poll
         for sock in (*monitors, rep, pub):
             sock.close(linger=0)
         ctx.term()
@@ -74,7 +75,7 @@ def test_wait_health_probe_and_mesh_leave_no_half_open_connection() -> None:
                  run_gate(["mesh", *target, "--pub-port", str(pub_port)])[0]]
         # The server's monitor reports asynchronously: wait until every connection the
         # commands made has also been seen to end.
-        poll_until(lambda: seen["DISCONNECTED"] >= seen["ACCEPTED"] >= 10, 10)
+        poll_until(lambda: seen["DISCONNECTED"] >= seen["ACCEPTED"] >= 10, EVENT_S)
         counts = dict(seen)
     assert codes[:3] == [0, 0, 0]  # mesh may fail its other checks (ICMP, temp dir...)
     assert counts["ACCEPTED"] == counts["HANDSHAKE_SUCCEEDED"], counts

@@ -11,6 +11,7 @@ import zmq
 
 from entrypoint.logs import configure_logging, get_logger, untrusted
 from tests import servers
+from tests.bounds import after_deadline
 from tests.helpers import GATE, REPO, base_env, free_port, run_gate, run_on_pty
 
 HOSTILE_STATUS = ('BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
@@ -36,7 +37,8 @@ def test_hostile_reply_cannot_forge_log_lines_or_escape_codes() -> None:
         done = subprocess.run(
             [*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "0.6",
              "--backoff-initial", "0.1"],
-            env=base_env(), cwd=REPO, capture_output=True, timeout=20, check=False)
+            env=base_env(), cwd=REPO, capture_output=True, timeout=after_deadline(0.6),
+            check=False)
     text = done.stderr.decode()
     assert done.returncode == 69
     assert "\x1b" not in text
@@ -73,8 +75,8 @@ def test_console_format_reads_as_text_without_colour_off_a_tty() -> None:
     """--log-format console: key=value text, and no colour codes when stderr is a pipe."""
     done = subprocess.run(
         [*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.3",
-         "--log-format", "console"], env=base_env(), cwd=REPO, capture_output=True, timeout=20,
-        check=False)
+         "--log-format", "console"], env=base_env(), cwd=REPO, capture_output=True,
+        timeout=after_deadline(0.3), check=False)
     text = done.stderr.decode()
     assert done.returncode == 69
     assert "gate.start" in text

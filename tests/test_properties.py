@@ -35,6 +35,9 @@ from tests.helpers import free_port, start_sim
 
 ACCEPTED = {0, 69}  # ready, or not ready by the deadline (the judgement said no)
 REJECTED = 64
+# deadline=None: no per-example time limit (Hypothesis's 200 ms default would judge the
+# machine's load, not the gate). Each example is bounded by the gate's own 0.3 s --timeout
+# (see wait() below), and pytest-timeout is the backstop.
 PROFILE = settings(derandomize=True, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
 SAFE_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1", "", "bad host", "a@b", "[::1",

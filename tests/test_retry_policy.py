@@ -27,9 +27,12 @@ from entrypoint.retry import (
     BackoffWithJitter,
     wait_until_ready,
 )
+from tests.bounds import EXIT_S
 from tests.helpers import REPO
 
 
+# The timeouts, costs and pauses handed to the policy below run on this simulated clock:
+# they configure the thing under test and bound nothing in real time.
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -111,7 +114,7 @@ def test_jitter_is_drawn_independently_per_process() -> None:
             "print([round(B(1, 60)(S()), 9) for _ in range(5)])")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE)
              for _ in range(4)]
-    outputs = {p.communicate(timeout=30)[0] for p in procs}
+    outputs = {p.communicate(timeout=EXIT_S)[0] for p in procs}
     assert len(outputs) == 4
 
 

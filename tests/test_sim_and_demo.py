@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -10,12 +11,14 @@ import sys
 import time
 from typing import Any
 
+import pytest
 import zmq
 
+from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
 from tests.helpers import GATE, REPO, Proc, StartGateway, base_env, poll_until, run_gate
 
 
-def request(port: int, payload: bytes, timeout_ms: int = 3000) -> Any:
+def request(port: int, payload: bytes, timeout_ms: int = int(EVENT_S * 1000)) -> Any:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
@@ -52,7 +55,7 @@ def test_sim_publishes_ticks_and_heartbeats() -> None:
     kinds: set[str] = set()
     try:
         sub.connect(f"tcp://127.0.0.1:{pub_port}")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + EVENT_S  # ticks at ~10 Hz, a heartbeat each second
         while kinds != {"tick", "heartbeat"} and time.monotonic() < deadline:
             if sub.poll(500):
                 message = json.loads(sub.recv())
@@ -70,11 +73,18 @@ def test_sim_start_delay_and_exit_after() -> None:
     """--start-delay binds late; --exit-after ends the simulator with code 0."""
     sim = Proc([*GATE, "sim", "--port", "0", "--pub-port", "0", "--start-delay", "0.5",
                 "--exit-after", "1.5"])
-    started = time.monotonic()
     event = sim.wait_for_event("sim.listening")
-    assert time.monotonic() - started >= 0.5
+    starting = sim.wait_for_event("sim.starting")
+    # The simulator's own timestamps, so its start-up (which alone can last 0.5 s) counts
+    # for nothing: bound after the 0.5 s delay (a sleep: never sooner), not at once.
+    assert timestamp(event) - timestamp(starting) >= 0.5
     assert event["port"] > 0
-    assert sim.wait(timeout=10) == 0
+    assert sim.wait(timeout=EXIT_S) == 0
+
+
+def timestamp(event: dict[str, Any]) -> float:
+    return datetime.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")
+                                           ).timestamp()
 
 
 def test_sim_reply_delay_slows_replies(gateway: StartGateway) -> None:
@@ -96,10 +106,11 @@ def test_sim_rejects_bad_flags_with_64() -> None:
     assert events[0]["event"] == "gate.error"
 
 
+@pytest.mark.timeout(120)  # the backstop behind the COMMAND_S hang guard, not at it
 def test_demo_runs_end_to_end_and_exits_cleanly() -> None:
     """scripts/demo.py: the gate waits, execs the runner, ticks are printed, exit 0."""
     done = subprocess.run([sys.executable, "scripts/demo.py"], cwd=REPO, env=base_env(),
-                          capture_output=True, timeout=60, check=False)
+                          capture_output=True, timeout=COMMAND_S, check=False)
     out = done.stdout.decode()
     err = done.stderr.decode()
     assert done.returncode == 0, err
@@ -126,13 +137,16 @@ def test_demo_ctrl_c_leaves_no_orphans() -> None:
     """Ctrl-C (SIGINT to the foreground process group) while the gate waits: all exit."""
     demo = Proc([sys.executable, "scripts/demo.py"], env=base_env(), start_new_session=True)
     try:
-        demo.wait_for_stderr("gate.attempt_failed", timeout=20)
+        # Two interpreter start-ups in a row (the demo, then its gate): EVENT_S for each.
+        demo.wait_for_stderr("gate.attempt_failed", timeout=2 * EVENT_S)
         children = _descendants(demo.pid)
         assert len(children) == 2  # the simulator (still in its start delay) and the gate
         os.killpg(demo.pid, signal.SIGINT)
-        assert demo.wait(timeout=15) == 130
+        # The demo gives each of its two children 5 s after SIGTERM before it kills them.
+        assert demo.wait(timeout=AFTER_SIGNAL_S + 2 * 5) == 130
         for child in children:
-            poll_until(lambda c=child: not os.path.exists(f"/proc/{c}"), 10)  # type: ignore[misc]
+            poll_until(lambda c=child: not os.path.exists(f"/proc/{c}"),  # type: ignore[misc]
+                       AFTER_SIGNAL_S)
     finally:
         if demo.popen.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
