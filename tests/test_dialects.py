@@ -58,6 +58,10 @@ def usage_error(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixt
     ({"ok": False, "error": "unauthorized"}, False),  # the token bridge's refusal
     ({"ok": False}, False),
     ({"success": False}, False),
+    ({"ok": 0}, False),  # MQL5's booleans are 0/1
+    ({"success": "false"}, False),
+    ({"ok": "FALSE", "status": "OK"}, False),
+    ({"ok": 1, "success": "true"}, True),
     ({"status": "OK", "error": "terminal not connected"}, False),
     ({"status": "OK", "error": 0}, False),  # only null, false or empty mean "no error"
     ("OK", False),  # not an object: the default wants one
@@ -76,6 +80,41 @@ def test_plain_text_reply_is_judged_as_a_json_string() -> None:
         judge(b"OK")
 
 
+def test_status_is_compared_as_text() -> None:
+    """--expect-status 200 accepts a numeric status 200 as well as "200"."""
+    assert judge(b'{"status": 200}', expect_status="200") == {"status": 200}
+    assert judge(b'{"status": "200"}', expect_status="200") == {"status": "200"}
+    with pytest.raises(NotReady):
+        judge(b'{"status": 500}', expect_status="200")
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    (b'{"status":"OK"}\x00', {"status": "OK"}),  # MQL5 StringToCharArray's terminator
+    (b'\xef\xbb\xbf{"status":"OK"}', {"status": "OK"}),  # a UTF-8 byte-order mark
+    ('{"status":"OK"}'.encode("utf-16-le"), {"status": "OK"}),  # MQL5's own strings
+    ('{"status":"OK"}\x00'.encode("utf-16-le"), {"status": "OK"}),
+    ('\ufeff{"status":"OK"}'.encode("utf-16-le"), {"status": "OK"}),
+    ('\ufeff{"status":"OK"}'.encode("utf-16-be"), {"status": "OK"}),
+    ('{"status":"OK","broker":"Société"}'.encode("cp1252"),
+     {"status": "OK", "broker": "Société"}),
+    (b"OK\r\n", "OK"),  # plain text without the line ending around it
+    (b"  PONG\x00", "PONG"),
+])
+def test_what_windows_bridges_add_around_a_reply_is_tolerated(raw: bytes, value: Any) -> None:
+    """Byte-order marks, C terminators, UTF-16, Windows-1252 and white space around plain
+    text do not hide a ready reply."""
+    assert judge(raw, ready_when="@") == value
+
+
+def test_other_encodings_are_taken_only_when_they_give_json() -> None:
+    """Not UTF-8 and not JSON in UTF-16 or Windows-1252 either: bad_reply, not a guess."""
+    for raw in (b"\xff\xfe", b"\xff\xfe\xfd not utf-8", b"O\x00K\x00 \x81",
+                b'{"status":"OK"}\x00trailing'):
+        with pytest.raises(AttemptFailed) as failed:
+            judge(raw, ready_when="@")
+        assert failed.value.reason.value == "bad_reply", raw
+
+
 def test_undecodable_replies_are_bad_reply_and_multipart_is_protocol() -> None:
     """not_ready is for replies that decode; bytes that cannot be decoded are bad_reply."""
     for raw, reason in ((b"\xff\xfe", "bad_reply"), (b"[" * 100_000, "bad_reply")):
@@ -87,11 +126,14 @@ def test_undecodable_replies_are_bad_reply_and_multipart_is_protocol() -> None:
     assert multipart.value.reason.value == "protocol"
 
 
-def test_ready_when_is_truthy_in_jmespaths_sense() -> None:
-    """0 is truthy in JMESPath; false, null, "", [] and {} are not."""
-    assert judge(b'{"retcode": 0}', ready_when="retcode") == {"retcode": 0}
-    for falsy in (b'{"v": false}', b'{"v": null}', b'{"v": ""}', b'{"v": []}', b'{"v": {}}',
-                  b"{}"):
+def test_ready_when_is_truthy_and_zero_is_not() -> None:
+    """false, null, "", [], {} and the number 0 are not ready (MQL5 sends booleans as 0/1:
+    ``connected`` must not pass on {"connected": 0}); anything else is."""
+    for truthy in (b'{"v": 1}', b'{"v": -1}', b'{"v": 0.5}', b'{"v": true}', b'{"v": "0"}',
+                   b'{"v": [0]}', b'{"v": {"a": 0}}'):
+        assert judge(truthy, ready_when="v")
+    for falsy in (b'{"v": 0}', b'{"v": 0.0}', b'{"v": false}', b'{"v": null}', b'{"v": ""}',
+                  b'{"v": []}', b'{"v": {}}', b"{}"):
         with pytest.raises(NotReady):
             judge(falsy, ready_when="v")
 

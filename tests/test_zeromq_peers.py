@@ -5,6 +5,7 @@ libzmq's monitor, which the gate must not mistake for "not ZeroMQ" or "slow"."""
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 from typing import Any
 
@@ -50,6 +51,25 @@ def test_zmtp1_peer_gets_the_gate_ready_and_the_runner_execd() -> None:
     assert ready["attempt"] == 1
     assert isinstance(ready["rtt_ms"], float)
     assert f"ready pid={start['pid']}" in gate.stdout_lines
+
+
+def test_a_peer_that_greets_only_after_the_client_is_still_zeromq() -> None:
+    """A ZMTP 1.0 peer that waits for the client's greeting before sending its own: wait
+    and health pass, and as a feed (which never sends a message here) probe's PUB check
+    recognises it by offering our greeting, instead of calling it silent."""
+    with zmtp1_rep_server(answer, speaks_first=False) as peer:
+        health = run_gate(["health", *target(peer.port)])
+        wait = run_gate(["wait", *target(peer.port), "--timeout", "10"])
+    with zmtp1_rep_server(lambda _request: None, speaks_first=False) as feed, \
+            zmtp1_rep_server(answer) as gateway:
+        probe = run_gate(["probe", *target(gateway.port), "--pub-port", str(feed.port),
+                          "--json"])
+    assert health[0] == 0, health[2]
+    assert wait[0] == 0, wait[1]
+    assert probe[0] == 0, probe[2]
+    pub = next(check for check in json.loads(probe[2])["checks"]
+               if check["name"] == "PUB port")
+    assert pub["status"] == "pass", pub
 
 
 def test_silent_zmtp1_peer_is_no_reply_never_not_zmq() -> None:

@@ -122,8 +122,9 @@ class _Reader:
 class _Zmtp1Rep:
     """The listener and one thread per connection behind ``zmtp1_rep_server``."""
 
-    def __init__(self, reply: Callable[[bytes], bytes | None]) -> None:
+    def __init__(self, reply: Callable[[bytes], bytes | None], speaks_first: bool) -> None:
         self.reply = reply
+        self.speaks_first = speaks_first
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
@@ -169,10 +170,14 @@ class _Zmtp1Rep:
     def _converse(self, conn: socket.socket, reader: _Reader) -> None:
         # libzmq 2.x speaks first; a libzmq 4 client sends its 10-octet signature
         # regardless, and only falls back to 1.0 because our first octet is not 0xFF.
-        conn.sendall(ZMTP1_EMPTY_IDENTITY)
         # The client's identity: libzmq 4's signature FF 00*7 01 7F reads as a 1.0 frame
         # of length 1 and flags 0x7F; 2.x sends 01 00. Neither matters to a REP.
-        reader.frame()
+        if self.speaks_first:
+            conn.sendall(ZMTP1_EMPTY_IDENTITY)
+            reader.frame()
+        else:  # an implementation that waits for the client's greeting before its own
+            reader.frame()
+            conn.sendall(ZMTP1_EMPTY_IDENTITY)
         while True:
             # A REQ's envelope is an empty delimiter frame, then the body frame(s).
             body = reader.message()[-1]
@@ -187,11 +192,13 @@ class _Zmtp1Rep:
 
 
 @contextmanager
-def zmtp1_rep_server(reply: Callable[[bytes], bytes | None]) -> Iterator[Peer]:
+def zmtp1_rep_server(reply: Callable[[bytes], bytes | None],
+                     speaks_first: bool = True) -> Iterator[Peer]:
     """A ZMTP 1.0 (libzmq 2.x) REP peer on 127.0.0.1 and an OS-chosen port, one thread per
     connection. ``reply(body)`` gets the last frame of each request and returns the answer
-    body, or None to stay silent on that connection."""
-    server = _Zmtp1Rep(reply)
+    body, or None to stay silent on that connection. ``speaks_first=False``: it sends its
+    greeting only after reading the client's, as some ZeroMQ implementations do."""
+    server = _Zmtp1Rep(reply, speaks_first)
     try:
         yield server.peer
     finally:

@@ -13,18 +13,22 @@ content is a secret: it is only ever in the rendered request bytes, never in a l
 error, a repr or the runner's environment. ``"$$..."`` stands for a literal ``"$..."``.
 
 Replies are untrusted. A single UTF-8 frame is decoded as JSON, or judged as a JSON string
-when it is text but not JSON (a bridge answering a bare ``OK``). A reply that cannot be
-decoded at all is ``bad_reply``; one that decodes but fails the judgement is ``not_ready``.
+when it is text but not JSON (a bridge answering a bare ``OK``). What Windows bridges add
+around their text is tolerated: a UTF-8 byte-order mark, a C string's terminating NUL
+(MQL5's ``StringToCharArray`` copies it), white space around plain text; and JSON sent as
+UTF-16 or Windows-1252 is read as JSON. A reply that cannot be decoded at all is
+``bad_reply``; one that decodes but fails the judgement is ``not_ready``.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import datetime
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jmespath
@@ -42,11 +46,14 @@ NO_REQUEST = "none"
 MAX_FILE_PLACEHOLDER_BYTES = 64 * 1024
 # How a refusal looks in most dialects, whatever the bridge calls "ok": these fields are
 # checked by the default judgement whatever the accepted statuses are.
+# ``status`` is compared as text, so --expect-status 200 accepts a numeric 200; ``ok`` and
+# ``success`` refuse as false, 0 or "false" (bridges written in MQL5 often send 0/1).
 DEFAULT_JUDGEMENT = (
     "type(@) == 'object'"
-    " && (!contains(keys(@), 'status') || (type(status) == 'string'"
-    " && contains({statuses}, upper(status))))"
-    " && ok != `false` && success != `false` && !error"
+    " && (!contains(keys(@), 'status') || contains({statuses}, upper(to_string(status))))"
+    " && !contains(`[\"false\",\"0\"]`, lower(to_string(ok)))"
+    " && !contains(`[\"false\",\"0\"]`, lower(to_string(success)))"
+    " && !error"
 )
 # Keys whose values change from one reply to the next without saying anything about
 # readiness; ignored when deciding whether not_ready replies are "the same reply again".
@@ -197,15 +204,26 @@ def _read_secret(path: str, where: str) -> _Secret:
 
 @dataclasses.dataclass(frozen=True)
 class Judgement:
-    """A JMESPath expression on the reply: truthy (in JMESPath's sense: anything but
-    false, null, "", [] and {}) means ready."""
+    """A JMESPath expression on the reply: truthy means ready. Truthy is JMESPath's sense
+    (anything but false, null, "", [] and {}) less the number 0: bridges written in MQL5
+    send booleans as 0/1, and ``GATE_READY_WHEN=connected`` must not pass on
+    ``{"connected": 0}``. Failing closed here costs a wait; failing open starts a strategy
+    against a disconnected terminal."""
 
     expression: str
     _compiled: Any = dataclasses.field(repr=False, compare=False)
 
     def accepts(self, reply: Any) -> bool:
-        value = self._compiled.search(reply, options=_OPTIONS)
-        return not (value is None or value is False or value in ("", [], {}))
+        return is_truthy(self._compiled.search(reply, options=_OPTIONS))
+
+
+def is_truthy(value: Any) -> bool:
+    """Whether a judgement's value means ready (see ``Judgement``)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)):
+        return value != 0
+    return value not in ("", [], {})
 
 
 def default_expression(statuses: Iterable[str]) -> str:
@@ -224,23 +242,63 @@ def parse_judgement(expression: str, where: str) -> Judgement:
 
 
 def decode_reply(frames: list[bytes]) -> Any:
-    """The reply's value: JSON, or the text itself when it is UTF-8 but not JSON."""
+    """The reply's value: JSON, or the text itself (stripped) when it is UTF-8 but not JSON.
+
+    A UTF-8 byte-order mark and trailing NUL bytes are dropped first. Bytes that are not
+    UTF-8 text (or are, but hold NULs: UTF-16 read as UTF-8) are tried as UTF-16 and as
+    Windows-1252, and taken only if that gives JSON: anything else is ``bad_reply``, never
+    guessed at."""
     if len(frames) != 1:
         raise AttemptFailed("reply", Reason.PROTOCOL,
                             f"multipart reply with {len(frames)} frames; expected one frame")
     raw = frames[0]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AttemptFailed("reply", Reason.BAD_REPLY,
-                            f"reply is not UTF-8: {untrusted(raw[:80])}") from None
+    text = _utf8_text(raw)
+    if text is not None:
+        try:
+            return _json(text)
+        except ValueError:
+            return text.strip()  # plain text: judged as a JSON string
+    for decoded in _other_encodings(raw):
+        try:
+            return _json(decoded)
+        except ValueError:
+            continue
+    raise AttemptFailed("reply", Reason.BAD_REPLY,
+                        f"reply is not UTF-8 (nor JSON in UTF-16 or Windows-1252): "
+                        f"{untrusted(raw[:80])}")
+
+
+def _json(text: str) -> Any:
+    """json.loads, with nesting too deep for the parser as bad_reply (not a crash)."""
     try:
         return json.loads(text)
     except RecursionError:
         raise AttemptFailed("reply", Reason.BAD_REPLY,
                             "reply is JSON nested too deeply to decode") from None
-    except ValueError:
-        return text  # plain text: judged as a JSON string
+
+
+def _utf8_text(raw: bytes) -> str | None:
+    body = raw.removeprefix(codecs.BOM_UTF8).rstrip(b"\x00")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
+
+
+def _other_encodings(raw: bytes) -> Iterator[str]:
+    """The reply read as UTF-16 (by its byte-order mark, else little-endian as Windows
+    sends it), then as Windows-1252; each without a C string's terminating NUL."""
+    if raw.startswith(codecs.BOM_UTF16_BE):
+        candidates = [("utf-16-be", raw[2:])]
+    else:
+        candidates = [("utf-16-le", raw.removeprefix(codecs.BOM_UTF16_LE))]
+    candidates.append(("cp1252", raw.rstrip(b"\x00")))
+    for encoding, body in candidates:
+        try:
+            yield body.decode(encoding).rstrip("\x00")
+        except UnicodeDecodeError:
+            continue
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,13 +174,24 @@ def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSee
     sock = _open(socket_family(address), address, port, deadline)
     try:
         received = _read_until(sock, _first_frame_complete, deadline.capped(GREETING_WINDOW_S))
-        if received is None:
-            return GreetingSeen(Greeting.CLOSED)
+        offered = False
+        if received == b"":
+            # Silent so far. libzmq speaks first, but a ZeroMQ peer need not: some send
+            # their greeting only after reading the client's. Offer ours and listen again;
+            # a peer that is not ZeroMQ stays silent, or answers in its own protocol.
+            sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
+            offered = True
+            received = _read_until(sock, _first_frame_complete,
+                                   deadline.capped(GREETING_WINDOW_S))
+        if received is None:  # closed: at once, or (offered) on reading a ZeroMQ greeting
+            return GreetingSeen(Greeting.SILENT if offered else Greeting.CLOSED)
         kind = _classify(received)
         if kind is not Greeting.ZMTP3:
             return GreetingSeen(kind, excerpt=received[:BANNER_EXCERPT])
-        # Answer with our signature and major version to learn its version and mechanism.
-        sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
+        if not offered:
+            # Answer with our signature and major version to learn its version and
+            # mechanism.
+            sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
         wanted = ZMTP_SIGNATURE_LEN + 2 + MECHANISM_LEN
         more = _read_until(sock, lambda got: len(got) >= wanted,
                            deadline.capped(GREETING_WINDOW_S), received)
