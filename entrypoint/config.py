@@ -105,8 +105,9 @@ GATE_OPTIONS: tuple[Option, ...] = (
            str, "the informational request sent once ready; `none` skips it, and is the "
                 "default when --ping-request is set", "JSON"),
     Option("ready_when", "--ready-when", "GATE_READY_WHEN", None, str,
-           "JMESPath expression on the reply; truthy = ready (see docs/BRIDGES.md); replaces "
-           "--expect-status", "EXPR", optional=True, default_help="built from --expect-status"),
+           "JMESPath expression on the reply; truthy (not 0) = ready (see docs/BRIDGES.md); "
+           "replaces --expect-status", "EXPR", optional=True,
+           default_help="built from --expect-status"),
     Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
            "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
     Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),

@@ -17,7 +17,8 @@ import pytest
 from entrypoint.cli import main
 from entrypoint.config import settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
-from entrypoint.gateway.dialect import DEFAULT_DIALECT, NotReady, parse_request, suggest_fix
+from entrypoint.gateway.advice import suggest_fix
+from entrypoint.gateway.dialect import DEFAULT_DIALECT, NotReady, parse_request
 
 
 def judge(reply: bytes, **flags: str) -> Any:
@@ -62,6 +63,20 @@ def usage_error(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixt
     ({"success": "false"}, False),
     ({"ok": "FALSE", "status": "OK"}, False),
     ({"ok": 1, "success": "true"}, True),
+    ({"ok": 0.0}, False),
+    ({"ok": "no"}, False),
+    ({"Status": "ERROR", "Error": "Unauthorized"}, False),  # C# and MQL5 capitalise keys
+    ({"STATUS": "ERROR"}, False),
+    ({"OK": False}, False),
+    ({"Success": False}, False),
+    ({"Status": "Ok"}, True),
+    ({"err": "unauthorized"}, False),
+    ({"status": "OK", "errors": ["unauthorized"]}, False),
+    ({"status": "OK", "errors": []}, True),
+    ({"result": "error"}, False),
+    ({"result": False}, False),
+    ({"result": "FAILED"}, False),
+    ({"result": {"bid": 1.1}}, True),
     ({"status": "OK", "error": "terminal not connected"}, False),
     ({"status": "OK", "error": 0}, False),  # only null, false or empty mean "no error"
     ("OK", False),  # not an object: the default wants one
@@ -99,6 +114,8 @@ def test_status_is_compared_as_text() -> None:
      {"status": "OK", "broker": "Société"}),
     (b"OK\r\n", "OK"),  # plain text without the line ending around it
     (b"  PONG\x00", "PONG"),
+    # MQL5 sending a whole fixed-size buffer: the JSON ends at the C string's NUL.
+    (b'{"status":"OK"}\x00{"status":"ERR', {"status": "OK"}),
 ])
 def test_what_windows_bridges_add_around_a_reply_is_tolerated(raw: bytes, value: Any) -> None:
     """Byte-order marks, C terminators, UTF-16, Windows-1252 and white space around plain
@@ -109,7 +126,7 @@ def test_what_windows_bridges_add_around_a_reply_is_tolerated(raw: bytes, value:
 def test_other_encodings_are_taken_only_when_they_give_json() -> None:
     """Not UTF-8 and not JSON in UTF-16 or Windows-1252 either: bad_reply, not a guess."""
     for raw in (b"\xff\xfe", b"\xff\xfe\xfd not utf-8", b"O\x00K\x00 \x81",
-                b'{"status":"OK"}\x00trailing'):
+                b"OK\x00stale bytes of a fixed buffer"):
         with pytest.raises(AttemptFailed) as failed:
             judge(raw, ready_when="@")
         assert failed.value.reason.value == "bad_reply", raw
@@ -138,11 +155,30 @@ def test_ready_when_is_truthy_and_zero_is_not() -> None:
             judge(falsy, ready_when="v")
 
 
-def test_expression_errors_on_a_reply_are_not_ready_never_a_crash() -> None:
-    """An expression that cannot be evaluated on this reply (upper(42)) is not_ready."""
+@pytest.mark.parametrize(("expression", "reply"), [
+    ("upper(status) == 'OK'", b'{"status": 42}'),  # jmespath's own type error
+    ("bid > `0`", b'{"bid": "1.1"}'),  # MQL5's DoubleToString: Python's TypeError
+    ("bid > `\"0\"`", b'{"bid": 1.1}'),
+    ("floor(x) > `0`", b'{"x": 1e999}'),  # OverflowError
+    ("ceil(x) > `0`", b'{"x": NaN}'),  # ValueError
+    ("max_by(x, &a).a", b'{"x": [{"a": 1}, {"a": "b"}]}'),
+])
+def test_expression_errors_on_a_reply_are_not_ready_never_a_crash(
+        expression: str, reply: bytes) -> None:
+    """An expression that cannot be evaluated on this reply is not_ready (retried), not an
+    internal error: the reply is the bridge's, whatever its types."""
     with pytest.raises(AttemptFailed) as failed:
-        judge(b'{"status": 42}', ready_when="upper(status) == 'OK'")
+        judge(reply, ready_when=expression)
     assert failed.value.reason.value == "not_ready"
+    assert "could not be evaluated" in failed.value.error
+
+
+def test_a_key_given_twice_with_different_values_is_bad_reply() -> None:
+    """{"status":"ERROR","status":"OK"}: which one counts would be the parser's guess."""
+    with pytest.raises(AttemptFailed) as failed:
+        judge(b'{"status": "ERROR", "status": "OK"}')
+    assert failed.value.reason.value == "bad_reply"
+    assert judge(b'{"status": "OK", "status": "OK"}') == {"status": "OK"}
 
 
 def test_not_ready_names_the_reply_and_the_expression() -> None:
@@ -283,6 +319,16 @@ def test_same_refusal_is_recognised_whatever_its_timestamps_and_ids() -> None:
     ({"status": "ERROR", "error": "Invalid request structure"}, "GATE_PING_REQUEST",
      "GATE_READY_WHEN="),
     ({"status": "MAINTENANCE"}, "refuses", "status == 'MAINTENANCE'"),
+    ("access denied", "refuses", "GATE_READY_WHEN=\"@"),
+    ("ERROR: unknown command", "refuses", "GATE_READY_WHEN=\"@"),
+    ({"status": "NOT_CONNECTED"}, "refuses", "NOT_CONNECTED'"),
+    ({"status": "UNKNOWN_ACTION"}, "refuses", "GATE_EXPECT_STATUS="),
+    ({"status": "SUCCESS", "data": {"status": "dead"}}, "refuses", "GATE_EXPECT_STATUS="),
+    ({"status": "OK", "error": "token mismatch"}, "refuses", "GATE_EXPECT_STATUS="),
+    # Not pasteable: quotes, backslashes and control characters are never suggested.
+    ('READY "1"', "GATE_READY_WHEN to an expression", "@ =="),
+    ("C:\\MT5 up", "GATE_READY_WHEN to an expression", "@ =="),
+    ("UP\x1b[2J\x1b]0;pwned\x07", "GATE_READY_WHEN to an expression", "\x1b"),
 ])
 def test_probe_fix_never_suggests_accepting_a_refusal(
         reply: Any, expected: str, never: str | None) -> None:
@@ -291,6 +337,20 @@ def test_probe_fix_never_suggests_accepting_a_refusal(
     assert expected in fix
     if never is not None:
         assert never not in fix
+
+
+def test_probe_fix_never_repeats_a_secret_the_bridge_echoed(tmp_path: Path) -> None:
+    """A bridge answering "bad token: <the request>" as plain text: no literal is
+    suggested, so the token cannot reach the fix line."""
+    token = tmp_path / "token"
+    token.write_text("S3cr3t-Tok\n")
+    settings = settings_from_sources(
+        {"host": "gw", "ping_request": f'{{"action":"PING","token":"$file:{token}"}}'}, {})
+    assert b"S3cr3t-Tok" in settings.dialect.ping.render()  # registered as a secret
+    for echoed in ("up S3cr3t-Tok", "up: " + settings.dialect.ping.render().decode()):
+        fix = suggest_fix(echoed, settings.dialect)
+        assert "S3cr3t-Tok" not in fix
+        assert "@ ==" not in fix
 
 
 def test_usage_error_in_a_template_never_echoes_a_secret(

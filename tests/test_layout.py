@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
      "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog",
      "failclosed"},
-    {"gateway", "gateway.tcp", "gateway.dialect"},
+    {"gateway", "gateway.tcp", "gateway.dialect", "gateway.advice"},
     {"config", "curve"},
     {"gateway.zmq_client", "gateway.check", "retry"},
     {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",

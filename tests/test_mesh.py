@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from entrypoint.addresses import redact_url
 from entrypoint.checks import SKIP, WARN, Check, run_check
@@ -205,3 +206,46 @@ def test_redact_url_hides_only_the_password() -> None:
     assert redact_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert redact_url("postgresql://u:p%40ss@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
     assert redact_url("http://h/x") == "http://h/x"
+
+
+def test_a_mesh_file_gateway_check_sends_the_configured_request_without_a_host(
+        tmp_path: Path) -> None:
+    """No GATEWAY_HOST, a mesh file with a zmq_ping check, and the trade-on-action recipe:
+    the bridge gets GET_SYMBOL_INFO and nothing else (the default PING would be an order
+    to such an EA), and the configured judgement decides."""
+    seen: list[bytes] = []
+
+    def ea(frames: list[bytes]) -> list[bytes]:
+        seen.append(frames[-1])
+        if b'"GET_SYMBOL_INFO"' in frames[-1]:
+            return [b'{"bid": 1.1, "ask": 1.2}']
+        return [b'{"retcode": 10009, "comment": "ORDER PLACED"}']
+
+    with servers.zmq_server(zmq.ROUTER, ea) as port:
+        document = tmp_path / "mesh.toml"
+        document.write_text("include_defaults = false\n[[check]]\nkind = \"zmq_ping\"\n"
+                            f"target = \"127.0.0.1:{port}\"\n")
+        env = base_env(GATE_PING_REQUEST='{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}',
+                       GATE_READY_WHEN="bid > `0`")
+        code, doc, _ = mesh(["--file", str(document)], env)
+        strict = base_env(GATE_PING_REQUEST='{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}',
+                          GATE_READY_WHEN="bid > `5`")
+        strict_code, strict_doc, _ = mesh(["--file", str(document)], strict)
+    assert seen, "the check reached the bridge"
+    assert all(b'"GET_SYMBOL_INFO"' in request for request in seen), seen
+    assert code == 0, doc
+    assert strict_code == 2  # the same reply, judged by a rule it fails: critical check
+    assert strict_doc["checks"][0]["reason"] == "not_ready"
+
+
+def test_a_bad_dialect_option_without_a_host_is_a_usage_error(tmp_path: Path) -> None:
+    """Without GATEWAY_HOST, an invalid GATE_PING_REQUEST is still exit 64, never ignored
+    in favour of the default request."""
+    document = tmp_path / "mesh.toml"
+    document.write_text('include_defaults = false\n[[check]]\nkind = "zmq_ping"\n'
+                        'target = "127.0.0.1:9"\n')
+    done = subprocess.run([*GATE, "mesh", "--file", str(document)],
+                          env=base_env(GATE_PING_REQUEST="{not json"), cwd=REPO,
+                          capture_output=True, text=True, timeout=EXIT_S, check=False)
+    assert done.returncode == 64
+    assert "GATE_PING_REQUEST" in done.stderr

@@ -35,6 +35,10 @@ EXIT_ALL_PASS, EXIT_NON_CRITICAL, EXIT_CRITICAL = 0, 1, 2
 MIN_PYTHON = "3.11"
 
 
+# Stands in for the gateway's host when none is configured; never connected to.
+NO_HOST = "unset"
+
+
 def _label(target: Target) -> str:
     names = {"zmq_ping": "gateway PING", "zmq_pub": "gateway PUB", "env": "env",
              "python": "python >=", "postgres": "postgresql"}
@@ -42,27 +46,32 @@ def _label(target: Target) -> str:
 
 
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
-    try:
-        settings: GateSettings | None = settings_for(args, environ, PROBE_OPTIONS)
-    except UsageError:
-        if args.host is not None or environ.get("GATEWAY_HOST"):
-            raise  # a host was given but something is invalid: say so
-        settings = None  # no gateway configured: the mesh reports that as a failed check
+    host_given = args.host is not None or bool(environ.get("GATEWAY_HOST"))
+    # Every option but the host applies whether or not a gateway host is configured: a
+    # mesh file's zmq_ping checks must send the configured request (an EA may trade on
+    # any other) and judge by the configured rule. Only a missing host is tolerated; the
+    # mesh reports it as a failed check.
+    configured = settings_for(args if host_given else argparse.Namespace(
+        **{**vars(args), "host": NO_HOST}), environ, PROBE_OPTIONS)
+    settings = configured if host_given else None
     path = mesh_file_path(args.file, environ)
     document = load_mesh_file(path) if path else None
-    checks = build_checks(settings, environ, document, path or "")
-    configure_logging(settings.log_format if settings else "auto", "warning")
+    checks = build_checks(settings, environ, document, path or "", base=configured,
+                          host_given=host_given)
+    configure_logging(configured.log_format, "warning")
     return run_mesh(checks, as_json=args.json)
 
 
-def default_specs(settings: GateSettings | None, environ: Mapping[str, str]
-                  ) -> list[dict[str, Any]]:
-    """The checks implied by the environment: gateway, Redis, PostgreSQL, HTTP, DNS..."""
-    specs: list[dict[str, Any]] = [
-        {"kind": "python", "target": MIN_PYTHON},
-        {"kind": "env", "target": "GATEWAY_HOST", "critical": True},
-        {"kind": "writable", "target": tempfile.gettempdir()},
-    ]
+def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
+                  host_given: bool = False) -> list[dict[str, Any]]:
+    """The checks implied by the environment: gateway, Redis, PostgreSQL, HTTP, DNS...
+
+    GATEWAY_HOST must be set in the environment the gate runs in, unless this run names the
+    host with --host (checking a gateway from a shell, say)."""
+    specs: list[dict[str, Any]] = [{"kind": "python", "target": MIN_PYTHON}]
+    if not (host_given and not environ.get("GATEWAY_HOST")):
+        specs.append({"kind": "env", "target": "GATEWAY_HOST", "critical": True})
+    specs.append({"kind": "writable", "target": tempfile.gettempdir()})
     if settings is not None:
         specs += [
             {"kind": "icmp", "target": settings.host},
@@ -103,19 +112,25 @@ def load_mesh_file(path: str) -> dict[str, Any]:
 
 
 def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
-                 document: dict[str, Any] | None, source: str = "") -> list[Check]:
-    """Turn the default specs and the mesh file's ``[[check]]`` tables into Checks."""
+                 document: dict[str, Any] | None, source: str = "", *,
+                 base: GateSettings | None = None, host_given: bool = False) -> list[Check]:
+    """Turn the default specs and the mesh file's ``[[check]]`` tables into Checks.
+
+    ``settings``: the gateway's, None when no host is configured. ``base``: the options
+    every check is built with (dialect, CURVE keys), the gateway's or, without a host,
+    the same options with a placeholder host."""
     document = document or {}
     default_timeout = _number(document.get("timeout", 5.0), f"{source}: timeout")
     message_within = document.get("pub_message_within")
     if message_within is not None:
         message_within = _number(message_within, f"{source}: pub_message_within")
-    specs = default_specs(settings, environ) if document.get("include_defaults", True) else []
+    specs = default_specs(settings, environ, host_given) \
+        if document.get("include_defaults", True) else []
     file_specs = document.get("check", [])
     if not isinstance(file_specs, list):
         raise UsageError(f"{source}: `check` must be an array of tables ([[check]])")
     specs += file_specs
-    base = settings if settings is not None else GateSettings(host="unset")
+    base = base or settings or GateSettings(host=NO_HOST)
     checks = []
     for index, spec in enumerate(specs, start=1):
         where = f"{source or 'defaults'}: check {index}"

@@ -23,8 +23,9 @@ from entrypoint.commands import settings_for
 from entrypoint.config import PROBE_OPTIONS, GateSettings
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.check import GatewayCheck, check_feed
-from entrypoint.gateway.dialect import NotReady, suggest_fix
+from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.tcp import resolve
 from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
 from entrypoint.logs import configure_logging, untrusted

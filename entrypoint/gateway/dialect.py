@@ -44,17 +44,9 @@ DEFAULT_STATUS_REQUEST = '{"action":"STATUS"}'
 NO_REQUEST = "none"
 # A token file is a few dozen bytes; anything this big was named by mistake.
 MAX_FILE_PLACEHOLDER_BYTES = 64 * 1024
-# How a refusal looks in most dialects, whatever the bridge calls "ok": these fields are
-# checked by the default judgement whatever the accepted statuses are.
-# ``status`` is compared as text, so --expect-status 200 accepts a numeric 200; ``ok`` and
-# ``success`` refuse as false, 0 or "false" (bridges written in MQL5 often send 0/1).
-DEFAULT_JUDGEMENT = (
-    "type(@) == 'object'"
-    " && (!contains(keys(@), 'status') || contains({statuses}, upper(to_string(status))))"
-    " && !contains(`[\"false\",\"0\"]`, lower(to_string(ok)))"
-    " && !contains(`[\"false\",\"0\"]`, lower(to_string(success)))"
-    " && !error"
-)
+# The default judgement (no --ready-when): ``default_ready`` below, with the accepted
+# statuses from --expect-status. It is a JMESPath function, so --ready-when can build on it.
+DEFAULT_JUDGEMENT = "default_ready(@, {statuses})"
 # Keys whose values change from one reply to the next without saying anything about
 # readiness; ignored when deciding whether not_ready replies are "the same reply again".
 _VOLATILE_KEY = re.compile(r"time|date|stamp|uuid|nonce|^seq|^id$|_id$|^ts$|uptime",
@@ -63,7 +55,11 @@ _VOLATILE_KEY = re.compile(r"time|date|stamp|uuid|nonce|^seq|^id$|_id$|^ts$|upti
 
 class _Functions(jmespath.functions.Functions):
     """``upper()`` and ``lower()``, so that an expression can compare statuses whatever
-    their case (the default judgement does, as --expect-status always has)."""
+    their case; ``default_ready(@, statuses)``, the default judgement."""
+
+    @jmespath.functions.signature({"types": []}, {"types": ["array"]})
+    def _func_default_ready(self, reply: Any, statuses: list[Any]) -> bool:
+        return default_ready(reply, statuses)
 
     @jmespath.functions.signature({"types": ["string"]})
     def _func_upper(self, text: str) -> str:
@@ -75,6 +71,69 @@ class _Functions(jmespath.functions.Functions):
 
 
 _OPTIONS = jmespath.Options(custom_functions=_Functions())
+
+
+# --- the default judgement -------------------------------------------------------------
+
+# Top-level keys that carry a bridge's verdict, compared whatever their case (bridges in
+# C# and MQL5 write Status, OK, Error).
+_STATUS_KEYS = frozenset({"status"})
+_YES_NO_KEYS = frozenset({"ok", "success"})
+_ERROR_KEYS = frozenset({"error", "errors", "err"})
+_RESULT_KEYS = frozenset({"result"})
+_SAYS_NO = frozenset({"false", "0", "no"})
+# Words that mean "no" as a whole status or result: never accepted as a result, never
+# suggested as the status to accept (probe's fix line).
+REFUSING_WORDS = frozenset({
+    "ERROR", "ERR", "FAIL", "FAILED", "FAILURE", "DENIED", "UNAUTHORIZED", "UNAUTHORISED",
+    "FORBIDDEN", "INVALID", "REJECTED", "UNKNOWN", "MAINTENANCE", "DISCONNECTED", "DOWN",
+    "BUSY", "OFFLINE", "DEAD", "EXCEPTION", "TIMEOUT", "NOK", "KO", "NOT", "NO", "BAD",
+    "WRONG", "MISSING", "UNAVAILABLE", "STOPPED", "CLOSED", "HALTED", "REFUSED", "ABORTED",
+    "EXPIRED", "DISABLED", "UNSUPPORTED", "NONE", "NULL", "FALSE",
+})
+
+
+def default_ready(reply: Any, statuses: Iterable[Any]) -> bool:
+    """The default judgement, exactly as docs/BRIDGES.md states it.
+
+    Ready when the reply is a JSON object, and among its top-level keys (any case):
+    every ``status`` is in ``statuses`` (as text, case-insensitively); no ``ok`` or
+    ``success`` says no (false, 0, "false", "0", "no"); every ``error``, ``errors`` and
+    ``err`` is null, false or empty; and no ``result`` is false or a refusing word."""
+    if not isinstance(reply, dict):
+        return False
+    accepted = {_as_text(status).upper() for status in statuses}
+    for key, value in reply.items():
+        name = str(key).lower()
+        if name in _STATUS_KEYS and _as_text(value).upper() not in accepted:
+            return False
+        if name in _YES_NO_KEYS and _says_no(value):
+            return False
+        if name in _ERROR_KEYS and not _is_empty(value):
+            return False
+        if name in _RESULT_KEYS and (value is False or (
+                isinstance(value, str) and value.strip().upper() in REFUSING_WORDS)):
+            return False
+    return True
+
+
+def _as_text(value: Any) -> str:
+    """A status as text: a string as it is, anything else as JSON writes it (200, true)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _says_no(value: Any) -> bool:
+    if value is False:
+        return True
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value == 0
+    return isinstance(value, str) and value.strip().lower() in _SAYS_NO
+
+
+def _is_empty(value: Any) -> bool:
+    """null, false, "", [] or {}; the number 0 is an error code, not "no error"."""
+    return value is None or value is False or (
+        isinstance(value, (str, list, dict)) and not value)
 
 
 # --- requests --------------------------------------------------------------------------
@@ -252,15 +311,22 @@ def decode_reply(frames: list[bytes]) -> Any:
         raise AttemptFailed("reply", Reason.PROTOCOL,
                             f"multipart reply with {len(frames)} frames; expected one frame")
     raw = frames[0]
-    text = _utf8_text(raw)
-    if text is not None:
+    # A C string ends at its first NUL; MQL5 sends the terminator, or a whole fixed-size
+    # buffer with stale bytes after it.
+    c_string, _nul, after = raw.removeprefix(codecs.BOM_UTF8).partition(b"\x00")
+    text = _utf8(c_string)
+    if text is not None and not after.strip(b"\x00"):
         try:
             return _json(text)
         except ValueError:
             return text.strip()  # plain text: judged as a JSON string
-    for decoded in _other_encodings(raw):
+    # Bytes after a NUL, or not UTF-8: JSON in a C string's head, in UTF-16 or in
+    # Windows-1252, and nothing else; a guess at text would be judged on garbage.
+    for candidate in (text, *_other_encodings(raw)):
+        if candidate is None:
+            continue
         try:
-            return _json(decoded)
+            return _json(candidate)
         except ValueError:
             continue
     raise AttemptFailed("reply", Reason.BAD_REPLY,
@@ -269,26 +335,37 @@ def decode_reply(frames: list[bytes]) -> Any:
 
 
 def _json(text: str) -> Any:
-    """json.loads, with nesting too deep for the parser as bad_reply (not a crash)."""
+    """json.loads; nesting too deep for the parser is bad_reply (not a crash), and so is
+    a key given twice with different values: which one counts is the parser's guess, and
+    {"status": "ERROR", "status": "OK"} must not be ready by that guess."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unambiguous)
     except RecursionError:
         raise AttemptFailed("reply", Reason.BAD_REPLY,
                             "reply is JSON nested too deeply to decode") from None
 
 
-def _utf8_text(raw: bytes) -> str | None:
-    body = raw.removeprefix(codecs.BOM_UTF8).rstrip(b"\x00")
+def _unambiguous(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj and obj[key] != value:
+            raise AttemptFailed("reply", Reason.BAD_REPLY,
+                                f"reply gives key {untrusted(key, 40)} twice, with different "
+                                "values")
+        obj[key] = value
+    return obj
+
+
+def _utf8(raw: bytes) -> str | None:
     try:
-        text = body.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return None if "\x00" in text else text
 
 
 def _other_encodings(raw: bytes) -> Iterator[str]:
     """The reply read as UTF-16 (by its byte-order mark, else little-endian as Windows
-    sends it), then as Windows-1252; each without a C string's terminating NUL."""
+    sends it), then as Windows-1252; each without a C string's terminating NULs."""
     if raw.startswith(codecs.BOM_UTF16_BE):
         candidates = [("utf-16-be", raw[2:])]
     else:
@@ -316,13 +393,18 @@ class Dialect:
         reply = decode_reply(frames)
         try:
             ready = self.judgement.accepts(reply)
-        except jmespath.exceptions.JMESPathError as exc:
-            raise AttemptFailed("reply", Reason.NOT_READY,
-                                f"reply {untrusted(reply, 200)}: --ready-when could not be "
-                                f"evaluated on it ({untrusted(str(exc), 120)})") from None
         except RecursionError:
             raise AttemptFailed("reply", Reason.BAD_REPLY,
                                 "reply is nested too deeply to judge") from None
+        except Exception as exc:  # noqa: BLE001 - the reply is the bridge's: see below
+            # The expression is checked at start; what it meets here is whatever the bridge
+            # sent (a price as a string compared with a number, NaN in floor()), and jmespath
+            # raises TypeError, ValueError or OverflowError as readily as its own errors.
+            # Any of them means "not shown ready": retried, never a crash, never ready.
+            raise AttemptFailed("reply", Reason.NOT_READY,
+                                f"reply {untrusted(reply, 200)}: {self.judgement.expression} "
+                                f"could not be evaluated on it "
+                                f"({untrusted(f'{type(exc).__name__}: {exc}', 120)})") from None
         if not ready:
             raise NotReady(reply, self.judgement.expression)
         return reply
@@ -353,44 +435,6 @@ def _without_volatile(node: Any) -> Any:
     if isinstance(node, list):
         return [_without_volatile(value) for value in node]
     return node
-
-
-# Statuses that mean "no": never suggested as the status to accept.
-_REFUSING_STATUSES = frozenset({"ERROR", "ERR", "FAIL", "FAILED", "FAILURE", "DENIED",
-                                "UNAUTHORIZED", "FORBIDDEN", "INVALID", "REJECTED",
-                                "UNKNOWN", "MAINTENANCE", "DISCONNECTED", "DOWN", "BUSY"})
-
-
-def suggest_fix(reply: Any, dialect: Dialect) -> str:
-    """One line for ``probe`` after a not_ready reply: what to set, or what to check.
-
-    A reply that reads as a refusal (an error, ok/success false, an error-like status) is
-    never suggested as "ready": the request or credentials are what need changing."""
-    if isinstance(reply, str):
-        return (f"the bridge answers plain text: if {untrusted(reply, 60)} means ready, set "
-                f"GATE_READY_WHEN=\"@ == {_jmespath_string(reply)}\"")
-    if not isinstance(reply, dict):
-        return (f"the bridge answers a JSON {type(reply).__name__}, not an object: set "
-                "GATE_READY_WHEN to an expression that is true when it is ready")
-    refusal = reply.get("error") or (
-        reply.get("ok") is False and "ok=false") or (
-        reply.get("success") is False and "success=false")
-    status = reply.get("status")
-    if refusal or (isinstance(status, str) and status.upper() in _REFUSING_STATUSES):
-        said = untrusted(refusal if refusal else status, 80)
-        return (f"the bridge refuses this request ({said}): give it the request it expects "
-                "(GATE_PING_REQUEST: action, required fields, token as \"$file:PATH\"); "
-                "see docs/BRIDGES.md")
-    if isinstance(status, str) and status and not dialect.custom_judgement:
-        return (f"if status {untrusted(status, 40)} means ready, set "
-                f"GATE_READY_WHEN=\"status == {_jmespath_string(status)}\"")
-    return ("set GATE_READY_WHEN to an expression on this reply that is true only when the "
-            "bridge is ready (docs/BRIDGES.md)")
-
-
-def _jmespath_string(text: str) -> str:
-    """``text`` as a JMESPath raw string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def dialect_from_values(ping: str, status: str, ready_when: str | None,
