@@ -85,6 +85,8 @@ def host_port(url: str) -> tuple[str, int]:
         port = parts.port
     except ValueError:
         raise ValueError(f"{redact_url(url)!r} has an invalid port") from None
+    if port == 0:  # urllib accepts 0; nothing listens there (tcp:// and zmq say the same)
+        raise ValueError(f"{redact_url(url)!r} has an invalid port (expected 1-65535)")
     if port is None:
         port = DEFAULT_PORTS.get(parts.scheme)
     if port is None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, NoReturn
 
-from entrypoint import __version__
+from entrypoint import __version__, fdlimit
 from entrypoint.commands import sim as sim_command
 from entrypoint.config import (
     CURVE_OPTIONS,
@@ -44,7 +44,7 @@ exit codes:
   0    ready (and no COMMAND); otherwise COMMAND replaces the gate and its code is final
   64   usage error or invalid value
   69   the gateway did not answer before --timeout
-  70   internal error (a bug; the log has the traceback)
+  70   internal error (a bug; the log has the traceback), or ulimit -n too low
   78   something answers on the port but it is not a ZeroMQ REP gateway
   126  COMMAND is not executable
   127  COMMAND not found
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # Until the command configures its own, errors are logged as its flags ask: an
         # internal error before that must still be one JSON line, not console output.
         _configure_fallback_logging(options, env)
-        return _guarded(lambda: module.run(args, command, env))
+        return _guarded(lambda: _start(module, args, command, env))
     except UsageError as exc:
         named = options[0] if options[:1] and options[0] in COMMANDS else None
         report: Callable[[UsageError], int] | None = getattr(
@@ -202,6 +202,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _command(name: str) -> ModuleType:
     """The command's module, imported only when it runs: each loads only what it uses."""
     return importlib.import_module(f"entrypoint.commands.{name}")
+
+
+def _start(module: ModuleType, args: argparse.Namespace, command: list[str],
+           env: Mapping[str, str]) -> int:
+    if args.command != "explain":  # every other command opens sockets (ZeroMQ's among them)
+        # Before the first socket: too few file descriptors make libzmq abort (exit 134)
+        # or a socket fail mid-wait (see fdlimit; `wait` refuses plainly when too low).
+        fdlimit.raise_soft_limit()
+    return int(module.run(args, command, env))
 
 
 def _guarded(run: Callable[[], int]) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
@@ -211,7 +212,8 @@ def _events(stream: BinaryIO, summary: LogSummary) -> Iterator[dict[str, Any]]:
             summary.other_lines += 1
             continue
         try:  # tolerate a prefix: `compose logs` ("svc-1  | {...}"), `kubectl --timestamps`
-            event = json.loads(raw[start:].decode("utf-8"))
+            event = json.loads(raw[start:].decode("utf-8"), parse_constant=_not_json,
+                               parse_float=_finite)
         except (ValueError, RecursionError):
             summary.unreadable += 1
             continue
@@ -221,6 +223,19 @@ def _events(stream: BinaryIO, summary: LogSummary) -> Iterator[dict[str, Any]]:
             continue
         summary.gate_lines += 1
         yield event
+
+
+def _not_json(constant: str) -> float:
+    """NaN and Infinity are not JSON, and the gate never writes them: the line is not ours."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (1e999) is not the gate's."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
 
 
 def _lines(stream: BinaryIO, summary: LogSummary) -> Iterable[bytes]:

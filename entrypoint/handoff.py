@@ -3,7 +3,8 @@
 The runner inherits our PID, argv and environment, so it receives the container's
 signals directly. Before exec we undo what Python changed: SIGPIPE and SIGXFSZ are
 ignored by CPython and ignored dispositions survive exec; our own handlers go back to
-default; the signal mask is emptied; buffered output is flushed.
+default; the signal mask is emptied; buffered output is flushed; a file-descriptor soft
+limit the gate raised for itself (``fdlimit``) goes back to what it was.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import stat
 import sys
 from collections.abc import Mapping, Sequence
 
-from entrypoint import failclosed
+from entrypoint import failclosed, fdlimit
 from entrypoint.errors import CommandNotExecutable, CommandNotFound
 from entrypoint.signals import raise_if_pending
 
 _RESET_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
                   "SIGUSR2", "SIGCHLD")
-
 
 def resolve_command(command: Sequence[str], environ: Mapping[str, str]) -> str:
     """The path exec will run, found the way a shell would; raises 126/127 errors early."""
@@ -71,6 +71,7 @@ def exec_runner(path: str, argv: Sequence[str]) -> None:
     a callback; see ``failclosed``) is raised here instead, and the runner never starts."""
     failclosed.raise_if_any()
     raise_if_pending()  # a stop requested (and swallowed) just before: do not start
+    fdlimit.restore()  # the runner's limits are as if there were no gate
     for name in _RESET_SIGNALS:
         signum = getattr(signal, name, None)
         if signum is not None:

@@ -73,7 +73,7 @@ def configure_logging(log_format: str = "auto", level: str = "info",
     for_people: list[Any] = []
     if use_console(log_format, out):
         for_people = [_HintOncePerReason()]
-        colors = _isatty(out) and "NO_COLOR" not in os.environ
+        colors = _isatty(out) and not os.environ.get("NO_COLOR")  # empty: not set (no-color.org)
         renderer = structlog.dev.ConsoleRenderer(
             colors=colors, sort_keys=False,
             exception_formatter=structlog.dev.plain_traceback,

@@ -160,3 +160,27 @@ STEPS: dict[Reason, tuple[str, ...]] = {
         "check this client's public key is on the gateway's allow-list",
     ),
 }
+
+# For an `--also` target that is not a gateway port (Redis, PostgreSQL, HTTP, TCP): the
+# hints above speak of the MT5 bridge and Windows, which would send an operator to the
+# wrong machine. What each reason means for any service instead.
+_DEPENDENCY_MEANING: dict[Reason, str] = {
+    Reason.DNS: "its name does not resolve: check the spelling and the network it is on",
+    Reason.REFUSED: "nothing listens on its port: is the service running, on that port?",
+    Reason.TIMEOUT: "no answer: a firewall dropping packets, a wrong address, or a service "
+                    "too busy to answer",
+    Reason.UNREACHABLE: "no route to it: check its address and the network",
+    Reason.RESET: "it closed the connection: is it restarting, or does it expect TLS?",
+    Reason.NOT_ZMQ: "something else answers on that port: check the URL's port",
+    Reason.NO_REPLY: "it accepted the connection but did not answer",
+    Reason.BAD_REPLY: "its answer could not be read: check the URL's scheme and port",
+    Reason.NOT_READY: "it answers, but not ready yet (a 5xx, a server still loading)",
+    Reason.PROTOCOL: "it speaks another protocol than the URL's scheme says",
+    Reason.AUTH: "it rejected the credentials in the URL",
+}
+
+
+def dependency_hint(reason: Reason, target: str) -> str:
+    """The hint for a failed `--also` target that is not a gateway port."""
+    meaning = _DEPENDENCY_MEANING.get(reason, "see the reason's section")
+    return f"{target}: {meaning} (see {TROUBLESHOOTING}#dependencies)"

@@ -23,7 +23,8 @@ class Painter:
             tty = stream.isatty()
         except (AttributeError, ValueError):
             tty = False
-        self.enabled = tty and "NO_COLOR" not in os.environ
+        # no-color.org: "when present and not an empty string"
+        self.enabled = tty and not os.environ.get("NO_COLOR")
 
     def status(self, status: str, text: str) -> str:
         return f"{_COLOURS[status]}{text}{_RESET}" if self.enabled else text

@@ -38,13 +38,39 @@ class _SignalsInDelete:
             pass
 
 
+def _raising_methods() -> dict[str, tuple[Any, str]]:
+    """The places where raising is all the injection does: kind -> (owner, attribute)."""
+    from entrypoint import retry
+    from entrypoint.commands import wait
+    from entrypoint.gateway import check, zmq_client
+
+    return {
+        "also-probe": (wait._TargetCheck, "attempt"),  # the --also check's thread
+        "attempt-hook": (retry.AttemptLog, "__call__"),  # fed each failed attempt
+        "pause": (retry._Wait, "pause"),  # tenacity's sleep callback
+        "next-pause": (retry._Wait, "next_pause"),  # tenacity's wait: the next pause's length
+        "before-pause": (retry._Wait, "before_pause"),  # tenacity's before_sleep: the report
+        # the check, before each attempt, that no --also target has failed for good
+        "before-attempt": (wait.AlsoWaiter, "raise_if_failed"),
+        "zmq-request": (zmq_client.ZmqGateway, "request"),  # the ZeroMQ round trip itself
+        "watch-pause": (check.GatewayCheck, "watch_pause"),  # the PING queued in a pause
+        "status": (check.GatewayCheck, "status"),  # the informational STATUS after ready
+    }
+
+
 def install(kind: str) -> None:
     from entrypoint import logs, retry
     from entrypoint.commands import wait
     from entrypoint.gateway import check
 
-    if kind == "also-probe":  # the --also check's thread
-        wait._TargetCheck.attempt = _boom  # type: ignore[method-assign]
+    raising = _raising_methods()
+    if kind in raising:
+        owner, name = raising[kind]
+        setattr(owner, name, _boom)
+    elif kind == "stop-rule":  # tenacity's stop: has the deadline passed?
+        def stop_at(deadline: Any) -> Any:  # retry.stop_at's signature
+            return _boom
+        retry.stop_at = stop_at
     elif kind == "also-silent-death":  # the thread ends without an Exception or a report
         def leave(*_args: Any) -> NoReturn:
             raise SystemExit(0)
@@ -53,19 +79,15 @@ def install(kind: str) -> None:
         def lookup(*_args: Any, **_kwargs: Any) -> NoReturn:
             raise ValueError("injected failure in getaddrinfo")
         socket.getaddrinfo = lookup
-    elif kind == "attempt-hook":  # the hook fed each failed attempt (AttemptLog)
-        retry.AttemptLog.__call__ = _boom  # type: ignore[method-assign]
-    elif kind == "pause":  # tenacity's sleep callback
-        retry._Wait.pause = _boom  # type: ignore[method-assign]
-    elif kind == "watch-pause":  # the PING queued during a pause
-        check.GatewayCheck.watch_pause = _boom  # type: ignore[method-assign]
-    elif kind == "status":  # the informational STATUS after ready
-        check.GatewayCheck.status = _boom  # type: ignore[method-assign]
-    elif kind == "log-processor":  # a structlog processor, on the ready event
+    elif kind in ("log-processor", "dependency-ready-log"):
+        # a structlog processor, on the ready event; or on the --also thread's
+        # gate.dependency_ready (so the log call itself raises, inside that thread)
+        failing = ("gate.ready", "gate.error") if kind == "log-processor" else \
+            ("gate.dependency_ready",)
         original = logs._order_keys
 
         def order_keys(logger: Any, name: str, event: Any) -> Any:
-            if event.get("event") in ("gate.ready", "gate.error"):
+            if event.get("event") in failing:
                 raise RuntimeError("injected failure in a log processor")
             return original(logger, name, event)
         logs._order_keys = order_keys  # type: ignore[assignment]

@@ -198,16 +198,30 @@ def main_in_process(argv: Sequence[str], environ: dict[str, str],
 # flags and returns (its process, its REP port); every one is stopped after the test.
 StartGateway = Callable[..., tuple["Proc", int]]
 
+# The `sim` fixture (conftest.py): ``start_sim(*args, env=..., wait_listening=...)``, and
+# every simulator it started is stopped after the test (`gateway` is the same fixture).
+StartSim = StartGateway
+
+# The `gate` fixture: ``Proc([*GATE, *args], env=..., **popen)``; the `spawn` fixture:
+# ``Proc(argv, env=..., **popen)``. Every process either started is killed after the test
+# (its process group too, for one started with ``start_new_session=True``).
+StartGate = Callable[..., "Proc"]
+Spawn = Callable[..., "Proc"]
+
 
 def start_sim(*args: str, env: dict[str, str] | None = None,
-              wait_listening: bool = True) -> tuple[Proc, int]:
-    """Start ``mt5-gate sim`` on loopback; return it and its REP port once it listens."""
+              wait_listening: bool = True,
+              on_start: Callable[[Proc], object] | None = None) -> tuple[Proc, int]:
+    """Start ``mt5-gate sim`` on loopback; return it and its REP port once it listens.
+    ``on_start`` is given the process as soon as it exists (before the wait)."""
     argv = [*GATE, "sim", "--bind", "127.0.0.1", *args]
     if "--port" not in args:
         argv += ["--port", "0"]
     if "--pub-port" not in args:
         argv += ["--pub-port", "0"]
     proc = Proc(argv, env=env or base_env())
+    if on_start is not None:
+        on_start(proc)
     if not wait_listening:
         return proc, 0
     event = proc.wait_for_event("sim.listening", timeout=15)

@@ -5,25 +5,22 @@ from __future__ import annotations
 import socket
 
 from tests.bounds import EXIT_S
-from tests.helpers import GATE, Proc, StartGateway, base_env, free_port, run_gate, start_sim
+from tests.helpers import StartGate, StartGateway, StartSim, base_env, free_port, run_gate
 from tests.real_servers import postgres_server, redis_server
 
 FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.3", "--connect-timeout", "0.5",
         "--reply-timeout", "1"]
 
 
-def test_all_dependencies_ready_then_exec() -> None:
+def test_all_dependencies_ready_then_exec(sim: StartSim) -> None:
     """Gateway + Redis + PostgreSQL + TCP + PUB: each logged ready, then the exec."""
-    sim, port = start_sim()
-    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
-    try:
-        with redis_server("pw-redis") as redis_url, postgres_server() as pg_url:
-            code, events, stdout, _ = run_gate(
-                ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
-                 "--also", redis_url, "--also", pg_url, "--also", f"tcp://127.0.0.1:{port}",
-                 "--also", f"zmq+sub://127.0.0.1:{pub_port}", "--", "echo", "runner-started"])
-    finally:
-        sim.stop()
+    simulator, port = sim()
+    pub_port = int(simulator.wait_for_event("sim.listening")["pub_port"])
+    with redis_server("pw-redis") as redis_url, postgres_server() as pg_url:
+        code, events, stdout, _ = run_gate(
+            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+             "--also", redis_url, "--also", pg_url, "--also", f"tcp://127.0.0.1:{port}",
+             "--also", f"zmq+sub://127.0.0.1:{pub_port}", "--", "echo", "runner-started"])
     assert code == 0
     assert stdout.strip() == "runner-started"
     ready = {e["target"] for e in events if e["event"] == "gate.dependency_ready"}
@@ -37,37 +34,30 @@ def test_all_dependencies_ready_then_exec() -> None:
     assert any(":***@" in label for label in start["also"])
 
 
-def test_late_dependency_is_waited_for() -> None:
+def test_late_dependency_is_waited_for(sim: StartSim, gate: StartGate) -> None:
     """A TCP dependency that starts listening later holds the exec until it does."""
-    sim, port = start_sim()
+    _simulator, port = sim()
     dep_port = free_port()
-    gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
-                 "--also", f"tcp://127.0.0.1:{dep_port}", "--", "echo", "go"])
-    try:
-        failed = gate.wait_for_event("gate.attempt_failed")
-        assert failed["target"] == f"tcp://127.0.0.1:{dep_port}"
-        assert failed["reason"] == "refused"
-        assert gate.stdout_lines == []
-        with socket.socket() as listener:
-            listener.bind(("127.0.0.1", dep_port))
-            listener.listen()
-            assert gate.wait(timeout=EXIT_S) == 0
-    finally:
-        gate.kill()
-        sim.stop()
-    assert gate.stdout_lines == ["go"]
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                "--also", f"tcp://127.0.0.1:{dep_port}", "--", "echo", "go")
+    failed = proc.wait_for_event("gate.attempt_failed")
+    assert failed["target"] == f"tcp://127.0.0.1:{dep_port}"
+    assert failed["reason"] == "refused"
+    assert proc.stdout_lines == []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", dep_port))
+        listener.listen()
+        assert proc.wait(timeout=EXIT_S) == 0
+    assert proc.stdout_lines == ["go"]
 
 
-def test_dead_dependency_ends_with_69_naming_the_target() -> None:
+def test_dead_dependency_ends_with_69_naming_the_target(sim: StartSim) -> None:
     """A dependency that never comes: gate.timeout names it, exit 69, runner never runs."""
-    sim, port = start_sim()
+    _simulator, port = sim()
     dead = f"tcp://127.0.0.1:{free_port()}"
-    try:
-        code, events, stdout, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                            *FAST, "--timeout", "1", "--also", dead, "--",
-                                            "echo", "must-not-run"])
-    finally:
-        sim.stop()
+    code, events, stdout, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                                        *FAST, "--timeout", "1", "--also", dead, "--",
+                                        "echo", "must-not-run"])
     assert code == 69
     assert stdout == ""
     assert events[-1]["event"] == "gate.timeout"
@@ -90,16 +80,13 @@ def test_wrong_redis_password_is_a_configuration_error_78(gateway: StartGateway)
     assert "bad-pw" not in repr(events)
 
 
-def test_gate_also_variable_is_comma_separated() -> None:
+def test_gate_also_variable_is_comma_separated(sim: StartSim) -> None:
     """GATE_ALSO lists dependencies like repeated --also flags."""
-    sim, port = start_sim()
+    _simulator, port = sim()
     dead1, dead2 = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    try:
-        code, events, _, _ = run_gate(
-            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "0.8"],
-            env=base_env(GATE_ALSO=f"{dead1}, {dead2}"))
-    finally:
-        sim.stop()
+    code, events, _, _ = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "0.8"],
+        env=base_env(GATE_ALSO=f"{dead1}, {dead2}"))
     assert code == 69
     assert events[0]["also"] == [dead1, dead2]
 
@@ -114,3 +101,21 @@ def test_bad_dependency_url_is_a_usage_error() -> None:
         # until the 600 s default deadline; widened from 5 s to leave 8 s for a loaded CPU.
         assert took < 10
 
+
+
+def test_a_dependency_gets_its_own_hint_not_the_gateways(gateway: StartGateway) -> None:
+    """A refused Redis or TCP dependency: the hint names the dependency and what the reason
+    means for any service, never the MT5 bridge, Windows or its firewall."""
+    _sim, port = gateway()
+    code, events, _, _ = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "1",
+         "--also", f"tcp://127.0.0.1:{free_port()}"])
+    assert code == 69
+    failed = [e for e in events if e["event"] == "gate.attempt_failed"]
+    assert failed
+    assert all(e["target"].startswith("tcp://") for e in failed)
+    hint = failed[0]["hint"]
+    assert "nothing listens on its port" in hint
+    assert "TROUBLESHOOTING.md#dependencies" in hint
+    for gateway_word in ("MT5", "Windows", "netstat"):
+        assert gateway_word not in hint

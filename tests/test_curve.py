@@ -11,7 +11,7 @@ import zmq
 import zmq.auth
 
 from tests.bounds import EXIT_S
-from tests.helpers import GATE, REPO, Proc, base_env, run_gate, start_sim
+from tests.helpers import GATE, REPO, Proc, StartSim, base_env, run_gate
 
 
 @pytest.fixture
@@ -30,11 +30,11 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-def curve_sim(keys: dict[str, Path], allow: bool = True) -> tuple[Proc, int]:
+def curve_sim(sim: StartSim, keys: dict[str, Path], allow: bool = True) -> tuple[Proc, int]:
     args = ["--curve-secret-key-file", str(keys["server_secret"])]
     if allow:
         args += ["--curve-allow", str(keys["allow"])]
-    return start_sim(*args)
+    return sim(*args)
 
 
 def wait_args(port: int, *extra: str) -> list[str]:
@@ -48,15 +48,12 @@ def secret_texts(keys: dict[str, Path]) -> list[str]:
 
 
 def test_right_keys_are_ready_and_the_secret_stays_out_of_logs_and_runner_env(
-        keys: dict[str, Path]) -> None:
+        keys: dict[str, Path], sim: StartSim) -> None:
     """Server key file + client secret file: ready; no secret in logs or the runner's env."""
-    sim, port = curve_sim(keys)
+    _simulator, port = curve_sim(sim, keys)
     env = base_env(GATEWAY_CURVE_SERVER_KEY_FILE=str(keys["server_pub"]),
                    GATE_CURVE_SECRET_KEY_FILE=str(keys["client_secret"]))
-    try:
-        code, events, stdout, _ = run_gate([*wait_args(port), "--", "env"], env=env)
-    finally:
-        sim.stop()
+    code, events, stdout, _ = run_gate([*wait_args(port), "--", "env"], env=env)
     assert code == 0
     start = events[0]
     assert start["curve"]["client_key"].endswith("...")
@@ -65,15 +62,12 @@ def test_right_keys_are_ready_and_the_secret_stays_out_of_logs_and_runner_env(
         assert secret not in stdout
 
 
-def test_ephemeral_client_key_when_none_is_given(keys: dict[str, Path]) -> None:
+def test_ephemeral_client_key_when_none_is_given(keys: dict[str, Path], sim: StartSim) -> None:
     """Only the server's key (inline): a fresh keypair is made; a gateway accepting any
     client answers."""
-    sim, port = curve_sim(keys, allow=False)
-    try:
-        code, events, _, _ = run_gate(wait_args(
-            port, "--curve-server-key", keys["server_pub"].read_text().strip()))
-    finally:
-        sim.stop()
+    _simulator, port = curve_sim(sim, keys, allow=False)
+    code, events, _, _ = run_gate(wait_args(
+        port, "--curve-server-key", keys["server_pub"].read_text().strip()))
     assert code == 0
     assert events[0]["curve"]["client_key"] == "ephemeral"
 
@@ -85,19 +79,16 @@ def test_ephemeral_client_key_when_none_is_given(keys: dict[str, Path]) -> None:
 ])
 def test_wrong_keys_are_auth_and_exit_78_within_a_few_attempts(
         keys: dict[str, Path], server_key: str | None, client_secret: str | None,
-        error: str) -> None:
+        error: str, sim: StartSim) -> None:
     """A wrong server key, a client not on the allow-list, or no CURVE at all: `auth`,
     exit 78 after three attempts (not after the 20 s deadline), with a hint."""
-    sim, port = curve_sim(keys)
+    _simulator, port = curve_sim(sim, keys)
     extra = []
     if server_key:
         extra += ["--curve-server-key-file", str(keys[server_key])]
     if client_secret:
         extra += ["--curve-secret-key-file", str(keys[client_secret])]
-    try:
-        code, events, _, took = run_gate(wait_args(port, *extra))
-    finally:
-        sim.stop()
+    code, events, _, took = run_gate(wait_args(port, *extra))
     assert code == 78
     failed = [e for e in events if e["event"] == "gate.attempt_failed"]
     assert [e["reason"] for e in failed] == ["auth"] * 3
@@ -111,15 +102,13 @@ def test_wrong_keys_are_auth_and_exit_78_within_a_few_attempts(
         assert secret not in repr(events)
 
 
-def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path]) -> None:
+def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path],
+                                                        sim: StartSim) -> None:
     """A gateway without CURVE, a gate with it: auth, and the message names the mismatch
     (whichever side noticed first), never "the server key is probably wrong"."""
-    sim, port = start_sim()  # no CURVE
-    try:
-        code, events, _, _ = run_gate(wait_args(
-            port, "--curve-server-key-file", str(keys["server_pub"])))
-    finally:
-        sim.stop()
+    _simulator, port = sim()  # no CURVE
+    code, events, _, _ = run_gate(wait_args(
+        port, "--curve-server-key-file", str(keys["server_pub"])))
     failed = [e for e in events if e["event"] == "gate.attempt_failed"]
     assert code == 78
     assert [e["reason"] for e in failed] == ["auth"] * 3
@@ -151,37 +140,32 @@ def test_malformed_secret_key_is_a_usage_error_that_does_not_echo_it(tmp_path: P
     assert "looks-secret" not in repr(events)
 
 
-def test_zmq_certificate_files_are_accepted(tmp_path: Path, keys: dict[str, Path]) -> None:
+def test_zmq_certificate_files_are_accepted(tmp_path: Path, keys: dict[str, Path],
+                                            sim: StartSim) -> None:
     """Files made by zmq.auth.create_certificates work as key files too."""
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "gate")
-    sim, port = start_sim("--curve-secret-key-file", str(keys["server_secret"]))
-    try:
-        code, _, _, _ = run_gate(wait_args(port, "--curve-server-key-file",
-                                           str(keys["server_pub"]), "--curve-secret-key-file",
-                                           secret_file, "--curve-public-key-file", public_file))
-    finally:
-        sim.stop()
+    _simulator, port = sim("--curve-secret-key-file", str(keys["server_secret"]))
+    code, _, _, _ = run_gate(wait_args(port, "--curve-server-key-file",
+                                       str(keys["server_pub"]), "--curve-secret-key-file",
+                                       secret_file, "--curve-public-key-file", public_file))
     assert code == 0
 
 
-def test_probe_and_health_speak_curve(keys: dict[str, Path]) -> None:
+def test_probe_and_health_speak_curve(keys: dict[str, Path], sim: StartSim) -> None:
     """probe and health take the same CURVE options and variables."""
-    sim, port = curve_sim(keys)
-    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    simulator, port = curve_sim(sim, keys)
+    pub_port = int(simulator.wait_for_event("sim.listening")["pub_port"])
     env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
                    GATEWAY_PUB_PORT=str(pub_port),
                    GATEWAY_CURVE_SERVER_KEY_FILE=str(keys["server_pub"]),
                    GATE_CURVE_SECRET_KEY_FILE=str(keys["client_secret"]))
-    try:
-        probe = subprocess.run([*GATE, "probe"], env=env, cwd=REPO, capture_output=True,
-                               text=True, timeout=EXIT_S, check=False)
-        health = subprocess.run([*GATE, "health"], env=env, cwd=REPO, capture_output=True,
-                                text=True, timeout=EXIT_S, check=False)
-        env["GATE_CURVE_SECRET_KEY_FILE"] = str(keys["stranger_secret"])
-        rejected = subprocess.run([*GATE, "health"], env=env, cwd=REPO, capture_output=True,
-                                  text=True, timeout=EXIT_S, check=False)
-    finally:
-        sim.stop()
+    probe = subprocess.run([*GATE, "probe"], env=env, cwd=REPO, capture_output=True,
+                           text=True, timeout=EXIT_S, check=False)
+    health = subprocess.run([*GATE, "health"], env=env, cwd=REPO, capture_output=True,
+                            text=True, timeout=EXIT_S, check=False)
+    env["GATE_CURVE_SECRET_KEY_FILE"] = str(keys["stranger_secret"])
+    rejected = subprocess.run([*GATE, "health"], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=EXIT_S, check=False)
     assert probe.returncode == 0
     assert "Results: 6/6 checks passed" in probe.stdout
     assert health.returncode == 0

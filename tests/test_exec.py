@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from tests.bounds import AFTER_SIGNAL_S, EXIT_S
-from tests.helpers import GATE, REPO, Proc, StartGateway, base_env, start_sim
+from tests.helpers import GATE, REPO, Proc, StartGate, StartGateway, StartSim, base_env
 
 SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
 SIGXFSZ_BIT = 1 << (signal.SIGXFSZ - 1)
@@ -83,18 +83,14 @@ def test_runner_exit_code_is_the_containers_exit_code(gateway: StartGateway) -> 
     assert done.returncode == 42
 
 
-def test_runner_receives_signals_directly_after_exec() -> None:
+def test_runner_receives_signals_directly_after_exec(sim: StartSim, gate: StartGate) -> None:
     """SIGTERM after the exec reaches the runner (here: sh's trap), not a gate wrapper."""
-    sim, port = start_sim()
-    gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--", "sh", "-c",
-                 'trap "echo got-term; exit 7" TERM; echo "ready pid=$$"; '
-                 "while :; do sleep 0.05; done"])
-    try:
-        line = gate.wait_for_stdout("ready pid=")
-        assert line == f"ready pid={gate.pid}"
-        os.kill(gate.pid, signal.SIGTERM)
-        assert gate.wait(timeout=AFTER_SIGNAL_S) == 7
-        assert "got-term" in gate.stdout_lines
-    finally:
-        gate.kill()
-        sim.stop()
+    _simulator, port = sim()
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), "--", "sh", "-c",
+                'trap "echo got-term; exit 7" TERM; echo "ready pid=$$"; '
+                "while :; do sleep 0.05; done")
+    line = proc.wait_for_stdout("ready pid=")
+    assert line == f"ready pid={proc.pid}"
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=AFTER_SIGNAL_S) == 7
+    assert "got-term" in proc.stdout_lines

@@ -18,11 +18,11 @@ from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EXIT_S, after_deadline
 from tests.helpers import (
     GATE,
     REPO,
-    Proc,
+    StartGate,
     StartGateway,
+    StartSim,
     base_env,
     free_port,
-    start_sim,
 )
 
 FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
@@ -59,17 +59,14 @@ def explained(data: bytes) -> tuple[str, dict[str, Any]]:
     return text.stdout, json.loads(machine.stdout)
 
 
-def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec() -> None:
+def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec(sim: StartSim) -> None:
     """The gateway binds 3 s late: refused for about that long, then ready and the exec;
     the runner's own output in the same log is skipped."""
     port = free_port()
-    sim, _ = start_sim("--port", str(port), "--start-delay", "3", wait_listening=False)
-    try:
-        log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
-                        "--timeout", "30", "--", "echo", "runner says hello"],
-                       timeout=after_deadline(30))
-    finally:
-        sim.stop()
+    sim("--port", str(port), "--start-delay", "3", wait_listening=False)
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                    "--timeout", "30", "--", "echo", "runner says hello"],
+                   timeout=after_deadline(30))
     text, machine = explained(log)
     (run,) = machine["runs"]
     assert run["outcome"] == "exec"
@@ -99,15 +96,12 @@ def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_
     assert f"Next: `mt5-gate probe --host 127.0.0.1 --port {port}`" in text
 
 
-def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure() -> None:
-    gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST])
-    try:
-        gate.wait_for_event("gate.attempt_failed")
-        gate.signal(signal.SIGTERM)
-        assert gate.wait(timeout=AFTER_SIGNAL_S) == 143  # not the 600 s default deadline
-    finally:
-        gate.kill()
-    text, machine = explained("\n".join(gate.stderr_lines).encode())
+def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure(gate: StartGate) -> None:
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST)
+    proc.wait_for_event("gate.attempt_failed")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=AFTER_SIGNAL_S) == 143  # not the 600 s default deadline
+    text, machine = explained("\n".join(proc.stderr_lines).encode())
     assert machine["runs"][0]["outcome"] == "signal"
     assert "stopped by SIGTERM" in text
 
@@ -139,17 +133,15 @@ def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(
     assert f"--also {dependency}" in text  # the next command reproduces that dependency
 
 
-def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path) -> None:
+def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path,
+                                                          sim: StartSim) -> None:
     """A gateway with CURVE, a gate holding another server's key: exit 78, auth."""
     server_public, server_secret = zmq.curve_keypair()
     other_public, _ = zmq.curve_keypair()
     (tmp_path / "server.secret").write_bytes(server_secret)
-    sim, port = start_sim("--curve-secret-key-file", str(tmp_path / "server.secret"))
-    try:
-        log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST],
-                       env=base_env(GATEWAY_CURVE_SERVER_KEY=other_public.decode()))
-    finally:
-        sim.stop()
+    _simulator, port = sim("--curve-secret-key-file", str(tmp_path / "server.secret"))
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST],
+                   env=base_env(GATEWAY_CURVE_SERVER_KEY=other_public.decode()))
     text, machine = explained(log)
     run = machine["runs"][0]
     assert run["outcome"] == "error"
@@ -308,3 +300,41 @@ def test_console_format_prints_a_hint_once_per_reason() -> None:
     assert "hint=" in failed[0]
     assert not any("hint=" in line for line in failed[1:])  # same reason: said once
 
+
+
+def test_numbers_json_does_not_have_are_unreadable_lines_not_a_crash() -> None:
+    """NaN, Infinity and 1e999 parse in Python's json but are not JSON and the gate never
+    writes them: such a line is counted as unreadable, and explain still says its piece."""
+    data = (b'{"event":"gate.start","target":"h:1","deadline_s":1e999}\n'
+            b'{"event":"gate.attempt_failed","reason":"refused","attempt":1,"elapsed_s":NaN}\n'
+            b'{"event":"gate.attempt_failed","reason":"refused","attempt":2,'
+            b'"elapsed_s":-Infinity}\n'
+            b'{"event":"gate.timeout","elapsed_s":1e308,"last_reason":"refused"}\n')
+    text, machine = explained(data)
+    assert machine["lines"]["unreadable"] == 3
+    assert machine["runs"][0]["outcome"] == "timeout"
+    assert "timeout" in text
+
+
+def test_a_forged_line_cannot_drive_the_readers_terminal() -> None:
+    """Escape sequences in a log line's values (a forged gate line in the runner's output)
+    are shown as escapes, never written to the terminal as they are."""
+    data = (b'{"event":"gate.error","exit_code":"\\u001b[2J70",'
+            b'"error":"x\\u001b]0;pwned\\u0007 \\u009b31m"}\n')
+    text, _machine = explained(data)
+    for control in ("\x1b", "\x07", "\x9b"):
+        assert control not in text
+    assert "\\x1b[2J70" in text
+
+
+def test_an_environment_error_is_not_called_a_bug() -> None:
+    """Exit 70 with a traceback is a bug to report; exit 70 without one (a file-descriptor
+    limit too low) is the environment's, and its hint is the advice."""
+    bug = (b'{"event":"gate.error","exit_code":70,"error":"internal error: KeyError",'
+           b'"exception":"Traceback (most recent call last): ..."}\n')
+    limit = (b'{"event":"gate.error","exit_code":70,"error":"the file-descriptor limit is '
+             b'too low","hint":"raise the limit: `ulimit -n 20`"}\n')
+    assert "bug in the gate" in explained(bug)[0]
+    text = explained(limit)[0]
+    assert "bug" not in text
+    assert "ulimit -n 20" in text

@@ -1,9 +1,11 @@
 """Fail closed: no path from an unexpected error to the exec, and no raw traceback.
 
 Each place on the path to the exec (the --also threads, the name-lookup thread, the
-attempt hook, the pause, the PING queued in it, STATUS, a log processor, a library's
-thread, a __del__) gets a failure injected (tests/fault_injection.py); the gate must end
-with exit 70 and one JSON gate.error, and the runner must never start. Then the inputs
+attempt hook, tenacity's wait, before_sleep and stop steps, the pause, the PING queued in
+it, the --also check before each attempt, the --also thread's ready log, the ZeroMQ round
+trip, STATUS, a log processor, a library's thread, a __del__) gets a failure injected
+(tests/fault_injection.py); the gate must end with exit 70 and one JSON gate.error, and
+the runner must never start. Then the inputs
 that used to slip through start-up validation, and hostile start-up environments.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from entrypoint import fdlimit
 from tests.bounds import EXIT_S, after_deadline
 from tests.fault_injection import RUN
 from tests.helpers import (
@@ -48,7 +51,8 @@ def injected(kind: str, args: list[str],
 
 @pytest.mark.parametrize("kind", [
     "also-probe", "also-silent-death", "resolve", "attempt-hook", "pause", "watch-pause",
-    "status", "log-processor", "stray-thread", "unraisable"])
+    "status", "log-processor", "stray-thread", "unraisable", "next-pause", "before-pause",
+    "stop-rule", "before-attempt", "dependency-ready-log", "zmq-request"])
 def test_an_injected_failure_anywhere_on_the_path_ends_with_70_and_no_exec(kind: str) -> None:
     port = free_port()
     # A gateway 0.5 s late, so the failure hooks (attempt log, pause, pending PING) run too.
@@ -213,3 +217,134 @@ def test_unwritable_home_and_tmp_change_nothing(gateway: StartGateway, tmp_path:
     assert code == 0
     assert stdout == "runner-started\n"
     assert events[-1]["event"] == "gate.exec"
+
+
+# --- a low file-descriptor limit ---------------------------------------------------------
+
+
+def _under_ulimit(limits: str, args: list[str],
+                  timeout: float) -> tuple[int, list[dict[str, Any]], str]:
+    """The gate started by a real shell after ``limits`` (``ulimit`` commands): (exit code,
+    its JSON lines, stdout). A ``ulimit`` the shell refuses fails the test, not the gate."""
+    done = subprocess.run(["sh", "-c", f'{limits} || exit 99; exec "$@"', "sh", *GATE, *args],
+                          env=base_env(), cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    assert done.returncode != 99, done.stderr
+    # parse_lines fails on any line that is not JSON: libzmq's abort message would be one.
+    return done.returncode, parse_lines(done.stderr), done.stdout
+
+
+# The runner reports the limits it was given: they must be the ones the gate was given.
+_REPORT_LIMITS = ["sh", "-c", 'echo "$(ulimit -Sn) $(ulimit -Hn)"']
+
+
+def _wait_with_a_zmq_target(gateway: StartGateway, limits: str
+                            ) -> tuple[int, list[dict[str, Any]], str, int]:
+    """The gate under ``limits``, with a ZeroMQ --also target (the heaviest kind), its
+    runner reporting its limits: (exit code, events, the runner's output, the need)."""
+    _sim, port = gateway()
+    _other, other_port = gateway()
+    also = f"zmq+req://127.0.0.1:{other_port}"
+    code, events, stdout = _under_ulimit(
+        limits.format(needed=fdlimit.needed([also])),
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "10",
+         "--also", also, "--", *_REPORT_LIMITS], timeout=after_deadline(10))
+    return code, events, stdout, fdlimit.needed([also])
+
+
+@pytest.mark.parametrize("soft", [8, 9, 10, 11, 12])
+def test_a_low_soft_fd_limit_is_raised_and_the_runner_gets_it_back(
+        soft: int, gateway: StartGateway) -> None:
+    """`ulimit -Sn 8` used to kill the gate inside libzmq (exit 134, non-JSON stderr) or
+    end it with "please report this as a bug". The gate raises its soft limit, waits, and
+    the runner starts with the soft limit the gate was started with."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    code, events, stdout, _ = _wait_with_a_zmq_target(gateway, f"ulimit -Sn {soft}")
+    assert code == 0, events
+    assert stdout == f"{soft} {hard_text}\n"
+    assert "gate.dependency_ready" in [e["event"] for e in events]
+    assert events[-1]["event"] == "gate.exec"
+
+
+def test_a_hard_fd_limit_just_high_enough_is_used(gateway: StartGateway) -> None:
+    """Soft 8 under a hard limit of exactly what the gate needs: raised to it, and back."""
+    code, events, stdout, needed = _wait_with_a_zmq_target(
+        gateway, "ulimit -Sn 8 && ulimit -Hn {needed}")
+    assert code == 0, events
+    assert stdout == f"8 {needed}\n"
+
+
+def test_ulimit_16_is_enough_for_the_gate_alone(gateway: StartGateway) -> None:
+    """`ulimit -n 16` (hard and soft), the gate with no --also target: it waits and execs."""
+    _sim, port = gateway()
+    code, events, stdout = _under_ulimit(
+        "ulimit -n 16", ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+                         "--timeout", "10", "--", *_REPORT_LIMITS],
+        timeout=after_deadline(10))
+    assert code == 0, events
+    assert stdout == "16 16\n"
+    assert events[-1]["event"] == "gate.exec"
+
+
+# With a tcp:// --also target the gate needs fdlimit.needed(["tcp://..."]) = 20.
+@pytest.mark.parametrize("limits", [
+    "ulimit -n 8", "ulimit -Sn 8 && ulimit -Hn 8", "ulimit -n 12", "ulimit -n 16",
+    "ulimit -Sn 8 && ulimit -Hn 19"])
+def test_a_hard_fd_limit_too_low_is_one_plain_error_not_a_crash_or_a_bug(
+        limits: str, gateway: StartGateway) -> None:
+    """The hard limit leaves the gate too few file descriptors for its configuration: exit
+    70 at start with one JSON gate.error that says so (the number needed, `ulimit -n`), not
+    "a bug"; nothing attempted, and the runner never started."""
+    _sim, port = gateway()
+    needed = fdlimit.needed([f"tcp://127.0.0.1:{port}"])
+    assert needed == 20
+    code, events, stdout = _under_ulimit(
+        limits, ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "10",
+                 "--also", f"tcp://127.0.0.1:{port}", "--", "echo", "runner-started"],
+        timeout=after_deadline(10))
+    assert code == 70, events
+    assert stdout == ""
+    assert [e["event"] for e in events] == ["gate.error"]
+    error = events[0]
+    assert error["exit_code"] == 70
+    assert "file-descriptor limit is too low" in error["error"]
+    assert f"needs {needed}" in error["error"]
+    assert f"ulimit -n {needed}" in error["hint"]
+    assert "bug" not in json.dumps(error)
+    assert "exception" not in error  # the environment's fault: no traceback to show
+
+
+# --- port 0 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:0/", "https://127.0.0.1:0/", "http://127.0.0.1:00/",
+    "redis://127.0.0.1:0", "rediss://127.0.0.1:0/0", "postgresql://u@127.0.0.1:0/db",
+    "postgres://u@127.0.0.1/db?port=0", "tcp://127.0.0.1:0", "zmq+req://127.0.0.1:0",
+    "zmq+sub://127.0.0.1:0"])
+def test_port_0_is_a_usage_error_for_every_also_kind(url: str) -> None:
+    """Nothing listens on port 0: http:// and redis:// used to accept it and wait out the
+    deadline (exit 69), while tcp:// and zmq refused it at start. Now every kind does."""
+    code, events, stdout, took = run_gate(["wait", "--host", "127.0.0.1", "--port",
+                                           str(free_port()), *FAST, "--timeout", "30",
+                                           "--also", url, "--", "echo", "runner-started"])
+    assert code == 64, events
+    assert stdout == ""
+    assert len(events) == 1
+    assert "--also / GATE_ALSO" in events[0]["error"]
+    # Rejected at start (~0.1 s, ~1.5 s loaded), not after the 30 s deadline: 8 s of room.
+    assert took < 10
+
+
+@pytest.mark.parametrize(("kind", "target"), [
+    ("http", "http://127.0.0.1:0/"), ("redis", "redis://127.0.0.1:0"),
+    ("postgres", "postgresql://u@127.0.0.1:0/db"), ("tcp", "127.0.0.1:0"),
+    ("zmq_ping", "127.0.0.1:0")])
+def test_port_0_is_a_usage_error_in_a_mesh_file(kind: str, target: str) -> None:
+    from entrypoint.commands.mesh import build_checks
+    from entrypoint.errors import UsageError
+
+    with pytest.raises(UsageError, match="port"):
+        build_checks(None, {}, {"include_defaults": False,
+                                "check": [{"kind": kind, "target": target}]}, "mesh.toml")

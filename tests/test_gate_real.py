@@ -16,14 +16,14 @@ import zmq
 from tests import servers
 from tests.bounds import AFTER_SIGNAL_S, EXIT_S
 from tests.helpers import (
-    GATE,
-    Proc,
+    Spawn,
+    StartGate,
     StartGateway,
+    StartSim,
     base_env,
     free_port,
     names,
     run_gate,
-    start_sim,
 )
 
 FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
@@ -66,20 +66,14 @@ def test_refused_is_retried_until_the_deadline_then_69() -> None:
     assert 1.5 <= took < 1.5 + 2.0 + 3.0
 
 
-def test_late_gateway_is_noticed_during_a_backoff_pause() -> None:
+def test_late_gateway_is_noticed_during_a_backoff_pause(gate: StartGate, sim: StartSim) -> None:
     """A gateway that binds in the middle of a long pause is noticed through the queued PING."""
     port = free_port()
-    gate = Proc([*GATE, *wait_args(port, "--backoff-initial", "30", "--backoff-max", "30")])
-    try:
-        gate.wait_for_event("gate.attempt_failed")
-        sim, _ = start_sim("--port", str(port))
-        try:
-            assert gate.wait(timeout=EXIT_S) == 0
-        finally:
-            sim.stop()
-    finally:
-        gate.kill()
-    ready = gate.wait_for_event("gate.ready")
+    proc = gate(*wait_args(port, "--backoff-initial", "30", "--backoff-max", "30"))
+    proc.wait_for_event("gate.attempt_failed")
+    sim("--port", str(port))
+    assert proc.wait(timeout=EXIT_S) == 0
+    ready = proc.wait_for_event("gate.ready")
     assert ready["via"] == "pending_ping"
     # Ready when the simulator binds (a start-up after the first failure: ~0.5 s, ~3 s
     # loaded), long before the 15-30 s pause (a 30 s step, equal jitter) would have ended.
@@ -196,28 +190,22 @@ os._exit(3)  # take the request and die without answering
 """
 
 
-def test_gateway_that_dies_mid_request_then_returns() -> None:
+def test_gateway_that_dies_mid_request_then_returns(spawn: Spawn, gate: StartGate,
+                                                    sim: StartSim) -> None:
     """A gateway dies holding our PING (reset), restarts, and the gate gets through."""
     port = free_port()
-    dying = Proc([sys.executable, "-c", GATEWAY_THAT_DIES, str(port)])
+    dying = spawn([sys.executable, "-c", GATEWAY_THAT_DIES, str(port)])
     dying.wait_for_stdout("bound")
-    gate = Proc([*GATE, *wait_args(port, "--reply-timeout", "5", "--backoff-initial", "0.5",
-                                   "--backoff-max", "0.5")])
-    try:
-        assert dying.wait(timeout=EXIT_S) == 3
-        first = gate.wait_for_event("gate.attempt_failed")
-        assert first["reason"] == "reset"
-        # The gate's own clock: noticed at the drop (~0.1 s), not at the 5 s reply timeout;
-        # 3 s leaves room for a loaded CPU and is still 2 s short of 5 s.
-        assert first["elapsed_s"] < 3.0
-        sim, _ = start_sim("--port", str(port))
-        try:
-            assert gate.wait(timeout=EXIT_S) == 0
-        finally:
-            sim.stop()
-    finally:
-        gate.kill()
-        dying.kill()
+    proc = gate(*wait_args(port, "--reply-timeout", "5", "--backoff-initial", "0.5",
+                           "--backoff-max", "0.5"))
+    assert dying.wait(timeout=EXIT_S) == 3
+    first = proc.wait_for_event("gate.attempt_failed")
+    assert first["reason"] == "reset"
+    # The gate's own clock: noticed at the drop (~0.1 s), not at the 5 s reply timeout;
+    # 3 s leaves room for a loaded CPU and is still 2 s short of 5 s.
+    assert first["elapsed_s"] < 3.0
+    sim("--port", str(port))
+    assert proc.wait(timeout=EXIT_S) == 0
 
 
 def test_status_is_logged_as_unavailable_when_not_implemented() -> None:
@@ -242,23 +230,20 @@ def test_reply_without_status_field_is_ready() -> None:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_while_blocked_in_a_zeromq_wait(sig: int, code: int) -> None:
+def test_signal_while_blocked_in_a_zeromq_wait(sig: int, code: int, gate: StartGate,
+                                               sim: StartSim) -> None:
     """SIGTERM/SIGINT while waiting for a reply: exit 128+N at once, not at the end of the
     30 s reply timeout, logged.
 
     The time is read from the gate's own gate.signal timestamp, so a busy CI machine that
     is slow to reap the process does not count against the gate."""
-    sim, port = start_sim("--drop-first", "1000")
-    gate = Proc([*GATE, *wait_args(port, "--reply-timeout", "30")])
-    try:
-        sim.wait_for_event("sim.request")  # the gate is now blocked on its reply
-        sent = time.time()
-        gate.signal(sig)
-        assert gate.wait(timeout=AFTER_SIGNAL_S) == code
-    finally:
-        gate.kill()
-        sim.stop()
-    event = gate.events()[-1]
+    simulator, port = sim("--drop-first", "1000")
+    proc = gate(*wait_args(port, "--reply-timeout", "30"))
+    simulator.wait_for_event("sim.request")  # the gate is now blocked on its reply
+    sent = time.time()
+    proc.signal(sig)
+    assert proc.wait(timeout=AFTER_SIGNAL_S) == code
+    event = proc.events()[-1]
     assert event["event"] == "gate.signal"
     assert event["signal"] == signal.Signals(sig).name
     # Handled within milliseconds of the signal (a few hundred ms when loaded), not when the
@@ -271,22 +256,19 @@ def timestamp(event: dict[str, object]) -> float:
                                            ).timestamp()
 
 
-def test_signals_at_random_moments_always_end_the_gate() -> None:
+def test_signals_at_random_moments_always_end_the_gate(gate: StartGate) -> None:
     """SIGTERM or SIGINT at 40 random moments of a busy retry loop (sockets being opened
     and closed): every run exits 143 or 130 promptly; none hangs in the ZeroMQ context's
     teardown."""
     rng = random.Random(20261122)
     for _ in range(40):
-        gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                     "--backoff-initial", "0.001", "--backoff-max", "0.002"])
-        try:
-            gate.wait_for_event("gate.start")  # the retry loop is running from here on
-            time.sleep(rng.uniform(0, 0.2))  # not synchronisation: this picks the moment
-            sig = signal.SIGTERM if rng.random() < 0.5 else signal.SIGINT
-            gate.signal(sig)
-            assert gate.wait(timeout=AFTER_SIGNAL_S) == 128 + sig
-        finally:
-            gate.kill()
+        proc = gate("wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--backoff-initial", "0.001", "--backoff-max", "0.002")
+        proc.wait_for_event("gate.start")  # the retry loop is running from here on
+        time.sleep(rng.uniform(0, 0.2))  # not synchronisation: this picks the moment
+        sig = signal.SIGTERM if rng.random() < 0.5 else signal.SIGINT
+        proc.signal(sig)
+        assert proc.wait(timeout=AFTER_SIGNAL_S) == 128 + sig
 
 
 def test_reply_slower_than_the_reply_timeout_is_not_ready_even_during_a_pause(

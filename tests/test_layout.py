@@ -18,7 +18,7 @@ PACKAGE = REPO / "entrypoint"
 LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
      "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog",
-     "failclosed"},
+     "failclosed", "fdlimit"},
     {"gateway", "gateway.tcp", "gateway.dialect", "gateway.advice"},
     {"config", "curve"},
     {"gateway.zmq_client", "gateway.check", "retry"},

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.bounds import AFTER_SIGNAL_S, EVENT_S, EXIT_S
-from tests.helpers import GATE, Proc, free_port, poll_until, skip_or_fail, start_sim
+from tests.helpers import GATE, Proc, Spawn, StartSim, free_port, poll_until, skip_or_fail
 
 pytestmark = pytest.mark.root
 
@@ -27,8 +27,8 @@ def require_unshare() -> None:
         skip_or_fail(problem)
 
 
-def as_pid1(*argv: str) -> Proc:
-    return Proc(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *argv])
+def as_pid1(spawn: Spawn, *argv: str) -> Proc:
+    return spawn(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *argv])
 
 
 def pid1_host_pid(unshare_pid: int) -> int:
@@ -41,23 +41,20 @@ def pid1_host_pid(unshare_pid: int) -> int:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_the_gate_as_pid1_at_once(sig: int, code: int) -> None:
+def test_signal_stops_the_gate_as_pid1_at_once(sig: int, code: int, spawn: Spawn) -> None:
     """Python ignores SIGTERM as PID 1 unless handled: the gate handles it and exits 128+N,
     at once, not at the end of its backoff pause."""
     require_unshare()
     # A 30 s step with equal jitter: the pause the signal arrives in lasts 15-30 s.
-    proc = as_pid1(*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
+    proc = as_pid1(spawn, *GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
                    "--backoff-initial", "30", "--backoff-max", "30")
-    try:
-        start = proc.wait_for_event("gate.start")
-        assert start["pid"] == 1
-        proc.wait_for_event("gate.attempt_failed")
-        gate = pid1_host_pid(proc.pid)
-        sent = time.time()
-        os.kill(gate, sig)
-        assert proc.wait(timeout=AFTER_SIGNAL_S) == code
-    finally:
-        proc.kill()
+    start = proc.wait_for_event("gate.start")
+    assert start["pid"] == 1
+    proc.wait_for_event("gate.attempt_failed")
+    gate = pid1_host_pid(proc.pid)
+    sent = time.time()
+    os.kill(gate, sig)
+    assert proc.wait(timeout=AFTER_SIGNAL_S) == code
     event = proc.events()[-1]
     assert event["event"] == "gate.signal"
     # Timed by the gate's own log line, so slow reaping on a busy machine does not count:
@@ -66,17 +63,13 @@ def test_signal_stops_the_gate_as_pid1_at_once(sig: int, code: int) -> None:
     assert stopped.timestamp() - sent < 3.0
 
 
-def test_runner_becomes_pid1() -> None:
+def test_runner_becomes_pid1(sim: StartSim, spawn: Spawn) -> None:
     """After the exec, the runner is PID 1 of the namespace."""
     require_unshare()
-    sim, port = start_sim()
-    proc = as_pid1(*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--",
+    _simulator, port = sim()
+    proc = as_pid1(spawn, *GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--",
                    "sh", "-c", "echo ready pid=$$")
-    try:
-        assert proc.wait(timeout=EXIT_S) == 0
-    finally:
-        proc.kill()
-        sim.stop()
+    assert proc.wait(timeout=EXIT_S) == 0
     assert proc.stdout_lines == ["ready pid=1"]
 
 
@@ -87,21 +80,18 @@ def _catches_sigterm(pid: int) -> bool:
     return False
 
 
-def test_sigterm_is_handled_from_before_the_heavy_imports_as_pid1() -> None:
+def test_sigterm_is_handled_from_before_the_heavy_imports_as_pid1(spawn: Spawn) -> None:
     """The stop handlers are the first thing the gate installs: the moment the process
     catches SIGTERM, neither structlog (asyncio) nor libzmq is loaded yet, and a SIGTERM
     then is exit 143 (as PID 1, a signal without a handler is ignored: Docker would wait
     out its grace period)."""
     require_unshare()
-    proc = as_pid1(*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()))
-    try:
-        gate = pid1_host_pid(proc.pid)
-        poll_until(lambda: _catches_sigterm(gate), EVENT_S, interval=0.001)
-        maps = Path(f"/proc/{gate}/maps").read_text()
-        os.kill(gate, signal.SIGTERM)
-        code = proc.wait(timeout=AFTER_SIGNAL_S)
-    finally:
-        proc.kill()
+    proc = as_pid1(spawn, *GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()))
+    gate = pid1_host_pid(proc.pid)
+    poll_until(lambda: _catches_sigterm(gate), EVENT_S, interval=0.001)
+    maps = Path(f"/proc/{gate}/maps").read_text()
+    os.kill(gate, signal.SIGTERM)
+    code = proc.wait(timeout=AFTER_SIGNAL_S)
     assert "_asyncio" not in maps  # structlog (via asyncio) is not imported yet
     assert "libzmq" not in maps
     assert code == 143

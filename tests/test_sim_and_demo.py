@@ -15,7 +15,16 @@ import pytest
 import zmq
 
 from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
-from tests.helpers import GATE, REPO, Proc, StartGateway, base_env, poll_until, run_gate
+from tests.helpers import (
+    GATE,
+    REPO,
+    Spawn,
+    StartGateway,
+    StartSim,
+    base_env,
+    poll_until,
+    run_gate,
+)
 
 
 def request(port: int, payload: bytes, timeout_ms: int = int(EVENT_S * 1000)) -> Any:
@@ -44,10 +53,10 @@ def test_sim_answers_ping_and_status_like_the_bridge(gateway: StartGateway) -> N
     assert other["status"] == "ERROR"
 
 
-def test_sim_publishes_ticks_and_heartbeats() -> None:
+def test_sim_publishes_ticks_and_heartbeats(sim: StartSim) -> None:
     """The PUB port carries JSON ticks (~10 Hz) and a heartbeat."""
-    sim = Proc([*GATE, "sim", "--bind", "127.0.0.1", "--port", "0", "--pub-port", "0"])
-    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    simulator, _ = sim(wait_listening=False)  # the same argv; its listening awaited here
+    pub_port = int(simulator.wait_for_event("sim.listening")["pub_port"])
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -65,14 +74,14 @@ def test_sim_publishes_ticks_and_heartbeats() -> None:
     finally:
         sub.close()
         ctx.term()
-        sim.stop()
     assert kinds == {"tick", "heartbeat"}
 
 
-def test_sim_start_delay_and_exit_after() -> None:
+def test_sim_start_delay_and_exit_after(spawn: Spawn) -> None:
     """--start-delay binds late; --exit-after ends the simulator with code 0."""
-    sim = Proc([*GATE, "sim", "--port", "0", "--pub-port", "0", "--start-delay", "0.5",
-                "--exit-after", "1.5"])
+    # Not the `sim` fixture: this one binds to the default address, not to 127.0.0.1.
+    sim = spawn([*GATE, "sim", "--port", "0", "--pub-port", "0", "--start-delay", "0.5",
+                 "--exit-after", "1.5"])
     event = sim.wait_for_event("sim.listening")
     starting = sim.wait_for_event("sim.starting")
     # The simulator's own timestamps, so its start-up (which alone can last 0.5 s) counts
@@ -133,23 +142,19 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def test_demo_ctrl_c_leaves_no_orphans() -> None:
+def test_demo_ctrl_c_leaves_no_orphans(spawn: Spawn) -> None:
     """Ctrl-C (SIGINT to the foreground process group) while the gate waits: all exit."""
-    demo = Proc([sys.executable, "scripts/demo.py"], env=base_env(), start_new_session=True)
-    try:
-        # Two interpreter start-ups in a row (the demo, then its gate): EVENT_S for each.
-        demo.wait_for_stderr("gate.attempt_failed", timeout=2 * EVENT_S)
-        children = _descendants(demo.pid)
-        assert len(children) == 2  # the simulator (still in its start delay) and the gate
-        os.killpg(demo.pid, signal.SIGINT)
-        # The demo gives each of its two children 5 s after SIGTERM before it kills them.
-        assert demo.wait(timeout=AFTER_SIGNAL_S + 2 * 5) == 130
-        for child in children:
-            poll_until(lambda c=child: not os.path.exists(f"/proc/{c}"),  # type: ignore[misc]
-                       AFTER_SIGNAL_S)
-    finally:
-        if demo.popen.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-        demo.kill()
+    # Its own session: `spawn` kills the whole group (demo, simulator, gate) if it is left.
+    demo = spawn([sys.executable, "scripts/demo.py"], env=base_env(), start_new_session=True)
+    # Two interpreter start-ups in a row (the demo, then its gate): EVENT_S for each.
+    demo.wait_for_stderr("gate.attempt_failed", timeout=2 * EVENT_S)
+    children = _descendants(demo.pid)
+    assert len(children) == 2  # the simulator (still in its start delay) and the gate
+    os.killpg(demo.pid, signal.SIGINT)
+    # The demo gives each of its two children 5 s after SIGTERM before it kills them.
+    assert demo.wait(timeout=AFTER_SIGNAL_S + 2 * 5) == 130
+    for child in children:
+        poll_until(lambda c=child: not os.path.exists(f"/proc/{c}"),  # type: ignore[misc]
+                   AFTER_SIGNAL_S)
     assert any("gate.signal" in line and "SIGINT" in line for line in demo.stderr_lines)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -59,24 +60,27 @@ def _read(path: str | None) -> LogSummary:
 
 
 def render(summary: LogSummary, paint: Painter) -> str:
+    """The report for people. Every text taken from the log goes through ``visible``: a
+    log is untrusted input, and a forged line must not drive the reader's terminal."""
     out = [_header(summary), ""]
     if not summary.runs:
         out.append("No line of the gate was found: is this the log of a container whose "
                    "entrypoint is mt5-gate, with GATE_LOG_FORMAT=json?")
         return "\n".join(out) + "\n"
     last = summary.runs[-1]
-    out += [paint.bold("In short"), "  " + " ".join(_story(last, summary)), ""]
+    out += [paint.bold("In short"), "  " + visible(" ".join(_story(last, summary))), ""]
     advice = _advice(last)
     if advice:
-        out += [paint.bold(advice[0]), *("  " + line for line in advice[1:]), ""]
+        out += [paint.bold(visible(advice[0])),
+                *("  " + visible(line) for line in advice[1:]), ""]
     out.append(paint.bold("Timeline"))
     if summary.earlier_outcomes:
         counted = ", ".join(f"{outcome} x{n}" for outcome, n in summary.earlier_outcomes.items())
-        out.append(f"  ({sum(summary.earlier_outcomes.values())} earlier runs not shown: "
-                   f"{counted})")
+        out.append(visible(f"  ({sum(summary.earlier_outcomes.values())} earlier runs not "
+                           f"shown: {counted})"))
     first = summary.runs_seen - len(summary.runs) + 1
     for number, one in enumerate(summary.runs, start=first):
-        out += _timeline(one, number, summary.runs_seen)
+        out += [visible(line) for line in _timeline(one, number, summary.runs_seen)]
     return "\n".join(out) + "\n"
 
 
@@ -152,7 +156,7 @@ def _advice(run: Run) -> list[str]:
         reason = end.get("reason")
         if reason:
             lines.append(f"More: {TROUBLESHOOTING}#{reason}")
-        if code == 70:
+        if code == 70 and end.get("exception"):  # without one, the environment's doing
             lines.append("This is a bug in the gate: report it with the gate.error line "
                          "(its traceback has no local variables, so no secrets).")
         elif code == 64:
@@ -227,7 +231,8 @@ def _end_row(run: Run) -> str:
         return "exec " + _short(" ".join(str(a) for a in argv) if isinstance(argv, list)
                                 else "the runner")
     if run.outcome == "timeout":
-        return f"timeout, exit {end.get('exit_code', 69)} (last reason {end.get('last_reason')})"
+        return (f"timeout, exit {end.get('exit_code', 69)} "
+                f"(last reason {end.get('last_reason') or '?'})")
     if run.outcome == "signal":
         return f"stopped by {end.get('signal')}, exit {end.get('exit_code')}"
     return f"error, exit {end.get('exit_code')}: {_short(str(end.get('error')), 120)}"
@@ -301,6 +306,15 @@ def _reason_text(reason: str) -> str:
 
 def _attempts(count: int) -> str:
     return f"{count} attempt{'s' if count != 1 else ''}"
+
+
+# C0 and C1 control characters and DEL: what a terminal acts on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character shown as an escape, never acted on."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _short(text: str, limit: int = 100) -> str:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from entrypoint import failclosed, targets
+from entrypoint import failclosed, fdlimit, targets
 from entrypoint.addresses import redact_url
 from entrypoint.commands import settings_for
 from entrypoint.config import GATE_OPTIONS, GateSettings, split_list
@@ -25,6 +25,7 @@ from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.reasons import dependency_hint
 from entrypoint.retry import BackoffWithJitter, wait_until_ready
 from entrypoint.targets.base import Context, Target
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]
     context = Context(environ, settings)
     others = [_also_target(url, context) for url in also]
     configure_logging(settings.log_format, settings.log_level)
+    fdlimit.require(fdlimit.needed(also))
     return run_wait(settings, command, environ, others)
 
 
@@ -141,7 +143,9 @@ class AlsoWaiter:
         try:
             detail, attempts = wait_until_ready(
                 _TargetCheck(target, attempt_timeout), deadline, log, backoff=backoff,
-                hint=lambda reason: reason.hint_for(target.host, target.port), name=target.shown)
+                hint=lambda reason: reason.hint_for(target.host, target.port)
+                if target.kind.gateway else dependency_hint(reason, target.shown),
+                name=target.shown)
         except GateError as exc:
             exc.target = target.shown
             self._errors.append(exc)

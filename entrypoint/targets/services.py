@@ -117,6 +117,9 @@ def _validate_postgres_url(url: str) -> None:
         value = params.get(key)
         if value is not None and not str(value).strip().lstrip("-").isdigit():
             raise ValueError(f"{key} must be a whole number, not {value!r}")
+    for port in str(params.get("port") or "").split(","):  # ?port= too; one per host
+        if port.strip().isdigit() and not 1 <= int(port) <= 65535:
+            raise ValueError(f"port must be 1-65535, not {port.strip()!r}")
     for key, choices in _PG_CHOICES.items():
         value = params.get(key)
         if value is not None and value not in choices:
