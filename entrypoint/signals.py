@@ -37,7 +37,7 @@ def raise_if_pending() -> None:
     a ``__del__`` or a garbage-collector callback (pyzmq closes sockets there); an
     exception raised there is reported as "ignored" and execution carries on, so the
     signal would be lost and the gate would keep waiting (seen: 1 run in a few hundred of
-    tests/test_gate_real.py's random-moment test). The waiting loops call this at every
+    tests/test_wait.py's random-moment test). The waiting loops call this at every
     step, so a swallowed signal still ends the wait within one step.
     """
     if _PENDING:

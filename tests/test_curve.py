@@ -11,7 +11,7 @@ import zmq
 import zmq.auth
 
 from tests.bounds import EXIT_S
-from tests.helpers import GATE, REPO, Proc, StartSim, base_env, run_gate
+from tests.helpers import GATE, REPO, Proc, StartSim, base_env, main_in_process, run_gate
 
 
 @pytest.fixture
@@ -118,23 +118,24 @@ def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path],
         assert "probably wrong" not in event["error"]
 
 
-def test_key_and_key_file_together_is_a_usage_error(keys: dict[str, Path]) -> None:
+def test_key_and_key_file_together_is_a_usage_error(
+        keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """GATEWAY_CURVE_SERVER_KEY and GATEWAY_CURVE_SERVER_KEY_FILE both set: 64."""
-    env = base_env(GATEWAY_CURVE_SERVER_KEY=keys["server_pub"].read_text().strip(),
-                   GATEWAY_CURVE_SERVER_KEY_FILE=str(keys["server_pub"]))
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1"], env=env)
+    env = {"GATEWAY_CURVE_SERVER_KEY": keys["server_pub"].read_text().strip(),
+           "GATEWAY_CURVE_SERVER_KEY_FILE": str(keys["server_pub"])}
+    code, events, _ = main_in_process(["wait", "--host", "127.0.0.1"], env, capsys)
     assert code == 64
     assert "GATEWAY_CURVE_SERVER_KEY_FILE" in events[0]["error"]
 
 
-def test_malformed_secret_key_is_a_usage_error_that_does_not_echo_it(tmp_path: Path,
-                                                                     keys: dict[str, Path]
-                                                                     ) -> None:
+def test_malformed_secret_key_is_a_usage_error_that_does_not_echo_it(
+        tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """A secret key file with the wrong content: 64, and the content is not printed."""
     bad = tmp_path / "bad.secret"
     bad.write_text("this-is-not-a-key-but-looks-secret-1234567890")
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--curve-server-key-file",
-                                   str(keys["server_pub"]), "--curve-secret-key-file", str(bad)])
+    code, events, _ = main_in_process(
+        ["wait", "--host", "127.0.0.1", "--curve-server-key-file", str(keys["server_pub"]),
+         "--curve-secret-key-file", str(bad)], {}, capsys)
     assert code == 64
     assert "not a 40-character Z85 CURVE key" in events[0]["error"]
     assert "looks-secret" not in repr(events)

@@ -58,13 +58,25 @@ def graph() -> dict[str, set[str]]:
     return {name: imports(path, set(paths)) - {name} for name, path in paths.items()}
 
 
+# A new module in these packages takes its package's layer: adding a target kind is one
+# module and one line in targets.KINDS, nothing here.
+PACKAGE_LAYERS = {"targets": "targets", "commands": "commands"}
+
+
 def layer(name: str) -> int:
-    return next(index for index, members in enumerate(LAYERS) if name in members)
+    package = name.split(".", maxsplit=1)[0] if "." in name else None
+    placed = PACKAGE_LAYERS.get(package, name) if package else name
+    return next(index for index, members in enumerate(LAYERS) if placed in members)
 
 
 def test_every_module_has_a_place_in_the_layers() -> None:
-    """The README's layers name every module there is, and no module that is gone."""
-    assert set(graph()) == set().union(*LAYERS)
+    """The README's layers name every module there is (or its package's layer does), and
+    no module that is gone."""
+    modules = set(graph())
+    for name in modules:
+        layer(name)  # StopIteration: a module with no place
+    named = set().union(*LAYERS)
+    assert named - modules == set(), "the layers name modules that are gone"
 
 
 def test_no_module_imports_from_a_layer_above_its_own() -> None:

@@ -2,7 +2,7 @@
 
 These tests drive ``wait_until_ready`` with a scripted check and a fake clock because the
 policy's arithmetic must be checked over minutes of simulated time in milliseconds; every
-behaviour here is also exercised against real sockets in test_gate_real.py.
+behaviour here is also exercised against real sockets in test_wait.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The gate against real peers on loopback: each failure reason produced for real."""
+"""`mt5-gate wait` against real peers on loopback: each failure reason produced for real."""
 
 from __future__ import annotations
 
