@@ -160,6 +160,23 @@ def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 COMMANDS = ("wait", "probe", "health", "mesh", "sim", "explain")
+# Options whose value may begin with "-": a Z85 CURVE key does one time in 85 ("-" is in
+# its alphabet), and argparse would take such a value for an option and fail with
+# "expected one argument". Their next word is always their value (and is validated).
+_VALUE_MAY_START_WITH_DASH = frozenset({"--curve-server-key", "--ready-when"})
+
+
+def _attach_dash_values(options: list[str]) -> list[str]:
+    """``--curve-server-key -abc`` as ``--curve-server-key=-abc``, which argparse reads."""
+    joined: list[str] = []
+    words = iter(options)
+    for word in words:
+        value = next(words, None) if word in _VALUE_MAY_START_WITH_DASH else None
+        if value is not None and value.startswith("-"):
+            joined.append(f"{word}={value}")
+        else:
+            joined += [word] if value is None else [word, value]
+    return joined
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -169,6 +186,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     argv = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     options, command = _split_command(argv)
+    options = _attach_dash_values(options)
     try:
         try:
             args = build_parser().parse_args(options)

@@ -129,6 +129,12 @@ class _Connection:
         try:
             connect([(family, self.address)], self.port, self.stage)
         except AttemptFailed as failure:
+            if failure.reason is Reason.RESET:
+                # The handshake completed and the peer reset the connection before our
+                # connect() returned (a port proxy without a backend, seen on a busy
+                # machine): TCP works, what listens there drops every connection.
+                failure = AttemptFailed("greeting", Reason.RESET, describe_peer(
+                    GreetingSeen(Greeting.CLOSED), self.where))
             self.failure = failure
 
     def inspect(self) -> GreetingSeen:
