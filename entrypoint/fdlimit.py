@@ -17,7 +17,6 @@ own context and monitor) 9-10 more: 22-23 with one, 30 with one of each.
 from __future__ import annotations
 
 import resource
-from collections.abc import Sequence
 
 from entrypoint.errors import EXIT_SOFTWARE, GateError
 
@@ -38,10 +37,9 @@ class FdLimitTooLow(GateError):
     exit_code = EXIT_SOFTWARE
 
 
-def needed(also: Sequence[str]) -> int:
-    """The descriptors ``wait`` needs with these ``--also`` URLs."""
-    zmq = sum(1 for url in also if url.strip().lower().startswith("zmq"))
-    return BASE_FDS + PER_ZMQ_TARGET * zmq + PER_OTHER_TARGET * (len(also) - zmq)
+def needed(zmq_targets: int, other_targets: int) -> int:
+    """The descriptors ``wait`` needs with this many ZeroMQ and other ``--also`` targets."""
+    return BASE_FDS + PER_ZMQ_TARGET * zmq_targets + PER_OTHER_TARGET * other_targets
 
 
 def raise_soft_limit() -> None:

@@ -249,10 +249,10 @@ def _wait_with_a_zmq_target(gateway: StartGateway, limits: str
     _other, other_port = gateway()
     also = f"zmq+req://127.0.0.1:{other_port}"
     code, events, stdout = _under_ulimit(
-        limits.format(needed=fdlimit.needed([also])),
+        limits.format(needed=fdlimit.needed(1, 0)),
         ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "10",
          "--also", also, "--", *_REPORT_LIMITS], timeout=after_deadline(10))
-    return code, events, stdout, fdlimit.needed([also])
+    return code, events, stdout, fdlimit.needed(1, 0)
 
 
 @pytest.mark.parametrize("soft", [8, 9, 10, 11, 12])
@@ -290,7 +290,7 @@ def test_ulimit_16_is_enough_for_the_gate_alone(gateway: StartGateway) -> None:
     assert events[-1]["event"] == "gate.exec"
 
 
-# With a tcp:// --also target the gate needs fdlimit.needed(["tcp://..."]) = 20.
+# With a tcp:// --also target the gate needs fdlimit.needed(0, 1) = 20.
 @pytest.mark.parametrize("limits", [
     "ulimit -n 8", "ulimit -Sn 8 && ulimit -Hn 8", "ulimit -n 12", "ulimit -n 16",
     "ulimit -Sn 8 && ulimit -Hn 19"])
@@ -300,7 +300,7 @@ def test_a_hard_fd_limit_too_low_is_one_plain_error_not_a_crash_or_a_bug(
     70 at start with one JSON gate.error that says so (the number needed, `ulimit -n`), not
     "a bug"; nothing attempted, and the runner never started."""
     _sim, port = gateway()
-    needed = fdlimit.needed([f"tcp://127.0.0.1:{port}"])
+    needed = fdlimit.needed(0, 1)
     assert needed == 20
     code, events, stdout = _under_ulimit(
         limits, ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "10",

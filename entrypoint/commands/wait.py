@@ -36,7 +36,8 @@ def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]
     context = Context(environ, settings)
     others = [_also_target(url, context) for url in also]
     configure_logging(settings.log_format, settings.log_level)
-    fdlimit.require(fdlimit.needed(also))
+    zmq_targets = sum(1 for other in others if other.kind.gateway)  # each has a context
+    fdlimit.require(fdlimit.needed(zmq_targets, len(others) - zmq_targets))
     return run_wait(settings, command, environ, others)
 
 

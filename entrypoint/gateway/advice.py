@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from entrypoint.gateway.dialect import REFUSING_WORDS, Dialect
+from entrypoint.gateway.dialect import REFUSING_WORDS, Dialect, refusing_key
 from entrypoint.logs import scrub, untrusted
 
 # Safe to paste between the quotes of GATE_READY_WHEN="status == '...'" in a shell or an
@@ -53,13 +53,8 @@ def _refusal(reply: Any) -> str | None:
         words = {word.upper() for word in _WORD.findall(text)}
         if words & REFUSING_WORDS:
             return untrusted(text, 80)
-    if isinstance(reply, dict):
-        for key, value in reply.items():
-            name = str(key).lower()
-            if (name in ("ok", "success") and value in (False, 0)) or (
-                    name in ("error", "errors", "err") and value not in (None, False, "", [], {})):
-                return f"{untrusted(key, 20)}={untrusted(value, 60)}"
-    return None
+    key = refusing_key(reply) if isinstance(reply, dict) else None
+    return None if key is None else f"{untrusted(key, 20)}={untrusted(reply[key], 60)}"
 
 
 def _strings(node: Any) -> list[str]:

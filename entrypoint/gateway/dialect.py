@@ -100,21 +100,26 @@ def default_ready(reply: Any, statuses: Iterable[Any]) -> bool:
     every ``status`` is in ``statuses`` (as text, case-insensitively); no ``ok`` or
     ``success`` says no (false, 0, "false", "0", "no"); every ``error``, ``errors`` and
     ``err`` is null, false or empty; and no ``result`` is false or a refusing word."""
-    if not isinstance(reply, dict):
+    if not isinstance(reply, dict) or refusing_key(reply) is not None:
         return False
     accepted = {_as_text(status).upper() for status in statuses}
+    return all(_as_text(value).upper() in accepted for key, value in reply.items()
+               if str(key).lower() in _STATUS_KEYS)
+
+
+def refusing_key(reply: dict[Any, Any]) -> Any:
+    """The first top-level key whose value says no (``ok``/``success`` false or 0, a
+    non-empty ``error``/``errors``/``err``, a ``result`` that is false or a refusing
+    word), whatever its case; None when none does. Shared by the default judgement and
+    probe's fix line, so the two never disagree on what a refusal is."""
     for key, value in reply.items():
         name = str(key).lower()
-        if name in _STATUS_KEYS and _as_text(value).upper() not in accepted:
-            return False
-        if name in _YES_NO_KEYS and _says_no(value):
-            return False
-        if name in _ERROR_KEYS and not _is_empty(value):
-            return False
-        if name in _RESULT_KEYS and (value is False or (
-                isinstance(value, str) and value.strip().upper() in REFUSING_WORDS)):
-            return False
-    return True
+        if (name in _YES_NO_KEYS and _says_no(value)) or (
+                name in _ERROR_KEYS and not _is_empty(value)) or (
+                name in _RESULT_KEYS and (value is False or (
+                    isinstance(value, str) and value.strip().upper() in REFUSING_WORDS))):
+            return key
+    return None
 
 
 def _as_text(value: Any) -> str:

@@ -31,7 +31,7 @@ class Kind:
     schemes: tuple[str, ...] = ()  # --also URL schemes; none: mesh only
     whole_url: bool = False  # the probe takes the URL itself, not host:port after "://"
     needs: str | None = None  # an optional client library (the `mesh` extra)
-    gateway: bool = False  # a gateway port: its failures get the gateway's hints
+    gateway: bool = False  # a gateway (ZeroMQ) port: the gateway's hints; its own context
 
 
 @dataclasses.dataclass(frozen=True)
