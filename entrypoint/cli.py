@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage="mt5-gate wait [OPTIONS] [-- COMMAND [ARG...]]",
         description="Retry a TCP connect and a ZeroMQ PING with exponential backoff until the "
                     "gateway answers, then exec COMMAND (which keeps the PID). With no COMMAND, "
-                    "exit 0 once the gateway answers.",
+                    "exit 0 once the gateway answers. --bridge NAME speaks a public bridge's "
+                    "protocol (see docs/BRIDGES.md).",
         epilog=EXIT_CODES_HELP, formatter_class=raw)
     _add_options(wait, (*GATE_OPTIONS, *CURVE_OPTIONS))
     wait.add_argument("--also", action="append", metavar="URL", default=None,
@@ -116,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print one JSON document")
     health = commands.add_parser(
         "health", help="one bounded attempt, for container healthchecks",
-        description="One TCP + PING attempt within --timeout. Prints one short line.",
+        description="One TCP + PING attempt within --timeout (--transport req).\n"
+                    "For push-pull, req-pull and handshake, a passive check that never "
+                    "disturbs the\nrunning strategy: the ZeroMQ handshake with the bridge's "
+                    "request socket (and the PUB\nport when one is configured); nothing "
+                    "sent, the reply port never touched.\nPrints one short line.",
         epilog="exit codes: 0 healthy, 1 unhealthy or misconfigured (never 2)",
         formatter_class=raw)
     _add_options(health, (*HEALTH_OPTIONS, *CURVE_OPTIONS))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from entrypoint.addresses import address_text, parse_host, parse_port
 from entrypoint.errors import UsageError
@@ -21,6 +21,15 @@ from entrypoint.gateway.dialect import (
     Dialect,
     dialect_from_values,
 )
+from entrypoint.gateway.endpoint import (
+    HANDSHAKE,
+    REQ,
+    TRANSPORTS,
+    TWO_SOCKET,
+    ClientSecurity,
+    Endpoint,
+)
+from entrypoint.gateway.presets import DEFAULT_PRESET, PRESETS, Preset, parse_bridge
 
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -83,8 +92,19 @@ class Option:
 GATE_OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", "GATEWAY_HOST", None, parse_host,
            "gateway host name, IPv4 or IPv6 literal (required)", "HOST"),
+    Option("bridge", "--bridge", "GATE_BRIDGE", None, parse_bridge,
+           f"a named bridge preset: {', '.join(PRESETS)}; sets the transport, ports, "
+           "request, judgement and STATUS policy, each still overridden by its own flag or "
+           "variable (see docs/BRIDGES.md)", "NAME", optional=True, default_help="mt5-gate"),
+    Option("transport", "--transport", "GATE_TRANSPORT", REQ, _choice(TRANSPORTS),
+           "how requests reach the bridge: req (REQ/REP), push-pull (PUSH to --port, the "
+           "answer on a PULL from --reply-port), req-pull (REQ acknowledged, the answer on "
+           "--reply-port), handshake (no request: the ZeroMQ handshake only)", "NAME"),
     Option("port", "--port", "GATEWAY_PORT", "5555", parse_port,
-           "gateway REQ/REP port", "PORT"),
+           "gateway request port (REP, or the bridge's PULL for push-pull)", "PORT"),
+    Option("reply_port", "--reply-port", "GATEWAY_REPLY_PORT", None, parse_port,
+           "the bridge's PUSH port that carries answers (push-pull and req-pull)", "PORT",
+           optional=True),
     Option("timeout_s", "--timeout", "GATE_TIMEOUT", "600", parse_seconds,
            "seconds until the gate gives up; 0 = wait forever"),
     Option("connect_timeout_s", "--connect-timeout", "GATE_CONNECT_TIMEOUT", "2",
@@ -124,8 +144,8 @@ PUB_PORT_OPTION = Option("pub_port", "--pub-port", "GATEWAY_PUB_PORT", "5556", p
 HEALTH_TIMEOUT_OPTION = Option("timeout_s", "--timeout", "GATE_HEALTH_TIMEOUT", "3",
                                parse_positive_seconds, "limit for the single attempt")
 PROBE_OPTIONS = (*GATE_OPTIONS, PUB_PORT_OPTION)
-HEALTH_OPTIONS = tuple(HEALTH_TIMEOUT_OPTION if opt.field == "timeout_s" else opt
-                       for opt in GATE_OPTIONS)
+HEALTH_OPTIONS = (*(HEALTH_TIMEOUT_OPTION if opt.field == "timeout_s" else opt
+                    for opt in GATE_OPTIONS), PUB_PORT_OPTION)
 
 
 # CURVE keys (see curve.py, which reads and checks them): declared here with the other
@@ -144,13 +164,7 @@ CURVE_OPTIONS: tuple[Option, ...] = (
 )
 
 
-class ClientSecurity(Protocol):
-    """What the ZeroMQ client needs of CURVE keys (``curve.CurveKeys``); a protocol, so that
-    this module does not import the key handling (which imports this module)."""
-
-    def apply(self, sock: Any) -> None: ...
-
-    def describe(self) -> dict[str, str]: ...
+__all__ = ["ClientSecurity", "GateSettings", "Option"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,10 +182,23 @@ class GateSettings:
     pub_port: int = 5556
     curve: ClientSecurity | None = None
     dialect: Dialect = DEFAULT_DIALECT
+    bridge: Preset = DEFAULT_PRESET
+    transport: str = REQ
+    reply_port: int | None = None
+    pub_port_set: bool = False  # given by a flag, a variable or the preset, not defaulted
 
     @property
     def target(self) -> str:
         return address_text(self.host, self.port)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """What the gateway layer is told: this bridge, and how to speak to it."""
+        return Endpoint(self.host, self.port, self.dialect, transport=self.transport,
+                        reply_port=self.reply_port,
+                        handshake_socket=self.bridge.handshake_socket,
+                        connect_timeout_s=self.connect_timeout_s,
+                        reply_timeout_s=self.reply_timeout_s, curve=self.curve)
 
 
 def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
@@ -189,12 +216,18 @@ def declared(field: str) -> Option:
     return _BY_FIELD[field]
 
 
-def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str, str]) -> Any:
-    """The option's value: the flag, else its variable, else its default; parsed or UsageError."""
+def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str, str],
+                   preset: Preset | None = None) -> Any:
+    """The option's value: the flag, else its variable, else the bridge preset's, else its
+    default; parsed, or UsageError. The one place where "a flag beats its variable" and
+    "both beat the preset" are decided."""
+    preset_value = preset.values.get(option.field) if preset is not None else None
     if flag_value is not None:
         raw, source = flag_value, option.flag
     elif environ.get(option.env, "") != "":
         raw, source = environ[option.env], option.env
+    elif preset_value is not None:
+        raw, source = preset_value, f"--bridge {preset.name}"  # type: ignore[union-attr]
     elif option.default is not None:
         raw, source = option.default, "default"
     elif option.optional:
@@ -214,10 +247,17 @@ def settings_from_sources(
     options: tuple[Option, ...] = GATE_OPTIONS,
 ) -> GateSettings:
     """Build and validate ``GateSettings``; ``flags`` maps field names to raw flag text."""
-    values = {opt.field: resolve_option(opt, flags.get(opt.field), environ) for opt in options}
+    preset = resolve_option(declared("bridge"), flags.get("bridge"), environ) or DEFAULT_PRESET
+    values = {opt.field: resolve_option(opt, flags.get(opt.field), environ, preset)
+              for opt in options}
+    values["bridge"] = preset
     values["dialect"] = _dialect(values.pop("ping_request"), values.pop("status_request"),
                                  values.pop("ready_when", None), values["expect_status"],
-                                 flags=flags, environ=environ)
+                                 flags=flags, environ=environ, preset=preset)
+    _check_transport(values, flags, environ, preset)
+    if "pub_port" in values:
+        values["pub_port_set"] = bool(option_source(PUB_PORT_OPTION, flags, environ)
+                                      or "pub_port" in preset.values)
     if values["backoff_max_s"] < values["backoff_initial_s"]:
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "
@@ -227,11 +267,47 @@ def settings_from_sources(
     return GateSettings(**values)
 
 
+def _check_transport(values: dict[str, Any], flags: Mapping[str, Any],
+                     environ: Mapping[str, str], preset: Preset) -> None:
+    """The transport and its ports and requests, validated together; the preset's safety
+    rule applied to the requests actually configured."""
+    transport = values["transport"]
+    reply_given = option_source(declared("reply_port"), flags, environ)
+    if transport in TWO_SOCKET and values["reply_port"] is None:
+        raise UsageError(f"--transport / GATE_TRANSPORT {transport} needs --reply-port / "
+                         "GATEWAY_REPLY_PORT, the bridge's PUSH port that carries answers")
+    if transport not in TWO_SOCKET:
+        if reply_given:
+            raise UsageError(f"{reply_given[1]} has no effect with --transport {transport}: "
+                             "only push-pull and req-pull take a reply port")
+        values["reply_port"] = None
+    dialect: Dialect = values["dialect"]
+    if transport == HANDSHAKE:
+        for field in ("ping_request", "status_request", "ready_when", "expect_status"):
+            given = option_source(declared(field), flags, environ)
+            if given:
+                raise UsageError(f"{given[1]} has no effect with --transport handshake, "
+                                 "which sends no request")
+        values["dialect"] = dataclasses.replace(dialect, status=None)
+        return
+    for request in (dialect.ping, dialect.status):
+        if request is None:
+            continue
+        refusal = preset.refuses(request)
+        if refusal is not None:
+            raise UsageError(f"--bridge {preset.name} refuses the request "
+                             f"{request.describe()!r}: {refusal}; the gate only sends "
+                             "side-effect-free requests")
+
+
 def _dialect(ping: str, status: str, ready_when: str | None, statuses: frozenset[str], *,
-             flags: Mapping[str, Any], environ: Mapping[str, str]) -> Dialect:
+             flags: Mapping[str, Any], environ: Mapping[str, str],
+             preset: Preset = DEFAULT_PRESET) -> Dialect:
     """The dialect options, validated together (see dialect.py for what each means)."""
     ready_source = option_source(declared("ready_when"), flags, environ)
     status_source = option_source(declared("expect_status"), flags, environ)
+    if status_source and not ready_source:
+        ready_when = None  # --expect-status replaces the preset's judgement
     if ready_source and status_source:
         if ready_source[1].startswith("--") == status_source[1].startswith("--"):
             raise UsageError(f"{ready_source[1]} and {status_source[1]} are both set: "

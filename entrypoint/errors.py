@@ -105,6 +105,10 @@ class AttemptFailed(Exception):
         # "the same one again" (the reply without its timestamps and ids).
         self.reply: object = None
         self.same_as: str | None = None
+        # When the reply names why the bridge cannot trade (gateway/broker_states): the
+        # state's name, and what to do in the terminal (the hint for this failure).
+        self.broker_state: str | None = None
+        self.advice: str | None = None
 
 
 class NotPermitted(Exception):

@@ -37,6 +37,7 @@ class Phase:
     attempts: int
     hint: str = ""
     error: str = ""
+    broker_state: str = ""  # the state the bridge named (gateway/broker_states), if any
     # When its last failure's pause ended: the attempt that first failed otherwise began
     # there, so that is where the next phase starts (not when that attempt was logged).
     resume_s: float | None = None
@@ -88,6 +89,7 @@ class Run:
             current.attempts += count
             current.hint = _text(event.get("hint")) or current.hint
             current.error = _text(event.get("error")) or current.error
+            current.broker_state = _text(event.get("broker_state"))
             return
         if current is not None and current.reason != MIXED:
             boundary = at if current.resume_s is None else min(current.resume_s, at)
@@ -101,7 +103,8 @@ class Run:
             return
         started = current.ended_s if current is not None else 0.0
         self.phases.append(Phase(target, reason, started, at, count,
-                                 _text(event.get("hint")), _text(event.get("error")), resume))
+                                 _text(event.get("hint")), _text(event.get("error")),
+                                 _text(event.get("broker_state")), resume))
 
     def current(self, target: str) -> Phase | None:
         return next((p for p in reversed(self.phases) if p.target == target), None)

@@ -107,12 +107,14 @@ class AttemptLog:
                      "suppressed_reasons": dict(self._suppressed)}
             self._suppressed.clear()
         self._last_logged_at = now
+        if failure.broker_state is not None:
+            extra["broker_state"] = failure.broker_state
         self._log.warning(
             "gate.attempt_failed", attempt=details.attempt, stage=failure.stage,
             reason=failure.reason.value, error=failure.error,
             elapsed_s=round(details.elapsed_s, 3),
             next_retry_s=None if details.next_retry_s is None else round(details.next_retry_s, 3),
-            hint=self.hint(failure.reason), **extra,
+            hint=failure.advice or self.hint(failure.reason), **extra,
         )
 
     def _watch_refusals(self, failure: AttemptFailed) -> None:

@@ -3,13 +3,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 import structlog
 
+from tests.bounds import EVENT_S
 from tests.helpers import GATE, Proc, Spawn, StartGate, StartGateway, StartSim, start_sim
+from tests.standins.client import StandIn
+from tests.standins.client import start as start_standin
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +84,15 @@ def gateway(sim: StartSim) -> StartGateway:
     """Start simulated gateways (``gateway("--bad-status")``); all are stopped afterwards,
     whatever the test did. The same fixture as `sim`."""
     return sim
+
+
+@pytest.fixture
+def standin(_started: contextlib.ExitStack) -> Callable[..., StandIn]:
+    """Start a stand-in bridge, ``standin("dwx_ea", "--pull-port", "0", ...)`` (see
+    tests/standins/): returns once it listens; every one is stopped after the test."""
+    def start(module: str, *args: str) -> StandIn:
+        started = start_standin(module, *args, timeout=EVENT_S)
+        _started.callback(started.stop)
+        return started
+
+    return start

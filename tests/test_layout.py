@@ -19,9 +19,12 @@ LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
      "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog",
      "failclosed", "fdlimit"},
-    {"gateway", "gateway.tcp", "gateway.dialect", "gateway.advice"},
+    {"gateway", "gateway.tcp", "gateway.requests", "gateway.replies", "gateway.judgement",
+     "gateway.broker_states"},
+    {"gateway.dialect", "gateway.advice", "gateway.connection"},
+    {"gateway.endpoint", "gateway.presets", "gateway.zmq_client"},
+    {"gateway.transports", "gateway.check", "retry"},
     {"config", "curve"},
-    {"gateway.zmq_client", "gateway.check", "retry"},
     {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",
      "targets.zmq", "targets"},
     {"commands", "commands.wait", "commands.probe", "commands.health", "commands.mesh",
@@ -84,6 +87,21 @@ def test_no_module_imports_from_a_layer_above_its_own() -> None:
     upward = [(name, imported) for name, targets in graph().items() for imported in targets
               if layer(imported) > layer(name)]
     assert upward == []
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """Small modules with one responsibility each: a module past 400 lines is split."""
+    long = {module_name(path): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}
+
+
+def test_the_gateway_layer_does_not_import_the_configuration() -> None:
+    """gateway/ receives an Endpoint value object, never GateSettings."""
+    edges = graph()
+    assert {name: sorted(t for t in targets if t in ("config", "curve"))
+            for name, targets in edges.items()
+            if name.startswith("gateway") and {"config", "curve"} & targets} == {}
 
 
 def test_the_import_graph_has_no_circle() -> None:

@@ -170,7 +170,8 @@ def _advice(run: Run) -> list[str]:
     if run.outcome in ("ready", "exec") and phase.duration_s < 1:
         return []  # a blip on the way to ready needs no advice
     title = "What went wrong" if run.outcome not in ("ready", "exec") else "What held it up"
-    lines = [f"{title}: {_who(phase)}{phase.reason}"]
+    state = f" (broker state: {phase.broker_state})" if phase.broker_state else ""
+    lines = [f"{title}: {_who(phase)}{phase.reason}{state}"]
     if phase.error:
         lines.append(f"Last error: {_short(phase.error, 300)}")
     if phase.hint:
@@ -269,7 +270,8 @@ def _run_json(run: Run) -> dict[str, Any]:
         "exit_code": (run.end or {}).get("exit_code") if run.outcome != "exec" else None,
         "phases": [{"target": p.target or None, "reason": p.reason,
                     "started_s": round(p.started_s, 3), "duration_s": round(p.duration_s, 3),
-                    "attempts": p.attempts} for p in run.phases],
+                    "attempts": p.attempts, "broker_state": p.broker_state or None}
+                   for p in run.phases],
         "phases_folded": run.phases_merged,
         "dependencies_ready": run.dependencies_ready,
         "diagnosis": None if dominant is None else {

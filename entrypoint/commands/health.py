@@ -3,6 +3,13 @@
 Exit 0 when the gateway answers, 1 otherwise (never 2, which Docker reserves), and at
 most one short line of output (Docker keeps only the last 4 KB of it). That contract holds
 for everything: a usage error or a signal is "unhealthy" too, never 64 or 143.
+
+A healthcheck runs beside the strategy and must never disturb it. For the two-socket
+transports it is passive: the bridge's PUSH round-robins its answers over every connected
+PULL, so a check that connected to the reply port, or sent a request whose answer the
+bridge pushes, would take the strategy's replies or hand it one it never asked for. It
+only completes the ZeroMQ handshake with the request socket (and the PUB port, when one
+is configured), and sends nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from entrypoint.commands import settings_for
 from entrypoint.config import HEALTH_OPTIONS, GateSettings
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
-from entrypoint.gateway.check import GatewayCheck
+from entrypoint.gateway.check import GatewayCheck, check_feed
+from entrypoint.gateway.dialect import NotReady
+from entrypoint.gateway.endpoint import REQ
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.logs import configure_logging
 
@@ -42,14 +51,34 @@ def report_usage_error(exc: UsageError) -> int:
 
 def run_health(settings: GateSettings, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
+    deadline = Deadline(settings.timeout_s)
     try:
         with ZmqGateway(curve=settings.curve) as gateway:
-            ready = GatewayCheck(settings, gateway).attempt(Deadline(settings.timeout_s))
+            check = GatewayCheck(settings.endpoint, gateway)
+            if settings.transport != REQ:
+                return emit(stream, HEALTHY, _passive(settings, gateway, check, deadline))
+            ready = check.attempt(deadline)
+    except NotReady as refused:
+        state = f" ({refused.state.name}: {refused.state.advice()})" if refused.state else ""
+        return emit(stream, UNHEALTHY,
+                    f"unhealthy: {settings.target} {refused.reason}{state}: {refused.error}")
     except AttemptFailed as failure:
         return emit(stream, UNHEALTHY,
                     f"unhealthy: {settings.target} {failure.reason}: {failure.error}")
     return emit(stream, HEALTHY, f"healthy: {settings.target} answered PING in "
                                  f"{ready.rtt_ms} ms")
+
+
+def _passive(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck,
+             deadline: Deadline) -> str:
+    """The handshakes only (see the module's docstring); AttemptFailed when one fails."""
+    _address, took = check.passive(deadline)
+    line = (f"healthy: {settings.target} {settings.transport}: request socket handshake in "
+            f"{took:.1f} ms")
+    if settings.pub_port_set:
+        feed = check_feed(gateway, settings.host, settings.pub_port, deadline)
+        line += f", PUB {settings.pub_port} in {feed:.1f} ms"
+    return line + " (passive: nothing sent)"
 
 
 def emit(stream: TextIO, code: int, line: str) -> int:

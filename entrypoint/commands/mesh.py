@@ -24,6 +24,7 @@ from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands import settings_for
 from entrypoint.config import PROBE_OPTIONS, GateSettings, split_list
 from entrypoint.errors import UsageError
+from entrypoint.gateway.endpoint import REQ
 from entrypoint.logs import configure_logging
 from entrypoint.report import Painter, dump_json, percent, result_line, score
 from entrypoint.targets import KINDS, build
@@ -77,8 +78,10 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
             {"kind": "icmp", "target": settings.host},
             {"kind": "zmq_ping", "target": address_text(settings.host, settings.port),
              "critical": True},
-            {"kind": "zmq_pub", "target": address_text(settings.host, settings.pub_port)},
         ]
+        if settings.transport == REQ or settings.pub_port_set:
+            specs.append({"kind": "zmq_pub",
+                          "target": address_text(settings.host, settings.pub_port)})
         if ip_family(settings.host) is None:
             specs.append({"kind": "dns", "target": settings.host, "critical": True})
     for host in _listed(environ, "GATE_MESH_ICMP"):

@@ -26,6 +26,7 @@ from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.check import GatewayCheck, check_feed
 from entrypoint.gateway.dialect import NotReady
+from entrypoint.gateway.endpoint import REQ, TWO_SOCKET
 from entrypoint.gateway.tcp import resolve
 from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
 from entrypoint.logs import configure_logging, untrusted
@@ -73,7 +74,7 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     stream = out if out is not None else sys.stdout
     layers = _Layers(settings)
     with ZmqGateway(curve=settings.curve) as gateway:
-        check = GatewayCheck(settings, gateway)
+        check = GatewayCheck(settings.endpoint, gateway)
         _run_layers(settings, gateway, check, layers)
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
@@ -98,7 +99,7 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
         return "IP literal (no lookup)" if shown == s.host else f"{s.host} → {shown}"
 
     def exchange() -> Exchange:
-        return check.exchange(found["address"], dialect.ping.render(),
+        return check.exchange(found["address"], dialect.ping,
                               Deadline(s.connect_timeout_s + s.reply_timeout_s))
 
     def tcp() -> str:
@@ -116,10 +117,13 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
     def ping() -> str:
         if "failure" in found:
             raise found["failure"]
+        if not check.transport.sends_requests:
+            return "handshake done, no request sent (--transport handshake)"
         try:
             reply = dialect.judge(found["exchange"].frames)
         except NotReady as refused:
-            layers.fix = suggest_fix(refused.reply, dialect)
+            layers.fix = (f"{refused.state.name}: {refused.state.advice()}" if refused.state
+                          else suggest_fix(refused.reply, dialect))
             raise
         rtt = found["exchange"].rtt_ms
         took = f" in {rtt:.1f} ms" if rtt is not None else ""
@@ -139,21 +143,33 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
             layers.skip(name, "skipped: the name does not resolve")
         return
     if layers.run("TCP connect", tcp) and layers.run("ZeroMQ PING", ping):
-        layers.run("round trip", rtt, optional=True)
-        if dialect.status is None:
-            layers.skip("STATUS", "not requested (--status-request none)")
-        else:
-            layers.run("STATUS", lambda: _status(check, found["address"]), optional=True)
+        _after_ping(check, layers, rtt, found["address"])
     else:
         for name in ("ZeroMQ PING", "round trip", "STATUS"):
             if name not in {r.name for r in layers.results}:
                 layers.skip(name, "skipped: an earlier layer failed")
-    layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
+    if s.transport != REQ and not s.pub_port_set:
+        layers.skip("PUB port", f"not configured (--pub-port; --transport {s.transport})")
+    else:
+        layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
+
+
+def _after_ping(check: GatewayCheck, layers: _Layers, rtt: Callable[[], str],
+                address: str) -> None:
+    """Round trips and STATUS, once the request was answered (or the handshake done)."""
+    if check.transport.sends_requests:
+        layers.run("round trip", rtt, optional=True)
+    else:
+        layers.skip("round trip", "no request sent (--transport handshake)")
+    if check.endpoint.dialect.status is None:
+        layers.skip("STATUS", "not requested (--status-request none)")
+    else:
+        layers.run("STATUS", lambda: _status(check, address), optional=True)
 
 
 def _status(check: GatewayCheck, address: str) -> str:
     try:
-        reply = check.status(address, check.settings.reply_timeout_s)
+        reply = check.status(address, check.endpoint.reply_timeout_s)
     except NotReady as refused:  # shown as a warning with what the bridge said
         raise AttemptFailed("reply", refused.reason,
                             f"refused: {untrusted(refused.reply, 160)}") from None
@@ -171,6 +187,8 @@ def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> d
     failure = layers.first_failure
     return {
         "target": settings.target, "pub_port": settings.pub_port, "ok": ok,
+        "bridge": settings.bridge.name, "transport": settings.transport,
+        "reply_port": settings.reply_port,
         "exit_code": code, "passed": passed, "total": len(layers.results),
         "checks": [r.as_dict() for r in layers.results],
         "troubleshooting": None if failure is None else {
@@ -186,8 +204,11 @@ def _steps(reason: Reason, host: str, port: int) -> list[str]:
 def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> None:
     paint = Painter(stream)
     write = stream.write
+    how = f"--bridge {settings.bridge.name}, --transport {settings.transport}"
+    if settings.transport in TWO_SOCKET:
+        how += f", reply port {settings.reply_port}"
     write(paint.bold(f"mt5-gate probe: gateway {settings.target}, PUB port "
-                     f"{settings.pub_port}") + "\n\n")
+                     f"{settings.pub_port} ({how})") + "\n\n")
     for result in layers.results:
         write(result_line(result, paint, name_width=12) + "\n")
     passed = sum(r.status == PASS for r in layers.results)

@@ -61,6 +61,8 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
     backoff = BackoffWithJitter(settings.backoff_initial_s, settings.backoff_max_s)
     log.info(
         "gate.start", target=settings.target, pid=os.getpid(),
+        bridge=settings.bridge.name, transport=settings.transport,
+        reply_port=settings.reply_port,
         deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
         reply_timeout_s=settings.reply_timeout_s,
         backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
@@ -74,7 +76,7 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         others = AlsoWaiter(list(dependencies), deadline, log, backoff,
                             settings.connect_timeout_s + settings.reply_timeout_s)
     with ZmqGateway(curve=settings.curve) as gateway:
-        check = GatewayCheck(settings, gateway)
+        check = GatewayCheck(settings.endpoint, gateway, log=log)
         ready, attempts = wait_until_ready(
             check, deadline, log, backoff=backoff,
             before_attempt=others.raise_if_failed if others else None,
@@ -95,13 +97,14 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
 
 def _status_fields(check: GatewayCheck, ready: Ready) -> dict[str, Any]:
     """STATUS is informational: its outcome is logged, and never holds the runner back."""
-    if check.settings.dialect.status is None:
+    if check.endpoint.dialect.status is None:
         return {"requested": False}
     try:
         reply = check.status(ready.address, check.status_timeout(ready))
     except NotReady as refused:  # an error-shaped reply: shown, not taken for a status
+        state = {"broker_state": refused.state.name} if refused.state else {}
         return {"available": False, "reason": refused.reason.value,
-                "reply": untrusted(refused.reply), "error": refused.error}
+                "reply": untrusted(refused.reply), "error": refused.error, **state}
     except AttemptFailed as failure:
         return {"available": False, "reason": failure.reason.value, "error": failure.error}
     return {"available": True, "reply": untrusted(reply)}

@@ -1,6 +1,12 @@
-"""One readiness check: resolve, then the dialect's PING over ZeroMQ, then judge the reply.
+"""One readiness check: resolve, then the dialect's request over the bridge's transport,
+then judge the reply.
 
 Shared by ``wait`` (which retries it) and the diagnostic commands (which run it once).
+With a logger, every request sent is a ``gate.request`` debug line, and every reply is
+judged in exactly one info-or-higher line: an attempt's in its ``gate.ready`` or
+``gate.attempt_failed``, a STATUS reply in ``gate.status``, and a reply to a request sent
+during a backoff pause in ``gate.ready`` or, when it is not ready, a ``gate.reply`` line.
+No request leaves unseen and no reply is dropped unjudged.
 """
 
 from __future__ import annotations
@@ -9,11 +15,16 @@ import dataclasses
 import time
 from typing import Any
 
-from entrypoint.config import GateSettings
+from entrypoint.addresses import address_text
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.dialect import NotReady
+from entrypoint.gateway.endpoint import Endpoint
+from entrypoint.gateway.requests import RequestTemplate
 from entrypoint.gateway.tcp import resolve
+from entrypoint.gateway.transports import transport_for
 from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
+from entrypoint.logs import untrusted
 
 # STATUS is informational and optional: a gateway that ignores it must not hold the runner
 # back for long. Its timeout is a margin over the PING's own round trip, within these bounds.
@@ -26,18 +37,20 @@ RESOLVE_DURING_PAUSE_S = 1.0
 @dataclasses.dataclass(frozen=True)
 class Ready:
     address: str
-    reply: Any  # the decoded reply that satisfied the judgement
+    reply: Any  # the decoded reply that satisfied the judgement (None: a handshake)
     rtt_ms: float | None
     via: str = "attempt"
     connect_ms: float | None = None
 
 
 class GatewayCheck:
-    """Runs single attempts against one gateway and remembers the last resolved address."""
+    """Runs single attempts against one bridge and remembers the last resolved address."""
 
-    def __init__(self, settings: GateSettings, gateway: ZmqGateway) -> None:
-        self.settings = settings
+    def __init__(self, endpoint: Endpoint, gateway: ZmqGateway, log: Any = None) -> None:
+        self.endpoint = endpoint
         self.gateway = gateway
+        self.transport = transport_for(gateway, endpoint)
+        self.log = log
         self.last_address: str | None = None
 
     def attempt(self, deadline: Deadline) -> Ready:
@@ -46,76 +59,112 @@ class GatewayCheck:
         Its stages take their documented shares of it: the lookup and the connection at
         most --connect-timeout each, the reply at most --reply-timeout from the connection.
         """
-        s = self.settings
+        e = self.endpoint
         self.last_address = None
-        addresses = resolve(s.host, s.port, deadline.capped(s.connect_timeout_s))
+        addresses = resolve(e.host, e.port, deadline.capped(e.connect_timeout_s))
         self.last_address = addresses[0][1]
         failure: AttemptFailed | None = None
         for _family, address in addresses:
             if failure is not None and deadline.expired():
                 break
             try:
-                exchange = self.exchange(address, s.dialect.ping.render(), deadline)
+                exchange = self.exchange(address, e.dialect.ping, deadline, via="attempt")
             except AttemptFailed as failed:
                 if failed.stage != "tcp":  # the peer answered: its verdict stands
                     raise
                 failure = failed  # this address does not connect: try the next one
                 continue
             self.last_address = address
-            return Ready(address, s.dialect.judge(exchange.frames), exchange.rtt_ms,
-                         connect_ms=exchange.connect_ms)
+            if not self.transport.sends_requests:
+                return Ready(address, None, exchange.connect_ms, via="handshake",
+                             connect_ms=exchange.connect_ms)
+            return Ready(address, self.endpoint.dialect.judge(exchange.frames),
+                         exchange.rtt_ms, connect_ms=exchange.connect_ms)
         assert failure is not None
         raise failure
 
-    def exchange(self, address: str, payload: bytes, deadline: Deadline,
-                 reply_timeout_s: float | None = None) -> Exchange:
-        s = self.settings
-        return self.gateway.request(
-            address, s.port, payload, deadline, connect_timeout_s=s.connect_timeout_s,
-            reply_timeout_s=s.reply_timeout_s if reply_timeout_s is None else reply_timeout_s)
+    def exchange(self, address: str, request: RequestTemplate, deadline: Deadline,
+                 reply_timeout_s: float | None = None, via: str = "attempt") -> Exchange:
+        payload = request.render()
+        return self.transport.exchange(
+            address, payload, deadline,
+            reply_timeout_s=self.endpoint.reply_timeout_s if reply_timeout_s is None
+            else reply_timeout_s,
+            on_sent=lambda: self._sent(address, payload, via))
+
+    def passive(self, deadline: Deadline) -> tuple[str, float]:
+        """The bridge's request socket shown to work with nothing sent, nothing taken from
+        its reply port: (address, handshake ms). What ``health`` does for the two-socket
+        transports, which must never disturb a running strategy."""
+        e = self.endpoint
+        addresses = resolve(e.host, e.port, deadline.capped(e.connect_timeout_s))
+        address = addresses[0][1]
+        return address, self.transport.passive(address, deadline)
+
 
     def status(self, address: str, reply_timeout_s: float) -> Any:
         """The gateway's STATUS reply, judged like a PING's; AttemptFailed when it has none
         to give or refuses. Only called when a status request is configured."""
-        dialect = self.settings.dialect
+        dialect = self.endpoint.dialect
         assert dialect.status is not None
-        deadline = Deadline(self.settings.connect_timeout_s + reply_timeout_s)
-        return dialect.judge(self.exchange(address, dialect.status.render(), deadline,
-                                           reply_timeout_s).frames)
+        deadline = Deadline(self.endpoint.connect_timeout_s + reply_timeout_s)
+        exchange = self.exchange(address, dialect.status, deadline, reply_timeout_s,
+                                 via="status")
+        return dialect.judge(exchange.frames)
 
     def status_timeout(self, ready: Ready) -> float:
         """How long the gate waits for STATUS before the exec: a margin over the PING's
         round trip, so a gateway without STATUS delays the runner by ~0.25 s at most on a
         LAN, while a slow link still gets its answer."""
         margin = STATUS_TIMEOUT_MIN_S + 2 * (ready.rtt_ms or 0) / 1000
-        return min(STATUS_TIMEOUT_MAX_S, margin, self.settings.reply_timeout_s)
+        return min(STATUS_TIMEOUT_MAX_S, margin, self.endpoint.reply_timeout_s)
 
     def watch_pause(self, seconds: float) -> Ready | None:
-        """Spend a backoff pause with a PING queued; a valid reply in that time, within
-        --reply-timeout of the PING reaching the gateway, is readiness."""
+        """Spend a backoff pause with a request pending on the bridge's transport; a valid
+        reply within --reply-timeout of the request reaching the bridge is readiness."""
         pause = Deadline(seconds)
         address = self._address_for_pause(pause)
         if address is None or pause.expired():
             return None
-        with self.gateway.pending_ping(address, self.settings.port,
-                                       self.settings.dialect.ping.render(),
-                                       self.settings.connect_timeout_s) as pending:
-            answer = pending.wait(pause)
-        if answer is None:
+        payload = self.endpoint.dialect.ping.render()
+        caught = self.transport.watch(address, payload, pause,
+                                      on_sent=lambda: self._sent(address, payload, "pause"))
+        if caught is None:
             return None
-        frames, rtt_ms = answer
-        if rtt_ms is not None and rtt_ms > self.settings.reply_timeout_s * 1000:
+        frames, rtt_ms = caught
+        rtt_ms = None if rtt_ms is None else round(rtt_ms, 2)
+        if not self.transport.sends_requests:
+            return Ready(address, None, rtt_ms, via="handshake")
+        if rtt_ms is not None and rtt_ms > self.endpoint.reply_timeout_s * 1000:
+            self._judged("pause", "too_slow", frames, rtt_ms)
             return None  # answered, but slower than a reply may be: not ready
         try:
-            reply = self.settings.dialect.judge(frames)
-        except AttemptFailed:
+            reply = self.endpoint.dialect.judge(frames)
+        except AttemptFailed as failure:
+            self._judged("pause", failure.reason.value, frames, rtt_ms, failure)
             return None  # the next attempt will see and report the same reply
-        return Ready(address, reply, None if rtt_ms is None else round(rtt_ms, 2),
-                     via="pending_ping")
+        return Ready(address, reply, rtt_ms, via="pending_ping")
+
+    def _sent(self, address: str, payload: bytes, via: str) -> None:
+        if self.log is not None:
+            self.log.debug("gate.request", via=via, transport=self.endpoint.transport,
+                           to=address_text(address, self.endpoint.port),
+                           request=untrusted(payload, 200))
+
+    def _judged(self, via: str, verdict: str, frames: list[bytes], rtt_ms: float | None,
+                failure: AttemptFailed | None = None) -> None:
+        if self.log is None:
+            return
+        state = failure.state if isinstance(failure, NotReady) else None
+        extra: dict[str, Any] = {"broker_state": state.name} if state is not None else {}
+        if failure is not None:
+            extra["error"] = failure.error
+        self.log.info("gate.reply", via=via, verdict=verdict, rtt_ms=rtt_ms,
+                      reply=untrusted(b"".join(frames), 200), **extra)
 
     def _address_for_pause(self, pause: Deadline) -> str | None:
-        """The address to queue a PING to; after a DNS failure, look the name up again about
-        once a second during the pause, so a name that comes back is noticed promptly."""
+        """The address to queue a request to; after a DNS failure, look the name up again
+        about once a second during the pause, so a name that comes back is noticed."""
         while self.last_address is None:
             if pause.expired():
                 return None
@@ -123,8 +172,8 @@ class GatewayCheck:
             if pause.expired():
                 return None
             try:
-                resolved = resolve(self.settings.host, self.settings.port,
-                                   pause.capped(self.settings.connect_timeout_s))
+                resolved = resolve(self.endpoint.host, self.endpoint.port,
+                                   pause.capped(self.endpoint.connect_timeout_s))
             except AttemptFailed:
                 continue
             self.last_address = resolved[0][1]

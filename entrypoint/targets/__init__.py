@@ -63,7 +63,7 @@ def _host_port(kind: Kind, text: str) -> tuple[str, int]:
         if kind.whole_url:
             return host_port(text)
         if kind.schemes:
-            return split_host_port(text)
+            return split_host_port(text.partition("?")[0])
     except ValueError:
         pass
     return text, 0

@@ -7,9 +7,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from entrypoint.deadline import Deadline
+from entrypoint.errors import UsageError
 
 if TYPE_CHECKING:
     from entrypoint.config import GateSettings
+    from entrypoint.gateway.endpoint import Endpoint
 
 Probe = Callable[[Deadline], str]
 
@@ -21,6 +23,24 @@ class Context:
     environ: Mapping[str, str]
     settings: GateSettings  # the gateway's: its dialect, CURVE keys and timeouts
     message_within_s: float | None = None  # mesh: a PUB port must also publish this soon
+
+    def endpoint_for(self, host: str, port: int, options: Mapping[str, str]) -> Endpoint:
+        """Another bridge at host:port, spoken to as the gateway is, or as ``options`` (a
+        URL's ``bridge``, ``transport``, ``reply_port``) say; ValueError when they are
+        invalid. With its own ``bridge``, none of the gateway's dialect applies to it."""
+        if not options:
+            return dataclasses.replace(self.settings.endpoint, host=host, port=port)
+        from entrypoint.config import GATE_OPTIONS, settings_from_sources  # noqa: PLC0415
+
+        environ = {} if "bridge" in options else self.environ
+        try:
+            own = settings_from_sources({"host": host, "port": str(port), **options}, environ,
+                                        GATE_OPTIONS)
+        except UsageError as exc:
+            raise ValueError(exc.message) from None
+        return dataclasses.replace(own.endpoint, curve=self.settings.curve,
+                                   connect_timeout_s=self.settings.connect_timeout_s,
+                                   reply_timeout_s=self.settings.reply_timeout_s)
 
 
 @dataclasses.dataclass(frozen=True)

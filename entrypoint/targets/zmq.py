@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from entrypoint.addresses import split_host_port
@@ -15,17 +14,36 @@ if TYPE_CHECKING:
     from entrypoint.targets.base import Context, Probe
 
 
+# What a zmq+req:// URL may say after "?": the bridge's own preset, transport, reply port.
+URL_OPTIONS = ("bridge", "transport", "reply_port")
+
+
 def request(text: str, context: Context) -> Probe:
-    """A REQ/REP port with the gateway's dialect, CURVE keys and stage timeouts."""
-    host, port = split_host_port(text)
-    settings = dataclasses.replace(context.settings, host=host, port=port)
+    """A bridge's request port with the gateway's dialect, transport, CURVE keys and stage
+    timeouts, or with its own (``zmq+req://host:port?bridge=dwx&reply_port=32769``)."""
+    where, _, query = text.partition("?")
+    host, port = split_host_port(where)
+    endpoint = context.endpoint_for(host, port, _options(query))
 
     def probe(deadline: Deadline) -> str:
-        with ZmqGateway(curve=settings.curve) as gateway:
-            ready = GatewayCheck(settings, gateway).attempt(deadline)
+        with ZmqGateway(curve=endpoint.curve) as gateway:
+            ready = GatewayCheck(endpoint, gateway).attempt(deadline)
+        if ready.via == "handshake":
+            return f"{endpoint.transport} handshake"
         return f"reply {untrusted(ready.reply, 80)}"
 
     return probe
+
+
+def _options(query: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        name, equals, value = pair.partition("=")
+        if name not in URL_OPTIONS or not equals or not value:
+            raise ValueError(f"the query may set {', '.join(o + '=' for o in URL_OPTIONS)} "
+                             f"(got {pair[:40]!r})")
+        options[name] = value
+    return options
 
 
 def feed(text: str, context: Context) -> Probe:

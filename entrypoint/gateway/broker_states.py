@@ -1,0 +1,107 @@
+"""Broker states in words: why a bridge that answers says it cannot trade, and what to do.
+
+A bridge that answers but cannot trade says so in its own words: darwinex/dwx-zeromq-
+connector replies with the first failed permission check (``TRADING_IS_NOT_ALLOWED__
+ABORTED_COMMAND``...), khramkov/MQL5-JSON-API's ACCOUNT reply carries ``trading_allowed``
+and ``bot_trading`` as 0 or 1. Each such state has a name, the place in the terminal where
+it is fixed, and a section of docs/TROUBLESHOOTING.md. The log keeps the bridge's words;
+the state is added beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerState:
+    name: str
+    meaning: str
+    fix: str  # what to do in the terminal
+
+    @property
+    def anchor(self) -> str:
+        return f"{TROUBLESHOOTING}#broker-state-{self.name.replace('_', '-')}"
+
+    def advice(self) -> str:
+        return f"{self.meaning}: {self.fix}. See {self.anchor}"
+
+
+STATES: dict[str, BrokerState] = {state.name: state for state in (
+    BrokerState("trading_not_allowed", "the terminal does not allow this EA to trade",
+                "press AutoTrading (Algo Trading in MT5) in the terminal's toolbar so it is "
+                "green, and tick \"Allow live trading\" on the Common tab of the EA's "
+                "properties (F7 on the chart)"),
+    BrokerState("ea_disabled", "Expert Advisors are disabled in the terminal",
+                "press AutoTrading (Algo Trading) in the toolbar, and check Tools > Options > "
+                "Expert Advisors does not disable them on account or profile change"),
+    BrokerState("trade_context_busy", "the terminal's trade context is busy with another "
+                "EA's or a manual order", "usually passes within seconds; if it stays, "
+                "find the EA or script that holds it and stop it"),
+    BrokerState("dlls_disabled", "the EA may not call DLLs (libzmq is one)",
+                "tick \"Allow DLL imports\" on the Common tab of the EA's properties (and in "
+                "Tools > Options > Expert Advisors), then reattach the EA"),
+    BrokerState("libs_disabled", "the EA may not import external libraries",
+                "tick \"Allow imports of external experts\" in the EA's properties (MT4), "
+                "then reattach the EA"),
+    BrokerState("no_broker_connection", "the terminal is not connected to the broker",
+                "check the terminal's login (File > Login to Trade Account), the server "
+                "name, and the connection status at the bottom right of the terminal"),
+    BrokerState("algo_trading_off", "the terminal's Algo Trading is off",
+                "press Algo Trading in the terminal's toolbar so it is green "
+                "(TERMINAL_TRADE_ALLOWED is 0)"),
+    BrokerState("ea_trading_off", "this EA is not allowed to trade",
+                "tick \"Allow Algo Trading\" on the Common tab of the EA's properties (F7 on "
+                "the chart) and reattach it (MQL_TRADE_ALLOWED is 0)"),
+)}
+
+# The words darwinex/dwx-zeromq-connector's EA answers with, each `<WORD>__ABORTED_COMMAND`.
+_WORDS = {
+    "TRADING_IS_NOT_ALLOWED": "trading_not_allowed",
+    "EA_IS_DISABLED": "ea_disabled",
+    "TRADE_CONTEXT_BUSY": "trade_context_busy",
+    "DLLS_DISABLED": "dlls_disabled",
+    "LIBS_DISABLED": "libs_disabled",
+    "NO_BROKER_CONNECTION": "no_broker_connection",
+}
+# Flags a reply may carry as 0/1 or false/true (khramkov/MQL5-JSON-API's ACCOUNT reply).
+_FLAGS = {"trading_allowed": "algo_trading_off", "bot_trading": "ea_trading_off"}
+_MAX_NODES = 2000  # a reply is small; a hostile one is not walked without bound
+
+
+def broker_state(reply: Any) -> BrokerState | None:
+    """The state a reply names, if it names one."""
+    for node in _walk(reply):
+        if isinstance(node, str):
+            upper = node.upper()
+            for word, name in _WORDS.items():
+                if word in upper:
+                    return STATES[name]
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                flag = _FLAGS.get(str(key).lower())
+                if flag is not None and _says_off(value):
+                    return STATES[flag]
+    return None
+
+
+def _says_off(value: Any) -> bool:
+    return value is False or (isinstance(value, int | float) and not isinstance(value, bool)
+                              and value == 0) or (
+        isinstance(value, str) and value.strip().lower() in ("0", "false"))
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    stack, seen = [node], 0
+    while stack and seen < _MAX_NODES:
+        current = stack.pop()
+        seen += 1
+        yield current
+        if isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)

@@ -1,0 +1,197 @@
+"""What the socket monitor has told us about one ZeroMQ connection, and what it means.
+
+libzmq makes the TCP connection itself and reports its progress as monitor events
+(connected, retried, handshake succeeded or failed, disconnected). ``Connection`` applies
+them; only when they are ambiguous does it ask the TCP layer (the errno of a refused
+connect, or what a peer that dropped the handshake really is). A legacy peer (ZMTP 1.0 or
+2.0: libzmq 2.x/3.x, JeroMQ 0.3) has no security handshake, so the monitor reports its
+connection but never a handshake.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+
+from entrypoint.addresses import address_text, socket_family
+from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.tcp import (
+    Greeting,
+    GreetingSeen,
+    connect,
+    describe_peer,
+    inspect_greeting,
+)
+from entrypoint.reasons import Reason
+
+MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
+             | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+             | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                      zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+# Which peer each of our socket types needs, for "a socket of a type we cannot talk to".
+_PEERS_OF: dict[int, str] = {zmq.REQ: "REP or ROUTER", zmq.PUSH: "PULL", zmq.PULL: "PUSH",
+                             zmq.SUB: "PUB"}
+
+
+def peers_of(kind: int) -> str:
+    return _PEERS_OF.get(kind, "another type")
+
+
+class Connection:
+    """What the monitor has told us about one socket's connection so far; asks the TCP
+    layer only when the events alone cannot say what went wrong."""
+
+    def __init__(self, address: str, port: int, curve: bool, stage: Deadline,
+                 role: str = "") -> None:
+        self.address = address
+        self.role = role  # "reply port " for a two-socket transport's second socket
+        self.port = port
+        self.curve = curve
+        self.connected_at: float | None = None
+        self.reached_at: float | None = None  # the latest connection or handshake
+        self.retried = False
+        self.handshake = False
+        self.disconnected = False
+        self.failure: AttemptFailed | None = None
+        # A handshake dropped by a ZeroMQ peer without detail: a restarting gateway, or the
+        # peer noticing a socket-type mismatch first. libzmq reconnects; the next
+        # connection (or the timeout) decides.
+        self.dropped_in_handshake = False
+        self.seen: GreetingSeen | None = None
+        self._expect_disconnect = False
+        self.stage = stage  # the deadline of the stage in progress: connect, then reply
+
+    @property
+    def where(self) -> str:
+        return self.role + address_text(self.address, self.port)
+
+    def apply(self, event: int, value: int) -> None:
+        now = time.monotonic()
+        if event == zmq.EVENT_CONNECTED:
+            self.connected_at = self.connected_at or now
+            self.reached_at = now
+        elif event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
+            if self.connected_at is None and not self.retried:
+                self._connect_failed()
+            self.retried = True
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshake = True
+            self.reached_at = now
+        elif event in HANDSHAKE_FAILURES:
+            self._handshake_failed(event, value)
+        elif event == zmq.EVENT_DISCONNECTED:
+            if self._expect_disconnect:  # the handshake failure's own disconnect
+                self._expect_disconnect = False
+            else:
+                self.disconnected = True
+
+    def _connect_failed(self) -> None:
+        """libzmq could not connect, and does not say why: connect once ourselves for the
+        errno. If that connect succeeds, the gateway has just come up: keep waiting."""
+        family = socket_family(self.address)
+        try:
+            connect([(family, self.address)], self.port, self.stage)
+        except AttemptFailed as failure:
+            if failure.reason is Reason.RESET:
+                # The handshake completed and the peer reset the connection before our
+                # connect() returned (a port proxy without a backend, seen on a busy
+                # machine): TCP works, what listens there drops every connection.
+                failure = AttemptFailed("greeting", Reason.RESET, describe_peer(
+                    GreetingSeen(Greeting.CLOSED), self.where))
+            if self.role:
+                failure.error = f"{self.role}{failure.error}"
+            self.failure = failure
+
+    def inspect(self) -> GreetingSeen:
+        if self.seen is None:
+            try:
+                self.seen = inspect_greeting(self.address, self.port, self.stage)
+            except AttemptFailed:  # it stopped listening since: it went away
+                self.seen = GreetingSeen(Greeting.CLOSED)
+        return self.seen
+
+    def _handshake_failed(self, event: int, value: int) -> None:
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         f"the gateway rejected this client's CURVE key "
+                                         f"(ZAP status {value})")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                self.failure = AttemptFailed("zmq", Reason.AUTH, _mismatch(self.curve))
+            else:
+                self.failure = AttemptFailed("zmq", Reason.PROTOCOL,
+                                             f"ZeroMQ handshake failed: protocol error "
+                                             f"{value:#x}")
+        else:  # EVENT_HANDSHAKE_FAILED_NO_DETAIL: the events cannot say; the greeting can
+            self._expect_disconnect = True
+            self.dropped(self.inspect())
+
+    def dropped(self, seen: GreetingSeen) -> None:
+        """Decide what a peer that did not complete the ZeroMQ handshake is, from what it
+        sent: not ZeroMQ, a security mismatch, or a ZeroMQ peer that dropped (retry)."""
+        if not seen.kind.is_zmq:  # silent too: it dropped libzmq's greeting, sends none
+            reason = Reason.RESET if seen.kind is Greeting.CLOSED else Reason.NOT_ZMQ
+            self.failure = AttemptFailed("greeting", reason, describe_peer(seen, self.where))
+        elif self.curve and seen.mechanism != "CURVE":
+            offered = seen.mechanism or f"no security ({seen.kind.value})"
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         f"CURVE is configured on the gate, but the gateway "
+                                         f"offers {offered}: use CURVE on both sides, or on "
+                                         "neither")
+        elif self.curve:
+            # A CURVE server that cannot decrypt our HELLO drops the connection without a
+            # word: the key we hold for it is not its key.
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         "the gateway dropped the CURVE handshake: the "
+                                         "server key is probably wrong")
+        elif seen.mechanism not in (None, "NULL"):
+            self.failure = AttemptFailed("zmq", Reason.AUTH,
+                                         f"the gateway requires {seen.mechanism} security")
+        else:
+            self.dropped_in_handshake = True
+
+    def timed_out(self, waited_s: float) -> AttemptFailed:
+        if self.handshake:
+            return AttemptFailed("zmq", Reason.NO_REPLY,
+                                 f"{self.role}no reply within {waited_s:g} s")
+        if self.dropped_in_handshake:
+            return AttemptFailed("zmq", Reason.RESET,
+                                 "the connection dropped during the ZeroMQ handshake")
+        if self.connected_at is not None:
+            return AttemptFailed("zmq", Reason.NO_REPLY,
+                                 f"TCP connected, but no ZeroMQ handshake or reply within "
+                                 f"{waited_s:g} s (gateway frozen or overloaded, a legacy "
+                                 "ZeroMQ peer that did not answer, or a silent non-ZeroMQ "
+                                 "service)")
+        return AttemptFailed("tcp", Reason.TIMEOUT,
+                             f"{self.where}: no answer within {waited_s:g} s")
+
+
+def _mismatch(curve: bool) -> str:
+    return "security mechanism mismatch: " + (
+        "CURVE is configured on the gate, but the gateway does not use CURVE: use CURVE on "
+        "both sides, or on neither" if curve else
+        "the gateway requires CURVE: set GATEWAY_CURVE_SERVER_KEY")
+
+
+def drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:
+    """(event, value) pairs the monitor has queued, without waiting."""
+    while monitor.poll(0):
+        # Frame 1 of a monitor message is the event id (uint16) and its value (uint32);
+        # parsed here because zmq.utils.monitor drags in zmq.asyncio at start-up.
+        event, value = struct.unpack("=HI", monitor.recv_multipart()[0][:6])
+        yield event, value
+
+
+def close_monitored(sock: zmq.Socket[Any], monitor: zmq.Socket[Any]) -> None:
+    """Close a socket and its monitor, monitor first, without lingering."""
+    sock.disable_monitor()
+    monitor.close(linger=0)
+    sock.close(linger=0)
