@@ -52,6 +52,7 @@ class Run:
     started_at: str = ""  # ISO timestamp of gate.start ("" when the log starts mid-run)
     pid: int | None = None
     target: str = ""
+    bridge: str = ""  # the --bridge preset, when gate.start names one
     deadline_s: float | None = None
     command: list[str] | None = None
     also: list[str] = dataclasses.field(default_factory=list)
@@ -176,6 +177,7 @@ def _begin(summary: LogSummary, previous: Run | None, start: dict[str, Any] | No
         run.seconds(start)
         run.pid = start["pid"] if isinstance(start.get("pid"), int) else None
         run.target = _text(start.get("target"))
+        run.bridge = _text(start.get("bridge"))
         deadline = start.get("deadline_s")
         run.deadline_s = float(deadline) if isinstance(deadline, (int, float)) else None
         command = start.get("command")

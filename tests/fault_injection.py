@@ -114,5 +114,25 @@ def install(kind: str) -> None:
                 _RaisesOnDelete()
             return original_attempt(self, deadline)
         check.GatewayCheck.attempt = attempt  # type: ignore[method-assign]
+    elif kind == "leak-fd":
+        _leak_one_descriptor_per_100_attempts()
     else:
         raise ValueError(f"unknown injection {kind!r}")
+
+
+def _leak_one_descriptor_per_100_attempts() -> None:
+    """The soak test's proof that it can fail: a leak that grows with the attempts."""
+    import os
+
+    from entrypoint.gateway import check
+
+    leaked: list[int] = []
+    calls = [0]
+    original = check.GatewayCheck.attempt
+
+    def attempt_leaking(self: Any, deadline: Any) -> Any:
+        calls[0] += 1
+        if calls[0] % 100 == 0:
+            leaked.append(os.open(os.devnull, os.O_RDONLY))
+        return original(self, deadline)
+    check.GatewayCheck.attempt = attempt_leaking  # type: ignore[method-assign]

@@ -1,232 +1,146 @@
-"""Each bridge dialect of docs/BRIDGES.md, against the simulator speaking it, for real.
+"""Rehearsal: every preset against `mt5-gate sim --dialect NAME`, for real.
 
-The recipes are read from the document itself, so what users copy is what is tested:
-with its recipe and nothing else, each dialect gets the gate ready and the runner exec'd
-in the gate's PID; without it, or with a refusal, the gate is never ready.
+The recipes are proven against stand-ins written from each bridge's source
+(test_wild_bridges.py); this module proves the simulator lets a user rehearse each of
+them, and pins what the log says while a bridge answers "no": the refusal explained once,
+the token never logged nor inherited, STATUS refusals shown, mesh and --also judged alike.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import GATE, REPO, Proc, base_env, run_gate, start_sim
+from entrypoint.commands.sim_dialects import ALL_DIALECTS
+from entrypoint.gateway.presets import PRESETS
+from tests.helpers import REPO, Proc, StartGate, StartSim, base_env, run_gate
 
 RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
-DOC_TOKEN_PATH = "/run/secrets/bridge_token"
 TOKEN = "tok-3f9a1c77e2"
 # Short enough to keep the suite fast; the refusals below are answered within
 # milliseconds, so 1.5 s is several attempts, never a near miss.
 NEVER_READY_TIMEOUT = ["--timeout", "1.5", "--backoff-initial", "0.1", "--backoff-max", "0.3"]
 
 
-def recipes() -> dict[str, dict[str, str]]:
-    """``# recipe: NAME`` env blocks of docs/BRIDGES.md, as variables."""
-    text = (REPO / "docs" / "BRIDGES.md").read_text()
-    found: dict[str, dict[str, str]] = {}
-    for block in re.findall(r"```env\n(.*?)```", text, re.DOTALL):
-        lines = block.strip().splitlines()
-        name = lines[0].removeprefix("# recipe: ").strip()
-        found[name] = dict(line.split("=", 1) for line in lines[1:])
-    return found
-
-
-RECIPES = recipes()
-
-
-@contextmanager
-def bridge(dialect: str, tmp_path: Path) -> Iterator[tuple[Proc, int]]:
-    args = ["--dialect", dialect]
+def rehearse(sim: StartSim, dialect: str, tmp_path: Path, *extra: str
+             ) -> tuple[Proc, dict[str, str]]:
+    """The simulator speaking ``dialect``, and the variables that point its preset at it."""
+    args = ["--dialect", dialect, *extra]
     if dialect == "token":
         token_file = tmp_path / "sim_token"
         token_file.write_text(TOKEN + "\n")
         args += ["--token-file", str(token_file)]
-    sim, port = start_sim(*args)
-    try:
-        yield sim, port
-    finally:
-        sim.stop()
-
-
-def recipe_env(dialect: str, port: int, tmp_path: Path, token: str = TOKEN
-               ) -> dict[str, str]:
-    """The recipe's variables, pointed at the simulator (and the token at a real file)."""
-    token_file = tmp_path / "bridge_token"
-    token_file.write_text(token + "\n")
-    variables = {key: value.replace(DOC_TOKEN_PATH, str(token_file))
-                 for key, value in RECIPES[dialect].items()}
-    variables.update(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port))
-    return base_env(**variables)
+    proc, port = sim(*args)
+    listening = proc.wait_for_event("sim.listening")
+    env = {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "GATE_BRIDGE": dialect,
+           "GATEWAY_PUB_PORT": str(listening["pub_port"])}
+    if listening.get("reply_port"):
+        env["GATEWAY_REPLY_PORT"] = str(listening["reply_port"])
+    if dialect == "token":
+        gate_token = tmp_path / "gate_token"
+        gate_token.write_text(TOKEN + "\n")
+        env["GATE_PING_REQUEST"] = f'{{"action":"health","token":"$file:{gate_token}"}}'
+    return proc, env
 
 
 def orders(sim: Proc) -> int:
     return sum(e["event"] == "sim.order_attempt" for e in sim.events())
 
 
-def test_the_document_has_a_recipe_for_every_dialect_the_simulator_speaks() -> None:
-    """BRIDGES.md and `sim --dialect` list the same dialects."""
-    from entrypoint.commands.sim import DIALECT_NAMES
-    from entrypoint.commands.sim_dialects import DIALECTS
-
-    assert set(RECIPES) == set(DIALECT_NAMES) == set(DIALECTS)
+def test_the_simulator_speaks_every_preset() -> None:
+    assert set(ALL_DIALECTS) == set(PRESETS)
 
 
-@pytest.mark.parametrize("dialect", sorted(RECIPES))
-def test_each_recipe_gets_the_gate_ready_and_execs_the_runner_in_its_pid(
-        dialect: str, tmp_path: Path) -> None:
-    """With the documented variables and nothing else: ready, then the same PID runs."""
-    with bridge(dialect, tmp_path) as (sim, port):
-        gate = Proc([*GATE, "wait", "--", *RUNNER], env=recipe_env(dialect, port, tmp_path))
-        code = gate.wait(30)
-        assert orders(sim) == 0
-    assert code == 0, gate.stderr_lines
-    start = gate.wait_for_event("gate.start")
-    assert gate.wait_for_event("gate.ready")["attempt"] == 1
-    assert f"ready pid={start['pid']}" in gate.stdout_lines
+@pytest.mark.parametrize("dialect", ALL_DIALECTS)
+def test_each_preset_gets_its_simulated_bridge_ready_and_execs_the_runner(
+        dialect: str, tmp_path: Path, sim: StartSim, gate: StartGate) -> None:
+    """GATE_BRIDGE=NAME against `sim --dialect NAME`: ready, the runner in the gate's PID,
+    not one order attempted."""
+    simulated, env = rehearse(sim, dialect, tmp_path)
+    proc = gate("wait", "--", *RUNNER, env=base_env(**env))
+    assert proc.wait(30) == 0, proc.stderr_lines
+    start = proc.wait_for_event("gate.start")
+    assert f"ready pid={start['pid']}" in proc.stdout_lines
+    assert orders(simulated) == 0
 
 
-@pytest.mark.parametrize("dialect", sorted(set(RECIPES) - {"mt5-gate", "trade-on-action"}))
-def test_without_its_recipe_each_bridge_is_never_ready(dialect: str, tmp_path: Path) -> None:
-    """The defaults against another dialect: not_ready on every attempt, then exit 69."""
-    with bridge(dialect, tmp_path) as (_sim, port):
-        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                       *NEVER_READY_TIMEOUT])
+@pytest.mark.parametrize("dialect", ["heartbeat", "token", "plain-ok", "dwx"])
+def test_without_its_preset_each_bridge_is_never_ready(dialect: str, tmp_path: Path,
+                                                        sim: StartSim) -> None:
+    """The defaults against another dialect: never ready, and the hint names the target."""
+    _sim, env = rehearse(sim, dialect, tmp_path)
+    port = env["GATEWAY_PORT"]
+    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", port,
+                                   *NEVER_READY_TIMEOUT])
     failed = [e for e in events if e["event"] == "gate.attempt_failed"]
-    assert code == 69
-    assert {e["reason"] for e in failed} == {"not_ready"}
+    assert code in (69, 78)  # dwx's PULL is not a REP: a configuration error
     assert "gate.ready" not in {e["event"] for e in events}
-    assert "GATE_READY_WHEN" in failed[0]["hint"]
     assert f"127.0.0.1:{port}" in failed[0]["hint"]  # the real target, not 5555
 
 
-def test_the_same_refusal_three_times_is_explained_once(tmp_path: Path) -> None:
+def test_the_same_refusal_three_times_is_explained_once(tmp_path: Path,
+                                                         sim: StartSim) -> None:
     """The heartbeat bridge's "Invalid request structure": one gate.reply_rejected line."""
-    with bridge("heartbeat", tmp_path) as (_sim, port):
-        _code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                        *NEVER_READY_TIMEOUT])
+    _sim, env = rehearse(sim, "heartbeat", tmp_path)
+    _code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port",
+                                    env["GATEWAY_PORT"], *NEVER_READY_TIMEOUT])
     rejected = [e for e in events if e["event"] == "gate.reply_rejected"]
     assert len(rejected) == 1
     assert "Invalid request structure" in rejected[0]["reply"]
     assert "GATE_READY_WHEN" in rejected[0]["fix"]
-    attempts = sum(e["event"] == "gate.attempt_failed" for e in events)
-    assert attempts > 3  # it kept waiting: a bridge can really be starting
+    assert sum(e["event"] == "gate.attempt_failed" for e in events) > 3  # it kept waiting
+
+
+@pytest.mark.parametrize("state", ["TRADING_IS_NOT_ALLOWED", "NO_BROKER_CONNECTION"])
+def test_a_simulated_broker_state_is_rehearsed_as_the_real_one(
+        state: str, tmp_path: Path, sim: StartSim) -> None:
+    _sim, env = rehearse(sim, "dwx", tmp_path, "--broker-state", state)
+    code, events, _, _ = run_gate(["wait", *NEVER_READY_TIMEOUT], env=base_env(**env))
+    failed = [e for e in events if e["event"] == "gate.attempt_failed"]
+    assert code == 69
+    assert {e["broker_state"] for e in failed} == {state.lower().replace(
+        "is_not_allowed", "not_allowed")}
 
 
 def test_token_bridge_is_never_ready_without_its_token_or_with_a_wrong_one(
-        tmp_path: Path) -> None:
+        tmp_path: Path, sim: StartSim) -> None:
     """No token, or another token: {"ok": false, "error": "unauthorized"}, never ready."""
-    with bridge("token", tmp_path) as (_sim, port):
-        missing = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                            *NEVER_READY_TIMEOUT])
-        wrong = run_gate(["wait", *NEVER_READY_TIMEOUT],
-                         env=recipe_env("token", port, tmp_path, token="not-the-token"))
+    _sim, env = rehearse(sim, "token", tmp_path)
+    wrong_token = tmp_path / "wrong"
+    wrong_token.write_text("not-the-token\n")
+    missing = run_gate(["wait", *NEVER_READY_TIMEOUT], env=base_env(
+        **{**env, "GATE_PING_REQUEST": '{"action":"health"}'}))
+    wrong = run_gate(["wait", *NEVER_READY_TIMEOUT], env=base_env(
+        **{**env, "GATE_PING_REQUEST": f'{{"action":"health","token":"$file:{wrong_token}"}}'}))
     for code, events, _, _ in (missing, wrong):
-        assert code == 69
         failed = [e for e in events if e["event"] == "gate.attempt_failed"]
+        assert code == 69
         assert {e["reason"] for e in failed} == {"not_ready"}
         assert "unauthorized" in failed[0]["error"]
 
 
-def test_the_token_is_never_logged_nor_inherited_by_the_runner(tmp_path: Path) -> None:
+def test_the_token_is_never_logged_nor_inherited_by_the_runner(tmp_path: Path,
+                                                               sim: StartSim) -> None:
     """The token reaches the bridge, and nothing else: not the log, not the runner's env."""
-    with bridge("token", tmp_path) as (_sim, port):
-        code, events, stdout, _ = run_gate(["wait", "--", "env"],
-                                           env=recipe_env("token", port, tmp_path))
-        help_code, _, help_text, _ = run_gate(["wait", "--help"],
-                                              env=recipe_env("token", port, tmp_path))
+    _sim, env = rehearse(sim, "token", tmp_path)
+    code, events, stdout, _ = run_gate(["wait", "--log-level", "debug", "--", "env"],
+                                       env=base_env(**env))
+    help_code, _, help_text, _ = run_gate(["wait", "--help"], env=base_env(**env))
     assert (code, help_code) == (0, 0)
-    assert "gate.ready" in {e["event"] for e in events}
     logged = " ".join(str(e) for e in events)
     assert "$file:" in logged  # the template is logged, with the path...
+    assert any(e["event"] == "gate.request" and "***" in e["request"] for e in events)
     for text in (logged, stdout, help_text):
         assert TOKEN not in text  # ...never the token
-
-
-def test_trade_on_action_ea_gets_no_order_from_wait_health_or_probe(tmp_path: Path) -> None:
-    """With the recipe, wait, health and probe (5 round trips) place zero orders."""
-    with bridge("trade-on-action", tmp_path) as (sim, port):
-        env = recipe_env("trade-on-action", port, tmp_path)
-        results = [run_gate(["wait"], env=env)[0], run_gate(["health"], env=env)[0],
-                   run_gate(["probe", "--pub-port", str(port)], env=env)[0]]
-        requests = sum(e["event"] == "sim.request" for e in sim.events())
-        placed = orders(sim)
-    assert results == [0, 0, 0]
-    assert requests >= 8  # wait 1, health 1, probe 1 + 5 round trips: all answered...
-    assert placed == 0  # ...and not one of them was an order
-
-
-def test_the_default_ping_is_an_order_on_a_trade_on_action_ea(tmp_path: Path) -> None:
-    """Why the recipe exists: the default PING and STATUS are each sent to OrderSend."""
-    with bridge("trade-on-action", tmp_path) as (sim, port):
-        code, _, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                  "--timeout", "5"])
-        placed = orders(sim)
-    assert code == 0  # the EA's order confirmation passes the lenient default judgement
-    assert placed == 2  # PING and STATUS: this is what docs/BRIDGES.md warns about
-
-
-def test_status_refusal_is_shown_as_unavailable_with_its_reply(tmp_path: Path) -> None:
-    """A STATUS the bridge refuses (heartbeat: Unknown action) is available: false."""
-    with bridge("heartbeat", tmp_path) as (_sim, port):
-        env = recipe_env("heartbeat", port, tmp_path)
-        env["GATE_STATUS_REQUEST"] = ('{"action":"STATUS","req_id":"$uuid",'
-                                      '"timestamp":"$now_epoch","payload":{}}')
-        code, events, _, _ = run_gate(["wait"], env=env)
-    status = next(e for e in events if e["event"] == "gate.status")
-    assert code == 0
-    assert status["available"] is False
-    assert status["reason"] == "not_ready"
-    assert "Unknown action: STATUS" in status["reply"]
-
-
-def test_mesh_judges_the_gateway_ping_by_the_same_dialect(tmp_path: Path) -> None:
-    """mesh's gateway PING check passes with the recipe, fails not_ready without it."""
-    import json
-
-    with bridge("heartbeat", tmp_path) as (_sim, port):
-        with_recipe = run_gate(["mesh", "--json"], env=recipe_env("heartbeat", port, tmp_path))
-        without = run_gate(["mesh", "--json", "--host", "127.0.0.1", "--port", str(port)])
-
-    def gateway_ping(stdout: str) -> dict[str, object]:
-        checks = json.loads(stdout)["checks"]
-        return dict(next(c for c in checks if c["name"].startswith("gateway PING")))
-
-    assert gateway_ping(with_recipe[2])["status"] == "pass"
-    failed = gateway_ping(without[2])
-    assert (failed["status"], failed["reason"]) == ("fail", "not_ready")
-
-
-def test_also_zmq_req_is_asked_and_judged_like_the_gateway(tmp_path: Path) -> None:
-    """--also zmq+req:// to a second heartbeat bridge: ready with the recipe; a bridge of
-    another dialect there is never ready, and the timeout names it."""
-    with bridge("heartbeat", tmp_path) as (_sim, port), \
-            bridge("heartbeat", tmp_path) as (_other, other_port), \
-            bridge("mt5-gate", tmp_path) as (_third, wrong_port):
-        env = recipe_env("heartbeat", port, tmp_path)
-        code, events, _, _ = run_gate(["wait", "--also", f"zmq+req://127.0.0.1:{other_port}"],
-                                      env=env)
-        bad_code, bad_events, _, _ = run_gate(
-            ["wait", "--also", f"zmq+req://127.0.0.1:{wrong_port}", *NEVER_READY_TIMEOUT],
-            env=env)
-    assert code == 0
-    ready = next(e for e in events if e["event"] == "gate.dependency_ready")
-    assert "SUCCESS" in ready["detail"]
-    assert bad_code == 69
-    timeout = next(e for e in bad_events if e["event"] == "gate.timeout")
-    assert timeout["target"] == f"zmq+req://127.0.0.1:{wrong_port}"
-    assert timeout["last_reason"] == "not_ready"
 
 
 def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
         tmp_path: Path) -> None:
     """A bridge that quotes the request in its refusal: the log shows ***, not the token."""
-    import json
-
     import zmq
 
     from tests import servers
@@ -235,11 +149,77 @@ def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
         quoted = json.loads(request[0])
         return [json.dumps({"ok": False, "error": f"bad request {quoted}"}).encode()]
 
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
     with servers.zmq_server(zmq.ROUTER, echo_refusal) as port:
-        env = recipe_env("token", port, tmp_path)
+        env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
+                       GATE_PING_REQUEST=f'{{"action":"health","token":"$file:{token_file}"}}')
         _, events, _, _ = run_gate(["wait", *NEVER_READY_TIMEOUT], env=env)
         _, _, health, _ = run_gate(["health"], env=env)
     failed = next(e for e in events if e["event"] == "gate.attempt_failed")
     assert "***" in failed["error"]
     for text in (json.dumps(events), health):
         assert TOKEN not in text
+
+
+def test_the_default_ping_is_an_order_on_a_trade_on_action_ea(tmp_path: Path,
+                                                              sim: StartSim) -> None:
+    """Why the preset exists: the default PING goes to OrderSend on every attempt."""
+    simulated, env = rehearse(sim, "trade-on-action", tmp_path)
+    code, _, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", env["GATEWAY_PORT"],
+                              *NEVER_READY_TIMEOUT])
+    assert code == 69  # the EA refuses the "order" (no volume): never ready...
+    assert orders(simulated) >= 2  # ...and every attempt was an order attempt
+
+
+def test_status_refusal_is_shown_as_unavailable_with_its_reply(tmp_path: Path,
+                                                               sim: StartSim) -> None:
+    """A STATUS the bridge refuses (heartbeat: Unknown action) is available: false."""
+    _sim, env = rehearse(sim, "heartbeat", tmp_path)
+    env["GATE_STATUS_REQUEST"] = ('{"action":"STATUS","req_id":"$uuid",'
+                                  '"timestamp":"$now_epoch","payload":{}}')
+    code, events, _, _ = run_gate(["wait"], env=base_env(**env))
+    status = next(e for e in events if e["event"] == "gate.status")
+    assert code == 0
+    assert status["available"] is False
+    assert status["reason"] == "not_ready"
+    assert "Unknown action: STATUS" in status["reply"]
+
+
+def test_mesh_judges_the_gateway_ping_by_the_same_dialect(tmp_path: Path,
+                                                         sim: StartSim) -> None:
+    """mesh's gateway PING check passes with the preset, fails not_ready without it."""
+    _sim, env = rehearse(sim, "heartbeat", tmp_path)
+    with_preset = run_gate(["mesh", "--json"], env=base_env(**env))
+    without = run_gate(["mesh", "--json", "--host", "127.0.0.1", "--port",
+                        env["GATEWAY_PORT"]])
+
+    def gateway_ping(stdout: str) -> dict[str, Any]:
+        checks = json.loads(stdout)["checks"]
+        return dict(next(c for c in checks if c["name"].startswith("gateway PING")))
+
+    assert gateway_ping(with_preset[2])["status"] == "pass"
+    failed = gateway_ping(without[2])
+    assert (failed["status"], failed["reason"]) == ("fail", "not_ready")
+
+
+def test_also_zmq_req_is_asked_and_judged_like_the_gateway(tmp_path: Path,
+                                                           sim: StartSim) -> None:
+    """--also zmq+req:// to a second heartbeat bridge: ready with the preset; a bridge of
+    another dialect there is never ready, and the timeout names it."""
+    _sim, env = rehearse(sim, "heartbeat", tmp_path)
+    _other, other = rehearse(sim, "heartbeat", tmp_path)
+    _third, wrong_port = sim()
+    code, events, _, _ = run_gate(
+        ["wait", "--also", f"zmq+req://127.0.0.1:{other['GATEWAY_PORT']}"],
+        env=base_env(**env))
+    bad_code, bad_events, _, _ = run_gate(
+        ["wait", "--also", f"zmq+req://127.0.0.1:{wrong_port}", *NEVER_READY_TIMEOUT],
+        env=base_env(**env))
+    assert code == 0
+    ready = next(e for e in events if e["event"] == "gate.dependency_ready")
+    assert "SUCCESS" in ready["detail"]
+    assert bad_code == 69
+    timeout = next(e for e in bad_events if e["event"] == "gate.timeout")
+    assert timeout["target"] == f"zmq+req://127.0.0.1:{wrong_port}"
+    assert timeout["last_reason"] == "not_ready"

@@ -276,6 +276,22 @@ def test_every_request_sent_is_logged_and_every_reply_judged_while_waiting(
     assert len(judged) == len(sent)  # every reply judged in exactly one line
 
 
+@pytest.mark.parametrize("recipe", ["token", "mql5-json-api"])
+def test_no_request_goes_unlogged_while_a_bridge_refuses(
+        recipe: str, tmp_path: Path, standin: StartStandIn) -> None:
+    """A bridge that never gets ready (no account; algo trading off) for the whole wait,
+    pauses included: one gate.request line for each request the bridge received."""
+    flag = ["--no-account"] if recipe == "token" else ["--trading-allowed", "0"]
+    ea, ports = start_bridge(standin, recipe, tmp_path, *flag)
+    code, events, _, _ = run_gate(["wait", "--log-level", "debug", *NEVER_READY],
+                                  env=recipe_env(recipe, ports, tmp_path),
+                                  timeout=after_deadline(2))
+    sent = [e for e in events if e["event"] == "gate.request"]
+    assert code == 69
+    assert len(sent) == len(events_of(ea, "request")) >= 3
+    assert {e["via"] for e in sent} == {"attempt", "pause"}
+
+
 @pytest.mark.parametrize("recipe", ["dwx", "mql5-json-api"])
 def test_a_two_socket_bridge_that_binds_during_a_pause_is_noticed_in_the_pause(
         recipe: str, tmp_path: Path, standin: StartStandIn, gate: StartGate) -> None:

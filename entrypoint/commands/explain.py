@@ -194,7 +194,8 @@ def _probe(run: Run, phase: Phase | None = None) -> str:
     host, port = _host_port(run.target)
     if not host:
         return "`mt5-gate probe` in the container (it uses the same GATEWAY_* settings)"
-    return f"`mt5-gate probe --host {host} --port {port}` in the container"
+    bridge = f" --bridge {run.bridge}" if run.bridge not in ("", "mt5-gate") else ""
+    return f"`mt5-gate probe --host {host} --port {port}{bridge}` in the container"
 
 
 def _timeline(run: Run, number: int, total: int) -> list[str]:

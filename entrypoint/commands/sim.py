@@ -5,7 +5,8 @@ PING/STATUS, and the other bridges users run); PUB on ``--pub-port`` publishes J
 and a heartbeat. Fault knobs reproduce what goes wrong in production: a late start, slow
 or missing replies, garbage, a bad status, and a non-ZeroMQ listener.
 The REP side is a ROUTER socket so a request can be left unanswered or answered late
-without blocking the others.
+without blocking the others. The bridges that answer on a second socket (``dwx``,
+``mql5-json-api``: a PUSH on ``--reply-port``) are served by sim_bridges.py.
 
 ``cli`` builds every command's flags, ``sim``'s from ``add_arguments`` here, so this module
 imports little at the top: the simulator's own machinery loads only when it runs.
@@ -30,9 +31,16 @@ from entrypoint.logs import configure_logging, get_logger, untrusted
 if TYPE_CHECKING:
     from entrypoint.commands.sim_dialects import SimState
 
-# The dialect names of sim_dialects.DIALECTS, listed here so that building the command line
-# does not import the simulator (a test checks the two agree).
-DIALECT_NAMES = ("mt5-gate", "heartbeat", "token", "plain-ok", "trade-on-action")
+# The dialect names of sim_dialects.ALL_DIALECTS, listed here so that building the command
+# line does not import the simulator (a test checks the two agree); so are the words of
+# sim_dialects.BROKER_STATES, for the help text.
+DIALECT_NAMES = ("mt5-gate", "heartbeat", "token", "plain-ok", "trade-on-action",
+                 "no-safe-request", "dwx", "mql5-json-api")
+BROKER_STATE_NAMES = {
+    "dwx": ("TRADING_IS_NOT_ALLOWED", "EA_IS_DISABLED", "TRADE_CONTEXT_BUSY",
+            "DLLS_DISABLED", "LIBS_DISABLED", "NO_BROKER_CONNECTION"),
+    "mql5-json-api": ("algo_trading_off", "ea_trading_off"),
+}
 
 
 def _argtype(parse: Any) -> Any:
@@ -63,9 +71,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--port", type=_argtype(_sim_port), default=5555,
-        help="REQ/REP port; 0 = any free port (default 5555)")
+        help="REQ/REP port (dwx: the PULL its commands come in on; mql5-json-api: the "
+             "System REP); 0 = any free port (default 5555)")
     add("--pub-port", type=_argtype(_sim_port), default=5556,
-        help="PUB port for ticks; 0 = any free port (default 5556)")
+        help="PUB port for ticks (mql5-json-api: its chart PUB, bound and silent); "
+             "0 = any free port (default 5556)")
+    add("--reply-port", type=_argtype(_sim_port), default=None, metavar="PORT",
+        help="with --dialect dwx or mql5-json-api: the PUSH port the bridge sends its "
+             "answers on (dwx: replies to the commands of the PULL on --port; "
+             "mql5-json-api: the Data socket); 0 = any free port (default 0)")
+    add("--broker-state", metavar="WORD", default=None,
+        help="with --dialect dwx: refuse every command but HEARTBEAT with "
+             "{'_response': 'WORD__ABORTED_COMMAND'}, WORD one of "
+             + ", ".join(BROKER_STATE_NAMES["dwx"])
+             + "; with --dialect mql5-json-api: algo_trading_off (ACCOUNT reports "
+               "trading_allowed 0) or ea_trading_off (bot_trading 0); either way a "
+               "TRADE is refused")
     add("--start-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
         help="wait S seconds before binding (a gateway that starts late)")
     add("--reply-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
@@ -84,8 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="listen on --port as a plain TCP server that sends an HTTP-like banner")
     add("--exit-after", type=_argtype(parse_seconds), default=None, metavar="S",
         help="exit (code 0) S seconds after starting")
-    add("--tick-hz", type=_argtype(parse_seconds), default=10.0, metavar="HZ",
-        help="ticks per second on the PUB port (default 10; 0 = none)")
+    add("--tick-hz", type=_argtype(parse_seconds), default=None, metavar="HZ",
+        help="ticks per second on the PUB port (default 10; 0 = none; dwx publishes the "
+             "symbols a client asked for with TRACK_PRICES)")
     add("--curve-secret-key-file", metavar="PATH", default=None,
         help="serve with CURVE, using the secret key in PATH (Z85 or a zmq certificate)")
     add("--curve-allow", metavar="PATH", default=None,
@@ -100,8 +122,10 @@ NOT_ZMQ_BANNER = (b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\n"
 
 
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
+    from entrypoint.commands.sim_bridges import check_options  # noqa: PLC0415
     from entrypoint.commands.sim_dialects import SimState  # noqa: PLC0415
 
+    check_options(args)
     configure_logging(args.log_format, "info")
     log = get_logger().bind(component="sim")
     curve = _curve_setup(args)
@@ -117,8 +141,8 @@ def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str
     if args.not_zmq:
         _serve_not_zmq(args, log, stop_at)
     else:
-        _SimGateway(args, log, SimState(started, log, token, args.bad_status), curve
-                    ).serve(stop_at)
+        state = SimState(started, log, token, args.bad_status, broker_state=args.broker_state)
+        _SimGateway(args, log, state, curve).serve(stop_at)
     log.info("sim.stopped", reason="exit_after")
     return 0
 
@@ -172,7 +196,8 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((args.bind, args.port))
         server.listen(64)
-        log.info("sim.listening", mode="not_zmq", port=server.getsockname()[1], pub_port=None)
+        log.info("sim.listening", mode="not_zmq", port=server.getsockname()[1],
+                 reply_port=None, pub_port=None)
         while time.monotonic() < stop_at:
             server.settimeout(min(1.0, max(0.01, stop_at - time.monotonic())))
             try:
@@ -192,7 +217,7 @@ class _SimGateway:
         self.state = state
         from entrypoint.commands.sim_dialects import DIALECTS  # noqa: PLC0415
 
-        self.dialect = DIALECTS[args.dialect]
+        self.dialect = DIALECTS.get(args.dialect)  # None: a bridge sim_bridges serves
         self.requests = 0
         import random  # noqa: PLC0415 - the simulator's prices only
 
@@ -204,6 +229,7 @@ class _SimGateway:
     def answer(self, request: bytes) -> bytes:
         if self.args.garbage:
             return b"\xff\xfe<html>not json</html>"
+        assert self.dialect is not None
         return self.dialect(request, self.state)
 
     def tick(self) -> bytes:
@@ -221,20 +247,29 @@ class _SimGateway:
         ctx.setsockopt(zmq.LINGER, 0)
         authenticator = None
         try:
-            rep = ctx.socket(zmq.ROUTER)
-            pub = ctx.socket(zmq.PUB)
-            host = f"[{self.args.bind}]" if ":" in self.args.bind else self.args.bind
             if self.curve is not None and self.curve[1] is not None:
                 authenticator = _allow_list(ctx, self.curve[1], self.log)
-            for sock in (rep, pub):
+
+            def bind(kind: int, port: int) -> Any:
+                """A socket of ``kind`` bound on ``port``, with CURVE when asked for."""
+                sock = ctx.socket(kind)
                 sock.setsockopt(zmq.IPV6, 1 if ":" in self.args.bind else 0)
                 if self.curve is not None:
                     sock.curve_server = True
                     sock.curve_secretkey = self.curve[0]
                     sock.curve_publickey = zmq.curve_public(self.curve[0])
-            rep.bind(f"tcp://{host}:{self.args.port}")
-            pub.bind(f"tcp://{host}:{self.args.pub_port}")
-            self.log.info("sim.listening", mode="zmq", port=_bound_port(rep),
+                host = f"[{self.args.bind}]" if ":" in self.args.bind else self.args.bind
+                sock.bind(f"tcp://{host}:{port}")
+                return sock
+
+            if self.dialect is None:  # a bridge with a second socket
+                from entrypoint.commands.sim_bridges import serve_bridge  # noqa: PLC0415
+
+                serve_bridge(self.args, self.log, self.state, bind, stop_at)
+                return
+            rep = bind(zmq.ROUTER, self.args.port)
+            pub = bind(zmq.PUB, self.args.pub_port)
+            self.log.info("sim.listening", mode="zmq", port=_bound_port(rep), reply_port=None,
                           pub_port=_bound_port(pub), curve=self.curve is not None,
                           dialect=self.args.dialect)
             self._loop(zmq, rep, pub, stop_at)
@@ -244,7 +279,9 @@ class _SimGateway:
             ctx.destroy(linger=0)
 
     def _loop(self, zmq: Any, rep: Any, pub: Any, stop_at: float) -> None:
-        hz = self.args.tick_hz
+        from entrypoint.commands.sim_dialects import DEFAULT_TICK_HZ  # noqa: PLC0415
+
+        hz = DEFAULT_TICK_HZ if self.args.tick_hz is None else self.args.tick_hz
         tick_every = 1.0 / hz if hz > 0 else math.inf
         next_tick = time.monotonic()
         next_heartbeat = time.monotonic()

@@ -8,12 +8,20 @@ rehearse the gate's settings against it (docs/BRIDGES.md has the recipe for each
   seconds, a number) and ``payload`` (an object); ``HEARTBEAT`` answers ``{"req_id": ...,
   "status": "SUCCESS", "data": {"status": "alive"}, "error": null}``; anything else is
   ``{"status": "ERROR", "error": "Invalid request structure"}``.
-- ``token``: every request must carry the shared ``token``; without it ``{"ok": false,
-  "error": "unauthorized"}``.
+- ``token`` (clotho2/Wolfe-Trading-Desk's bridge): every request must carry the shared
+  ``token`` (else ``{"ok": false, "error": "unauthorized"}``); ``health`` answers
+  ``{"ok": true, "balance": 10000.0}``, an unknown action ``"unknown_action"``.
 - ``plain-ok``: answers the bare string ``OK`` (not JSON) to anything.
-- ``trade-on-action``: an EA that sends any request with an ``action`` key to OrderSend,
-  except the read-only ``GET_SYMBOL_INFO``; every such order is logged as
-  ``sim.order_attempt``, so a test can prove the gate never placed one.
+- ``trade-on-action`` (luzhengheng/MT5 Direct_Zmq v5): a message containing
+  ``GET_SYMBOL_INFO`` is quoted, ``{"status":"OK","data":{"bid":...,"ask":...}}``; any
+  other containing ``action`` or ``magic`` goes to OrderSend.
+- ``no-safe-request`` (Direct_Zmq v4): no quote at all; anything containing ``action`` or
+  ``magic`` goes to OrderSend (refused for its volume 0: ``{"status":"ERROR",
+  "retcode":10014}``).
+
+Every order attempt is logged as ``sim.order_attempt``, so a test can prove the gate never
+placed one. The bridges with a second socket for their answers (``dwx``,
+``mql5-json-api``) are in sim_bridges.py.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import dataclasses
 import datetime
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +39,18 @@ TICK_SYMBOLS = {"EURUSD": 1.0850, "GBPUSD": 1.2650, "USDJPY": 151.20}
 # The heartbeat bridge refuses requests whose timestamp is this far from its clock
 # (replay protection), so a template must send a fresh "$now_epoch", not a constant.
 HEARTBEAT_MAX_SKEW_S = 30.0
-READ_ONLY_ACTIONS = frozenset({"GET_SYMBOL_INFO"})
+DEFAULT_TICK_HZ = 10.0  # sim --tick-hz
 MT5_TRADE_RETCODE_DONE = 10009
+MT5_TRADE_RETCODE_INVALID_VOLUME = 10014
+# The bridges that answer on a second (PUSH) socket: sim_bridges.py serves them.
+TWO_SOCKET_DIALECTS = ("dwx", "mql5-json-api")
+# What ``--broker-state`` may say, per dialect: dwx's CheckOpsStatus refusals (the EA answers
+# "{'_response': 'WORD__ABORTED_COMMAND'}"), and the two switches MQL5-JSON-API reports.
+BROKER_STATES: dict[str, tuple[str, ...]] = {
+    "dwx": ("TRADING_IS_NOT_ALLOWED", "EA_IS_DISABLED", "TRADE_CONTEXT_BUSY",
+            "DLLS_DISABLED", "LIBS_DISABLED", "NO_BROKER_CONNECTION"),
+    "mql5-json-api": ("algo_trading_off", "ea_trading_off"),
+}
 
 
 @dataclasses.dataclass
@@ -43,6 +62,21 @@ class SimState:
     token: str | None = None
     bad_status: bool = False
     orders: int = 0
+    broker_state: str | None = None
+
+
+def record_order(state: SimState, action: str | None, request: bytes) -> int:
+    """Count and log one order attempt (``sim.order_attempt``); return its number."""
+    state.orders += 1
+    state.log.warning("sim.order_attempt", order=state.orders, action=action or None,
+                      request=request.decode("utf-8", "backslashreplace")[:200])
+    return state.orders
+
+
+def quote(symbol: str) -> tuple[float, float] | None:
+    """The simulator's fixed (bid, ask) for a symbol it knows: EURUSD 1.08501/1.08503."""
+    price = TICK_SYMBOLS.get(symbol)
+    return None if price is None else (round(price + 0.00001, 5), round(price + 0.00003, 5))
 
 
 def now_iso() -> str:
@@ -113,43 +147,98 @@ def _is_epoch(message: dict[str, Any]) -> bool:
         math.isfinite(stamp)
 
 
+# The token bridge's read-only actions: no account positions, so close_all sends nothing.
+TOKEN_ANSWERS = {"health": {"ok": True, "balance": 10000.0},
+                 "positions": {"ok": True, "positions": []}, "close_all": {"ok": True}}
+
+
 def token(request: bytes, state: SimState) -> bytes:
-    message = _parse(request)
-    if not isinstance(message, dict) or message.get("token") != state.token:
-        return _json({"ok": False, "error": "unauthorized"})
-    action = _action(message)
-    if action == "PING":
-        return _json({"ok": True, "result": "pong", "error": None})
-    if action == "STATUS":
-        return _json({"ok": True, "result": {"terminal_connected": True}, "error": None})
-    return _json({"ok": False, "error": f"unknown action {action!r}"})
+    """Its REP loop: decode, json.loads, compare the token, dispatch ``action`` exactly; an
+    exception is answered with its text, as the bridge's ``except`` does."""
+    try:
+        message = json.loads(request.decode("utf-8"))
+        if message.get("token") != state.token:
+            return _json({"ok": False, "error": "unauthorized"})
+        action = message.get("action")
+        if action == "order_send":
+            float(message.get("qty"))  # the bridge's own check: no qty is an error
+            return _json({"ok": True, "order_id": record_order(state, action, request)})
+        known = TOKEN_ANSWERS.get(action) if isinstance(action, str) else None
+        return _json(known or {"ok": False, "error": "unknown_action"})
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        return _json({"ok": False, "error": str(exc)})
 
 
 def plain_ok(_request: bytes, _state: SimState) -> bytes:
     return b"OK"
 
 
+UNKNOWN_DIRECT_ZMQ = b'{"status":"ERROR","msg":"Unknown"}'
+
+
+def _ea_value(text: str, key: str) -> str:
+    """The EA's GetJsonValue: after the literal ``"key":`` and any spaces or colons, a quoted
+    string, or the text up to the next , or }; "" when the key is missing."""
+    start = text.find(f'"{key}":')
+    if start < 0:
+        return ""
+    at = start + len(key) + 3
+    while text[at:at + 1] in (" ", ":"):
+        at += 1
+    if text[at:at + 1] == '"':
+        at += 1
+        end = text.find('"', at)
+    else:
+        end = min((e for e in (text.find(",", at), text.find("}", at)) if e >= 0), default=-1)
+    return "" if end < 0 else text[at:end]
+
+
+def mql_int(text: str) -> int:
+    """MQL's StrToInteger: the leading whole number, else 0."""
+    found = re.match(r"\s*[+-]?\d+", text)
+    return int(found.group()) if found else 0
+
+
+def mql_double(text: str) -> float:
+    """MQL's StrToDouble: the leading decimal number, else 0.0."""
+    found = re.match(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text)
+    return float(found.group()) if found else 0.0
+
+
+def _places_order(text: str) -> bool:
+    return "action" in text or "magic" in text
+
+
 def trade_on_action(request: bytes, state: SimState) -> bytes:
-    message = _parse(request)
-    if not isinstance(message, dict) or "action" not in message:
-        return _json({"error": "no action"})
-    action = _action(message)
-    if action in READ_ONLY_ACTIONS:
-        symbol = str(message.get("symbol", "EURUSD"))
-        price = TICK_SYMBOLS.get(symbol)
-        if price is None:
-            return _json({"error": f"unknown symbol {symbol}"})
-        return _json({"symbol": symbol, "bid": price, "ask": round(price + 0.0001, 5),
-                      "digits": 5})
-    # This EA's dispatcher: anything else with an "action" is an order.
-    state.orders += 1
-    state.log.warning("sim.order_attempt", order=state.orders, action=action or None,
-                      request=request.decode("utf-8", "backslashreplace")[:200])
-    return _json({"retcode": MT5_TRADE_RETCODE_DONE, "order": state.orders,
-                  "comment": "Request executed"})
+    """Direct_Zmq v5: substring matches on the raw message, as the EA does."""
+    text = request.decode("utf-8", "replace")
+    if "GET_SYMBOL_INFO" in text:
+        prices = quote(_ea_value(text, "symbol") or "EURUSD")  # no symbol: the chart's
+        if prices is None:
+            return b'{"status":"ERROR","msg":"Symbol Not Found"}'
+        return b'{"status":"OK","data":{"bid":%.5f,"ask":%.5f}}' % prices
+    if not _places_order(text):
+        return UNKNOWN_DIRECT_ZMQ
+    ticket = record_order(state, _ea_value(text, "action"), request)
+    if not mql_double(_ea_value(text, "volume")) > 0:  # MT5 refuses an order of volume 0
+        return b'{"status":"ERROR", "retcode":%d}' % MT5_TRADE_RETCODE_INVALID_VOLUME
+    return b'{"status":"FILLED","retcode":%d,"ticket":%d,"deal":%d}' % (
+        MT5_TRADE_RETCODE_DONE, ticket, ticket)
 
 
+def no_safe_request(request: bytes, state: SimState) -> bytes:
+    """Direct_Zmq v4: every request with ``action`` or ``magic`` is an order (refused)."""
+    text = request.decode("utf-8", "replace")
+    if not _places_order(text):
+        return UNKNOWN_DIRECT_ZMQ
+    record_order(state, _ea_value(text, "action"), request)
+    return b'{"status":"ERROR", "retcode":%d}' % MT5_TRADE_RETCODE_INVALID_VOLUME
+
+
+# The bridges with one REQ/REP socket, each answer a function of the request.
 DIALECTS: dict[str, Callable[[bytes, SimState], bytes]] = {
     "mt5-gate": mt5_gate, "heartbeat": heartbeat, "token": token, "plain-ok": plain_ok,
-    "trade-on-action": trade_on_action,
+    "trade-on-action": trade_on_action, "no-safe-request": no_safe_request,
 }
+# Every dialect, in the order of sim.DIALECT_NAMES (a test checks the two agree).
+ALL_DIALECTS: tuple[str, ...] = (*DIALECTS, *TWO_SOCKET_DIALECTS)

@@ -80,10 +80,10 @@ class ReqTransport(Transport):
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
                  reply_timeout_s: float, on_sent: OnSent = _nothing) -> Exchange:
-        on_sent()  # queued now; libzmq delivers it as soon as the connection allows
+        # Queued at once; logged as sent when a connection could carry it to the peer.
         return self.gateway.request(address, self.endpoint.port, payload, deadline,
-                               connect_timeout_s=self.endpoint.connect_timeout_s,
-                               reply_timeout_s=reply_timeout_s)
+                                    connect_timeout_s=self.endpoint.connect_timeout_s,
+                                    reply_timeout_s=reply_timeout_s, on_connected=on_sent)
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
               on_sent: OnSent = _nothing) -> Caught | None:
@@ -238,7 +238,6 @@ def _discard_queued(replies: zmq.Socket[Any]) -> int:
 def _answer(gateway: ZmqGateway, replies: Monitored, waiting: Deadline,
             ack: list[bytes] | None) -> list[bytes]:
     """The first non-empty message on the reply socket before ``waiting`` ends."""
-    answered_empty = False
     while True:
         try:
             gateway.await_(replies, waiting)
@@ -251,15 +250,13 @@ def _answer(gateway: ZmqGateway, replies: Monitored, waiting: Deadline,
         frames = replies.sock.recv_multipart()
         if any(frames):
             return frames
-        if not answered_empty:
-            answered_empty = True
-            if ack is None:
-                # darwinex/dwx-zeromq-connector follows every answer with an empty message,
-                # and answers a command it does not know with the empty message alone.
-                raise AttemptFailed("reply", Reason.NOT_READY,
-                                    "the bridge answered with an empty message only: it does "
-                                    "not know this request (an EA without GET_ACCOUNT_INFO "
-                                    "knows TRADE;GET_OPEN_TRADES)")
+        if ack is None:
+            # darwinex/dwx-zeromq-connector follows every answer with an empty message, and
+            # answers a command it does not know with the empty message alone.
+            raise AttemptFailed("reply", Reason.NOT_READY,
+                                "the bridge answered with an empty message only: it does not "
+                                "know this request (an EA without GET_ACCOUNT_INFO knows "
+                                "TRADE;GET_OPEN_TRADES)")
 
 
 def _both_connected(monitors: list[zmq.Socket[Any]], pause: Deadline) -> bool:

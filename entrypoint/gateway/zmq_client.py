@@ -167,16 +167,25 @@ class ZmqGateway:
             opened.close()
 
     def request(self, address: str, port: int, payload: bytes, deadline: Deadline, *,
-                connect_timeout_s: float, reply_timeout_s: float) -> Exchange:
+                connect_timeout_s: float, reply_timeout_s: float,
+                on_connected: Callable[[], None] | None = None) -> Exchange:
         """Send ``payload`` on a fresh REQ socket; the reply, or AttemptFailed saying why not.
 
         The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
         moment of connection: each a share of ``deadline``, which bounds the whole."""
         opened = self.open(zmq.REQ, address, port, deadline)
         try:
-            opened.sock.send(payload)
+            opened.sock.send(payload)  # queued: libzmq delivers it once connected
+            told: list[bool] = []
+
+            def tell_once() -> None:
+                if on_connected is not None and not told:
+                    told.append(True)
+                    on_connected()
+
             self.await_(opened, deadline, connect_timeout_s=connect_timeout_s,
-                        reply_timeout_s=reply_timeout_s)
+                        reply_timeout_s=reply_timeout_s, on_connected=tell_once)
+            tell_once()  # a reply that beat the monitor's events proves it was delivered
             frames = opened.sock.recv_multipart()
             return exchange_of(opened, frames)
         finally:
@@ -184,14 +193,16 @@ class ZmqGateway:
 
     def await_(self, opened: Monitored, deadline: Deadline, *,
                connect_timeout_s: float | None = None, reply_timeout_s: float | None = None,
-               until_handshake: bool = False) -> None:
+               until_handshake: bool = False,
+               on_connected: Callable[[], None] | None = None) -> None:
         """Wait until the socket is readable (or, ``until_handshake``, its connection is
         shown to work) while the monitor reports on the connection; AttemptFailed says why
         not. May be called again on the same socket: the connection's state carries over.
 
         Two stages share ``deadline``: connecting (at most ``connect_timeout_s``), then the
         reply (at most ``reply_timeout_s`` from the connection, or from this call when the
-        connection was already made)."""
+        connection was already made). ``on_connected`` is called when the connection is
+        made: from then on, a request queued on the socket can reach the peer."""
         conn = opened.conn
         conn.stage = _share(deadline, connect_timeout_s)
         poller = zmq.Poller()
@@ -204,6 +215,8 @@ class ZmqGateway:
             if conn.connected_at is not None and not replying:
                 replying = True
                 conn.stage = _share(deadline, reply_timeout_s)
+                if on_connected is not None:
+                    on_connected()
             if conn.stage.expired():
                 raise conn.timed_out(conn.stage.limit_s)
             if self._greeting_check_due(conn) and self._legacy_peer(conn, until_handshake):
