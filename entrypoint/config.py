@@ -128,6 +128,11 @@ GATE_OPTIONS: tuple[Option, ...] = (
            "JMESPath expression on the reply; truthy (not 0) = ready (see docs/BRIDGES.md); "
            "replaces --expect-status", "EXPR", optional=True,
            default_help="built from --expect-status"),
+    Option("legacy_secrets", "--legacy-secrets", "GATE_LEGACY_SECRETS", "refuse",
+           _choice(("refuse", "allow")),
+           "`allow` sends a request carrying a $file: secret to a ZMTP 1.0 peer (libzmq "
+           "2.x), which cannot prove it is ZeroMQ; by default such a request goes only to a "
+           "peer whose greeting proved ZMTP 2.0+ with the right socket type", "WORD"),
     Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
            "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
     Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),
@@ -186,6 +191,7 @@ class GateSettings:
     transport: str = REQ
     reply_port: int | None = None
     pub_port_set: bool = False  # given by a flag, a variable or the preset, not defaulted
+    legacy_secrets: str = "refuse"
 
     @property
     def target(self) -> str:
@@ -198,7 +204,8 @@ class GateSettings:
                         reply_port=self.reply_port,
                         handshake_socket=self.bridge.handshake_socket,
                         connect_timeout_s=self.connect_timeout_s,
-                        reply_timeout_s=self.reply_timeout_s, curve=self.curve)
+                        reply_timeout_s=self.reply_timeout_s, curve=self.curve,
+                        legacy_secrets=self.legacy_secrets == "allow")
 
 
 def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]

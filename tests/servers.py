@@ -8,7 +8,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import zmq
 
@@ -106,3 +106,47 @@ def zmq_server(kind: int, reply: Callable[[list[bytes]], list[bytes] | None] | N
             thread.join(AFTER_SIGNAL_S)
         sock.close(linger=0)
         ctx.term()
+
+
+class Recorder:
+    """Every byte a listener received, over all its connections (the token must never be
+    among them). ``speak`` is what the service does: it sends its own first words (SSH,
+    SMTP), answers once spoken to (HTTP), or never says a thing (silent)."""
+
+    GREETINGS: ClassVar[dict[str, bytes]] = {
+        "ssh": b"SSH-2.0-OpenSSH_9.2p1\r\n", "smtp": b"220 mail.example.test ESMTP Postfix\r\n"}
+
+    def __init__(self, speak: str) -> None:
+        self.speak = speak
+        self.received = bytearray()
+        self.connections = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, conn: socket.socket) -> None:
+        """Serve one connection on its own thread, so that the next one is accepted."""
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+        conn.settimeout(0.2)
+        with contextlib.suppress(OSError):
+            if self.speak in self.GREETINGS:
+                conn.sendall(self.GREETINGS[self.speak])
+            answered = False
+            for _ in range(50):  # up to ~10 s of listening: longer than any gate's attempt
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                with self._lock:
+                    self.received += chunk
+                if self.speak == "http" and not answered:
+                    answered = True
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    def bytes(self) -> bytes:
+        with self._lock:
+            return bytes(self.received)

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"gateway", "gateway.tcp", "gateway.requests", "gateway.replies", "gateway.judgement",
      "gateway.broker_states"},
     {"gateway.dialect", "gateway.advice", "gateway.connection"},
-    {"gateway.endpoint", "gateway.presets", "gateway.zmq_client"},
+    {"gateway.endpoint", "gateway.presets", "gateway.zmq_client", "gateway.pending"},
     {"gateway.transports", "gateway.check", "retry"},
     {"config", "curve"},
     {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",

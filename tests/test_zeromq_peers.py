@@ -120,3 +120,34 @@ def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip() 
     assert ready["rtt_ms"] is not None
     # Both clocks are this machine's wall clock, read a few ms apart: allow 50 ms of skew.
     assert ready["rtt_ms"] <= since_bind_ms + 50, (ready["rtt_ms"], since_bind_ms)
+
+
+def test_a_secret_goes_to_a_zmtp2_peer_whose_greeting_names_its_rep_socket(
+        tmp_path: Any) -> None:
+    """JeroMQ 0.3 greets with ZMTP 2.0 and names its socket type (REP): that proves it, so
+    a request carrying a $file: token is sent and the gate gets ready."""
+    token = tmp_path / "token"
+    token.write_text("jero-token-6d1e2f\n")
+    with jeromq_rep_server('{"status": "OK"}') as jero:
+        code, events, _, _ = run_gate(["wait", *target(jero.port), "--ping-request",
+                                       f'{{"action":"PING","token":"$file:{token}"}}'])
+    assert code == 0, events
+    assert "gate.ready" in {e["event"] for e in events}
+
+
+def test_a_secret_goes_to_a_zmtp1_peer_only_with_the_opt_in(tmp_path: Any) -> None:
+    """A ZMTP 1.0 greeting names no socket type, and is what libzmq takes any non-ZeroMQ
+    first byte for: no secret without GATE_LEGACY_SECRETS=allow, and the gate says why."""
+    token = tmp_path / "token"
+    token.write_text("zmtp1-token-77ab3c\n")
+    request = ["--ping-request", f'{{"action":"PING","token":"$file:{token}"}}']
+    with zmtp1_rep_server(answer) as peer:
+        refused = run_gate(["wait", *target(peer.port), *request, "--timeout", "5"])
+        received_before = list(peer.requests)
+        allowed = run_gate(["wait", *target(peer.port), *request],
+                           env=base_env(GATE_LEGACY_SECRETS="allow"))
+    assert refused[0] == 78
+    error = next(e for e in refused[1] if e["event"] == "gate.error")
+    assert "GATE_LEGACY_SECRETS=allow" in error["error"]
+    assert received_before == []
+    assert allowed[0] == 0

@@ -90,7 +90,7 @@ class GatewayCheck:
             address, payload, deadline,
             reply_timeout_s=self.endpoint.reply_timeout_s if reply_timeout_s is None
             else reply_timeout_s,
-            on_sent=lambda: self._sent(address, payload, via))
+            on_sent=lambda: self._sent(address, payload, via), secret=request.secret)
 
     def passive(self, deadline: Deadline) -> tuple[str, float]:
         """The bridge's request socket shown to work with nothing sent, nothing taken from
@@ -126,8 +126,9 @@ class GatewayCheck:
         address = self._address_for_pause(pause)
         if address is None or pause.expired():
             return None
-        payload = self.endpoint.dialect.ping.render()
-        caught = self.transport.watch(address, payload, pause,
+        ping = self.endpoint.dialect.ping
+        payload = ping.render()
+        caught = self.transport.watch(address, payload, pause, secret=ping.secret,
                                       on_sent=lambda: self._sent(address, payload, "pause"))
         if caught is None:
             return None

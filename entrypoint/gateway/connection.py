@@ -44,6 +44,14 @@ def peers_of(kind: int) -> str:
     return _PEERS_OF.get(kind, "another type")
 
 
+# The socket types a ZMTP 2.0 greeting may name for each of ours (ZMTP 2.0 numbers them as
+# libzmq does: REP 4, ROUTER 6, PULL 7, PUSH 8, PUB 1).
+_COMPATIBLE: dict[int, frozenset[int]] = {
+    zmq.REQ: frozenset({zmq.REP, zmq.ROUTER}), zmq.PUSH: frozenset({zmq.PULL}),
+    zmq.PULL: frozenset({zmq.PUSH}), zmq.SUB: frozenset({zmq.PUB})}
+SECRETS_OPT_IN = "GATE_LEGACY_SECRETS=allow"
+
+
 class Connection:
     """What the monitor has told us about one socket's connection so far; asks the TCP
     layer only when the events alone cannot say what went wrong."""
@@ -156,6 +164,31 @@ class Connection:
                                          f"the gateway requires {seen.mechanism} security")
         else:
             self.dropped_in_handshake = True
+
+    def refuse_secret(self, kind: int, legacy_allowed: bool) -> AttemptFailed | None:
+        """Why a request carrying a secret may not go to this peer yet, or None when the
+        peer proved it is ZeroMQ with a socket type ours talks to: a ZMTP 3 handshake
+        (libzmq checks the type in it; with CURVE, the key too), or a ZMTP 2.0 greeting
+        naming a compatible type. A ZMTP 1.0 greeting names no type and is what libzmq
+        takes any non-ZeroMQ first byte for: only with the documented opt-in."""
+        if self.handshake:
+            return None
+        seen = self.seen
+        if seen is not None and seen.kind is Greeting.ZMTP2 and \
+                seen.socket_type in _COMPATIBLE.get(kind, frozenset()):
+            return None
+        if seen is not None and seen.kind is Greeting.ZMTP1 and legacy_allowed:
+            return None
+        if seen is not None and seen.kind is Greeting.ZMTP1:
+            return AttemptFailed("zmq", Reason.PROTOCOL,
+                                 f"{self.where} is a ZMTP 1.0 peer (libzmq 2.x), which cannot "
+                                 "prove it is the gateway, and the request carries a $file: "
+                                 f"secret: not sent. {SECRETS_OPT_IN} sends it anyway")
+        shown = describe_peer(seen, self.where) if seen is not None else self.where
+        return AttemptFailed("zmq", Reason.PROTOCOL,
+                             f"{shown}: not a ZeroMQ peer of a type we talk to "
+                             f"({peers_of(kind)}); the request carries a $file: secret: "
+                             "not sent")
 
     def timed_out(self, waited_s: float) -> AttemptFailed:
         if self.handshake:

@@ -45,6 +45,9 @@ class Endpoint:
     connect_timeout_s: float = 2.0
     reply_timeout_s: float = 5.0
     curve: ClientSecurity | None = None
+    # A request carrying a $file: secret may go to a ZMTP 1.0 peer, which cannot prove it
+    # is ZeroMQ (GATE_LEGACY_SECRETS=allow).
+    legacy_secrets: bool = False
 
     @property
     def target(self) -> str:

@@ -27,6 +27,9 @@ DEFAULT_STATUS_REQUEST = '{"action":"STATUS"}'
 NO_REQUEST = "none"
 # A token file is a few dozen bytes; anything this big was named by mistake.
 MAX_FILE_PLACEHOLDER_BYTES = 64 * 1024
+# A shorter secret can be neither guessed safely nor scrubbed from logs without blanking
+# ordinary text: it is refused at start.
+MIN_SECRET_BYTES = 8
 
 
 def _now(_arg: str) -> Any:
@@ -74,6 +77,8 @@ class RequestTemplate:
     text: str  # as configured: placeholders unfilled, so it is safe to log
     _body: Any = dataclasses.field(repr=False, compare=False)
     is_json: bool = True
+    # It carries a $file: secret: sent only to a peer proven to be ZeroMQ (transports).
+    secret: bool = False
 
     def render(self) -> bytes:
         if not self.is_json:
@@ -138,7 +143,16 @@ def parse_request(text: str, where: str) -> RequestTemplate:
     if not isinstance(body, dict):
         raise UsageError(f"{where}: must be a JSON object such as {DEFAULT_STATUS_REQUEST} "
                          "(or plain text, sent as written)")
-    return RequestTemplate(text, _locate(body, where))
+    located = _locate(body, where)
+    return RequestTemplate(text, located, secret=_holds_secret(located))
+
+
+def _holds_secret(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_holds_secret(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_holds_secret(value) for value in node)
+    return isinstance(node, _Secret)
 
 
 def _locate(node: Any, where: str) -> Any:
@@ -175,6 +189,9 @@ def _read_secret(path: str, where: str) -> _Secret:
         raise UsageError(f"{where}: {path} is not UTF-8 text") from None
     if not text:
         raise UsageError(f"{where}: {path} is empty")
+    if len(text.encode()) < MIN_SECRET_BYTES:
+        raise UsageError(f"{where}: the secret in {path} is shorter than {MIN_SECRET_BYTES} "
+                         "bytes: too short to protect (use a longer token)")
     return _Secret(path, text)
 
 

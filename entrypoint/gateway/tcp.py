@@ -69,6 +69,7 @@ class GreetingSeen:
     kind: Greeting
     mechanism: str | None = None  # ZMTP 3: NULL, PLAIN or CURVE
     excerpt: bytes = b""
+    socket_type: int | None = None  # ZMTP 2.0: the type its greeting names (REP is 4)
 
 
 def resolve(host: str, port: int, deadline: Deadline) -> list[tuple[int, str]]:
@@ -198,8 +199,11 @@ def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSee
         got = more or received
         if len(got) <= ZMTP_SIGNATURE_LEN:
             return GreetingSeen(Greeting.ZMTP3, excerpt=got[:BANNER_EXCERPT])
-        if got[ZMTP_SIGNATURE_LEN] < 3:  # revision 1: ZMTP 2.0
-            return GreetingSeen(Greeting.ZMTP2, excerpt=got[:BANNER_EXCERPT])
+        if got[ZMTP_SIGNATURE_LEN] < 3:  # revision 1: ZMTP 2.0, then its socket type
+            socket_type = got[ZMTP_SIGNATURE_LEN + 1] if len(got) > ZMTP_SIGNATURE_LEN + 1 \
+                else None
+            return GreetingSeen(Greeting.ZMTP2, excerpt=got[:BANNER_EXCERPT],
+                                socket_type=socket_type)
         mechanism = got[ZMTP_SIGNATURE_LEN + 2:wanted].rstrip(b"\x00")
         return GreetingSeen(Greeting.ZMTP3, mechanism.decode("ascii", "replace") or None,
                             got[:BANNER_EXCERPT])

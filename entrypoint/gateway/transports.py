@@ -28,13 +28,14 @@ from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.connection import drain
 from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, Endpoint
+from entrypoint.gateway.pending import PendingPing, pending_socket
 from entrypoint.gateway.zmq_client import (
     GREETING_CHECK_AFTER_S,
     Exchange,
     Monitored,
+    Secrecy,
     ZmqGateway,
     exchange_of,
-    pending_socket,
 )
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
@@ -61,12 +62,18 @@ class Transport:
         self.endpoint = endpoint
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing) -> Exchange:
+                 reply_timeout_s: float, on_sent: OnSent = _nothing,
+                 secret: bool = False) -> Exchange:
+        """One request and its answer. A ``secret`` payload is sent only to a peer that
+        proved it is ZeroMQ with a socket type ours talks to (``ZmqGateway.prove``)."""
         raise NotImplementedError
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
         raise NotImplementedError
+
+    def secrecy(self, secret: bool) -> Secrecy | None:
+        return Secrecy(self.endpoint.legacy_secrets) if secret else None
 
     def passive(self, address: str, deadline: Deadline) -> float:
         """The handshake with the bridge's request socket, in ms; nothing is sent and the
@@ -79,16 +86,19 @@ class ReqTransport(Transport):
     name = REQ
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing) -> Exchange:
+                 reply_timeout_s: float, on_sent: OnSent = _nothing,
+                 secret: bool = False) -> Exchange:
         # Queued at once; logged as sent when a connection could carry it to the peer.
         return self.gateway.request(address, self.endpoint.port, payload, deadline,
                                     connect_timeout_s=self.endpoint.connect_timeout_s,
-                                    reply_timeout_s=reply_timeout_s, on_connected=on_sent)
+                                    reply_timeout_s=reply_timeout_s, on_connected=on_sent,
+                                    secret=self.secrecy(secret))
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing) -> Caught | None:
-        with self.gateway.pending_ping(address, self.endpoint.port, payload,
-                                  self.endpoint.connect_timeout_s) as pending:
+              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
+        with PendingPing(self.gateway, address, self.endpoint.port, payload,
+                         self.endpoint.connect_timeout_s,
+                         secret=self.secrecy(secret)) as pending:
             return pending.wait(pause, self.endpoint.reply_timeout_s, on_delivered=on_sent)
 
     def passive(self, address: str, deadline: Deadline) -> float:
@@ -100,13 +110,14 @@ class HandshakeTransport(Transport):
     sends_requests = False
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing) -> Exchange:
+                 reply_timeout_s: float, on_sent: OnSent = _nothing,
+                 secret: bool = False) -> Exchange:
         took = self.passive(address,
                             deadline.capped(self.endpoint.connect_timeout_s + reply_timeout_s))
         return Exchange([], round(took, 2), None)
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
         kind = _KINDS[self.endpoint.handshake_socket]
         sock, monitor = pending_socket(self.gateway, kind, address, self.endpoint.port,
                                        self.endpoint.connect_timeout_s)
@@ -131,7 +142,8 @@ class TwoSocketTransport(Transport):
     request_kind = zmq.PUSH
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing) -> Exchange:
+                 reply_timeout_s: float, on_sent: OnSent = _nothing,
+                 secret: bool = False) -> Exchange:
         assert self.endpoint.reply_port is not None
         connecting = deadline.capped(self.endpoint.connect_timeout_s)
         replies = self.gateway.open(zmq.PULL, address, self.endpoint.reply_port, connecting,
@@ -142,7 +154,13 @@ class TwoSocketTransport(Transport):
                 # The answer socket first: an answer pushed before it is connected is lost.
                 for opened in (replies, requests):
                     self.gateway.await_(opened, deadline, until_handshake=True,
-                                        connect_timeout_s=self.endpoint.connect_timeout_s)
+                                        connect_timeout_s=self.endpoint.connect_timeout_s,
+                                        reply_timeout_s=reply_timeout_s)
+                secrecy = self.secrecy(secret)
+                refusal = None if secrecy is None else requests.conn.refuse_secret(
+                    requests.kind, secrecy.legacy_allowed)
+                if refusal is not None:
+                    raise refusal
                 _discard_queued(replies.sock)
                 sent_at = _send(requests.sock, payload)
                 on_sent()
@@ -159,14 +177,17 @@ class TwoSocketTransport(Transport):
         return None
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
         assert self.endpoint.reply_port is not None
         pair = [pending_socket(self.gateway, kind, address, port, self.endpoint.connect_timeout_s)
                 for kind, port in ((zmq.PULL, self.endpoint.reply_port),
                                    (self.request_kind, self.endpoint.port))]
         try:
             (replies, _), (requests, _) = pair
-            if not _both_connected([monitor for _sock, monitor in pair], pause):
+            # A secret waits for the request socket's ZMTP 3 handshake (a legacy peer is
+            # left to the next attempt, which can read its greeting).
+            if not _both_connected([monitor for _sock, monitor in pair], pause,
+                                   handshake_only=secret):
                 return None  # nothing was sent
             _discard_queued(replies)
             sent_at = _send(requests, payload)
@@ -259,7 +280,8 @@ def _answer(gateway: ZmqGateway, replies: Monitored, waiting: Deadline,
                                 "TRADE;GET_OPEN_TRADES)")
 
 
-def _both_connected(monitors: list[zmq.Socket[Any]], pause: Deadline) -> bool:
+def _both_connected(monitors: list[zmq.Socket[Any]], pause: Deadline,
+                    handshake_only: bool = False) -> bool:
     """Whether both sockets' connections are shown to work before the pause ends: a
     handshake, or (a legacy peer, which reports none) a connection that has stood for
     GREETING_CHECK_AFTER_S."""
@@ -271,7 +293,8 @@ def _both_connected(monitors: list[zmq.Socket[Any]], pause: Deadline) -> bool:
     while not pause.expired():
         raise_if_pending()
         now = time.monotonic()
-        if all(done or (at is not None and now - at >= GREETING_CHECK_AFTER_S)
+        if all(done or (not handshake_only and at is not None
+                        and now - at >= GREETING_CHECK_AFTER_S)
                for done, at in zip(handshake, connected_at, strict=True)):
             return True
         ready = dict(poller.poll(max(1, int(min(pause.remaining(), 0.05) * 1000))))

@@ -32,17 +32,10 @@ from entrypoint.gateway.connection import (
 from entrypoint.gateway.endpoint import ClientSecurity
 from entrypoint.gateway.tcp import Greeting
 from entrypoint.reasons import Reason
-from entrypoint.signals import raise_if_pending
 
 # A PING or STATUS reply is a small JSON object; anything bigger is hostile or a mistake.
 # libzmq drops a connection whose message exceeds this, before allocating it.
 MAX_REPLY_BYTES = 1024 * 1024
-# How often libzmq retries a connect while a request waits in a pending socket during a
-# backoff pause: it bounds how late we notice a gateway that binds during the pause, and
-# sets how many connection attempts a down gateway receives. libzmq waits ivl + rand(ivl)
-# and doubles ivl up to the maximum: 50-100 ms, then 100-150 ms, then 150-200 ms.
-PENDING_RECONNECT_MS = 50
-PENDING_RECONNECT_MAX_MS = 150
 # After a post-handshake disconnect, how long to wait for libzmq's reconnect event, which
 # tells a peer that went away (it retries) from a protocol violation (it gives up).
 RETRY_EVENT_GRACE_S = 0.05
@@ -52,6 +45,13 @@ RETRY_EVENT_GRACE_S = 0.05
 GREETING_CHECK_AFTER_S = 0.3
 
 _LEFT_TO_EXIT: list[zmq.Context[Any]] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Secrecy:
+    """A request carries a secret: send it only to a proven peer (``ZmqGateway.prove``)."""
+
+    legacy_allowed: bool = False  # a ZMTP 1.0 peer counts as proven (documented opt-in)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,13 +168,17 @@ class ZmqGateway:
 
     def request(self, address: str, port: int, payload: bytes, deadline: Deadline, *,
                 connect_timeout_s: float, reply_timeout_s: float,
-                on_connected: Callable[[], None] | None = None) -> Exchange:
+                on_connected: Callable[[], None] | None = None,
+                secret: Secrecy | None = None) -> Exchange:
         """Send ``payload`` on a fresh REQ socket; the reply, or AttemptFailed saying why not.
 
         The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
-        moment of connection: each a share of ``deadline``, which bounds the whole."""
+        moment of connection: each a share of ``deadline``, which bounds the whole. A
+        payload with a ``secret`` is sent only once the peer proved it is ZeroMQ."""
         opened = self.open(zmq.REQ, address, port, deadline)
         try:
+            if secret is not None:
+                self.prove(opened, deadline, connect_timeout_s, reply_timeout_s, secret)
             opened.sock.send(payload)  # queued: libzmq delivers it once connected
             told: list[bool] = []
 
@@ -190,6 +194,17 @@ class ZmqGateway:
             return exchange_of(opened, frames)
         finally:
             opened.close()
+
+    def prove(self, opened: Monitored, deadline: Deadline, connect_timeout_s: float,
+              reply_timeout_s: float, secret: Secrecy) -> None:
+        """Wait until the peer proved it is ZeroMQ with a socket type ours talks to, before
+        a secret is queued (libzmq sends a queued message to anything it takes for ZMTP
+        1.0: an SSH or HTTP server); AttemptFailed when it does not."""
+        self.await_(opened, deadline, connect_timeout_s=connect_timeout_s,
+                    reply_timeout_s=reply_timeout_s, until_handshake=True)
+        refusal = opened.conn.refuse_secret(opened.kind, secret.legacy_allowed)
+        if refusal is not None:
+            raise refusal
 
     def await_(self, opened: Monitored, deadline: Deadline, *,
                connect_timeout_s: float | None = None, reply_timeout_s: float | None = None,
@@ -282,10 +297,6 @@ class ZmqGateway:
                              "libzmq dropped the connection: a reply larger than "
                              f"{self.max_reply_bytes} bytes or malformed framing")
 
-    def pending_ping(self, address: str, port: int, payload: bytes,
-                     connect_timeout_s: float) -> PendingPing:
-        return PendingPing(self, address, port, payload, connect_timeout_s)
-
 
 def exchange_of(opened: Monitored, frames: list[bytes], sent_at: float | None = None
                 ) -> Exchange:
@@ -302,78 +313,3 @@ def exchange_of(opened: Monitored, frames: list[bytes], sent_at: float | None = 
 def _name(kind: int) -> str:
     names: dict[int, str] = {zmq.REQ: "REQ", zmq.PUSH: "PUSH", zmq.PULL: "PULL", zmq.SUB: "SUB"}
     return names.get(kind, "")
-
-
-def pending_socket(gateway: ZmqGateway, kind: int, address: str, port: int,
-                   connect_timeout_s: float) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
-    """A socket that keeps reconnecting fast during a pause, and its (connection and
-    handshake) monitor. A signal landing mid-way leaves half-built sockets to ZmqGateway's
-    exit, which hands them to the OS rather than wait for them."""
-    sock = gateway.socket(kind, address, reconnect_ms=PENDING_RECONNECT_MS)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, PENDING_RECONNECT_MAX_MS)
-    # Without it a connect into a DROP rule waits for the kernel (~2 min).
-    sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
-    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
-    sock.connect(endpoint(address, port))
-    return sock, monitor
-
-
-class PendingPing:
-    """A REQ socket with a PING queued while the gateway is down.
-
-    libzmq keeps reconnecting (every 50-100 ms, backing off to 150-200 ms) and delivers the
-    queued PING the moment the gateway binds, so a backoff pause spent waiting on this
-    socket notices the gateway within a reconnect interval instead of at the next attempt.
-    The monitor tells when the PING could reach the gateway (the latest connection or
-    handshake: legacy peers report no handshake). Once it could, its reply is waited for
-    up to ``reply_timeout_s`` even past the pause: a request that reached the bridge is
-    never abandoned unjudged.
-    """
-
-    def __init__(self, gateway: ZmqGateway, address: str, port: int, payload: bytes,
-                 connect_timeout_s: float) -> None:
-        self._sock, self._monitor = pending_socket(gateway, zmq.REQ, address, port,
-                                                   connect_timeout_s)
-        self._sock.send(payload)
-
-    def wait(self, pause: Deadline, reply_timeout_s: float | None = None,
-             on_delivered: Callable[[], None] | None = None
-             ) -> tuple[list[bytes], float | None] | None:
-        """(reply frames, ms since the PING could reach the gateway, or None if the monitor
-        never said) if a reply arrives in time, else None. ``on_delivered`` is called once,
-        when the PING could first reach the gateway. A gateway that completed the
-        handshake (it took the PING) has ``reply_timeout_s`` to answer, even past the
-        pause; the extension is granted once, so a peer that keeps reconnecting cannot
-        hold the pause open."""
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
-        reached: float | None = None
-        end = time.monotonic() + pause.remaining()
-        extended = False
-        while (left := end - time.monotonic()) > 0:
-            raise_if_pending()  # pyzmq's finalizers may have swallowed a stop signal
-            ready = dict(poller.poll(max(1, int(left * 1000))))
-            if self._monitor in ready or self._sock in ready:
-                for event, _value in drain(self._monitor):
-                    if reached is None and on_delivered is not None:
-                        on_delivered()
-                    reached = time.monotonic()  # the latest (re)connection carried it
-                    if (event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not extended
-                            and reply_timeout_s is not None):
-                        extended = True
-                        end = max(end, reached + reply_timeout_s)
-            if self._sock in ready:
-                frames = self._sock.recv_multipart()
-                rtt = None if reached is None else (time.monotonic() - reached) * 1000
-                return frames, rtt
-        return None
-
-    def close(self) -> None:
-        close_monitored(self._sock, self._monitor)
-
-    def __enter__(self) -> PendingPing:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -1,0 +1,116 @@
+"""A secret goes only to a proven ZeroMQ peer, and a secret too short to protect is refused.
+
+A wrong GATEWAY_HOST or port at 3 a.m. points the gate at whatever listens there: an SSH
+or SMTP server that speaks first, an HTTP server that answers once spoken to, or a service
+that never says a thing. libzmq takes any first byte that is not 0xFF for a ZMTP 1.0
+peer and sends the queued request. Here each of those services records every byte it
+receives, and the bridge token must not be among them, for every command and transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+from tests.bounds import after_deadline
+from tests.helpers import base_env, run_gate
+
+TOKEN = "tok-S3CRET-9f3e1c7a"
+SERVICES = ("ssh", "smtp", "http", "silent")
+FAST = ["--connect-timeout", "1", "--reply-timeout", "1"]
+WAIT = ["--timeout", "2", "--backoff-initial", "0.1", "--backoff-max", "0.3", *FAST]
+
+
+@contextlib.contextmanager
+def services(speak: str, count: int) -> Iterator[list[tuple[int, servers.Recorder]]]:
+    """``count`` listeners of one kind of service, each with its recorder."""
+    with contextlib.ExitStack() as stack:
+        found = []
+        for _ in range(count):
+            recorder = servers.Recorder(speak)
+            found.append((stack.enter_context(servers.tcp_server(recorder)), recorder))
+        yield found
+
+
+def token_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    secret = tmp_path / "bridge_token"
+    secret.write_text(TOKEN + "\n")
+    return base_env(GATEWAY_HOST="127.0.0.1",
+                    GATE_PING_REQUEST=f'{{"action":"health","token":"$file:{secret}"}}', **extra)
+
+
+def assert_never_received(recorders: list[servers.Recorder]) -> None:
+    assert sum(r.connections for r in recorders) >= 1  # the gate did reach them
+    for recorder in recorders:
+        assert TOKEN.encode() not in recorder.bytes()
+
+
+@pytest.mark.parametrize("speak", SERVICES)
+@pytest.mark.parametrize("command", ["wait", "probe", "health", "mesh"])
+def test_no_byte_of_a_secret_reaches_a_service_that_is_not_zeromq(
+        command: str, speak: str, tmp_path: Path) -> None:
+    """The verdict stays not_zmq or no_reply; the token never leaves the machine."""
+    with services(speak, 1) as [(port, recorder)]:
+        args = {"wait": WAIT, "probe": FAST, "health": FAST, "mesh": ["--json"]}[command]
+        code, events, _, _ = run_gate([command, *args],
+                                      env=token_env(tmp_path, GATEWAY_PORT=str(port)),
+                                      timeout=after_deadline(10))
+    assert code != 0
+    assert_never_received([recorder])
+    if command == "wait":
+        reasons = {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
+        assert reasons <= {"not_zmq", "no_reply", "reset", "protocol"}, reasons
+
+
+@pytest.mark.parametrize("speak", SERVICES)
+def test_an_also_bridge_gets_no_secret_when_it_is_not_zeromq(speak: str, tmp_path: Path,
+                                                             ) -> None:
+    with services(speak, 2) as [(gateway_port, gateway), (other_port, other)]:
+        code, _, _, _ = run_gate(
+            ["wait", *WAIT, "--also", f"zmq+req://127.0.0.1:{other_port}"],
+            env=token_env(tmp_path, GATEWAY_PORT=str(gateway_port)), timeout=after_deadline(2))
+    assert code != 0
+    assert_never_received([gateway, other])
+
+
+@pytest.mark.parametrize("speak", SERVICES)
+@pytest.mark.parametrize("transport", ["push-pull", "req-pull"])
+def test_two_socket_transports_send_no_secret_to_a_stranger(transport: str, speak: str,
+                                                            tmp_path: Path) -> None:
+    with services(speak, 2) as [(port, requests), (reply_port, replies)]:
+        code, _, _, _ = run_gate(
+            ["wait", *WAIT, "--transport", transport, "--reply-port", str(reply_port)],
+            env=token_env(tmp_path, GATEWAY_PORT=str(port)), timeout=after_deadline(2))
+        probe_code, _, _, _ = run_gate(
+            ["probe", *FAST, "--transport", transport, "--reply-port", str(reply_port)],
+            env=token_env(tmp_path, GATEWAY_PORT=str(port)))
+    assert (code, probe_code) != (0, 0)
+    assert_never_received([requests, replies])
+
+
+def test_a_request_without_a_secret_still_reaches_such_a_service(tmp_path: Path) -> None:
+    """What the recorders can see (the tests above can fail): a plain request, which keeps
+    today's behaviour, is sent by libzmq to an SSH server it took for a ZMTP 1.0 peer."""
+    marker = "no-secret-marker-51f0"
+    with services("ssh", 1) as [(port, recorder)]:
+        run_gate(["wait", *WAIT, "--ping-request", json.dumps({"action": marker})],
+                 env=base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port)),
+                 timeout=after_deadline(2))
+    assert marker.encode() in recorder.bytes()
+
+
+def test_a_secret_shorter_than_8_bytes_is_refused(tmp_path: Path) -> None:
+    """It could be neither guessed safely nor scrubbed without blanking ordinary text."""
+    secret = tmp_path / "short"
+    secret.write_text("abc1234\n")
+    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--ping-request",
+                                   f'{{"token":"$file:{secret}"}}'])
+    assert code == 64
+    assert len(events) == 1
+    assert "shorter than 8 bytes" in events[0]["error"]
+    assert "abc1234" not in json.dumps(events)
