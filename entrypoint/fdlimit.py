@@ -11,7 +11,9 @@ What the gate needs was measured with ``ulimit -n N`` (the smallest N that still
 and by sampling /proc/PID/fd against ``mt5-gate sim``: ``wait`` alone 13 (fds 0-2, the
 ZeroMQ context's epoll and eventfd, a REQ socket and its monitor pair, the connection);
 an ``--also`` tcp/http/redis/postgres target 1-4 more; a ZeroMQ ``--also`` target (its
-own context and monitor) 9-10 more: 22-23 with one, 30 with one of each.
+own context and monitor) 9-10 more: 22-23 with one, 30 with one of each. A two-socket
+transport (push-pull, req-pull) adds a reply socket, its monitor pair and its connection:
+``wait --bridge dwx`` needs 17 where ``req`` needs 13.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from entrypoint.errors import EXIT_SOFTWARE, GateError
 BASE_FDS = 16  # `wait` alone: 13 measured, and 3 spare
 PER_ZMQ_TARGET = 10  # zmq+req:// or zmq+sub://: 9-10 measured
 PER_OTHER_TARGET = 4  # tcp, http(s), redis(s), postgres(ql): 1-4 measured
+PER_REPLY_SOCKET = 6  # a two-socket transport's second socket: 4 measured, and 2 spare
 # How far the soft limit is raised when it is low: plenty for any command (mesh runs all
 # its checks at once), and never more than the hard limit allows.
 COMFORTABLE_FDS = 1024
@@ -37,9 +40,11 @@ class FdLimitTooLow(GateError):
     exit_code = EXIT_SOFTWARE
 
 
-def needed(zmq_targets: int, other_targets: int) -> int:
-    """The descriptors ``wait`` needs with this many ZeroMQ and other ``--also`` targets."""
-    return BASE_FDS + PER_ZMQ_TARGET * zmq_targets + PER_OTHER_TARGET * other_targets
+def needed(zmq_targets: int, other_targets: int, reply_sockets: int = 0) -> int:
+    """The descriptors ``wait`` needs with this many ZeroMQ and other ``--also`` targets,
+    and this many bridges spoken to over a two-socket transport (the gateway included)."""
+    return (BASE_FDS + PER_ZMQ_TARGET * zmq_targets + PER_OTHER_TARGET * other_targets
+            + PER_REPLY_SOCKET * reply_sockets)
 
 
 def raise_soft_limit() -> None:

@@ -290,6 +290,26 @@ def test_ulimit_16_is_enough_for_the_gate_alone(gateway: StartGateway) -> None:
     assert events[-1]["event"] == "gate.exec"
 
 
+def test_a_two_socket_bridge_needs_its_reply_socket_counted(tmp_path: Any) -> None:
+    """`ulimit -n 16` is enough for `req`, not for a two-socket bridge: one plain exit-70
+    line naming the need, never libzmq's abort or "report this as a bug"; with that many
+    it waits and execs."""
+    from tests.standins.client import start
+
+    need = fdlimit.needed(0, 0, reply_sockets=1)
+    with start("dwx_ea", "--pull-port", "0", "--push-port", "0", "--pub-port", "0") as ea:
+        args = ["wait", "--host", "127.0.0.1", "--bridge", "dwx", "--port",
+                str(ea.ports["pull"]), "--reply-port", str(ea.ports["push"]), *FAST,
+                "--timeout", "10", "--", *_REPORT_LIMITS]
+        low = _under_ulimit("ulimit -n 16", args, timeout=after_deadline(10))
+        enough = _under_ulimit(f"ulimit -n {need}", args, timeout=after_deadline(10))
+    assert low[0] == 70
+    assert f"needs {need} open files" in low[1][-1]["error"]
+    assert "report this" not in low[1][-1]["error"]
+    assert enough[0] == 0, enough[1]
+    assert enough[2] == f"{need} {need}\n"
+
+
 # With a tcp:// --also target the gate needs fdlimit.needed(0, 1) = 20.
 @pytest.mark.parametrize("limits", [
     "ulimit -n 8", "ulimit -Sn 8 && ulimit -Hn 8", "ulimit -n 12", "ulimit -n 16",

@@ -512,3 +512,17 @@ def test_mesh_checks_a_preset_bridge_with_its_transport(tmp_path: Path,
               if c["name"].startswith("gateway")}
     assert checks == {"PING": "pass", "PUB": "pass"}, out
     assert code in (0, 1)
+
+
+def test_an_ea_with_no_safe_request_gets_no_request_from_probe_or_health(
+        tmp_path: Path, standin: StartStandIn) -> None:
+    """The handshake recipe: probe and health pass on the handshake alone, and the EA,
+    which would take any request with an action for an order, receives nothing."""
+    ea, ports = start_bridge(standin, "no-safe-request", tmp_path)
+    env = recipe_env("no-safe-request", ports, tmp_path)
+    probe = run_gate(["probe"], env=env)
+    health = run_gate(["health"], env=env)
+    assert (probe[0], health[0]) == (0, 0), probe[2]
+    assert "no request sent" in probe[2]
+    assert "passive" in health[2]
+    assert events_of(ea, "request") == []

@@ -22,6 +22,7 @@ from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateError, UsageError
 from entrypoint.gateway.check import GatewayCheck, Ready
 from entrypoint.gateway.dialect import NotReady
+from entrypoint.gateway.endpoint import TWO_SOCKET
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import configure_logging, get_logger, untrusted
@@ -37,7 +38,11 @@ def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]
     others = [_also_target(url, context) for url in also]
     configure_logging(settings.log_format, settings.log_level)
     zmq_targets = sum(1 for other in others if other.kind.gateway)  # each has a context
-    fdlimit.require(fdlimit.needed(zmq_targets, len(others) - zmq_targets))
+    # A ZeroMQ --also URL with its own options may name a two-socket bridge: counted as one.
+    reply_sockets = (settings.transport in TWO_SOCKET) + sum(
+        1 for other in others if other.kind.gateway and (
+            "?" in other.text or settings.transport in TWO_SOCKET))
+    fdlimit.require(fdlimit.needed(zmq_targets, len(others) - zmq_targets, reply_sockets))
     return run_wait(settings, command, environ, others)
 
 
