@@ -99,6 +99,11 @@ class PendingPing:
                 frames = self._sock.recv_multipart()
                 rtt = None if reached is None else (time.monotonic() - reached) * 1000
                 return frames, rtt
+        # The pause ended: a connection made in its last moment may still have carried the
+        # request, and is then told too (no request leaves unlogged).
+        if reached is None and on_delivered is not None and self._payload is None and any(
+                True for _event in drain(self._monitor)):
+            on_delivered()
         return None
 
     def close(self) -> None:
