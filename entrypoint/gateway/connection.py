@@ -102,10 +102,15 @@ class Connection:
 
     def _connect_failed(self) -> None:
         """libzmq could not connect, and does not say why: connect once ourselves for the
-        errno. If that connect succeeds, the gateway has just come up: keep waiting."""
+        errno. If that connect succeeds, either the gateway has just come up (keep waiting)
+        or what listens there resets every connection, faster than libzmq's connect
+        completes on a loaded machine: its greeting (a close at once) tells which."""
         family = socket_family(self.address)
         try:
             connect([(family, self.address)], self.port, self.stage)
+            if self.inspect().kind is Greeting.CLOSED:
+                self.failure = AttemptFailed("greeting", Reason.RESET,
+                                             describe_peer(self.inspect(), self.where))
         except AttemptFailed as failure:
             if failure.reason is Reason.RESET:
                 # The handshake completed and the peer reset the connection before our
