@@ -26,7 +26,7 @@ import zmq
 
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
-from entrypoint.gateway.connection import drain
+from entrypoint.gateway.connection import close_monitored, drain
 from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, Endpoint
 from entrypoint.gateway.pending import PendingPing, pending_socket
 from entrypoint.gateway.zmq_client import (
@@ -130,9 +130,7 @@ class HandshakeTransport(Transport):
                     return [], None
             return None
         finally:
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=0)
+            close_monitored(sock, monitor)
 
 
 class TwoSocketTransport(Transport):
@@ -211,9 +209,7 @@ class TwoSocketTransport(Transport):
             return None  # the next attempt will meet and report the same thing
         finally:
             for sock, monitor in pair:
-                sock.disable_monitor()
-                monitor.close(linger=0)
-                sock.close(linger=0)
+                close_monitored(sock, monitor)
 
 
 class PushPullTransport(TwoSocketTransport):
