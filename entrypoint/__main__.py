@@ -24,7 +24,9 @@ def run() -> int:
 
         return main()
     except GateSignal as sig:  # stopped while starting: logging is not configured yet
-        _write_plain({"level": "warning", "event": "gate.signal", "signal": sig.name,
+        from entrypoint import events  # noqa: PLC0415 - a declaration table, no logging
+
+        _write_plain({"level": "warning", "event": events.SIGNAL.name, "signal": sig.name,
                       "exit_code": sig.exit_code})
         return sig.exit_code
     except SystemExit:
@@ -32,7 +34,9 @@ def run() -> int:
     except BaseException as exc:  # noqa: BLE001 - the last line of defence
         # Only reached when the error boundary in cli.main failed itself (logging broke,
         # say): still one JSON line and exit 70, never a raw traceback or another code.
-        _write_plain({"level": "error", "event": "gate.error",
+        from entrypoint import events  # noqa: PLC0415
+
+        _write_plain({"level": "error", "event": events.ERROR.name,
                       "error": "internal error (please report this as a bug)",
                       "exception": f"{type(exc).__name__}: {exc}"[:500], "exit_code": 70})
         return 70

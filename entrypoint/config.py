@@ -1,14 +1,19 @@
-"""The gate's configuration: one frozen dataclass built from flags and the environment.
+"""The gate's configuration: every option declared once, in groups, and resolved in one place.
 
-Each option is declared once in ``GATE_OPTIONS`` (flag, variable, default, parser, help),
-so argparse, validation, ``--help`` and the README table cannot drift apart. A flag beats
-its environment variable; every value is validated up front, before anything is attempted.
+Each option (flag, variable, default, parser, help) is declared once, in the group of
+options a command takes together (``CONNECTION``, ``READINESS``, ``WAIT_DEADLINE``...);
+each command names the groups it uses (see ``commands/``), so argparse, validation,
+``--help`` and the README table cannot drift apart, and a flag that would do nothing on a
+command is not accepted there. ``option_source`` is the one place where a flag beats its
+variable; every value is validated up front, before anything is attempted.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -74,12 +79,18 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def parse_existing_file(text: str) -> str:
+    if not os.path.exists(text):
+        raise ValueError("does not exist")
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One setting: its flag, its environment variable, its default and how to parse it."""
 
     field: str
-    flag: str
+    flag: str | None  # None: set by its variable only
     env: str
     default: str | None
     parse: Callable[[str], Any]
@@ -87,9 +98,27 @@ class Option:
     metavar: str = "S"
     optional: bool = False  # with no default: unset means None rather than "required"
     default_help: str | None = None  # how --help shows a default that is not a value
+    repeat: bool = False  # a list: the flag repeated, or the variable comma-separated
+
+    @property
+    def names(self) -> str:
+        """How a message names it: both ways to set it."""
+        return f"{self.flag} / {self.env}" if self.flag else self.env
+
+    @property
+    def shown_default(self) -> str:
+        return self.default_help or self.default or ("none" if self.optional else "required")
 
 
-GATE_OPTIONS: tuple[Option, ...] = (
+@dataclasses.dataclass(frozen=True)
+class OptionGroup:
+    """Options a command takes together; a command declares the groups it uses."""
+
+    title: str
+    options: tuple[Option, ...]
+
+
+CONNECTION = OptionGroup("connection", (
     Option("host", "--host", "GATEWAY_HOST", None, parse_host,
            "gateway host name, IPv4 or IPv6 literal (required)", "HOST"),
     Option("bridge", "--bridge", "GATE_BRIDGE", None, parse_bridge,
@@ -105,25 +134,23 @@ GATE_OPTIONS: tuple[Option, ...] = (
     Option("reply_port", "--reply-port", "GATEWAY_REPLY_PORT", None, parse_port,
            "the bridge's PUSH port that carries answers (push-pull and req-pull)", "PORT",
            optional=True),
-    Option("timeout_s", "--timeout", "GATE_TIMEOUT", "600", parse_seconds,
-           "seconds until the gate gives up; 0 = wait forever"),
+))
+
+# Per-attempt limits (wait, probe, health); mesh bounds each check by its own timeout.
+ATTEMPT = OptionGroup("per-attempt limits", (
     Option("connect_timeout_s", "--connect-timeout", "GATE_CONNECT_TIMEOUT", "2",
            parse_positive_seconds, "per-attempt TCP connect limit"),
     Option("reply_timeout_s", "--reply-timeout", "GATE_REPLY_TIMEOUT", "5",
            parse_positive_seconds, "per-attempt limit for the PING reply"),
-    Option("backoff_initial_s", "--backoff-initial", "GATE_BACKOFF_INITIAL", "0.5",
-           parse_positive_seconds, "first backoff step (doubles per attempt, equal jitter)"),
-    Option("backoff_max_s", "--backoff-max", "GATE_BACKOFF_MAX", "10",
-           parse_positive_seconds, "largest backoff step"),
+))
+
+READINESS = OptionGroup("readiness request and judgement", (
     Option("expect_status", "--expect-status", "GATE_EXPECT_STATUS", "OK,PONG,OPERATIONAL",
            parse_status_list, "accepted values of a reply's status field (case-insensitive)",
            "LIST"),
     Option("ping_request", "--ping-request", "GATE_PING_REQUEST", DEFAULT_PING_REQUEST, str,
            "the readiness request, a JSON object; placeholders \"$now\", \"$now_epoch\", "
            "\"$uuid\", \"$file:PATH\" (see docs/BRIDGES.md)", "JSON"),
-    Option("status_request", "--status-request", "GATE_STATUS_REQUEST", DEFAULT_STATUS_REQUEST,
-           str, "the informational request sent once ready; `none` skips it, and is the "
-                "default when --ping-request is set", "JSON"),
     Option("ready_when", "--ready-when", "GATE_READY_WHEN", None, str,
            "JMESPath expression on the reply; truthy (not 0) = ready (see docs/BRIDGES.md); "
            "replaces --expect-status", "EXPR", optional=True,
@@ -133,40 +160,106 @@ GATE_OPTIONS: tuple[Option, ...] = (
            "`allow` sends a request carrying a $file: secret to a ZMTP 1.0 peer (libzmq "
            "2.x), which cannot prove it is ZeroMQ; by default such a request goes only to a "
            "peer whose greeting proved ZMTP 2.0+ with the right socket type", "WORD"),
-    Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
-           "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
-    Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),
-           "debug, info, warning or error", "LEVEL"),
-)
+))
 
+# STATUS is asked once the gateway is ready (wait) or as a layer of its own (probe);
+# health and mesh never send it.
+STATUS = OptionGroup("status request", (
+    Option("status_request", "--status-request", "GATE_STATUS_REQUEST", DEFAULT_STATUS_REQUEST,
+           str, "the informational request sent once ready; `none` skips it, and is the "
+                "default when --ping-request is set", "JSON"),
+))
 
-_BY_FIELD = {opt.field: opt for opt in GATE_OPTIONS}
+WAIT_DEADLINE = OptionGroup("deadline and backoff", (
+    Option("timeout_s", "--timeout", "GATE_TIMEOUT", "600", parse_seconds,
+           "seconds until the gate gives up; 0 = wait forever"),
+    Option("backoff_initial_s", "--backoff-initial", "GATE_BACKOFF_INITIAL", "0.5",
+           parse_positive_seconds, "first backoff step (doubles per attempt, equal jitter)"),
+    Option("backoff_max_s", "--backoff-max", "GATE_BACKOFF_MAX", "10",
+           parse_positive_seconds, "largest backoff step"),
+))
 
-PUB_PORT_OPTION = Option("pub_port", "--pub-port", "GATEWAY_PUB_PORT", "5556", parse_port,
-                         "gateway PUB port (ticks)", "PORT")
 # `health` runs one attempt under a healthcheck's own timeout: it must not inherit the
 # 10-minute GATE_TIMEOUT of the container's wait, so it has its own variable.
-HEALTH_TIMEOUT_OPTION = Option("timeout_s", "--timeout", "GATE_HEALTH_TIMEOUT", "3",
-                               parse_positive_seconds, "limit for the single attempt")
-PROBE_OPTIONS = (*GATE_OPTIONS, PUB_PORT_OPTION)
-HEALTH_OPTIONS = (*(HEALTH_TIMEOUT_OPTION if opt.field == "timeout_s" else opt
-                    for opt in GATE_OPTIONS), PUB_PORT_OPTION)
+HEALTH_DEADLINE = OptionGroup("deadline", (
+    Option("timeout_s", "--timeout", "GATE_HEALTH_TIMEOUT", "3", parse_positive_seconds,
+           "limit for the single attempt"),
+))
 
+FEED = OptionGroup("price feed", (
+    Option("pub_port", "--pub-port", "GATEWAY_PUB_PORT", "5556", parse_port,
+           "gateway PUB port (ticks)", "PORT"),
+))
+
+LOG_FORMAT = OptionGroup("log format", (
+    Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
+           "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
+))
+
+LOG_LEVEL = OptionGroup("log level", (
+    Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),
+           "debug, info, warning or error", "LEVEL"),
+))
 
 # CURVE keys (see curve.py, which reads and checks them): declared here with the other
 # options so that building the command line does not import the key handling.
-CURVE_OPTIONS: tuple[Option, ...] = (
+CURVE = OptionGroup("CURVE", (
     Option("curve_server_key", "--curve-server-key", "GATEWAY_CURVE_SERVER_KEY", None, str,
-           "the gateway's CURVE public key (40-character Z85); enables CURVE", "KEY"),
+           "the gateway's CURVE public key (40-character Z85); enables CURVE", "KEY",
+           optional=True),
     Option("curve_server_key_file", "--curve-server-key-file", "GATEWAY_CURVE_SERVER_KEY_FILE",
-           None, str, "file holding the gateway's CURVE public key", "PATH"),
+           None, str, "file holding the gateway's CURVE public key", "PATH", optional=True),
     Option("curve_secret_key_file", "--curve-secret-key-file", "GATE_CURVE_SECRET_KEY_FILE",
            None, str, "file holding this client's CURVE secret key (default: a fresh "
-                        "ephemeral keypair)", "PATH"),
+                        "ephemeral keypair)", "PATH", optional=True),
     Option("curve_public_key_file", "--curve-public-key-file", "GATE_CURVE_PUBLIC_KEY_FILE",
            None, str, "file holding this client's CURVE public key (checked against the "
-                        "secret key)", "PATH"),
-)
+                        "secret key)", "PATH", optional=True),
+))
+
+ALSO = OptionGroup("other dependencies", (
+    Option("also", "--also", "GATE_ALSO", None, str,
+           "another target that must be ready too (repeatable; the variable "
+           "comma-separated): tcp://, zmq+req://, zmq+sub://, redis://, postgresql://, "
+           "http://, https:// (see README); zmq+req:// is another bridge, asked and judged "
+           "like the gateway", "URL", optional=True, repeat=True),
+))
+
+MESH = OptionGroup("mesh targets", (
+    Option("mesh_file", "--file", "GATE_MESH_FILE", None, parse_existing_file,
+           "a TOML mesh file adding checks", "PATH", optional=True),
+    Option("mesh_icmp", None, "GATE_MESH_ICMP", None, str,
+           "hosts to ping (ICMP echo), comma-separated", optional=True, repeat=True),
+    Option("mesh_http", None, "GATE_MESH_HTTP", None, str,
+           "HTTP(S) URLs that must answer 2xx/3xx, comma-separated", optional=True,
+           repeat=True),
+    Option("mesh_dns", None, "GATE_MESH_DNS", None, str,
+           "names that must resolve, comma-separated", optional=True, repeat=True),
+    Option("mesh_tcp", None, "GATE_MESH_TCP", None, str,
+           "host:port endpoints that must accept TCP, comma-separated", optional=True,
+           repeat=True),
+    Option("redis_url", None, "REDIS_URL", None, str,
+           "Redis to PING (redis://[:password@]host:port/db)", optional=True),
+    Option("database_url", None, "DATABASE_URL", None, str,
+           "PostgreSQL to SELECT 1 from (postgresql://user:password@host:port/db)",
+           optional=True),
+))
+
+# How an option group is offered on the command line, in --help's order.
+OPTION_GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, WAIT_DEADLINE, HEALTH_DEADLINE, FEED,
+                 LOG_FORMAT, LOG_LEVEL, CURVE, ALSO, MESH)
+ALL_OPTIONS: tuple[Option, ...] = tuple(opt for group in OPTION_GROUPS
+                                        for opt in group.options)
+# What a gateway check is configured with (an --also zmq+req:// URL's own options too).
+GATEWAY_OPTIONS: tuple[Option, ...] = (*CONNECTION.options, *ATTEMPT.options,
+                                       *READINESS.options, *STATUS.options)
+CURVE_OPTIONS = CURVE.options
+# By field; `timeout_s` is wait's (health's has its own variable and default).
+_BY_FIELD = {opt.field: opt for opt in reversed(ALL_OPTIONS)}
+
+
+def options_of(*groups: OptionGroup) -> tuple[Option, ...]:
+    return tuple(opt for group in groups for opt in group.options)
 
 
 __all__ = ["ClientSecurity", "GateSettings", "Option"]
@@ -209,10 +302,14 @@ class GateSettings:
 
 
 def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
-                  ) -> tuple[str, str] | None:
-    """(raw value, where it came from: the flag or the variable) when set, else None."""
-    if flags.get(option.field) is not None:
-        return str(flags[option.field]), option.flag
+                  ) -> tuple[Any, str] | None:
+    """(raw value, where it came from) when the flag or the variable is set, else None.
+
+    The one place where a flag beats its variable. A repeatable option's flag value is the
+    list of its occurrences; an empty variable counts as unset (no-color.org's rule)."""
+    if option.flag is not None and flags.get(option.field) is not None:
+        value = flags[option.field]
+        return (list(value) if option.repeat else str(value)), option.flag
     if environ.get(option.env, "") != "":
         return environ[option.env], option.env
     return None
@@ -223,55 +320,84 @@ def declared(field: str) -> Option:
     return _BY_FIELD[field]
 
 
-def resolve_option(option: Option, flag_value: str | None, environ: Mapping[str, str],
+def resolve_option(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str],
                    preset: Preset | None = None) -> Any:
     """The option's value: the flag, else its variable, else the bridge preset's, else its
-    default; parsed, or UsageError. The one place where "a flag beats its variable" and
-    "both beat the preset" are decided."""
+    default; parsed, or UsageError. ``flags`` maps field names to what argparse read. "Both
+    beat the preset" is decided here, "a flag beats its variable" in ``option_source``."""
+    given = option_source(option, flags, environ)
     preset_value = preset.values.get(option.field) if preset is not None else None
-    if flag_value is not None:
-        raw, source = flag_value, option.flag
-    elif environ.get(option.env, "") != "":
-        raw, source = environ[option.env], option.env
+    if given is not None:
+        raw, source = given
     elif preset_value is not None:
         raw, source = preset_value, f"--bridge {preset.name}"  # type: ignore[union-attr]
     elif option.default is not None:
         raw, source = option.default, "default"
+    elif option.repeat:
+        return []
     elif option.optional:
         return None
     else:
-        raise UsageError(f"{option.flag} / {option.env} is required")
+        raise UsageError(f"{option.names} is required")
+    if option.repeat:
+        items = raw if isinstance(raw, list) else split_list(raw)
+        return [_parsed(option, item, source) for item in items]
+    return _parsed(option, raw, source)
+
+
+def _parsed(option: Option, raw: str, source: str) -> Any:
     try:
         return option.parse(raw)
     except ValueError as exc:
         raise UsageError(
-            f"invalid value for {option.flag} / {option.env} ({source}): {raw!r}: {exc}"
-        ) from None
+            f"invalid value for {option.names} ({source}): {raw!r}: {exc}") from None
+
+
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str],
+                 options: tuple[Option, ...]) -> GateSettings:
+    """A command's validated settings from its flags and the environment, CURVE included
+    (when the command takes the CURVE options and one of them is set)."""
+    flags = vars(args)
+    settings = settings_from_sources(flags, environ, options)
+    curve = [opt for opt in options if opt in CURVE_OPTIONS]
+    if not any(option_source(opt, flags, environ) for opt in curve):
+        return settings
+    from entrypoint.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
+
+    return dataclasses.replace(settings, curve=curve_from_sources(flags, environ))
 
 
 def settings_from_sources(
     flags: Mapping[str, Any], environ: Mapping[str, str],
-    options: tuple[Option, ...] = GATE_OPTIONS,
+    options: tuple[Option, ...] = GATEWAY_OPTIONS,
 ) -> GateSettings:
-    """Build and validate ``GateSettings``; ``flags`` maps field names to raw flag text."""
-    preset = resolve_option(declared("bridge"), flags.get("bridge"), environ) or DEFAULT_PRESET
-    values = {opt.field: resolve_option(opt, flags.get(opt.field), environ, preset)
-              for opt in options}
+    """Build and validate ``GateSettings`` from ``options`` (a command's gateway options:
+    any it does not take keep their defaults); ``flags`` maps field names to raw flag text."""
+    options = tuple(opt for opt in options if opt.field in _SETTINGS_FIELDS)
+    preset = resolve_option(declared("bridge"), flags, environ) or DEFAULT_PRESET
+    values = {opt.field: resolve_option(opt, flags, environ, preset) for opt in options}
     values["bridge"] = preset
-    values["dialect"] = _dialect(values.pop("ping_request"), values.pop("status_request"),
+    # A command that does not take --status-request never sends STATUS (health, mesh).
+    values["dialect"] = _dialect(values.pop("ping_request"), values.pop("status_request", "none"),
                                  values.pop("ready_when", None), values["expect_status"],
                                  flags=flags, environ=environ, preset=preset)
     _check_transport(values, flags, environ, preset)
     if "pub_port" in values:
-        values["pub_port_set"] = bool(option_source(PUB_PORT_OPTION, flags, environ)
+        values["pub_port_set"] = bool(option_source(declared("pub_port"), flags, environ)
                                       or "pub_port" in preset.values)
-    if values["backoff_max_s"] < values["backoff_initial_s"]:
+    if values.get("backoff_max_s", 1) < values.get("backoff_initial_s", 0):
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "
             f"{values['backoff_max_s']} is smaller than --backoff-initial "
             f"{values['backoff_initial_s']}"
         )
     return GateSettings(**values)
+
+
+# Options that are not GateSettings' fields (or not built from their raw value): the
+# CURVE keys (read by curve.py) and the dependency lists, which a command resolves itself.
+_SETTINGS_FIELDS = frozenset(opt.field for opt in GATEWAY_OPTIONS) | {
+    "timeout_s", "backoff_initial_s", "backoff_max_s", "pub_port", "log_format", "log_level"}
 
 
 def _check_transport(values: dict[str, Any], flags: Mapping[str, Any],

@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+from entrypoint import events
+
 MAX_LINE_BYTES = 256 * 1024  # a gate line is < 4 KiB; anything longer is someone else's
 MAX_PHASES = 50
 MAX_RUNS = 20
@@ -148,11 +150,12 @@ def read_runs(stream: BinaryIO) -> LogSummary:
     run: Run | None = None
     for event in _events(stream, summary):
         name = event["event"]
-        if name == "gate.start" or run is None or (run.outcome not in ("waiting", "ready")):
-            if name != "gate.start" and run is not None and run.outcome == "exec":
+        starts = name == events.START.name
+        if starts or run is None or (run.outcome not in ("waiting", "ready")):
+            if not starts and run is not None and run.outcome == "exec":
                 continue  # the runner's own structlog lines after the exec, say
-            run = _begin(summary, run, event if name == "gate.start" else None)
-            if name == "gate.start":
+            run = _begin(summary, run, event if starts else None)
+            if starts:
                 continue
         _apply(run, event)
     if run is not None:
@@ -191,22 +194,25 @@ def _apply(run: Run, event: dict[str, Any]) -> None:
     name = event["event"]
     at = run.seconds(event)
     run.last_line_s = at
-    if name == "gate.attempt_failed":
+    if name == events.ATTEMPT_FAILED.name:
         run.failed(event, at)
-    elif name == "gate.ready":
+    elif name == events.READY.name:
         run.ready, run.outcome = event, "ready"
         run.close(at)
-    elif name == "gate.status":
+    elif name == events.STATUS.name:
         run.status = event
-    elif name == "gate.reply_rejected":
+    elif name == events.REPLY_REJECTED.name:
         run.rejected = event
-    elif name == "gate.dependency_ready":
+    elif name == events.DEPENDENCY_READY.name:
         run.dependencies_ready.append(_text(event.get("target")))
-    elif name in ("gate.exec", "gate.timeout", "gate.signal", "gate.error"):
+    elif name in ENDINGS:
         run.outcome = name.removeprefix("gate.")
         run.end = event
         run.close(at, gateway_too=run.ready is None)
     # any other gate.* event (a newer version's) is read and left out of the story
+
+
+ENDINGS = frozenset(event.name for event in events.ENDINGS)
 
 
 def _events(stream: BinaryIO, summary: LogSummary) -> Iterator[dict[str, Any]]:

@@ -21,8 +21,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import tenacity
 
+from entrypoint import events
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GatewayMisconfigured, GatewayTimeout
+from entrypoint.events import emit
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
 from entrypoint.signals import raise_if_pending
@@ -109,13 +111,12 @@ class AttemptLog:
         self._last_logged_at = now
         if failure.broker_state is not None:
             extra["broker_state"] = failure.broker_state
-        self._log.warning(
-            "gate.attempt_failed", attempt=details.attempt, stage=failure.stage,
-            reason=failure.reason.value, error=failure.error,
-            elapsed_s=round(details.elapsed_s, 3),
-            next_retry_s=None if details.next_retry_s is None else round(details.next_retry_s, 3),
-            hint=failure.advice or self.hint(failure.reason), **extra,
-        )
+        emit(self._log, events.ATTEMPT_FAILED, attempt=details.attempt, stage=failure.stage,
+             reason=failure.reason.value, error=failure.error,
+             elapsed_s=round(details.elapsed_s, 3),
+             next_retry_s=None if details.next_retry_s is None
+             else round(details.next_retry_s, 3),
+             hint=failure.advice or self.hint(failure.reason), **extra)
 
     def _watch_refusals(self, failure: AttemptFailed) -> None:
         if failure.same_as is None:
@@ -125,14 +126,12 @@ class AttemptLog:
         self._refusal = (failure.same_as, same)
         if same == SAME_REFUSAL_TO_EXPLAIN and failure.same_as not in self._explained:
             self._explained.add(failure.same_as)
-            self._log.warning(
-                "gate.reply_rejected", replies=same, reply=untrusted(failure.reply),
-                error=failure.error,
-                message="the bridge answers, but the readiness judgement rejects its reply: "
-                        "if the bridge is healthy, this is its dialect, not an outage",
-                fix="set GATE_READY_WHEN (and GATE_PING_REQUEST) for this bridge's dialect; "
-                    "see docs/BRIDGES.md and try them with `mt5-gate probe`",
-            )
+            emit(self._log, events.REPLY_REJECTED, replies=same, reply=untrusted(failure.reply),
+                 error=failure.error,
+                 message="the bridge answers, but the readiness judgement rejects its reply: "
+                         "if the bridge is healthy, this is its dialect, not an outage",
+                 fix="set GATE_READY_WHEN (and GATE_PING_REQUEST) for this bridge's dialect; "
+                     "see docs/BRIDGES.md and try them with `mt5-gate probe`")
 
 
 _CUT_SHORT = frozenset({Reason.TIMEOUT, Reason.NO_REPLY, Reason.DNS})

@@ -1,26 +1,72 @@
-"""One module per CLI command, each with ``run(args, command, environ) -> int``.
+"""The command registry: every command of the CLI, one line each.
 
-``cli`` parses the command line and dispatches here; each command owns its own rules (its
-settings, its output, its exit codes). What they share is building validated settings.
+A command is a module here with ``add_arguments(parser)`` (its description and exactly
+the option groups it uses) and ``run(args, command, environ) -> int`` (see ``Command``).
+``cli`` loops over ``REGISTRY``: it imports a command's module only when that command
+runs (or its --help is asked for), so each command loads only what it uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol, cast
 
-from entrypoint.config import CURVE_OPTIONS, GateSettings, Option, settings_from_sources
+if TYPE_CHECKING:  # the registry is read before any command runs: it imports nothing
+    from entrypoint.commands.arguments import OptionParser
+    from entrypoint.errors import UsageError
 
 
-def settings_for(args: argparse.Namespace, environ: Mapping[str, str],
-                 options: tuple[Option, ...]) -> GateSettings:
-    """Validated settings from flags and environment, CURVE keys included."""
-    flags = vars(args)
-    settings = settings_from_sources(flags, environ, options)
-    if not any(flags.get(opt.field) is not None or environ.get(opt.env)
-               for opt in CURVE_OPTIONS):
-        return settings
-    from entrypoint.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
+class Command(Protocol):
+    """What a command module provides."""
 
-    return dataclasses.replace(settings, curve=curve_from_sources(flags, environ))
+    def add_arguments(self, parser: OptionParser) -> None:
+        """Describe the command on ``parser`` and declare the option groups it uses."""
+
+    def run(self, args: argparse.Namespace, command: list[str],
+            environ: Mapping[str, str]) -> int:
+        """Do the command's job; the exit code (or raise a GateError, see cli)."""
+
+
+class ReportsUsageErrors(Command, Protocol):
+    """A command with its own contract for usage errors (``health``: exit 1, one line)."""
+
+    def report_usage_error(self, exc: UsageError) -> int: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One registered command: its name (and module), its line in ``mt5-gate --help``."""
+
+    name: str
+    summary: str
+    runner: bool = False  # takes `-- COMMAND [ARG...]`, the program it execs
+    sockets: bool = True  # opens sockets: the descriptor limit is raised first (fdlimit)
+    own_usage_errors: bool = False  # its module is a ReportsUsageErrors
+
+    def load(self) -> Command:
+        return cast(Command, importlib.import_module(f"{__name__}.{self.name}"))
+
+    def usage_error_reporter(self) -> ReportsUsageErrors | None:
+        return cast(ReportsUsageErrors, self.load()) if self.own_usage_errors else None
+
+
+REGISTRY: tuple[Entry, ...] = (
+    Entry("wait", "wait for the gateway, then exec COMMAND", runner=True),
+    Entry("probe", "diagnose the gateway layer by layer, with troubleshooting steps"),
+    Entry("health", "one bounded attempt, for container healthchecks", own_usage_errors=True),
+    Entry("mesh", "check every dependency concurrently and score the mesh"),
+    Entry("explain", "read the gate's JSON log back: what it waited for, what went wrong, "
+                     "what to do", sockets=False),
+    Entry("sim", "run a simulated MT5 gateway (REQ/REP and PUB) for development and tests"),
+)
+
+
+def find(name: str | None) -> Entry | None:
+    return next((entry for entry in REGISTRY if entry.name == name), None)
+
+
+def names() -> list[str]:
+    return [entry.name for entry in REGISTRY]

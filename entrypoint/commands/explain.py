@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from entrypoint.commands.arguments import OptionParser, add_json_flag, describe
 from entrypoint.errors import UsageError
 from entrypoint.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
 from entrypoint.reasons import TROUBLESHOOTING
@@ -24,6 +25,21 @@ from entrypoint.report import Painter, dump_json
 
 EXIT_NO_GATE_LINES = 1
 EXIT_NO_INPUT = 66  # sysexits EX_NOINPUT
+
+
+def add_arguments(parser: OptionParser) -> None:
+    describe(parser, usage="mt5-gate explain [FILE] [--json]",
+             description="Reads the gate's log lines from FILE or standard input (e.g. "
+                         "`docker logs mt5-strategy 2>&1 | mt5-gate explain`), skips every "
+                         "line that is not the gate's, and prints a three-sentence summary, "
+                         "the advice for the reason that mattered (hint, TROUBLESHOOTING "
+                         "section, next command) and a timeline per gate run (a restarted "
+                         "container has several).",
+             epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
+                    "66 FILE cannot be read")
+    parser.add_argument("file", nargs="?", metavar="FILE", default=None,
+                        help="a log file (default: standard input; - is standard input)")
+    add_json_flag(parser)
 
 
 def run(args: argparse.Namespace, _command: list[str], _environ: Mapping[str, str]) -> int:

@@ -19,8 +19,19 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
-from entrypoint.commands import settings_for
-from entrypoint.config import HEALTH_OPTIONS, GateSettings
+from entrypoint.commands.arguments import OptionParser, add_groups, describe
+from entrypoint.config import (
+    ATTEMPT,
+    CONNECTION,
+    CURVE,
+    FEED,
+    HEALTH_DEADLINE,
+    LOG_FORMAT,
+    READINESS,
+    GateSettings,
+    options_of,
+    settings_for,
+)
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
 from entrypoint.gateway.check import GatewayCheck, check_feed
@@ -33,9 +44,25 @@ HEALTHY, UNHEALTHY = 0, 1
 MAX_LINE = 200
 
 
+# No backoff (one attempt), no STATUS, no log level (only errors are logged: the verdict
+# is the one line on stdout).
+GROUPS = (CONNECTION, ATTEMPT, READINESS, HEALTH_DEADLINE, FEED, LOG_FORMAT, CURVE)
+
+
+def add_arguments(parser: OptionParser) -> None:
+    describe(parser, description="One TCP + PING attempt within --timeout (--transport req).\n"
+                                 "For push-pull, req-pull and handshake, a passive check that "
+                                 "never disturbs the\nrunning strategy: the ZeroMQ handshake "
+                                 "with the bridge's request socket (and the PUB\nport when one "
+                                 "is configured); nothing sent, the reply port never touched.\n"
+                                 "Prints one short line.",
+             epilog="exit codes: 0 healthy, 1 unhealthy or misconfigured (never 2)")
+    add_groups(parser, *GROUPS)
+
+
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
     try:
-        settings = settings_for(args, environ, HEALTH_OPTIONS)
+        settings = settings_for(args, environ, options_of(*GROUPS))
         configure_logging(settings.log_format, "error")
         return run_health(settings)
     except UsageError as exc:

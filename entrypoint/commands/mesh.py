@@ -16,13 +16,25 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
 from entrypoint.addresses import address_text, ip_family, redact_url
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
-from entrypoint.commands import settings_for
-from entrypoint.config import PROBE_OPTIONS, GateSettings, split_list
+from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
+from entrypoint.config import (
+    CONNECTION,
+    CURVE,
+    FEED,
+    LOG_FORMAT,
+    MESH,
+    READINESS,
+    GateSettings,
+    declared,
+    option_source,
+    options_of,
+    resolve_option,
+    settings_for,
+)
 from entrypoint.errors import UsageError
 from entrypoint.gateway.endpoint import REQ
 from entrypoint.logs import configure_logging
@@ -46,16 +58,32 @@ def _label(target: Target) -> str:
     return f"{names.get(target.kind.name, target.kind.name)} {target.shown}"
 
 
+# No per-attempt limits (each check has its own timeout), no STATUS, no log level (only
+# warnings are logged: the report is the output).
+GROUPS = (CONNECTION, READINESS, FEED, LOG_FORMAT, CURVE, MESH)
+
+
+def add_arguments(parser: OptionParser) -> None:
+    describe(parser, description="Local environment, network (ICMP), application ports "
+                                 "(gateway REQ and PUB, Redis, PostgreSQL, HTTP) and external "
+                                 "(DNS, TCP), all at once.",
+             epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
+                    "2 a critical check failed, 64 usage error")
+    add_groups(parser, *GROUPS)
+    add_json_flag(parser)
+
+
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
-    host_given = args.host is not None or bool(environ.get("GATEWAY_HOST"))
+    flags = vars(args)
+    host_given = option_source(declared("host"), flags, environ) is not None
     # Every option but the host applies whether or not a gateway host is configured: a
     # mesh file's zmq_ping checks must send the configured request (an EA may trade on
     # any other) and judge by the configured rule. Only a missing host is tolerated; the
     # mesh reports it as a failed check.
     configured = settings_for(args if host_given else argparse.Namespace(
-        **{**vars(args), "host": NO_HOST}), environ, PROBE_OPTIONS)
+        **{**flags, "host": NO_HOST}), environ, options_of(*GROUPS))
     settings = configured if host_given else None
-    path = mesh_file_path(args.file, environ)
+    path = resolve_option(declared("mesh_file"), flags, environ)
     document = load_mesh_file(path) if path else None
     checks = build_checks(settings, environ, document, path or "", base=configured,
                           host_given=host_given)
@@ -84,20 +112,19 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
                           "target": address_text(settings.host, settings.pub_port)})
         if ip_family(settings.host) is None:
             specs.append({"kind": "dns", "target": settings.host, "critical": True})
-    for host in _listed(environ, "GATE_MESH_ICMP"):
-        specs.append({"kind": "icmp", "target": host})
-    if environ.get("REDIS_URL"):
-        specs.append({"kind": "redis", "target": environ["REDIS_URL"]})
-    if environ.get("DATABASE_URL"):
-        specs.append({"kind": "postgres", "target": environ["DATABASE_URL"]})
-    specs += [{"kind": "http", "target": url} for url in _listed(environ, "GATE_MESH_HTTP")]
-    specs += [{"kind": "dns", "target": name} for name in _listed(environ, "GATE_MESH_DNS")]
-    specs += [{"kind": "tcp", "target": hp} for hp in _listed(environ, "GATE_MESH_TCP")]
+    specs += [{"kind": "icmp", "target": host} for host in _from(environ, "mesh_icmp")]
+    specs += [{"kind": "redis", "target": url} for url in _from(environ, "redis_url")]
+    specs += [{"kind": "postgres", "target": url} for url in _from(environ, "database_url")]
+    specs += [{"kind": "http", "target": url} for url in _from(environ, "mesh_http")]
+    specs += [{"kind": "dns", "target": name} for name in _from(environ, "mesh_dns")]
+    specs += [{"kind": "tcp", "target": hp} for hp in _from(environ, "mesh_tcp")]
     return specs
 
 
-def _listed(environ: Mapping[str, str], name: str) -> list[str]:
-    return split_list(environ.get(name, ""))
+def _from(environ: Mapping[str, str], field: str) -> list[str]:
+    """A mesh target option's values (variables only: none has a flag)."""
+    value = resolve_option(declared(field), {}, environ)
+    return value if isinstance(value, list) else [value] if value else []
 
 
 def load_mesh_file(path: str) -> dict[str, Any]:
@@ -216,11 +243,3 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
                  f"  {verdict}; {len(results)} checks in {wall_ms / 1000:.2f} s\n")
     stream.flush()
     return code
-
-
-def mesh_file_path(flag: str | None, environ: Mapping[str, str]) -> str | None:
-    path = flag or environ.get("GATE_MESH_FILE") or None
-    if path is not None and not Path(path).exists():
-        raise UsageError(f"--file / GATE_MESH_FILE: {path} does not exist")
-    return path
-

@@ -19,8 +19,20 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_check
-from entrypoint.commands import settings_for
-from entrypoint.config import PROBE_OPTIONS, GateSettings
+from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
+from entrypoint.config import (
+    ATTEMPT,
+    CONNECTION,
+    CURVE,
+    FEED,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    READINESS,
+    STATUS,
+    GateSettings,
+    options_of,
+    settings_for,
+)
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.advice import suggest_fix
@@ -64,8 +76,20 @@ class _Layers:
         self.results.append(CheckResult(name, "probe", SKIP, why, 0.0))
 
 
+GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, FEED, LOG_FORMAT, LOG_LEVEL, CURVE)
+
+
+def add_arguments(parser: OptionParser) -> None:
+    describe(parser, description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB "
+                                 "port, each with its timing; on failure, the reason and the "
+                                 "commands to run.",
+             epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error")
+    add_groups(parser, *GROUPS)
+    add_json_flag(parser)
+
+
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
-    settings = settings_for(args, environ, PROBE_OPTIONS)
+    settings = settings_for(args, environ, options_of(*GROUPS))
     configure_logging(settings.log_format, settings.log_level)
     return run_probe(settings, as_json=args.json)
 

@@ -8,8 +8,6 @@ The REP side is a ROUTER socket so a request can be left unanswered or answered 
 without blocking the others. The bridges that answer on a second socket (``dwx``,
 ``mql5-json-api``: a PUSH on ``--reply-port``) are served by sim_bridges.py.
 
-``cli`` builds every command's flags, ``sim``'s from ``add_arguments`` here, so this module
-imports little at the top: the simulator's own machinery loads only when it runs.
 """
 
 from __future__ import annotations
@@ -19,28 +17,32 @@ import contextlib
 import heapq
 import json
 import math
+import random
 import socket
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import zmq
+
+from entrypoint import events
 from entrypoint.addresses import parse_port
+from entrypoint.commands.arguments import OptionParser, describe
+from entrypoint.commands.sim_bridges import check_options, serve_bridge
+from entrypoint.commands.sim_dialects import (
+    ALL_DIALECTS,
+    BROKER_STATES,
+    DEFAULT_TICK_HZ,
+    DIALECTS,
+    TICK_SYMBOLS,
+    SimState,
+    now_iso,
+)
 from entrypoint.config import parse_seconds
+from entrypoint.curve import check_key, read_key
+from entrypoint.errors import UsageError
+from entrypoint.events import emit
 from entrypoint.logs import configure_logging, get_logger, untrusted
-
-if TYPE_CHECKING:
-    from entrypoint.commands.sim_dialects import SimState
-
-# The dialect names of sim_dialects.ALL_DIALECTS, listed here so that building the command
-# line does not import the simulator (a test checks the two agree); so are the words of
-# sim_dialects.BROKER_STATES, for the help text.
-DIALECT_NAMES = ("mt5-gate", "heartbeat", "token", "plain-ok", "trade-on-action",
-                 "no-safe-request", "dwx", "mql5-json-api")
-BROKER_STATE_NAMES = {
-    "dwx": ("TRADING_IS_NOT_ALLOWED", "EA_IS_DISABLED", "TRADE_CONTEXT_BUSY",
-            "DLLS_DISABLED", "LIBS_DISABLED", "NO_BROKER_CONNECTION"),
-    "mql5-json-api": ("algo_trading_off", "ea_trading_off"),
-}
 
 
 def _argtype(parse: Any) -> Any:
@@ -67,7 +69,8 @@ def _sim_port(text: str) -> int:
     return 0 if text.strip() == "0" else parse_port(text)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: OptionParser) -> None:
+    describe(parser, description="A simulated MT5 ZeroMQ bridge with fault knobs.", epilog="")
     add = parser.add_argument
     add("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--port", type=_argtype(_sim_port), default=5555,
@@ -83,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--broker-state", metavar="WORD", default=None,
         help="with --dialect dwx: refuse every command but HEARTBEAT with "
              "{'_response': 'WORD__ABORTED_COMMAND'}, WORD one of "
-             + ", ".join(BROKER_STATE_NAMES["dwx"])
+             + ", ".join(BROKER_STATES["dwx"])
              + "; with --dialect mql5-json-api: algo_trading_off (ACCOUNT reports "
                "trading_allowed 0) or ea_trading_off (bot_trading 0); either way a "
                "TRADE is refused")
@@ -93,9 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer every request S seconds late")
     add("--drop-first", type=_argtype(_count), default=0, metavar="N",
         help="take the first N requests and never answer them")
-    add("--dialect", choices=DIALECT_NAMES, default="mt5-gate",
+    add("--dialect", choices=ALL_DIALECTS, default="mt5-gate",
         help="which bridge to behave like (default mt5-gate; see docs/BRIDGES.md): "
-             + ", ".join(DIALECT_NAMES))
+             + ", ".join(ALL_DIALECTS))
     add("--token-file", metavar="PATH", default=None,
         help="with --dialect token: the file holding the shared token requests must carry")
     add("--garbage", action="store_true", help="answer with bytes that are not JSON")
@@ -122,8 +125,6 @@ NOT_ZMQ_BANNER = (b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\n"
 
 
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:
-    from entrypoint.commands.sim_bridges import check_options  # noqa: PLC0415
-    from entrypoint.commands.sim_dialects import SimState  # noqa: PLC0415
 
     check_options(args)
     configure_logging(args.log_format, "info")
@@ -133,24 +134,22 @@ def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str
     started = time.monotonic()
     stop_at = math.inf if args.exit_after is None else started + args.exit_after
     if args.start_delay:
-        log.info("sim.starting", start_delay_s=args.start_delay)
+        emit(log, events.SIM_STARTING, start_delay_s=args.start_delay)
         time.sleep(min(args.start_delay, max(0.0, stop_at - time.monotonic())))
     if time.monotonic() >= stop_at:
-        log.info("sim.stopped", reason="exit_after")
+        emit(log, events.SIM_STOPPED, reason="exit_after")
         return 0
     if args.not_zmq:
         _serve_not_zmq(args, log, stop_at)
     else:
         state = SimState(started, log, token, args.bad_status, broker_state=args.broker_state)
         _SimGateway(args, log, state, curve).serve(stop_at)
-    log.info("sim.stopped", reason="exit_after")
+    emit(log, events.SIM_STOPPED, reason="exit_after")
     return 0
 
 
 def _curve_setup(args: argparse.Namespace) -> tuple[bytes, frozenset[bytes] | None] | None:
     """(server secret key, allowed client keys or None for any) when CURVE is asked for."""
-    from entrypoint.curve import check_key, read_key  # noqa: PLC0415
-    from entrypoint.errors import UsageError  # noqa: PLC0415
 
     if args.curve_secret_key_file is None:
         if args.curve_allow:
@@ -172,7 +171,6 @@ def _curve_setup(args: argparse.Namespace) -> tuple[bytes, frozenset[bytes] | No
 
 def _token(args: argparse.Namespace) -> str | None:
     """The shared token of ``--dialect token``, read from ``--token-file``."""
-    from entrypoint.errors import UsageError  # noqa: PLC0415
 
     if args.dialect != "token":
         if args.token_file is not None:
@@ -196,8 +194,8 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((args.bind, args.port))
         server.listen(64)
-        log.info("sim.listening", mode="not_zmq", port=server.getsockname()[1],
-                 reply_port=None, pub_port=None)
+        emit(log, events.SIM_LISTENING, mode="not_zmq", port=server.getsockname()[1],
+             reply_port=None, pub_port=None)
         while time.monotonic() < stop_at:
             server.settimeout(min(1.0, max(0.01, stop_at - time.monotonic())))
             try:
@@ -215,13 +213,10 @@ class _SimGateway:
         self.curve = curve
         self.log = log
         self.state = state
-        from entrypoint.commands.sim_dialects import DIALECTS  # noqa: PLC0415
 
         self.dialect = DIALECTS.get(args.dialect)  # None: a bridge sim_bridges serves
         self.requests = 0
-        import random  # noqa: PLC0415 - the simulator's prices only
 
-        from entrypoint.commands.sim_dialects import TICK_SYMBOLS  # noqa: PLC0415
 
         self.rng = random.Random()
         self.prices = dict(TICK_SYMBOLS)
@@ -241,7 +236,6 @@ class _SimGateway:
                            "ask": round(mid + spread, 5), "time": _now_iso()}).encode()
 
     def serve(self, stop_at: float) -> None:
-        import zmq  # noqa: PLC0415
 
         ctx = zmq.Context(io_threads=1)
         ctx.setsockopt(zmq.LINGER, 0)
@@ -263,15 +257,15 @@ class _SimGateway:
                 return sock
 
             if self.dialect is None:  # a bridge with a second socket
-                from entrypoint.commands.sim_bridges import serve_bridge  # noqa: PLC0415
 
                 serve_bridge(self.args, self.log, self.state, bind, stop_at)
                 return
             rep = bind(zmq.ROUTER, self.args.port)
             pub = bind(zmq.PUB, self.args.pub_port)
-            self.log.info("sim.listening", mode="zmq", port=_bound_port(rep), reply_port=None,
-                          pub_port=_bound_port(pub), curve=self.curve is not None,
-                          dialect=self.args.dialect)
+            emit(self.log, events.SIM_LISTENING, mode="zmq", port=_bound_port(rep),
+                 reply_port=None,
+                 pub_port=_bound_port(pub), curve=self.curve is not None,
+                 dialect=self.args.dialect)
             self._loop(zmq, rep, pub, stop_at)
         finally:
             if authenticator is not None:
@@ -279,7 +273,6 @@ class _SimGateway:
             ctx.destroy(linger=0)
 
     def _loop(self, zmq: Any, rep: Any, pub: Any, stop_at: float) -> None:
-        from entrypoint.commands.sim_dialects import DEFAULT_TICK_HZ  # noqa: PLC0415
 
         hz = DEFAULT_TICK_HZ if self.args.tick_hz is None else self.args.tick_hz
         tick_every = 1.0 / hz if hz > 0 else math.inf
@@ -304,7 +297,7 @@ class _SimGateway:
             frames = rep.recv_multipart()
             self.requests += 1
             envelope, request = frames[:-1], frames[-1]
-            self.log.info("sim.request", n=self.requests, request=untrusted(request, 120))
+            emit(self.log, events.SIM_REQUEST, n=self.requests, request=untrusted(request, 120))
             if self.requests <= self.args.drop_first:
                 continue  # taken, never answered: the client's socket is now stuck
             reply = [*envelope, self.answer(request)]
@@ -313,13 +306,12 @@ class _SimGateway:
 
 
 def _now_iso() -> str:
-    from entrypoint.commands.sim_dialects import now_iso  # noqa: PLC0415
 
     return now_iso()
 
 
 def _bound_port(sock: Any) -> int:
-    return int(sock.getsockopt_string(__import__("zmq").LAST_ENDPOINT).rsplit(":", 1)[1])
+    return int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 
 
 def _allow_list(ctx: Any, allowed: frozenset[bytes], log: Any) -> Any:
@@ -329,7 +321,7 @@ def _allow_list(ctx: Any, allowed: frozenset[bytes], log: Any) -> Any:
     class AllowList:
         def callback(self, _domain: str, key: bytes) -> bool:
             accepted = key in allowed
-            log.info("sim.client_key", key=key.decode()[:8] + "...", accepted=accepted)
+            emit(log, events.SIM_CLIENT_KEY, key=key.decode()[:8] + "...", accepted=accepted)
             return accepted
 
     authenticator = ThreadAuthenticator(ctx)

@@ -32,6 +32,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from entrypoint import events
 from entrypoint.commands.sim_dialects import (
     BROKER_STATES,
     DEFAULT_TICK_HZ,
@@ -44,6 +45,7 @@ from entrypoint.commands.sim_dialects import (
     record_order,
 )
 from entrypoint.errors import UsageError
+from entrypoint.events import emit
 from entrypoint.logs import untrusted
 
 # One step of an answer: ACK goes back on the request socket, PUSH out on the reply socket.
@@ -308,9 +310,9 @@ def serve_bridge(args: argparse.Namespace, log: Any, state: SimState,
     pub = bind(zmq.PUB, args.pub_port)
     monitor = replies.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
                                          | zmq.EVENT_DISCONNECTED)
-    log.info("sim.listening", mode="zmq", port=_bound_port(requests),
-             reply_port=_bound_port(replies), pub_port=_bound_port(pub),
-             curve=args.curve_secret_key_file is not None, dialect=args.dialect)
+    emit(log, events.SIM_LISTENING, mode="zmq", port=_bound_port(requests),
+         reply_port=_bound_port(replies), pub_port=_bound_port(pub),
+         curve=args.curve_secret_key_file is not None, dialect=args.dialect)
     loop = _BridgeLoop(args, log, Dwx(state) if dwx else JsonApi(state))
     loop.run(requests, replies, pub, monitor, stop_at)
 
@@ -348,18 +350,18 @@ class _BridgeLoop:
             if monitor in ready:
                 event = recv_monitor_message(monitor)
                 connected = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
-                self.log.info("sim.reply_peer", state="connected" if connected
-                              else "disconnected")
+                emit(self.log, events.SIM_REPLY_PEER, state="connected" if connected
+                     else "disconnected")
             if requests in ready:
                 self._take(requests.recv_multipart())
 
     def _take(self, frames: list[bytes]) -> None:
         envelope, request = frames[:-1], frames[-1]
         if not request:  # the EAs test size() > 0 first: nothing at all is sent back
-            self.log.info("sim.empty_request")
+            emit(self.log, events.SIM_EMPTY_REQUEST)
             return
         self.requests += 1
-        self.log.info("sim.request", n=self.requests, request=untrusted(request, 120))
+        emit(self.log, events.SIM_REQUEST, n=self.requests, request=untrusted(request, 120))
         if self.requests <= self.args.drop_first:
             return  # taken, never answered
         due = time.monotonic() + self.args.reply_delay
@@ -378,8 +380,8 @@ class _BridgeLoop:
             except zmq.Again:
                 dropped += 1
         if dropped:
-            self.log.warning("sim.reply_dropped", n=n, messages=dropped,
-                             reason="no PULL connected to the reply port (or it is full)")
+            emit(self.log, events.SIM_REPLY_DROPPED, n=n, messages=dropped,
+                 reason="no PULL connected to the reply port (or it is full)")
 
 
 def _bound_port(sock: Any) -> int:

@@ -35,6 +35,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from entrypoint import events
+from entrypoint.events import emit
+
 TICK_SYMBOLS = {"EURUSD": 1.0850, "GBPUSD": 1.2650, "USDJPY": 151.20}
 # The heartbeat bridge refuses requests whose timestamp is this far from its clock
 # (replay protection), so a template must send a fresh "$now_epoch", not a constant.
@@ -68,8 +71,8 @@ class SimState:
 def record_order(state: SimState, action: str | None, request: bytes) -> int:
     """Count and log one order attempt (``sim.order_attempt``); return its number."""
     state.orders += 1
-    state.log.warning("sim.order_attempt", order=state.orders, action=action or None,
-                      request=request.decode("utf-8", "backslashreplace")[:200])
+    emit(state.log, events.SIM_ORDER_ATTEMPT, order=state.orders, action=action or None,
+         request=request.decode("utf-8", "backslashreplace")[:200])
     return state.orders
 
 

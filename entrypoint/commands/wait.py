@@ -14,12 +14,28 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from entrypoint import failclosed, fdlimit, targets
+from entrypoint import events, failclosed, fdlimit, targets
 from entrypoint.addresses import redact_url
-from entrypoint.commands import settings_for
-from entrypoint.config import GATE_OPTIONS, GateSettings, split_list
+from entrypoint.commands.arguments import OptionParser, add_groups, describe
+from entrypoint.config import (
+    ALSO,
+    ATTEMPT,
+    CONNECTION,
+    CURVE,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    READINESS,
+    STATUS,
+    WAIT_DEADLINE,
+    GateSettings,
+    declared,
+    options_of,
+    resolve_option,
+    settings_for,
+)
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateError, UsageError
+from entrypoint.events import emit
 from entrypoint.gateway.check import GatewayCheck, Ready
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.endpoint import TWO_SOCKET
@@ -30,10 +46,35 @@ from entrypoint.reasons import dependency_hint
 from entrypoint.retry import BackoffWithJitter, wait_until_ready
 from entrypoint.targets.base import Context, Target
 
+EXIT_CODES_HELP = """\
+exit codes:
+  0    ready (and no COMMAND); otherwise COMMAND replaces the gate and its code is final
+  64   usage error or invalid value
+  69   the gateway did not answer before --timeout
+  70   internal error (a bug; the log has the traceback), or ulimit -n too low
+  78   something answers on the port but it is not a ZeroMQ REP gateway
+  126  COMMAND is not executable
+  127  COMMAND not found
+  130  SIGINT while waiting
+  143  SIGTERM while waiting
+"""
+GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, WAIT_DEADLINE, LOG_FORMAT, LOG_LEVEL,
+          CURVE, ALSO)
+
+
+def add_arguments(parser: OptionParser) -> None:
+    describe(parser, usage="mt5-gate wait [OPTIONS] [-- COMMAND [ARG...]]",
+             description="Retry a TCP connect and a ZeroMQ PING with exponential backoff "
+                         "until the gateway answers, then exec COMMAND (which keeps the PID). "
+                         "With no COMMAND, exit 0 once the gateway answers. --bridge NAME "
+                         "speaks a public bridge's protocol (see docs/BRIDGES.md).",
+             epilog=EXIT_CODES_HELP)
+    add_groups(parser, *GROUPS)
+
 
 def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]) -> int:
-    settings = settings_for(args, environ, GATE_OPTIONS)
-    also = args.also if args.also is not None else split_list(environ.get("GATE_ALSO", ""))
+    settings = settings_for(args, environ, options_of(*GROUPS))
+    also = resolve_option(declared("also"), vars(args), environ)
     context = Context(environ, settings)
     others = [_also_target(url, context) for url in also]
     configure_logging(settings.log_format, settings.log_level)
@@ -64,18 +105,17 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
     program = resolve_command(command, environ) if command else None
     deadline = Deadline(settings.timeout_s)
     backoff = BackoffWithJitter(settings.backoff_initial_s, settings.backoff_max_s)
-    log.info(
-        "gate.start", target=settings.target, pid=os.getpid(),
-        bridge=settings.bridge.name, transport=settings.transport,
-        reply_port=settings.reply_port,
-        deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
-        reply_timeout_s=settings.reply_timeout_s,
-        backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
-        expect_status=sorted(settings.expect_status), **settings.dialect.describe(),
-        command=list(command) or None,
-        also=[dep.shown for dep in dependencies] or None,
-        curve=settings.curve.describe() if settings.curve else None,
-    )
+    emit(log, events.START, target=settings.target, pid=os.getpid(),
+         bridge=settings.bridge.name, transport=settings.transport,
+         reply_port=settings.reply_port,
+         deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
+         reply_timeout_s=settings.reply_timeout_s,
+         backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
+         expect_status=sorted(settings.expect_status), **settings.dialect.describe(),
+         command=list(command) or None,
+         also=[dep.shown for dep in dependencies] or None,
+         curve=settings.curve.describe() if settings.curve else None,
+         )
     others = None
     if dependencies:
         others = AlsoWaiter(list(dependencies), deadline, log, backoff,
@@ -86,16 +126,16 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
             check, deadline, log, backoff=backoff,
             before_attempt=others.raise_if_failed if others else None,
             hint=lambda reason: reason.hint_for(settings.host, settings.port))
-        log.info("gate.ready", attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
-                 rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
-                 reply=untrusted(ready.reply))
-        log.info("gate.status", **_status_fields(check, ready))
+        emit(log, events.READY, attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
+             rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
+             reply=untrusted(ready.reply))
+        emit(log, events.STATUS, **_status_fields(check, ready))
     if others is not None:
         others.join()
     if program is None:
         return 0
     failclosed.raise_if_any()  # before saying "exec": nothing failed anywhere, unseen
-    log.info("gate.exec", argv=list(command), program=program)
+    emit(log, events.EXEC, argv=list(command), program=program)
     exec_runner(program, command)
     raise AssertionError("exec_runner returned")  # pragma: no cover
 
@@ -164,8 +204,8 @@ class AlsoWaiter:
             exc.add_note(f"in the --also check of {target.shown}")
             self._errors.append(exc)
             return
-        log.info("gate.dependency_ready", attempt=attempts,
-                 elapsed_s=round(deadline.elapsed(), 3), detail=detail)
+        emit(log, events.DEPENDENCY_READY, attempt=attempts,
+             elapsed_s=round(deadline.elapsed(), 3), detail=detail)
         self._ready.append(target.shown)
 
     def raise_if_failed(self) -> None:

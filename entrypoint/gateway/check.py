@@ -15,9 +15,11 @@ import dataclasses
 import time
 from typing import Any
 
+from entrypoint import events
 from entrypoint.addresses import address_text
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.events import emit
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.endpoint import Endpoint
 from entrypoint.gateway.requests import RequestTemplate
@@ -144,13 +146,13 @@ class GatewayCheck:
         except AttemptFailed as failure:
             self._judged("pause", failure.reason.value, frames, rtt_ms, failure)
             return None  # the next attempt will see and report the same reply
-        return Ready(address, reply, rtt_ms, via="pending_ping")
+        return Ready(address, reply, rtt_ms, via="pause")
 
     def _sent(self, address: str, payload: bytes, via: str) -> None:
         if self.log is not None:
-            self.log.debug("gate.request", via=via, transport=self.endpoint.transport,
-                           to=address_text(address, self.endpoint.port),
-                           request=untrusted(payload, 200))
+            emit(self.log, events.REQUEST, via=via, transport=self.endpoint.transport,
+                 to=address_text(address, self.endpoint.port),
+                 request=untrusted(payload, 200))
 
     def _judged(self, via: str, verdict: str, frames: list[bytes], rtt_ms: float | None,
                 failure: AttemptFailed | None = None) -> None:
@@ -160,8 +162,8 @@ class GatewayCheck:
         extra: dict[str, Any] = {"broker_state": state.name} if state is not None else {}
         if failure is not None:
             extra["error"] = failure.error
-        self.log.info("gate.reply", via=via, verdict=verdict, rtt_ms=rtt_ms,
-                      reply=untrusted(b"".join(frames), 200), **extra)
+        emit(self.log, events.REPLY, via=via, verdict=verdict, rtt_ms=rtt_ms,
+             reply=untrusted(b"".join(frames), 200), **extra)
 
     def _address_for_pause(self, pause: Deadline) -> str | None:
         """The address to queue a request to; after a DNS failure, look the name up again

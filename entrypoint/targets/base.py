@@ -30,12 +30,12 @@ class Context:
         invalid. With its own ``bridge``, none of the gateway's dialect applies to it."""
         if not options:
             return dataclasses.replace(self.settings.endpoint, host=host, port=port)
-        from entrypoint.config import GATE_OPTIONS, settings_from_sources  # noqa: PLC0415
+        from entrypoint.config import GATEWAY_OPTIONS, settings_from_sources  # noqa: PLC0415
 
         environ = {} if "bridge" in options else self.environ
         try:
             own = settings_from_sources({"host": host, "port": str(port), **options}, environ,
-                                        GATE_OPTIONS)
+                                        GATEWAY_OPTIONS)
         except UsageError as exc:
             raise ValueError(exc.message) from None
         return dataclasses.replace(own.endpoint, curve=self.settings.curve,

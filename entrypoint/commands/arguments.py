@@ -1,0 +1,76 @@
+"""How a command declares its flags: whole option groups from ``config``, plus its own.
+
+The pattern of pre-commit's ``_add_color_option(parser)``: a command's ``add_arguments``
+calls ``add_groups(parser, CONNECTION, READINESS, ...)`` with exactly the groups it uses,
+so a flag that would do nothing on a command is not accepted there, and every flag
+names its variable and default in --help the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import NoReturn
+
+from entrypoint.config import Option, OptionGroup
+from entrypoint.errors import UsageError
+
+
+class OptionParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a UsageError (exit 64, one line), not exit 2, and
+    names the variable of the flag it is about (users configure by variable too)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.options: dict[str, Option] = {}  # by flag: this command's, from add_groups
+
+    def error(self, message: str) -> NoReturn:
+        flag = re.search(r"argument (--[a-z-]+)", message)
+        option = self.options.get(flag.group(1)) if flag else None
+        if option is not None:
+            message = message.replace(option.flag or "", option.names, 1)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps help at spaces only, so a JSON default stays copyable in one piece."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap  # noqa: PLC0415 - only when --help is asked for
+
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
+                             break_on_hyphens=False)
+
+
+def describe(parser: argparse.ArgumentParser, description: str, epilog: str,
+             usage: str | None = None) -> None:
+    """A command's --help text (its own paragraphs, kept as written)."""
+    parser.description, parser.epilog = description, epilog
+    parser.formatter_class = HelpFormatter
+    if usage is not None:
+        parser.usage = usage
+
+
+def add_groups(parser: OptionParser, *groups: OptionGroup) -> None:
+    """The flags of ``groups``, under their titles in --help; variable-only options (the
+    mesh's target lists) are listed in the group's description."""
+    for group in groups:
+        by_variable = [opt.env for opt in group.options if opt.flag is None]
+        section = parser.add_argument_group(
+            group.title, "also from the environment: " + ", ".join(by_variable)
+            if by_variable else None)
+        for opt in group.options:
+            if opt.flag is not None:
+                parser.options[opt.flag] = opt
+                section.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar,
+                                     default=None, action="append" if opt.repeat else "store",
+                                     help=_help(opt))
+
+
+def _help(opt: Option) -> str:
+    return f"{opt.help} [env {opt.env}; default {opt.shown_default}]"
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
