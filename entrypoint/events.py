@@ -73,8 +73,8 @@ REPLY_REJECTED = Event(
 STATUS = Event(
     "gate.status", "info",
     ("requested", "available", "reply", "reason", "error", "broker_state"),
-    "`available` and `reply`, or `available: false` with `reason`, `error` (and `reply`, "
-    "`broker_state` when the bridge refused); `requested: false` with `--status-request none`")
+    "`available` and `reply`, or `available` false with `reason`, `error` (and `reply`, "
+    "`broker_state` when the bridge refused); `requested` false with `--status-request none`")
 EXEC = Event("gate.exec", "info", ("argv", "program"), "`argv`, `program`")
 TIMEOUT = Event(
     "gate.timeout", "error",

@@ -98,7 +98,7 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
     GATEWAY_HOST must be set in the environment the gate runs in, unless this run names the
     host with --host (checking a gateway from a shell, say)."""
     specs: list[dict[str, Any]] = [{"kind": "python", "target": MIN_PYTHON}]
-    if not (host_given and not environ.get("GATEWAY_HOST")):
+    if not (host_given and not option_source(declared("host"), {}, environ)):
         specs.append({"kind": "env", "target": "GATEWAY_HOST", "critical": True})
     specs.append({"kind": "writable", "target": tempfile.gettempdir()})
     if settings is not None:
