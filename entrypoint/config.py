@@ -220,9 +220,9 @@ CURVE = OptionGroup("CURVE", (
 ALSO = OptionGroup("other dependencies", (
     Option("also", "--also", "GATE_ALSO", None, str,
            "another target that must be ready too (repeatable; the variable "
-           "comma-separated): tcp://, zmq+req://, zmq+sub://, redis://, postgresql://, "
-           "http://, https:// (see README); zmq+req:// is another bridge, asked and judged "
-           "like the gateway", "URL", optional=True, repeat=True),
+           "comma-separated): zmq+req://, zmq+sub://, redis://, rediss://, postgresql://, "
+           "postgres://, http://, https://, tcp:// (see README); zmq+req is another bridge, "
+           "asked and judged like the gateway", "URL", optional=True, repeat=True),
 ))
 
 MESH = OptionGroup("mesh targets", (

@@ -174,3 +174,12 @@ def test_help_groups_options_under_their_titles(capsys: pytest.CaptureFixture[st
     assert "price feed:" not in text  # wait does not take --pub-port
     assert main(["mesh", "--help"], {}) == 0
     assert "GATE_MESH_ICMP, GATE_MESH_HTTP" in " ".join(capsys.readouterr().out.split())
+
+
+def test_also_help_names_every_target_scheme() -> None:
+    """--also's help is static (building the parser must not import the target kinds), so
+    it is held to the kinds' own table here."""
+    from entrypoint.targets import SCHEMES
+
+    also = next(option for option in ALL_OPTIONS if option.env == "GATE_ALSO")
+    assert re.findall(r"([a-z+]+)://", also.help) == list(SCHEMES)
