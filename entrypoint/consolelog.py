@@ -91,7 +91,8 @@ def for_people(event: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _compact(value: Any) -> Any:
     if isinstance(value, dict):
-        return "{" + ",".join(f"{key}:{_inner(item)}" for key, item in value.items()) + "}"
+        return "{" + ",".join(f"{_shown(str(key))}:{_inner(item)}"
+                              for key, item in value.items()) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_inner(item) for item in value) + "]"
     return value
@@ -99,14 +100,20 @@ def _compact(value: Any) -> Any:
 
 def _inner(value: Any) -> str:
     compact = _compact(value)
-    return compact if isinstance(compact, str) else repr(compact)
+    return _shown(compact) if isinstance(compact, str) else repr(compact)
+
+
+def _shown(text: str) -> str:
+    """Text inside a compacted value: control characters escaped, as repr() did for the
+    whole list before (a terminal must never receive them)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _argv(value: Any) -> Any:
     """A command line, cut short with a marker: the whole of it is in the JSON log."""
     if not isinstance(value, list | tuple):
         return value
-    words = [str(word) for word in value]
+    words = [_shown(str(word)) for word in value]
     if len(" ".join(words)) <= ARGV_SHOWN:
         return " ".join(words)
     shown = [words[0][:ARGV_SHOWN]]

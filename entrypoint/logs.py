@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
 
 UNTRUSTED_LIMIT = 300
@@ -217,7 +217,7 @@ def _emit(context: dict[str, Any], method: str, event: str, args: tuple[Any, ...
     if _LEVELS[method] < output.min_level:
         return
     if args:  # structlog's %-interpolation
-        mapping = len(args) == 1 and isinstance(args[0], MutableMapping) and args[0]
+        mapping = len(args) == 1 and isinstance(args[0], Mapping) and args[0]
         event = event % (args[0] if mapping else args)
     event_dict = dict(context)
     event_dict.update(kw)
@@ -228,9 +228,9 @@ def _emit(context: dict[str, Any], method: str, event: str, args: tuple[Any, ...
     event_dict["timestamp"] = _now_iso()
     event_dict = _order_keys(None, method, event_dict)
     event_dict = _format_exc_info(event_dict)
-    line = output.render(method, cast(dict[str, Any], _scrub_secrets(None, method, event_dict)))
-    with _WRITE_LOCK:
-        output.stream.write(line + "\n")
+    event_dict = cast(dict[str, Any], _scrub_secrets(None, method, event_dict))
+    with _WRITE_LOCK:  # rendered in order too: the console's hint-once state is shared
+        output.stream.write(output.render(method, event_dict) + "\n")
         output.stream.flush()
 
 
