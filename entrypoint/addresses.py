@@ -7,7 +7,6 @@ split, how an IPv6 address is bracketed, and how a URL is shown without its pass
 from __future__ import annotations
 
 import socket
-import urllib.parse
 
 
 def parse_port(text: str) -> int:
@@ -61,6 +60,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379,
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (user names are kept: they help)."""
+    import urllib.parse  # noqa: PLC0415 - only for URLs (--also, mesh), not on every start
+
     try:
         parts = urllib.parse.urlsplit(url)
         password = parts.password
@@ -78,6 +79,8 @@ def redact_url(url: str) -> str:
 
 def host_port(url: str) -> tuple[str, int]:
     """The host and port a URL names (the scheme's default port when it has none)."""
+    import urllib.parse  # noqa: PLC0415 - only for URLs (--also, mesh), not on every start
+
     parts = urllib.parse.urlsplit(url)
     if not parts.hostname:
         raise ValueError(f"{redact_url(url)!r} has no host")

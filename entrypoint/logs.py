@@ -4,19 +4,24 @@ Every event is one line on stderr, flushed as it is written, with ``timestamp`` 
 UTC), ``level`` and ``event``. Tracebacks are rendered without local variables, which can
 hold secrets. Text that came from the gateway goes through ``untrusted`` first, so it is
 JSON-escaped and truncated and can never forge a log line or a terminal escape.
+
+The logger is structlog's in shape (``get_logger().bind(...).info("event", key=value)``,
+level filtering, ``exception()``), but the JSON format is written here without structlog:
+``import structlog`` imports asyncio, and a healthcheck every 10 s would pay for it on
+every run. structlog renders the console format only, and is imported when the first
+console line is written (``consolelog``). Before ``configure_logging`` has been called,
+events go to structlog's own default configuration, as they always did.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sys
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
-
-import structlog
 
 UNTRUSTED_LIMIT = 300
 # Secrets the gate sends (a bridge token from "$file:..."): a bridge may echo them back in
@@ -24,6 +29,13 @@ UNTRUSTED_LIMIT = 300
 # blank out ordinary text and protect nothing.
 MIN_SCRUBBED_LEN = 4
 _SECRETS: list[tuple[str, str]] = []  # (as sent, as it appears JSON-escaped)
+
+# structlog's (and logging's) level numbers and names.
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
+_LEVEL_NAMES = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error",
+                CRITICAL: "critical"}
+_LEVELS = {"notset": 0, "debug": DEBUG, "info": INFO, "warn": WARNING, "warning": WARNING,
+           "error": ERROR, "fatal": CRITICAL, "critical": CRITICAL}
 
 
 def register_secret(text: str) -> None:
@@ -65,37 +77,46 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+class _Output:
+    """Where configured events go: the level below which they are dropped, the stream, and
+    how an event dict becomes text (JSON here; ``consolelog`` for people)."""
+
+    def __init__(self, stream: TextIO, min_level: int,
+                 render: Callable[[str, dict[str, Any]], str]) -> None:
+        self.stream = _BestEffort(stream)
+        self.min_level = min_level
+        self.render = render
+
+
+_OUTPUT: _Output | None = None
+_WRITE_LOCK = threading.Lock()  # whole lines, also from the --also threads
+
+
 def configure_logging(log_format: str = "auto", level: str = "info",
                       stream: TextIO | None = None) -> None:
-    """Point structlog at ``stream`` (stderr) with the renderer the format asks for."""
+    """Send events to ``stream`` (stderr) in the format asked for, from ``level`` up."""
+    global _OUTPUT  # noqa: PLW0603 - configured once per process (again in tests)
     out = stream if stream is not None else sys.stderr
-    renderer: Any
-    for_people: list[Any] = []
+    render: Callable[[str, dict[str, Any]], str] = _render_json
     if use_console(log_format, out):
-        for_people = [_HintOncePerReason()]
         colors = _isatty(out) and not os.environ.get("NO_COLOR")  # empty: not set (no-color.org)
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=colors, sort_keys=False,
-            exception_formatter=structlog.dev.plain_traceback,
-        )
-    else:
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            _order_keys,
-            structlog.processors.format_exc_info,
-            _scrub_secrets,
-            *for_people,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            getattr(logging, level.upper(), logging.INFO)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _BestEffort(out))),
-        cache_logger_on_first_use=False,
-    )
+        render = _ConsoleOnFirstUse(colors)
+    _OUTPUT = _Output(out, _LEVELS.get(level.lower(), INFO), render)
+
+
+class _ConsoleOnFirstUse:
+    """The console renderer, built (structlog imported) when the first line is written."""
+
+    def __init__(self, colors: bool) -> None:
+        self._colors = colors
+        self._render: Callable[[str, dict[str, Any]], str] | None = None
+
+    def __call__(self, method: str, event: dict[str, Any]) -> str:
+        if self._render is None:
+            from entrypoint.consolelog import ConsoleLines  # noqa: PLC0415 - see the docstring
+
+            self._render = ConsoleLines(self._colors)
+        return self._render(method, event)
 
 
 class _BestEffort:
@@ -116,21 +137,143 @@ class _BestEffort:
             self._stream.flush()
 
 
-class _HintOncePerReason:
-    """Console only: a person reads the hint once per change of reason (per target), not on
-    every attempt. JSON keeps it on every line: a machine, or `explain`, may see any one."""
+class GateLogger:
+    """structlog's bound logger, as far as the gate uses it: ``bind``, the level methods,
+    ``exception`` (the current traceback, rendered without local variables) and ``log``.
+    Which output it writes to is looked up on every event, so a logger taken before
+    ``configure_logging`` writes where that configured."""
 
-    def __init__(self) -> None:
-        self._last: dict[str, str] = {}
+    __slots__ = ("_context",)
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
-                 ) -> MutableMapping[str, Any]:
-        if event.get("event") == "gate.attempt_failed" and "hint" in event:
-            target, reason = str(event.get("target", "")), str(event.get("reason"))
-            if self._last.get(target) == reason:
-                del event["hint"]
-            self._last[target] = reason
-        return event
+    def __init__(self, context: dict[str, Any] | None = None) -> None:
+        self._context: dict[str, Any] = context if context is not None else {}
+
+    def __repr__(self) -> str:
+        return f"<GateLogger(context={self._context!r})>"
+
+    def bind(self, **values: Any) -> GateLogger:
+        return GateLogger({**self._context, **values})
+
+    def new(self, **values: Any) -> GateLogger:
+        return GateLogger(dict(values))
+
+    def unbind(self, *keys: str) -> GateLogger:
+        context = dict(self._context)
+        for key in keys:
+            del context[key]
+        return GateLogger(context)
+
+    def try_unbind(self, *keys: str) -> GateLogger:
+        return GateLogger({k: v for k, v in self._context.items() if k not in keys})
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> None:
+        _emit(self._context, "debug", event, args, kw)
+
+    def info(self, event: str, *args: Any, **kw: Any) -> None:
+        _emit(self._context, "info", event, args, kw)
+
+    msg = info
+
+    def warning(self, event: str, *args: Any, **kw: Any) -> None:
+        _emit(self._context, "warning", event, args, kw)
+
+    warn = warning
+
+    def error(self, event: str, *args: Any, **kw: Any) -> None:
+        _emit(self._context, "error", event, args, kw)
+
+    def critical(self, event: str, *args: Any, **kw: Any) -> None:
+        _emit(self._context, "critical", event, args, kw)
+
+    fatal = critical
+
+    def exception(self, event: str, *args: Any, **kw: Any) -> None:
+        kw.setdefault("exc_info", True)
+        self.error(event, *args, **kw)
+
+    def log(self, level: int, event: str, *args: Any, **kw: Any) -> None:
+        if level >= _min_level():
+            _emit(self._context, _LEVEL_NAMES[level], event, args, kw)
+
+    def is_enabled_for(self, level: int) -> bool:
+        return level >= _min_level()
+
+    def get_effective_level(self) -> int:
+        return _min_level()
+
+
+def _min_level() -> int:
+    return _OUTPUT.min_level if _OUTPUT is not None else 0
+
+
+def _emit(context: dict[str, Any], method: str, event: str, args: tuple[Any, ...],
+          kw: dict[str, Any]) -> None:
+    output = _OUTPUT
+    if output is None:  # not configured: structlog's defaults, as before
+        import structlog  # noqa: PLC0415 - only in tests and tools that never configure
+
+        getattr(structlog.get_logger("mt5-gate").bind(**context), method)(event, *args, **kw)
+        return
+    if _LEVELS[method] < output.min_level:
+        return
+    if args:  # structlog's %-interpolation
+        mapping = len(args) == 1 and isinstance(args[0], Mapping) and args[0]
+        event = event % (args[0] if mapping else args)
+    event_dict = dict(context)
+    event_dict.update(kw)
+    event_dict["event"] = event
+    # The processors structlog ran, in its order: add_log_level, TimeStamper (ISO, UTC),
+    # _order_keys, format_exc_info, _scrub_secrets; then the renderer.
+    event_dict["level"] = method
+    event_dict["timestamp"] = _now_iso()
+    event_dict = _order_keys(None, method, event_dict)
+    event_dict = _format_exc_info(event_dict)
+    event_dict = cast(dict[str, Any], _scrub_secrets(None, method, event_dict))
+    with _WRITE_LOCK:  # rendered in order too: the console's hint-once state is shared
+        output.stream.write(output.render(method, event_dict) + "\n")
+        output.stream.flush()
+
+
+def _now_iso() -> str:
+    import datetime  # noqa: PLC0415 - only once a line is written (health writes none)
+
+    return datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _render_json(_method: str, event: dict[str, Any]) -> str:
+    return json.dumps(event, default=_json_fallback)
+
+
+def _json_fallback(value: Any) -> Any:
+    """What structlog's JSONRenderer does with what JSON cannot hold: its ``__structlog__``,
+    or else its repr."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+def _format_exc_info(event: dict[str, Any]) -> dict[str, Any]:
+    """structlog's format_exc_info: ``exc_info`` becomes ``exception``, the traceback as
+    Python prints it (no local variables)."""
+    exc_info = _exc_info(event.pop("exc_info", None))
+    if exc_info is not None:
+        import traceback  # noqa: PLC0415 - only when there is a traceback to show
+
+        text = "".join(traceback.format_exception(*exc_info))
+        event["exception"] = text[:-1] if text.endswith("\n") else text
+    return event
+
+
+def _exc_info(value: Any) -> tuple[Any, BaseException, Any] | None:
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        return value
+    if value:
+        current = sys.exc_info()
+        return current if current[1] is not None else None
+    return None
 
 
 def _scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
@@ -158,5 +301,5 @@ def _order_keys(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> di
     return {**head, **event}
 
 
-def get_logger() -> Any:
-    return structlog.get_logger("mt5-gate")
+def get_logger() -> GateLogger:
+    return GateLogger()

@@ -20,7 +20,7 @@ from entrypoint.gateway.broker_states import BrokerState, broker_state
 from entrypoint.gateway.judgement import (
     REFUSING_WORDS,
     Judgement,
-    default_expression,
+    default_judgement,
     default_ready,
     parse_judgement,
     refusing_key,
@@ -117,8 +117,7 @@ def dialect_from_values(ping: str, status: str, ready_when: str | None,
     status_template = None if status.strip().lower() == NO_REQUEST else \
         parse_request(status, wheres["status_request"])
     if ready_when is None:
-        judgement = parse_judgement(default_expression(statuses), wheres["expect_status"])
-        return Dialect(ping_template, status_template, judgement)
+        return Dialect(ping_template, status_template, default_judgement(statuses))
     if not ready_when.strip():
         raise UsageError(f"{wheres['ready_when']}: must not be empty")
     return Dialect(ping_template, status_template,

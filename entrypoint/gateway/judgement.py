@@ -3,18 +3,18 @@
 Readiness is a JMESPath expression evaluated on the reply (``--ready-when``); truthy, less
 the number 0, means ready. Without one, the default judgement ``default_ready`` reads the
 verdict keys bridges use (``status``, ``ok``, ``error``, ``result``...) whatever their case.
+
+The default judgement is shown as the JMESPath expression it is equivalent to (``--ready-when``
+can build on it), but evaluated directly: jmespath is imported only for an expression
+someone wrote (``--ready-when``, a preset's), which costs a healthcheck nothing otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
-
-import jmespath
-import jmespath.exceptions
-import jmespath.functions
 
 from entrypoint.errors import UsageError
 from entrypoint.gateway.broker_states import broker_state
@@ -24,24 +24,31 @@ from entrypoint.gateway.broker_states import broker_state
 DEFAULT_JUDGEMENT = "default_ready(@, {statuses})"
 
 
-class _Functions(jmespath.functions.Functions):
-    """``upper()`` and ``lower()``, so that an expression can compare statuses whatever
-    their case; ``default_ready(@, statuses)``, the default judgement."""
-
-    @jmespath.functions.signature({"types": []}, {"types": ["array"]})
-    def _func_default_ready(self, reply: Any, statuses: list[Any]) -> bool:
-        return default_ready(reply, statuses)
-
-    @jmespath.functions.signature({"types": ["string"]})
-    def _func_upper(self, text: str) -> str:
-        return text.upper()
-
-    @jmespath.functions.signature({"types": ["string"]})
-    def _func_lower(self, text: str) -> str:
-        return text.lower()
+_OPTIONS: list[Any] = []  # jmespath.Options with the functions below, made on first use
 
 
-_OPTIONS = jmespath.Options(custom_functions=_Functions())
+def _options() -> Any:
+    """jmespath's options with ``upper()`` and ``lower()``, so that an expression can compare
+    statuses whatever their case, and ``default_ready(@, statuses)``, the default judgement."""
+    if _OPTIONS:
+        return _OPTIONS[0]
+    import jmespath.functions  # noqa: PLC0415 - see the module's docstring
+
+    class _Functions(jmespath.functions.Functions):
+        @jmespath.functions.signature({"types": []}, {"types": ["array"]})
+        def _func_default_ready(self, reply: Any, statuses: list[Any]) -> bool:
+            return default_ready(reply, statuses)
+
+        @jmespath.functions.signature({"types": ["string"]})
+        def _func_upper(self, text: str) -> str:
+            return text.upper()
+
+        @jmespath.functions.signature({"types": ["string"]})
+        def _func_lower(self, text: str) -> str:
+            return text.lower()
+
+    _OPTIONS.append(jmespath.Options(custom_functions=_Functions()))
+    return _OPTIONS[0]
 
 
 # --- the default judgement -------------------------------------------------------------
@@ -124,10 +131,10 @@ class Judgement:
     against a disconnected terminal."""
 
     expression: str
-    _compiled: Any = dataclasses.field(repr=False, compare=False)
+    _evaluate: Callable[[Any], Any] = dataclasses.field(repr=False, compare=False)
 
     def accepts(self, reply: Any) -> bool:
-        return is_truthy(self._compiled.search(reply, options=_OPTIONS))
+        return is_truthy(self._evaluate(reply))
 
 
 def is_truthy(value: Any) -> bool:
@@ -145,12 +152,23 @@ def default_expression(statuses: Iterable[str]) -> str:
     return DEFAULT_JUDGEMENT.format(statuses=f"`{listed}`")
 
 
+def default_judgement(statuses: Iterable[str]) -> Judgement:
+    """``default_expression(statuses)``, evaluated without JMESPath: what that expression
+    computes, ``default_ready`` on the reply and the sorted statuses."""
+    accepted = sorted(statuses)
+    return Judgement(default_expression(accepted), lambda reply: default_ready(reply, accepted))
+
+
 def parse_judgement(expression: str, where: str) -> Judgement:
+    import jmespath  # noqa: PLC0415 - see the module's docstring
+    import jmespath.exceptions  # noqa: PLC0415
+
     try:
         compiled = jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{where}: not a valid JMESPath expression: {first}") from None
-    return Judgement(expression, compiled)
+    options = _options()
+    return Judgement(expression, lambda reply: compiled.search(reply, options=options))
 
 

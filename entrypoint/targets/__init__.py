@@ -6,38 +6,27 @@ A *target* is one thing to check (a port, a service, a variable); its *kind* say
 ``ValueError`` says what is wrong, and becomes exit 64) and returns its probe: a function
 of the check's timeout that returns a short detail or raises ``AttemptFailed``.
 
-Adding a kind is a module with its ``build`` and one line in ``KINDS``.
+Adding a kind is a module with its ``build`` and one line in ``KINDS`` (``kinds``). Importing
+this package loads the table only: a kind's module is imported when that kind is built.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import urllib.parse
+from typing import TYPE_CHECKING
 
-from entrypoint.addresses import host_port, redact_url, split_host_port
-from entrypoint.targets import local, net, services, zmq
-from entrypoint.targets.base import Context, Kind, Target
+from entrypoint.targets.kinds import KINDS, MESH_EXTRA_HINT, SCHEMES, Kind
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("python", "local", local.python),
-    Kind("env", "local", local.env),
-    Kind("file", "local", local.file),
-    Kind("writable", "local", local.writable),
-    Kind("icmp", "network", net.icmp),
-    Kind("zmq_ping", "application", zmq.request, ("zmq+req",), gateway=True),
-    Kind("zmq_pub", "application", zmq.feed, ("zmq+sub",), gateway=True),
-    Kind("redis", "application", services.redis, ("redis", "rediss"), True, "redis"),
-    Kind("postgres", "application", services.postgres, ("postgresql", "postgres"), True,
-         "psycopg"),
-    Kind("http", "application", services.http, ("http", "https"), True),
-    Kind("dns", "external", net.dns),
-    Kind("tcp", "external", net.tcp, ("tcp",)),
-)}
-SCHEMES: dict[str, Kind] = {scheme: kind for kind in KINDS.values() for scheme in kind.schemes}
+if TYPE_CHECKING:
+    from entrypoint.targets.base import Context, Target
+
+__all__ = ["KINDS", "MESH_EXTRA_HINT", "SCHEMES", "Kind", "build", "from_url"]
 
 
 def build(kind: Kind, text: str, context: Context) -> Target:
     """The target ``text`` of ``kind``, validated now; ValueError says what is wrong."""
+    from entrypoint.addresses import redact_url  # noqa: PLC0415 - see the docstring
+    from entrypoint.targets.base import Target  # noqa: PLC0415
+
     if kind.whole_url and not text.startswith(tuple(f"{s}://" for s in kind.schemes)):
         raise ValueError(f"expected a {' or '.join(kind.schemes)} URL")
     probe = kind.build(text, context)
@@ -47,18 +36,25 @@ def build(kind: Kind, text: str, context: Context) -> Target:
 
 def from_url(url: str, context: Context) -> Target:
     """An ``--also`` URL as a target; ValueError says what is wrong."""
+    import dataclasses  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+
+    from entrypoint.addresses import redact_url  # noqa: PLC0415
+
     scheme = urllib.parse.urlsplit(url).scheme
     kind = SCHEMES.get(scheme)
     if kind is None:
         raise ValueError(f"the scheme must be one of {', '.join(s + '://' for s in SCHEMES)}")
     if kind.needs is not None and not _installed(kind.needs):
-        raise ValueError(f"needs {kind.needs}: {services.MESH_EXTRA_HINT}")
+        raise ValueError(f"needs {kind.needs}: {MESH_EXTRA_HINT}")
     text = url if kind.whole_url else url.split("://", 1)[1].rstrip("/")
     target = build(kind, text, context)
     return dataclasses.replace(target, text=url, shown=redact_url(url))
 
 
 def _host_port(kind: Kind, text: str) -> tuple[str, int]:
+    from entrypoint.addresses import host_port, split_host_port  # noqa: PLC0415
+
     try:
         if kind.whole_url:
             return host_port(text)

@@ -1,4 +1,5 @@
-"""The shape every target shares: its kind, its context, its probe (see ``targets``)."""
+"""The shape every target shares: its kind (``kinds``), its context, its probe (see
+``targets``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from entrypoint.deadline import Deadline
 from entrypoint.errors import UsageError
+from entrypoint.targets.kinds import Kind
 
 if TYPE_CHECKING:
     from entrypoint.config import GateSettings
@@ -41,17 +43,6 @@ class Context:
         return dataclasses.replace(own.endpoint, curve=self.settings.curve,
                                    connect_timeout_s=self.settings.connect_timeout_s,
                                    reply_timeout_s=self.settings.reply_timeout_s)
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    name: str
-    phase: str  # mesh's phase: local, network, application or external
-    build: Callable[[str, Context], Probe]
-    schemes: tuple[str, ...] = ()  # --also URL schemes; none: mesh only
-    whole_url: bool = False  # the probe takes the URL itself, not host:port after "://"
-    needs: str | None = None  # an optional client library (the `mesh` extra)
-    gateway: bool = False  # a gateway (ZeroMQ) port: the gateway's hints; its own context
 
 
 @dataclasses.dataclass(frozen=True)

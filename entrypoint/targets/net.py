@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from entrypoint.addresses import address_text, parse_host, split_host_port
 from entrypoint.deadline import Deadline
 from entrypoint.gateway.tcp import reach, resolve
-from entrypoint.targets import icmp as icmp_echo
 
 if TYPE_CHECKING:
     from entrypoint.targets.base import Context, Probe
@@ -36,6 +35,8 @@ def icmp(host: str, _context: Context) -> Probe:
     parse_host(host)
 
     def probe(deadline: Deadline) -> str:
-        return f"echo reply in {icmp_echo.echo(host, deadline):.1f} ms"
+        from entrypoint.targets.icmp import echo  # noqa: PLC0415 - only for icmp targets
+
+        return f"echo reply in {echo(host, deadline):.1f} ms"
 
     return probe

@@ -18,11 +18,11 @@ from entrypoint.errors import AttemptFailed, MissingExtra
 from entrypoint.gateway.tcp import reach
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
+from entrypoint.targets.kinds import MESH_EXTRA_HINT
 
 if TYPE_CHECKING:
     from entrypoint.targets.base import Context, Probe
 
-MESH_EXTRA_HINT = "install the optional clients: pip install 'mt5-gate[mesh]'"
 # Client libraries with their own floors: redis-py wants a usable socket timeout, and
 # libpq counts connect_timeout in whole seconds (2 at least), so these bound the query.
 REDIS_MIN_TIMEOUT_S = 0.05
