@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from entrypoint import events
+
 WIDTH = 160
 INDENT = " " * 4  # a line of further fields
 VALUE_INDENT = " " * 8  # the rest of a value that did not fit on its line
@@ -71,7 +73,7 @@ class _HintOncePerReason:
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
                  ) -> MutableMapping[str, Any]:
-        if event.get("event") == "gate.attempt_failed" and "hint" in event:
+        if event.get("event") == events.ATTEMPT_FAILED.name and "hint" in event:
             target, reason = str(event.get("target", "")), str(event.get("reason"))
             if self._last.get(target) == reason:
                 del event["hint"]
