@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import structlog
 
-from tests.bounds import EVENT_S
-from tests.helpers import GATE, Proc, Spawn, StartGate, StartGateway, StartSim, start_sim
 from tests.standins.client import StandIn
 from tests.standins.client import start as start_standin
+from tests.support.bounds import EVENT_S
+from tests.support.helpers import GATE, Proc, Spawn, StartGate, StartGateway, StartSim, start_sim
 
 
 @pytest.fixture(autouse=True)

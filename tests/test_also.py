@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from tests.bounds import EXIT_S
-from tests.helpers import StartGate, StartGateway, StartSim, base_env, free_port, run_gate
-from tests.real_servers import postgres_server, redis_server
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import StartGate, StartGateway, StartSim, base_env, free_port, run_gate
+from tests.support.real_servers import postgres_server, redis_server
 
 FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.3", "--connect-timeout", "0.5",
         "--reply-timeout", "1"]

@@ -17,9 +17,9 @@ import pytest
 
 from entrypoint.commands.sim_dialects import ALL_DIALECTS
 from entrypoint.gateway.presets import PRESETS
-from tests.helpers import REPO, Proc, StartGate, StartSim, base_env, run_gate
+from tests.support.helpers import REPO, Proc, StartGate, StartSim, base_env, run_gate
 
-RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
+RUNNER = [sys.executable, str(REPO / "tests" / "support" / "exec_probe.py")]
 TOKEN = "tok-3f9a1c77e2"
 # Short enough to keep the suite fast; the refusals below are answered within
 # milliseconds, so 1.5 s is several attempts, never a near miss.
@@ -143,7 +143,7 @@ def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
     """A bridge that quotes the request in its refusal: the log shows ***, not the token."""
     import zmq
 
-    from tests import servers
+    from tests.support import servers
 
     def echo_refusal(request: list[bytes]) -> list[bytes]:
         quoted = json.loads(request[0])

@@ -11,8 +11,8 @@ import pytest
 
 from entrypoint.cli import EXIT_CODES_HELP, build_parser, main
 from entrypoint.config import CURVE_OPTIONS, GATE_OPTIONS
-from tests.bounds import EXIT_S
-from tests.helpers import GATE, REPO, base_env, free_port, main_in_process, run_gate
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import GATE, REPO, base_env, free_port, main_in_process, run_gate
 
 
 @pytest.mark.parametrize("args", [

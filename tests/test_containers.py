@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.containers import (
+from tests.support.containers import (
     HARDENED,
     Compose,
     build_image,
@@ -28,7 +28,7 @@ from tests.containers import (
     require_podman,
     wait_for_line,
 )
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(420)]
 

@@ -11,8 +11,8 @@ import zmq
 import zmq.auth
 
 from entrypoint.cli import main
-from tests.bounds import EXIT_S
-from tests.helpers import (
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import (
     GATE,
     REPO,
     Proc,

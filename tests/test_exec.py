@@ -9,8 +9,8 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.bounds import AFTER_SIGNAL_S, EXIT_S
-from tests.helpers import GATE, REPO, Proc, StartGate, StartGateway, StartSim, base_env
+from tests.support.bounds import AFTER_SIGNAL_S, EXIT_S
+from tests.support.helpers import GATE, REPO, Proc, StartGate, StartGateway, StartSim, base_env
 
 SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
 SIGXFSZ_BIT = 1 << (signal.SIGXFSZ - 1)
@@ -19,7 +19,7 @@ SIGXFSZ_BIT = 1 << (signal.SIGXFSZ - 1)
 def exec_through_gate(port: int, *argv: str) -> tuple[Proc, dict[str, Any]]:
     env = base_env(EXEC_PROBE_MARKER="kept as is")
     gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--",
-                 sys.executable, str(REPO / "tests" / "exec_probe.py"), *argv], env=env)
+                 sys.executable, str(REPO / "tests" / "support" / "exec_probe.py"), *argv], env=env)
     assert gate.wait(timeout=EXIT_S) == 0
     report = json.loads(next(line for line in gate.stdout_lines if line.startswith("{")))
     return gate, report

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EXIT_S, after_deadline
-from tests.helpers import (
+from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EXIT_S, after_deadline
+from tests.support.helpers import (
     GATE,
     REPO,
     StartGate,

@@ -4,7 +4,7 @@ Each place on the path to the exec (the --also threads, the name-lookup thread, 
 attempt hook, tenacity's wait, before_sleep and stop steps, the pause, the PING queued in
 it, the --also check before each attempt, the --also thread's ready log, the ZeroMQ round
 trip, STATUS, a log processor, a library's thread, a __del__) gets a failure injected
-(tests/fault_injection.py); the gate must end with exit 70 and one JSON gate.error, and
+(tests/support/fault_injection.py); the gate must end with exit 70 and one JSON gate.error, and
 the runner must never start. Then the inputs
 that used to slip through start-up validation, and hostile start-up environments.
 """
@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from entrypoint import fdlimit
-from tests.bounds import EXIT_S, after_deadline
-from tests.fault_injection import RUN
-from tests.helpers import (
+from tests.support.bounds import EXIT_S, after_deadline
+from tests.support.fault_injection import RUN
+from tests.support.helpers import (
     GATE,
     REPO,
     StartGateway,

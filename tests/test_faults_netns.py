@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S, after_deadline
-from tests.helpers import GATE, Proc, base_env, names, parse_lines, poll_until, require_root
-from tests.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh
+from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S, after_deadline
+from tests.support.helpers import GATE, Proc, base_env, names, parse_lines, poll_until, require_root
+from tests.support.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh
 
 # The backstop sits behind the longest hang guard here, after_deadline(60) = 70 s, so that a
 # hang ends in Proc.wait (with the process's stacks), not in pytest-timeout.

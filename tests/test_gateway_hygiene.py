@@ -18,8 +18,8 @@ from typing import Any
 
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S, EVENT_S
-from tests.helpers import poll_until, run_gate
+from tests.support.bounds import AFTER_SIGNAL_S, EVENT_S
+from tests.support.helpers import poll_until, run_gate
 
 _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL

@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 
-from tests import servers
-from tests.bounds import EXIT_S
-from tests.helpers import GATE, REPO, StartSim, base_env, free_port
+from tests.support import servers
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import GATE, REPO, StartSim, base_env, free_port
 from tests.test_probe import run_cli
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import zmq
 
-from tests import servers
-from tests.bounds import EXIT_S, after_deadline
-from tests.helpers import GATE, Proc, run_gate
+from tests.support import servers
+from tests.support.bounds import EXIT_S, after_deadline
+from tests.support.helpers import GATE, Proc, run_gate
 
 FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--reply-timeout", "1"]
 

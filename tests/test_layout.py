@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 PACKAGE = REPO / "entrypoint"
 # Bottom to top, as in the README. A module not listed here fails the test: a new module

@@ -10,9 +10,9 @@ import pytest
 import zmq
 
 from entrypoint.logs import configure_logging, get_logger, untrusted
-from tests import servers
-from tests.bounds import after_deadline
-from tests.helpers import GATE, REPO, base_env, free_port, run_gate, run_on_pty
+from tests.support import servers
+from tests.support.bounds import after_deadline
+from tests.support.helpers import GATE, REPO, base_env, free_port, run_gate, run_on_pty
 
 HOSTILE_STATUS = ('BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
                   '"event": "gate.ready"}\x1b[2J\x1b[31mred\r')

@@ -16,10 +16,10 @@ from entrypoint.checks import SKIP, WARN, Check, run_check
 from entrypoint.deadline import Deadline
 from entrypoint.errors import NotPermitted
 from entrypoint.targets.services import check_redis
-from tests import servers
-from tests.bounds import COMMAND_S, EVENT_S, EXIT_S
-from tests.helpers import GATE, REPO, base_env, free_port, skip_or_fail, start_sim
-from tests.real_servers import PG_PASSWORD, postgres_server, redis_server
+from tests.support import servers
+from tests.support.bounds import COMMAND_S, EVENT_S, EXIT_S
+from tests.support.helpers import GATE, REPO, base_env, free_port, skip_or_fail, start_sim
+from tests.support.real_servers import PG_PASSWORD, postgres_server, redis_server
 
 
 def mesh(args: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str]:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import zmq
 
-from tests import servers
-from tests.bounds import EXIT_S
-from tests.helpers import GATE, REPO, base_env, free_port, run_on_pty, start_sim
+from tests.support import servers
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import GATE, REPO, base_env, free_port, run_on_pty, start_sim
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None,

@@ -31,7 +31,7 @@ from entrypoint.cli import main
 from entrypoint.commands.mesh import build_checks
 from entrypoint.errors import UsageError
 from entrypoint.targets import KINDS
-from tests.helpers import free_port, start_sim
+from tests.support.helpers import free_port, start_sim
 
 ACCEPTED = {0, 69}  # ready, or not ready by the deadline (the judgement said no)
 REJECTED = 64

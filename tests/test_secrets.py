@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
-from tests.bounds import after_deadline
-from tests.helpers import base_env, run_gate
+from tests.support import servers
+from tests.support.bounds import after_deadline
+from tests.support.helpers import base_env, run_gate
 
 TOKEN = "tok-S3CRET-9f3e1c7a"
 SERVICES = ("ssh", "smtp", "http", "silent")

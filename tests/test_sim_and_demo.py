@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
-from tests.helpers import (
+from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
+from tests.support.helpers import (
     GATE,
     REPO,
     Spawn,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.bounds import EVENT_S, EXIT_S
-from tests.helpers import Proc, StartSim, poll_until, run_gate
+from tests.support.bounds import EVENT_S, EXIT_S
+from tests.support.helpers import Proc, StartSim, poll_until, run_gate
 
 WAIT_MS = int(EVENT_S * 1000)
 HEARTBEAT_REPLY = b"{'_action': 'heartbeat', '_response': 'loud and clear!'}"

@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 
-from tests.bounds import COMMAND_S
-from tests.fault_injection import RUN
-from tests.helpers import Proc, Spawn, StartGate, StartSim, free_port, parse_lines, poll_until
+from tests.support.bounds import COMMAND_S
+from tests.support.fault_injection import RUN
+from tests.support.helpers import (
+    Proc,
+    Spawn,
+    StartGate,
+    StartSim,
+    free_port,
+    parse_lines,
+    poll_until,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import pytest
 import zmq
 
-from tests import servers
-from tests.bounds import AFTER_SIGNAL_S, EXIT_S
-from tests.helpers import (
+from tests.support import servers
+from tests.support.bounds import AFTER_SIGNAL_S, EXIT_S
+from tests.support.helpers import (
     Spawn,
     StartGate,
     StartGateway,

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.bounds import EVENT_S, EXIT_S, after_deadline
-from tests.helpers import REPO, StartGate, StartSim, base_env, poll_until, run_gate
 from tests.standins.client import StandIn
+from tests.support.bounds import EVENT_S, EXIT_S, after_deadline
+from tests.support.helpers import REPO, StartGate, StartSim, base_env, poll_until, run_gate
 
 StartStandIn = Callable[..., StandIn]
-RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
+RUNNER = [sys.executable, str(REPO / "tests" / "support" / "exec_probe.py")]
 DOC_TOKEN_PATH = "/run/secrets/bridge_token"
 TOKEN = "tok-3f9a1c77e2-wolfe"
 # The refusals below are answered within milliseconds: 2 s is several attempts.
@@ -292,7 +292,7 @@ def test_a_two_socket_bridge_that_binds_during_a_pause_is_noticed_in_the_pause(
         recipe: str, tmp_path: Path, standin: StartStandIn, gate: StartGate) -> None:
     """The gate waits, a long pause starts, the bridge binds: ready well before the pause
     would have ended (the request is sent once both sockets are connected)."""
-    from tests.helpers import free_port
+    from tests.support.helpers import free_port
 
     ports = ([free_port() for _ in range(3)] if recipe == "dwx"
              else [free_port() for _ in range(2)])

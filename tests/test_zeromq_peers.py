@@ -9,10 +9,10 @@ import json
 import sys
 from typing import Any
 
-from tests.helpers import GATE, REPO, Proc, base_env, free_port, run_gate
-from tests.zmq_peers import jeromq_rep_server, zmtp1_rep_server
+from tests.support.helpers import GATE, REPO, Proc, base_env, free_port, run_gate
+from tests.support.zmq_peers import jeromq_rep_server, zmtp1_rep_server
 
-RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
+RUNNER = [sys.executable, str(REPO / "tests" / "support" / "exec_probe.py")]
 PONG = b'{"status": "OK", "message": "pong"}'
 
 

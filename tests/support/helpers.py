@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GATE = [sys.executable, "-m", "entrypoint"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

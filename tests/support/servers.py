@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S
+from tests.support.bounds import AFTER_SIGNAL_S
 
 
 @contextmanager

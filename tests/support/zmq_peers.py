@@ -4,7 +4,7 @@ REQ client (pyzmq / libzmq 4.3) interoperates with older and foreign implementat
 * ``zmtp1_rep_server``: a pure-Python peer speaking ZMTP 1.0, the libzmq 2.x wire format,
   which libzmq 4 still falls back to when the peer's first byte is not 0xFF.
 * ``jeromq_rep_server``: JeroMQ 0.3.6 (Debian's ``libjeromq-java``), a pure-Java ZeroMQ
-  speaking ZMTP 2.0, running ``tests/java/JeroRep.java`` under a headless JDK.
+  speaking ZMTP 2.0, running ``tests/support/java/JeroRep.java`` under a headless JDK.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import IO
 
 import pytest
 
-from tests.helpers import poll_until, skip_or_fail
+from tests.support.helpers import poll_until, skip_or_fail
 
 # --- ZMTP 1.0 ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO, poll_until, skip_or_fail
+from tests.support.helpers import REPO, poll_until, skip_or_fail
 
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/mt5-base:bookworm")
 IMAGE = "localhost/mt5-strategy:test"
