@@ -27,6 +27,7 @@ from typing import IO
 
 import pytest
 
+from tests.support.bounds import JVM_BOUND_S
 from tests.support.helpers import poll_until, skip_or_fail
 
 # --- ZMTP 1.0 ---------------------------------------------------------------------------
@@ -209,8 +210,6 @@ def zmtp1_rep_server(reply: Callable[[bytes], bytes | None],
 
 JAVA_SOURCE = Path(__file__).resolve().parent / "java" / "JeroRep.java"
 _INSTALL = "apt-get install -y libjeromq-java default-jdk-headless"
-# JVM start-up on a loaded 2-core machine can take seconds; 30 s means "it is broken".
-BOUND_TIMEOUT = 30.0
 
 
 @dataclass
@@ -310,7 +309,7 @@ def jeromq_rep_server(reply_json: str, port: int = 0,
     for reader in readers:
         reader.start()
     try:
-        poll_until(lambda: bound or popen.poll() is not None, BOUND_TIMEOUT)
+        poll_until(lambda: bound or popen.poll() is not None, JVM_BOUND_S)
         if not bound:
             # The process exited first: give its reason, not just "timed out".
             readers[1].join(5)
