@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
-from tests.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh  # noqa: E402 - after the path is set
+from tests.support.netns import GATEWAY_IP, GATEWAY_NAME, NetnsPair, sh  # noqa: E402 - after the path is set
 
 
 def _env() -> dict[str, str]:
@@ -178,7 +178,7 @@ def _one_jeromq_detection(gate: subprocess.Popen[str], port: int, outage_s: floa
     """The same trial with JeroMQ as the gateway. It binds once its JVM is up (0.1-0.3 s
     after start), so latency runs from the bind JeroRep reports (its wall clock, like
     date's), whatever the JVM took."""
-    from tests.zmq_peers import jeromq_rep_server  # noqa: PLC0415 - needs pytest and a JDK
+    from tests.support.zmq_peers import jeromq_rep_server  # noqa: PLC0415 - needs pytest and a JDK
 
     try:
         time.sleep(outage_s + random.random())

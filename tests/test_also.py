@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import socket
 
-from tests.bounds import EXIT_S
-from tests.helpers import StartGate, StartGateway, StartSim, base_env, free_port, run_gate
-from tests.real_servers import postgres_server, redis_server
-
-FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.3", "--connect-timeout", "0.5",
-        "--reply-timeout", "1"]
+from tests.support.bounds import EXIT_S, FAST_WAIT
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port
+from tests.support.processes import StartGate, StartSim
+from tests.support.real_servers import postgres_server, redis_server
 
 
 def test_all_dependencies_ready_then_exec(sim: StartSim) -> None:
@@ -17,19 +16,19 @@ def test_all_dependencies_ready_then_exec(sim: StartSim) -> None:
     simulator, port = sim()
     pub_port = int(simulator.wait_for_event("sim.listening")["pub_port"])
     with redis_server("pw-redis") as redis_url, postgres_server() as pg_url:
-        code, events, stdout, _ = run_gate(
-            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+        ran = run_gate(
+            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
              "--also", redis_url, "--also", pg_url, "--also", f"tcp://127.0.0.1:{port}",
              "--also", f"zmq+sub://127.0.0.1:{pub_port}", "--", "echo", "runner-started"])
-    assert code == 0
-    assert stdout.strip() == "runner-started"
-    ready = {e["target"] for e in events if e["event"] == "gate.dependency_ready"}
+    assert ran.code == 0
+    assert ran.stdout.strip() == "runner-started"
+    ready = {e["target"] for e in ran.events if e["event"] == "gate.dependency_ready"}
     assert len(ready) == 4
-    assert events[-1]["event"] == "gate.exec"
-    text = repr(events)
+    assert ran.events[-1]["event"] == "gate.exec"
+    text = repr(ran.events)
     assert "pw-redis" not in text
     assert "s3cret" not in text
-    start = events[0]
+    start = ran.events[0]
     assert start["event"] == "gate.start"
     assert any(":***@" in label for label in start["also"])
 
@@ -38,7 +37,7 @@ def test_late_dependency_is_waited_for(sim: StartSim, gate: StartGate) -> None:
     """A TCP dependency that starts listening later holds the exec until it does."""
     _simulator, port = sim()
     dep_port = free_port()
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
                 "--also", f"tcp://127.0.0.1:{dep_port}", "--", "echo", "go")
     failed = proc.wait_for_event("gate.attempt_failed")
     assert failed["target"] == f"tcp://127.0.0.1:{dep_port}"
@@ -55,63 +54,63 @@ def test_dead_dependency_ends_with_69_naming_the_target(sim: StartSim) -> None:
     """A dependency that never comes: gate.timeout names it, exit 69, runner never runs."""
     _simulator, port = sim()
     dead = f"tcp://127.0.0.1:{free_port()}"
-    code, events, stdout, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                        *FAST, "--timeout", "1", "--also", dead, "--",
-                                        "echo", "must-not-run"])
-    assert code == 69
-    assert stdout == ""
-    assert events[-1]["event"] == "gate.timeout"
-    assert events[-1]["target"] == dead
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                    *FAST_WAIT, "--timeout", "1", "--also", dead, "--",
+                    "echo", "must-not-run"])
+    assert ran.code == 69
+    assert ran.stdout == ""
+    assert ran.events[-1]["event"] == "gate.timeout"
+    assert ran.events[-1]["target"] == dead
 
 
-def test_wrong_redis_password_is_a_configuration_error_78(gateway: StartGateway) -> None:
+def test_wrong_redis_password_is_a_configuration_error_78(sim: StartSim) -> None:
     """Credentials rejected three times: exit 78 quickly, password never logged."""
-    _sim, port = gateway()
+    _sim, port = sim()
     with redis_server("good-pw") as url:
-        code, events, _, took = run_gate(
-            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--also",
+        ran = run_gate(
+            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--also",
              url.replace("good-pw", "bad-pw")])
-    assert code == 78
-    # Three rejected attempts (FAST: ~0.5 s, plus start-up: ~1.5 s loaded) end it, not the
+    assert ran.code == 78
+    # Three rejected attempts (FAST_WAIT: ~0.5 s, plus start-up: ~1.5 s loaded) end it, not the
     # 600 s default deadline (run_gate's 30 s guard would stop that): 8 s of room.
-    assert took < 10
-    assert events[-1]["event"] == "gate.error"
-    assert events[-1]["reason"] == "auth"
-    assert "bad-pw" not in repr(events)
+    assert ran.took < 10
+    assert ran.events[-1]["event"] == "gate.error"
+    assert ran.events[-1]["reason"] == "auth"
+    assert "bad-pw" not in repr(ran.events)
 
 
 def test_gate_also_variable_is_comma_separated(sim: StartSim) -> None:
     """GATE_ALSO lists dependencies like repeated --also flags."""
     _simulator, port = sim()
     dead1, dead2 = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    code, events, _, _ = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "0.8"],
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "0.8"],
         env=base_env(GATE_ALSO=f"{dead1}, {dead2}"))
-    assert code == 69
-    assert events[0]["also"] == [dead1, dead2]
+    assert ran.code == 69
+    assert ran.events[0]["also"] == [dead1, dead2]
 
 
 def test_bad_dependency_url_is_a_usage_error() -> None:
     """An unknown scheme or a missing port fails at once with 64."""
     for url in ("ftp://x:1", "tcp://nohost", "zmq+sub://h:99999"):
-        code, events, _, took = run_gate(["wait", "--host", "127.0.0.1", "--also", url])
-        assert code == 64
-        assert "--also / GATE_ALSO" in events[0]["error"]
+        ran = run_gate(["wait", "--host", "127.0.0.1", "--also", url])
+        assert ran.code == 64
+        assert "--also / GATE_ALSO" in ran.events[0]["error"]
         # Rejected at start (~0.1 s, ~1.5 s loaded), not after waiting for 127.0.0.1:5555
         # until the 600 s default deadline; widened from 5 s to leave 8 s for a loaded CPU.
-        assert took < 10
+        assert ran.took < 10
 
 
 
-def test_a_dependency_gets_its_own_hint_not_the_gateways(gateway: StartGateway) -> None:
+def test_a_dependency_gets_its_own_hint_not_the_gateways(sim: StartSim) -> None:
     """A refused Redis or TCP dependency: the hint names the dependency and what the reason
     means for any service, never the MT5 bridge, Windows or its firewall."""
-    _sim, port = gateway()
-    code, events, _, _ = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "1",
+    _sim, port = sim()
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "1",
          "--also", f"tcp://127.0.0.1:{free_port()}"])
-    assert code == 69
-    failed = [e for e in events if e["event"] == "gate.attempt_failed"]
+    assert ran.code == 69
+    failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert failed
     assert all(e["target"].startswith("tcp://") for e in failed)
     hint = failed[0]["hint"]

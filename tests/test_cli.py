@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from entrypoint.cli import EXIT_CODES_HELP, build_parser, main
 from entrypoint.config import CURVE_OPTIONS, GATE_OPTIONS
-from tests.bounds import EXIT_S
-from tests.helpers import GATE, REPO, base_env, free_port, main_in_process, run_gate
+from tests.support.cli import run_gate
+from tests.support.helpers import REPO, base_env, free_port
 
 
 @pytest.mark.parametrize("args", [
@@ -24,52 +23,48 @@ from tests.helpers import GATE, REPO, base_env, free_port, main_in_process, run_
     [],
     ["frobnicate"],
 ])
-def test_usage_errors_exit_64_with_one_json_line(
-        args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_64_with_one_json_line(args: list[str]) -> None:
     """Bad input: exit 64, one gate.error line, no traceback, nothing attempted."""
-    code, events, stdout = main_in_process(args, {}, capsys)
-    assert code == 64
-    assert [e["event"] for e in events] == ["gate.error"]
-    assert events[0]["exit_code"] == 64
-    assert stdout == ""
+    ran = run_gate(args, in_process=True)
+    assert ran.code == 64
+    assert [e["event"] for e in ran.events] == ["gate.error"]
+    assert ran.events[0]["exit_code"] == 64
+    assert ran.stdout == ""
 
 
-def test_argparse_errors_name_the_variable_too(capsys: pytest.CaptureFixture[str]) -> None:
+def test_argparse_errors_name_the_variable_too() -> None:
     """`--host` without a value: the one-line error names --host and GATEWAY_HOST."""
-    code, events, _ = main_in_process(["wait", "--port", "5555", "--host"], {}, capsys)
-    assert code == 64
-    assert "--host / GATEWAY_HOST" in events[0]["error"]
+    ran = run_gate(["wait", "--port", "5555", "--host"], in_process=True)
+    assert ran.code == 64
+    assert "--host / GATEWAY_HOST" in ran.events[0]["error"]
 
 
 def test_usage_error_honours_a_log_format_flag() -> None:
     """A usage error is rendered in the --log-format given on the command line."""
-    done = subprocess.run([*GATE, "wait", "--log-format", "console", "--port", "x"],
-                          env=base_env(), cwd=REPO, capture_output=True, text=True,
-                          timeout=EXIT_S, check=False)
-    assert done.returncode == 64
+    done = run_gate(["wait", "--log-format", "console", "--port", "x"], log="text")
+    assert done.code == 64
     assert "gate.error" in done.stderr
     assert not done.stderr.lstrip().startswith("{")
 
 
-def test_usage_error_from_environment_names_the_variable(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_error_from_environment_names_the_variable() -> None:
     """An invalid GATE_CONNECT_TIMEOUT is reported with its flag and variable."""
     env = {"GATEWAY_HOST": "127.0.0.1", "GATE_CONNECT_TIMEOUT": "-2"}
-    code, events, _ = main_in_process(["wait"], env, capsys)
-    assert code == 64
-    assert "--connect-timeout / GATE_CONNECT_TIMEOUT" in events[0]["error"]
+    ran = run_gate(["wait"], env, in_process=True)
+    assert ran.code == 64
+    assert "--connect-timeout / GATE_CONNECT_TIMEOUT" in ran.events[0]["error"]
 
 
 def test_unknown_runner_fails_before_waiting() -> None:
     """A typo in COMMAND exits 127 in well under the 600 s the gate would otherwise wait."""
-    code, events, _, took = run_gate(
+    ran = run_gate(
         ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "no-such-runner-x"])
-    assert code == 127
-    assert [e["event"] for e in events] == ["gate.error"]
-    assert "no-such-runner-x" in events[0]["error"]
+    assert ran.code == 127
+    assert [e["event"] for e in ran.events] == ["gate.error"]
+    assert "no-such-runner-x" in ran.events[0]["error"]
     # Refused before the first attempt (~0.1 s, ~1.5 s loaded), not after the 600 s default
     # deadline against a free port; widened from 5 s to leave 8 s for a loaded CPU.
-    assert took < 10
+    assert ran.took < 10
 
 
 def test_runner_that_is_not_executable_exits_126(tmp_path: Path) -> None:
@@ -77,32 +72,33 @@ def test_runner_that_is_not_executable_exits_126(tmp_path: Path) -> None:
     script = tmp_path / "runner.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o644)
-    code, events, _, _ = run_gate(
+    ran = run_gate(
         ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(script)])
-    assert code == 126
-    assert "not executable" in events[0]["error"]
+    assert ran.code == 126
+    assert "not executable" in ran.events[0]["error"]
 
 
 def test_runner_that_is_a_directory_exits_126(tmp_path: Path) -> None:
     """A directory is not a runner."""
-    code, _, _, _ = run_gate(
+    ran = run_gate(
         ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(tmp_path)])
-    assert code == 126
+    assert ran.code == 126
 
 
 def test_non_executable_file_on_path_is_126_not_127(tmp_path: Path) -> None:
     """A runner found on PATH without the execute bit is 'not executable', not 'not found'."""
     (tmp_path / "myrunner").write_text("#!/bin/sh\n")
     env = base_env(PATH=f"{tmp_path}:{os.environ['PATH']}")
-    code, _, _, _ = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "myrunner"], env=env)
-    assert code == 126
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "myrunner"], env)
+    assert ran.code == 126
 
 
-def test_help_lists_every_option_variable_and_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_every_option_variable_and_exit_code() -> None:
     """`mt5-gate wait --help` names each flag, its variable and default, and the exit codes."""
-    assert main(["wait", "--help"], {}) == 0
-    text = " ".join(capsys.readouterr().out.split())
+    ran = run_gate(["wait", "--help"], in_process=True)
+    assert ran.code == 0
+    text = " ".join(ran.stdout.split())
     for opt in GATE_OPTIONS:
         assert opt.flag in text
         assert f"env {opt.env}" in text
@@ -164,18 +160,15 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_is_installed_and_is_the_same_program() -> None:
     """The installed `mt5-gate` script prints what `python -m entrypoint` prints."""
     import shutil
-    import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(sys.executable).parent / "mt5-gate"
     if not script.exists():
         script = Path(shutil.which("mt5-gate") or script)
     assert script.exists(), "pip install -e . installs the mt5-gate console script"
-    done = subprocess.run([str(script), "--version"], capture_output=True, text=True,
-                          timeout=EXIT_S, check=False)
-    code, _, stdout, _ = run_gate(["--version"])
-    assert (done.returncode, done.stdout) == (code, stdout)
+    done = run_gate(["--version"], command=[str(script)])
+    module = run_gate(["--version"])
+    assert (done.code, done.stdout) == (module.code, module.stdout)
 
 
 def test_main_in_process_returns_exit_code_for_config_error() -> None:

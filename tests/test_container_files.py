@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.containers import compose_binary
-from tests.helpers import REPO
+from tests.support.containers import compose_binary
+from tests.support.helpers import REPO
 
 K8S = REPO / "deploy" / "k8s"
 

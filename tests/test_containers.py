@@ -3,32 +3,35 @@ Compose v2 against podman's API (marker `container`; see shared/CONTAINERS.md)."
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.containers import (
+from tests.support.containers import (
     HARDENED,
     Compose,
     build_image,
+    compose_project,
     container_logs,
     elapsed,
     healthcheck_driver,
     json_events,
+    kube_played,
     pod,
     podman,
     podman_api,
     require_podman,
     wait_for_line,
 )
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(420)]
 
@@ -43,6 +46,26 @@ def image() -> str:
 def docker_host(image: str) -> Iterator[str]:
     with podman_api() as host:
         yield host
+
+
+# `compose(project, env)`: a Compose project on podman's API, brought down after the test.
+StartCompose = Callable[[str, dict[str, str]], Compose]
+
+
+@pytest.fixture
+def compose(docker_host: str) -> Iterator[StartCompose]:
+    with contextlib.ExitStack() as projects:
+        def start(project: str, env: dict[str, str]) -> Compose:
+            return projects.enter_context(compose_project(docker_host, project, env))
+
+        yield start
+
+
+@pytest.fixture
+def kube_play() -> Iterator[Callable[[Path], None]]:
+    """``kube_play(manifest)``: `podman kube play`, and `kube down` after the test."""
+    with contextlib.ExitStack() as played:
+        yield lambda manifest: played.enter_context(kube_played(manifest))
 
 
 def _stamp(text: str) -> datetime.datetime:
@@ -79,50 +102,45 @@ def test_gateway_that_never_comes_exits_69_explaining_why(image: str) -> None:
     assert "TROUBLESHOOTING.md#refused" in events[-1]["hint"]
 
 
-def test_sim_stack_waits_then_execs_and_gates_the_downstream_service(docker_host: str) -> None:
+def test_sim_stack_waits_then_execs_and_gates_the_downstream_service(
+        compose: StartCompose) -> None:
     """Compose with the sim profile, the simulator 8 s late: the strategy logs start,
     attempt_failed, ready, exec in order, then ticks; the downstream service started only
     after the gateway answered (depends_on: service_healthy)."""
     project = f"mt5e2e{os.getpid()}"
-    stack = Compose(docker_host, project, {"MT5_IMAGE": "localhost/mt5-strategy:test",
-                                           "SIM_START_DELAY": "8"})
-    try:
-        with healthcheck_driver(project):
-            stack.run("up", "-d", "--no-build", timeout=240)
-            lines = wait_for_line(lambda: stack.logs("strategy_runner"), "tick 3:", 90)
-        events = json_events(lines)
-        order = [e["event"] for e in events]
-        assert order[0] == "gate.start"
-        assert "gate.attempt_failed" in order
-        assert order.index("gate.attempt_failed") < order.index("gate.ready") < \
-            order.index("gate.exec")
-        assert any(line.startswith("ready pid=") for line in lines)
-        ready_at = datetime.datetime.fromisoformat(
-            next(e for e in events if e["event"] == "gate.ready")["timestamp"]
-            .replace("Z", "+00:00"))
-        downstream_started = _stamp(stack.inspect("tick_monitor")["State"]["StartedAt"])
-        assert downstream_started > ready_at
-        monitor_lines = wait_for_line(lambda: stack.logs("tick_monitor"), "tick 1:", 60)
-        assert any(line.startswith("ready pid=") for line in monitor_lines)
-    finally:
-        stack.down()
+    stack = compose(project, {"MT5_IMAGE": "localhost/mt5-strategy:test",
+                              "SIM_START_DELAY": "8"})
+    with healthcheck_driver(project):
+        stack.run("up", "-d", "--no-build", timeout=240)
+        lines = wait_for_line(lambda: stack.logs("strategy_runner"), "tick 3:", 90)
+    events = json_events(lines)
+    order = [e["event"] for e in events]
+    assert order[0] == "gate.start"
+    assert "gate.attempt_failed" in order
+    assert order.index("gate.attempt_failed") < order.index("gate.ready") < \
+        order.index("gate.exec")
+    assert any(line.startswith("ready pid=") for line in lines)
+    ready_at = datetime.datetime.fromisoformat(
+        next(e for e in events if e["event"] == "gate.ready")["timestamp"]
+        .replace("Z", "+00:00"))
+    downstream_started = _stamp(stack.inspect("tick_monitor")["State"]["StartedAt"])
+    assert downstream_started > ready_at
+    monitor_lines = wait_for_line(lambda: stack.logs("tick_monitor"), "tick 1:", 60)
+    assert any(line.startswith("ready pid=") for line in monitor_lines)
 
 
-def test_stop_while_waiting_ends_in_under_2s_with_143(docker_host: str) -> None:
+def test_stop_while_waiting_ends_in_under_2s_with_143(compose: StartCompose) -> None:
     """`docker compose stop` while the gate waits: exit 143 well inside the 10 s grace."""
     project = f"mt5stop{os.getpid()}"
-    stack = Compose(docker_host, project, {"MT5_IMAGE": "localhost/mt5-strategy:test",
-                                           "GATEWAY_HOST": "no-gateway-here"})
-    try:
-        stack.run("up", "-d", "--no-build", "strategy_runner", timeout=120)
-        wait_for_line(lambda: stack.logs("strategy_runner"), "gate.attempt_failed", 60)
-        started = time.monotonic()
-        stack.run("stop", "--timeout", "10", "strategy_runner", timeout=60)
-        took = elapsed(started)
-        state = stack.inspect("strategy_runner")["State"]
-        events = json_events(stack.logs("strategy_runner"))
-    finally:
-        stack.down()
+    stack = compose(project, {"MT5_IMAGE": "localhost/mt5-strategy:test",
+                              "GATEWAY_HOST": "no-gateway-here"})
+    stack.run("up", "-d", "--no-build", "strategy_runner", timeout=120)
+    wait_for_line(lambda: stack.logs("strategy_runner"), "gate.attempt_failed", 60)
+    started = time.monotonic()
+    stack.run("stop", "--timeout", "10", "strategy_runner", timeout=60)
+    took = elapsed(started)
+    state = stack.inspect("strategy_runner")["State"]
+    events = json_events(stack.logs("strategy_runner"))
     assert state["ExitCode"] == 143
     assert took < 2.0
     assert events[-1]["event"] == "gate.signal"
@@ -166,7 +184,7 @@ def test_hardened_run_waits_logs_and_execs_the_runner_as_pid_1(image: str) -> No
 
 
 def test_kube_play_deployment_waits_for_a_late_gateway_and_its_liveness_probe_passes(
-        image: str, tmp_path: Path) -> None:
+        image: str, tmp_path: Path, kube_play: Callable[[Path], None]) -> None:
     """deploy/k8s as shipped (ConfigMap + Deployment), run by `podman kube play` with a
     pod-local simulated gateway 6 s late: the gate waits, execs the runner as PID 1 under the
     manifest's security context, and the probe podman honours (livenessProbe, turned into a
@@ -186,20 +204,17 @@ def test_kube_play_deployment_waits_for_a_late_gateway_and_its_liveness_probe_pa
     manifest = tmp_path / "play.yaml"
     manifest.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     container = f"{deployment['metadata']['name']}-pod-0-{strategy['name']}"
-    podman("kube", "play", "--replace", str(manifest), timeout=180)
-    try:
-        # 90 s: the simulator's 6 s delay plus podman start-up on a busy host
-        lines = wait_for_line(lambda: container_logs(container), "gate.exec", 90)
-        healthcheck = json.loads(podman("inspect", container, "--format",
-                                        "{{json .Config.Healthcheck.Test}}",
-                                        timeout=60).stdout)
-        probe = podman("healthcheck", "run", container, check=False, timeout=60)
-        inspected = podman("inspect", container, "--format",
-                           "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
-                           "{{.State.Health.Status}}", timeout=60).stdout.split()
-        top = podman("top", container, "pid", "args", timeout=60).stdout.splitlines()
-    finally:
-        podman("kube", "down", str(manifest), check=False, timeout=120)
+    kube_play(manifest)
+    # 90 s: the simulator's 6 s delay plus podman start-up on a busy host
+    lines = wait_for_line(lambda: container_logs(container), "gate.exec", 90)
+    healthcheck = json.loads(podman("inspect", container, "--format",
+                                    "{{json .Config.Healthcheck.Test}}",
+                                    timeout=60).stdout)
+    probe = podman("healthcheck", "run", container, check=False, timeout=60)
+    inspected = podman("inspect", container, "--format",
+                       "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} "
+                       "{{.State.Health.Status}}", timeout=60).stdout.split()
+    top = podman("top", container, "pid", "args", timeout=60).stdout.splitlines()
     order = [e["event"] for e in json_events(lines)]
     assert order[0] == "gate.start"
     assert order.index("gate.attempt_failed") < order.index("gate.ready") < \

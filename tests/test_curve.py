@@ -3,25 +3,16 @@ health; wrong keys are `auth` configuration errors; secrets never leak."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import zmq
 import zmq.auth
 
-from entrypoint.cli import main
-from tests.bounds import EXIT_S
-from tests.helpers import (
-    GATE,
-    REPO,
-    Proc,
-    StartSim,
-    base_env,
-    free_port,
-    main_in_process,
-    run_gate,
-)
+from tests.support.bounds import FAST_BACKOFF
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port
+from tests.support.processes import Proc, StartSim
 
 
 @pytest.fixture
@@ -48,8 +39,8 @@ def curve_sim(sim: StartSim, keys: dict[str, Path], allow: bool = True) -> tuple
 
 
 def wait_args(port: int, *extra: str) -> list[str]:
-    return ["wait", "--host", "127.0.0.1", "--port", str(port), "--backoff-initial", "0.05",
-            "--backoff-max", "0.2", "--timeout", "20", *extra]
+    return ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_BACKOFF, "--timeout",
+            "20", *extra]
 
 
 def secret_texts(keys: dict[str, Path]) -> list[str]:
@@ -63,23 +54,23 @@ def test_right_keys_are_ready_and_the_secret_stays_out_of_logs_and_runner_env(
     _simulator, port = curve_sim(sim, keys)
     env = base_env(GATEWAY_CURVE_SERVER_KEY_FILE=str(keys["server_pub"]),
                    GATE_CURVE_SECRET_KEY_FILE=str(keys["client_secret"]))
-    code, events, stdout, _ = run_gate([*wait_args(port), "--", "env"], env=env)
-    assert code == 0
-    start = events[0]
+    ran = run_gate([*wait_args(port), "--", "env"], env=env)
+    assert ran.code == 0
+    start = ran.events[0]
     assert start["curve"]["client_key"].endswith("...")
     for secret in secret_texts(keys):
-        assert secret not in repr(events)
-        assert secret not in stdout
+        assert secret not in repr(ran.events)
+        assert secret not in ran.stdout
 
 
 def test_ephemeral_client_key_when_none_is_given(keys: dict[str, Path], sim: StartSim) -> None:
     """Only the server's key (inline): a fresh keypair is made; a gateway accepting any
     client answers."""
     _simulator, port = curve_sim(sim, keys, allow=False)
-    code, events, _, _ = run_gate(wait_args(
+    ran = run_gate(wait_args(
         port, "--curve-server-key", keys["server_pub"].read_text().strip()))
-    assert code == 0
-    assert events[0]["curve"]["client_key"] == "ephemeral"
+    assert ran.code == 0
+    assert ran.events[0]["curve"]["client_key"] == "ephemeral"
 
 
 @pytest.mark.parametrize(("server_key", "client_secret", "error"), [
@@ -98,18 +89,18 @@ def test_wrong_keys_are_auth_and_exit_78_within_a_few_attempts(
         extra += ["--curve-server-key-file", str(keys[server_key])]
     if client_secret:
         extra += ["--curve-secret-key-file", str(keys[client_secret])]
-    code, events, _, took = run_gate(wait_args(port, *extra))
-    assert code == 78
-    failed = [e for e in events if e["event"] == "gate.attempt_failed"]
+    ran = run_gate(wait_args(port, *extra))
+    assert ran.code == 78
+    failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert [e["reason"] for e in failed] == ["auth"] * 3
     assert error in failed[0]["error"]
-    assert events[-1]["reason"] == "auth"
-    assert "TROUBLESHOOTING.md#auth" in events[-1]["hint"]
+    assert ran.events[-1]["reason"] == "auth"
+    assert "TROUBLESHOOTING.md#auth" in ran.events[-1]["hint"]
     # Three attempts (0.05-0.2 s pauses: ~0.5 s, plus start-up: ~1.5 s loaded), not the
     # 20 s deadline: 10 s is halfway, 8 s of room for a loaded CPU.
-    assert took < 10
+    assert ran.took < 10
     for secret in secret_texts(keys):
-        assert secret not in repr(events)
+        assert secret not in repr(ran.events)
 
 
 def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path],
@@ -117,10 +108,10 @@ def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path],
     """A gateway without CURVE, a gate with it: auth, and the message names the mismatch
     (whichever side noticed first), never "the server key is probably wrong"."""
     _simulator, port = sim()  # no CURVE
-    code, events, _, _ = run_gate(wait_args(
+    ran = run_gate(wait_args(
         port, "--curve-server-key-file", str(keys["server_pub"])))
-    failed = [e for e in events if e["event"] == "gate.attempt_failed"]
-    assert code == 78
+    failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
+    assert ran.code == 78
     assert [e["reason"] for e in failed] == ["auth"] * 3
     for event in failed:
         assert "the gateway does not use CURVE" in event["error"] or \
@@ -128,27 +119,26 @@ def test_curve_on_the_gate_only_says_so_not_a_wrong_key(keys: dict[str, Path],
         assert "probably wrong" not in event["error"]
 
 
-def test_key_and_key_file_together_is_a_usage_error(
-        keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_key_and_key_file_together_is_a_usage_error(keys: dict[str, Path]) -> None:
     """GATEWAY_CURVE_SERVER_KEY and GATEWAY_CURVE_SERVER_KEY_FILE both set: 64."""
     env = {"GATEWAY_CURVE_SERVER_KEY": keys["server_pub"].read_text().strip(),
            "GATEWAY_CURVE_SERVER_KEY_FILE": str(keys["server_pub"])}
-    code, events, _ = main_in_process(["wait", "--host", "127.0.0.1"], env, capsys)
-    assert code == 64
-    assert "GATEWAY_CURVE_SERVER_KEY_FILE" in events[0]["error"]
+    ran = run_gate(["wait", "--host", "127.0.0.1"], env, in_process=True)
+    assert ran.code == 64
+    assert "GATEWAY_CURVE_SERVER_KEY_FILE" in ran.events[0]["error"]
 
 
 def test_malformed_secret_key_is_a_usage_error_that_does_not_echo_it(
-        tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, keys: dict[str, Path]) -> None:
     """A secret key file with the wrong content: 64, and the content is not printed."""
     bad = tmp_path / "bad.secret"
     bad.write_text("this-is-not-a-key-but-looks-secret-1234567890")
-    code, events, _ = main_in_process(
+    ran = run_gate(
         ["wait", "--host", "127.0.0.1", "--curve-server-key-file", str(keys["server_pub"]),
-         "--curve-secret-key-file", str(bad)], {}, capsys)
-    assert code == 64
-    assert "not a 40-character Z85 CURVE key" in events[0]["error"]
-    assert "looks-secret" not in repr(events)
+         "--curve-secret-key-file", str(bad)], in_process=True)
+    assert ran.code == 64
+    assert "not a 40-character Z85 CURVE key" in ran.events[0]["error"]
+    assert "looks-secret" not in repr(ran.events)
 
 
 def test_zmq_certificate_files_are_accepted(tmp_path: Path, keys: dict[str, Path],
@@ -156,10 +146,10 @@ def test_zmq_certificate_files_are_accepted(tmp_path: Path, keys: dict[str, Path
     """Files made by zmq.auth.create_certificates work as key files too."""
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "gate")
     _simulator, port = sim("--curve-secret-key-file", str(keys["server_secret"]))
-    code, _, _, _ = run_gate(wait_args(port, "--curve-server-key-file",
-                                       str(keys["server_pub"]), "--curve-secret-key-file",
-                                       secret_file, "--curve-public-key-file", public_file))
-    assert code == 0
+    ran = run_gate(wait_args(port, "--curve-server-key-file",
+                             str(keys["server_pub"]), "--curve-secret-key-file",
+                             secret_file, "--curve-public-key-file", public_file))
+    assert ran.code == 0
 
 
 def test_probe_and_health_speak_curve(keys: dict[str, Path], sim: StartSim) -> None:
@@ -170,39 +160,34 @@ def test_probe_and_health_speak_curve(keys: dict[str, Path], sim: StartSim) -> N
                    GATEWAY_PUB_PORT=str(pub_port),
                    GATEWAY_CURVE_SERVER_KEY_FILE=str(keys["server_pub"]),
                    GATE_CURVE_SECRET_KEY_FILE=str(keys["client_secret"]))
-    probe = subprocess.run([*GATE, "probe"], env=env, cwd=REPO, capture_output=True,
-                           text=True, timeout=EXIT_S, check=False)
-    health = subprocess.run([*GATE, "health"], env=env, cwd=REPO, capture_output=True,
-                            text=True, timeout=EXIT_S, check=False)
+    probe = run_gate(["probe"], env)
+    health = run_gate(["health"], env)
     env["GATE_CURVE_SECRET_KEY_FILE"] = str(keys["stranger_secret"])
-    rejected = subprocess.run([*GATE, "health"], env=env, cwd=REPO, capture_output=True,
-                              text=True, timeout=EXIT_S, check=False)
-    assert probe.returncode == 0
+    rejected = run_gate(["health"], env)
+    assert probe.code == 0
     assert "Results: 6/6 checks passed" in probe.stdout
-    assert health.returncode == 0
-    assert rejected.returncode == 1
+    assert health.code == 0
+    assert rejected.code == 1
     assert "auth" in rejected.stdout
 
 
 def test_help_shows_no_secret_defaults(keys: dict[str, Path]) -> None:
     """--help with CURVE variables set prints no key material."""
     env = base_env(GATE_CURVE_SECRET_KEY_FILE=str(keys["client_secret"]))
-    done = subprocess.run([*GATE, "wait", "--help"], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=EXIT_S, check=True)
+    done = run_gate(["wait", "--help"], env)
+    assert done.code == 0
     assert "--curve-secret-key-file" in done.stdout
     for secret in secret_texts(keys):
         assert secret not in done.stdout
 
 
-def test_a_server_key_that_begins_with_a_dash_is_taken_as_the_value(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_server_key_that_begins_with_a_dash_is_taken_as_the_value() -> None:
     """"-" is in Z85's alphabet: one key in 85 begins with it, and argparse took such a value
     for an option ("expected one argument", exit 64). Found by a flaky run of the test
     above; now the word after --curve-server-key is always its value."""
     public = next(key for key in iter(lambda: zmq.curve_keypair()[0], b"")
                   if key.startswith(b"-")).decode()
-    code = main(["health", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
-                 "1", "--curve-server-key", public], {})
-    out = capsys.readouterr().out
-    assert code == 1
-    assert "ECONNREFUSED" in out, out  # it got as far as connecting: the key was read
+    ran = run_gate(["health", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
+                    "1", "--curve-server-key", public], in_process=True)
+    assert ran.code == 1
+    assert "ECONNREFUSED" in ran.stdout, ran.stdout  # it got as far as connecting: the key was read

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from entrypoint.cli import main
 from entrypoint.config import settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.dialect import DEFAULT_DIALECT, NotReady, parse_request
+from tests.support.cli import run_gate
 
 
 def judge(reply: bytes, **flags: str) -> Any:
@@ -34,11 +34,11 @@ def verdict(reply: Any) -> bool:
     return True
 
 
-def usage_error(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
-                ) -> str:
-    """Run ``main`` in-process; it must exit 64 with exactly one JSON line: its error."""
-    assert main(argv, env) == 64
-    lines = capsys.readouterr().err.strip().splitlines()
+def usage_error(argv: list[str], env: dict[str, str]) -> str:
+    """``mt5-gate ARGV`` in-process must exit 64 with exactly one JSON line: its error."""
+    ran = run_gate(argv, env, in_process=True, log="text")
+    assert ran.code == 64
+    lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     return str(json.loads(lines[0])["error"])
 
@@ -230,44 +230,43 @@ def test_file_placeholder_is_read_once_and_never_shown(tmp_path: Path) -> None:
     ("--ready-when", "   ", "must not be empty"),
 ])
 def test_invalid_dialect_settings_are_usage_errors_naming_flag_and_variable(
-        flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+        flag: str, value: str, message: str) -> None:
     """Bad templates and expressions: exit 64 at start, one line naming the flag and var."""
     variable = {"--ping-request": "GATE_PING_REQUEST", "--status-request":
                 "GATE_STATUS_REQUEST", "--ready-when": "GATE_READY_WHEN"}[flag]
     for argv, env in ((["wait", "--host", "gw", flag, value], {}),
                       (["health", "--host", "gw"], {variable: value})):
         if argv[0] == "health":
-            assert main(argv, env) == 1  # health's contract: 1 and one line on stdout
-            out = capsys.readouterr().out
-            assert message in out
+            health = run_gate(argv, env, in_process=True, log="text")
+            assert health.code == 1  # health's contract: 1 and one line on stdout
+            assert message in health.stdout
             continue
-        error = usage_error(argv, env, capsys)
+        error = usage_error(argv, env)
         assert message in error
         assert f"{flag} / {variable}" in error
 
 
 def test_empty_and_binary_token_files_are_usage_errors(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path) -> None:
     """An empty or non-text token file is caught at start, and its content never echoed."""
     empty, binary = tmp_path / "empty", tmp_path / "binary"
     empty.write_text("  \n")
     binary.write_bytes(b"\xff\xfeSECRETBYTES")
     for path, message in ((empty, "is empty"), (binary, "not UTF-8")):
         error = usage_error(["wait", "--host", "gw", "--ping-request",
-                             f'{{"token": "$file:{path}"}}'], {}, capsys)
+                             f'{{"token": "$file:{path}"}}'], {})
         assert message in error
         assert "SECRETBYTES" not in error
 
 
-def test_ready_when_and_expect_status_together_is_a_usage_error(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_ready_when_and_expect_status_together_is_a_usage_error() -> None:
     """Both at the same level: 64. A flag beats the other's variable, as everywhere."""
     error = usage_error(["wait", "--host", "gw", "--ready-when", "ok", "--expect-status",
-                         "OK"], {}, capsys)
+                         "OK"], {})
     assert "--ready-when" in error
     assert "--expect-status" in error
     usage_error(["wait", "--host", "gw"], {"GATE_READY_WHEN": "ok",
-                                           "GATE_EXPECT_STATUS": "OK"}, capsys)
+                                           "GATE_EXPECT_STATUS": "OK"})
     by_flag = settings_from_sources({"host": "gw", "ready_when": "ok"},
                                     {"GATE_EXPECT_STATUS": "OK"})
     assert by_flag.dialect.judgement.expression == "ok"
@@ -354,12 +353,12 @@ def test_probe_fix_never_repeats_a_secret_the_bridge_echoed(tmp_path: Path) -> N
 
 
 def test_usage_error_in_a_template_never_echoes_a_secret(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path) -> None:
     """A bad placeholder beside a good token: the error names the placeholder, not the token."""
     secret = tmp_path / "token"
     secret.write_text("TOPSECRET")
     error = usage_error(["wait", "--host", "gw", "--ping-request",
-                         f'{{"t": "$file:{secret}", "u": "$bogus"}}'], {}, capsys)
+                         f'{{"t": "$file:{secret}", "u": "$bogus"}}'], {})
     assert "$bogus" in error
     assert "TOPSECRET" not in error
 

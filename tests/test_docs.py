@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from entrypoint.reasons import HINTS, STEPS, Reason
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 
 def test_every_reason_has_a_troubleshooting_section_named_by_its_hint() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -14,48 +13,34 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EXIT_S, after_deadline
-from tests.helpers import (
-    GATE,
-    REPO,
-    StartGate,
-    StartGateway,
-    StartSim,
-    base_env,
-    free_port,
-)
-
-FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
-        "--reply-timeout", "1"]
+from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EXIT_S, FAST_WAIT, after_deadline
+from tests.support.cli import Ran, run_gate
+from tests.support.helpers import GATE, REPO, base_env, free_port
+from tests.support.processes import StartGate, StartSim
 
 
 def gate_log(args: list[str], env: dict[str, str] | None = None,
              timeout: float = EXIT_S) -> bytes:
     """A real gate run's stderr and stdout, interleaved as `docker logs 2>&1` shows them.
     ``timeout``: after_deadline(N) for a gate given ``--timeout N``."""
-    done = subprocess.run([*GATE, *args], env=env or base_env(), cwd=REPO, check=False,
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=timeout)
-    return done.stdout
+    done = run_gate(args, env, timeout=timeout, stderr=subprocess.STDOUT)
+    return done.stdout.encode()
 
 
-def explain(data: bytes, *args: str, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def explain(data: bytes, *args: str, env: dict[str, str] | None = None,
+            tty: bool = False) -> Ran:
+    """``explain ARGS`` reading ``data``; its stderr is plain text, not the JSON log. With
+    ``tty``, its stdout on a pseudo-terminal."""
     # COMMAND_S, not EXIT_S: some of the hostile inputs below are several MiB.
-    done = subprocess.run([*GATE, "explain", *args], input=data, env=env or base_env(),
-                          cwd=REPO, capture_output=True, check=False, timeout=COMMAND_S)
-    result = subprocess.CompletedProcess(done.args, done.returncode,
-                                         done.stdout.decode("utf-8"),
-                                         done.stderr.decode("utf-8", "replace"))
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    return result
+    return run_gate(["explain", *args], env, stdin=data, timeout=COMMAND_S, log="text",
+                    tty="stdout" if tty else None)
 
 
 def explained(data: bytes) -> tuple[str, dict[str, Any]]:
     """(the text for people, the JSON for machines) of the same log."""
     text, machine = explain(data), explain(data, "--json")
-    assert text.returncode == 0, text.stdout + text.stderr
-    assert machine.returncode == 0
+    assert text.code == 0, text.stdout + text.stderr
+    assert machine.code == 0
     return text.stdout, json.loads(machine.stdout)
 
 
@@ -64,7 +49,7 @@ def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec(sim: StartSim
     the runner's own output in the same log is skipped."""
     port = free_port()
     sim("--port", str(port), "--start-delay", "3", wait_listening=False)
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
                     "--timeout", "30", "--", "echo", "runner says hello"],
                    timeout=after_deadline(30))
     text, machine = explained(log)
@@ -85,7 +70,7 @@ def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec(sim: StartSim
 
 def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_port() -> None:
     port = free_port()
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
                     "--timeout", "1.5"], timeout=after_deadline(1.5))
     text, machine = explained(log)
     assert machine["runs"][0]["outcome"] == "timeout"
@@ -97,7 +82,7 @@ def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_
 
 
 def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure(gate: StartGate) -> None:
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST)
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT)
     proc.wait_for_event("gate.attempt_failed")
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=AFTER_SIGNAL_S) == 143  # not the 600 s default deadline
@@ -109,7 +94,7 @@ def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure(gate: StartGate)
 def test_a_restart_loop_is_several_runs() -> None:
     """Three runs of a container that keeps timing out, in one log."""
     port = free_port()
-    log = b"".join(gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+    log = b"".join(gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
                              "--timeout", "0.5"], timeout=after_deadline(0.5))
                    for _ in range(3))
     text, machine = explained(log)
@@ -120,10 +105,10 @@ def test_a_restart_loop_is_several_runs() -> None:
 
 
 def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(
-        gateway: StartGateway) -> None:
-    _sim, port = gateway()
+        sim: StartSim) -> None:
+    _sim, port = sim()
     dependency = f"tcp://127.0.0.1:{free_port()}"
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout",
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout",
                     "1.5", "--also", dependency], timeout=after_deadline(1.5))
     text, machine = explained(log)
     run = machine["runs"][0]
@@ -140,7 +125,7 @@ def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path,
     other_public, _ = zmq.curve_keypair()
     (tmp_path / "server.secret").write_bytes(server_secret)
     _simulator, port = sim("--curve-secret-key-file", str(tmp_path / "server.secret"))
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST],
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT],
                    env=base_env(GATEWAY_CURVE_SERVER_KEY=other_public.decode()))
     text, machine = explained(log)
     run = machine["runs"][0]
@@ -156,7 +141,7 @@ def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path,
 
 def _real_outage_log() -> bytes:
     port = free_port()
-    return gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+    return gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
                      "--timeout", "1"], timeout=after_deadline(1))
 
 
@@ -185,7 +170,7 @@ def test_cut_lines_interleaved_output_and_garbage_never_break_it() -> None:
         lines.insert(rng.randrange(len(lines)), bytes(rng.randrange(256) for _ in range(300)))
         lines.insert(rng.randrange(len(lines)), rng.choice(other_versions))
         done = explain(b"".join(lines), *(["--json"] if trial % 2 else []))
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.stderr
         assert done.stderr == ""
 
 
@@ -201,14 +186,14 @@ def test_cut_lines_interleaved_output_and_garbage_never_break_it() -> None:
 ], ids=["empty", "blank", "nul", "all-bytes", "unterminated", "huge-line", "deep", "unicode"])
 def test_input_without_a_readable_gate_line_says_so_and_exits_1(data: bytes) -> None:
     done = explain(data)
-    assert done.returncode == 1
+    assert done.code == 1
     assert "No line of the gate was found" in done.stdout
 
 
 def test_a_gate_line_after_garbage_and_a_huge_line_is_still_read() -> None:
     data = bytes(range(256)) * 10 + b"\n" + b"y" * (1024 * 1024) + b"\n" + _real_outage_log()
     done = explain(data, "--json")
-    assert done.returncode == 0
+    assert done.code == 0
     machine = json.loads(done.stdout)
     assert machine["runs"][0]["outcome"] == "timeout"
     assert machine["lines"]["overlong"] == 1
@@ -247,14 +232,14 @@ def test_memory_stays_bounded_on_a_long_log(tmp_path: Path) -> None:
 
 def test_missing_file_is_exit_66_in_one_line(tmp_path: Path) -> None:
     done = explain(b"", str(tmp_path / "nope.log"))
-    assert done.returncode == 66
+    assert done.code == 66
     assert done.stderr.count("\n") == 1
     assert "cannot read" in done.stderr
 
 
 def test_usage_error_is_one_plain_line_and_64() -> None:
     done = explain(b"", "--bogus")
-    assert done.returncode == 64
+    assert done.code == 64
     assert done.stderr.startswith("mt5-gate")
     assert "--bogus" in done.stderr
     assert done.stderr.count("\n") == 1
@@ -262,39 +247,20 @@ def test_usage_error_is_one_plain_line_and_64() -> None:
 
 def test_colour_only_on_a_tty_and_never_with_no_color() -> None:
     """Through a pipe, no escape codes; on a pseudo-terminal, bold titles unless NO_COLOR."""
-    import pty
-
     data = _real_outage_log()
     assert "\x1b[" not in explain(data).stdout
     for no_color, expected in ((None, True), ("1", False)):
-        controller, terminal = pty.openpty()
         env = base_env(**({"NO_COLOR": no_color} if no_color else {}))
-        proc = subprocess.Popen([*GATE, "explain"], stdin=subprocess.PIPE, stdout=terminal,
-                                stderr=subprocess.DEVNULL, env=env, cwd=REPO)
-        os.close(terminal)
-        assert proc.stdin is not None
-        proc.stdin.write(data)
-        proc.stdin.close()
-        output = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # EIO: the terminal's other end closed
-                break
-            if not chunk:
-                break
-            output += chunk
-        os.close(controller)
-        assert proc.wait(timeout=EXIT_S) == 0
-        assert (b"\x1b[1m" in output) is expected
+        on_a_terminal = explain(data, env=env, tty=True)
+        assert on_a_terminal.code == 0
+        assert ("\x1b[1m" in on_a_terminal.stdout) is expected
 
 
 def test_console_format_prints_a_hint_once_per_reason() -> None:
     port = free_port()
-    done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
-                           "--timeout", "1", "--log-format", "console"],
-                          env=base_env(), cwd=REPO, capture_output=True, text=True,
-                          timeout=after_deadline(1), check=False)
+    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
+                     "--timeout", "1", "--log-format", "console"], timeout=after_deadline(1),
+                    log="text")
     failed = [line for line in done.stderr.splitlines() if "gate.attempt_failed" in line]
     assert len(failed) >= 3
     assert "hint=" in failed[0]

@@ -4,74 +4,58 @@ Each place on the path to the exec (the --also threads, the name-lookup thread, 
 attempt hook, tenacity's wait, before_sleep and stop steps, the pause, the PING queued in
 it, the --also check before each attempt, the --also thread's ready log, the ZeroMQ round
 trip, STATUS, a log processor, a library's thread, a __del__) gets a failure injected
-(tests/fault_injection.py); the gate must end with exit 70 and one JSON gate.error, and
-the runner must never start. Then the inputs
-that used to slip through start-up validation, and hostile start-up environments.
+(tests/support/fault_injection.py); the gate must end with exit 70 and one JSON gate.error,
+and the runner must never start. Then the inputs that used to slip through start-up
+validation, and hostile start-up environments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
-import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from entrypoint import fdlimit
-from tests.bounds import EXIT_S, after_deadline
-from tests.fault_injection import RUN
-from tests.helpers import (
-    GATE,
-    REPO,
-    StartGateway,
-    base_env,
-    free_port,
-    main_in_process,
-    parse_lines,
-    run_gate,
-    start_sim,
-)
-
-FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
-        "--reply-timeout", "1"]
+from tests.support.bounds import FAST_WAIT, after_deadline
+from tests.support.cli import Ran, run_gate
+from tests.support.fault_injection import RUN
+from tests.support.helpers import GATE, base_env, free_port, parse_lines
+from tests.support.processes import StartSim, StartStandIn
 
 
-def injected(kind: str, args: list[str],
-             timeout: float) -> tuple[int, list[dict[str, Any]], str]:
-    """Run the gate with ``kind`` injected: (exit code, its JSON lines, the runner's output).
-    ``timeout``: after_deadline(N) for the ``--timeout N`` in ``args``."""
-    done = subprocess.run([sys.executable, "-c", RUN, kind, *args], env=base_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL)
-    # parse_lines fails on any line that is not JSON: a raw traceback would be one.
-    return done.returncode, parse_lines(done.stderr), done.stdout
+def injected(kind: str, args: list[str], timeout: float) -> Ran:
+    """Run the gate with ``kind`` injected. ``timeout``: after_deadline(N) for the
+    ``--timeout N`` in ``args``. Every stderr line must be JSON: a raw traceback fails."""
+    return run_gate(args, command=[sys.executable, "-c", RUN, kind], timeout=timeout,
+                    internal_error=True)
 
 
 @pytest.mark.parametrize("kind", [
     "also-probe", "also-silent-death", "resolve", "attempt-hook", "pause", "watch-pause",
     "status", "log-processor", "stray-thread", "unraisable", "next-pause", "before-pause",
     "stop-rule", "before-attempt", "dependency-ready-log", "zmq-request"])
-def test_an_injected_failure_anywhere_on_the_path_ends_with_70_and_no_exec(kind: str) -> None:
+def test_an_injected_failure_anywhere_on_the_path_ends_with_70_and_no_exec(
+        kind: str, sim: StartSim) -> None:
     port = free_port()
     # A gateway 0.5 s late, so the failure hooks (attempt log, pause, pending PING) run too.
-    sim, _ = start_sim("--port", str(port), "--start-delay", "0.5", wait_listening=False)
+    sim("--port", str(port), "--start-delay", "0.5", wait_listening=False)
     dependency = free_port()
-    try:
-        with _listener(dependency):
-            host = "localhost" if kind == "resolve" else "127.0.0.1"
-            code, events, stdout = injected(kind, [
-                "wait", "--host", host, "--port", str(port), *FAST, "--timeout", "20",
-                "--also", f"tcp://127.0.0.1:{dependency}", "--", "echo", "runner-started"],
-                timeout=after_deadline(20))
-    finally:
-        sim.stop()
-    assert code == 70, events
-    assert "runner-started" not in stdout
-    assert "gate.exec" not in [e["event"] for e in events]
-    errors = [e for e in events if e["event"] == "gate.error"]
+    with _listener(dependency):
+        host = "localhost" if kind == "resolve" else "127.0.0.1"
+        ran = injected(kind, [
+            "wait", "--host", host, "--port", str(port), *FAST_WAIT, "--timeout", "20",
+            "--also", f"tcp://127.0.0.1:{dependency}", "--", "echo", "runner-started"],
+            timeout=after_deadline(20))
+    assert ran.code == 70, ran.events
+    assert "runner-started" not in ran.stdout
+    assert "gate.exec" not in [e["event"] for e in ran.events]
+    errors = [e for e in ran.events if e["event"] == "gate.error"]
     assert len(errors) == 1
     assert errors[0]["exit_code"] == 70
 
@@ -80,12 +64,12 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_ends_the_wait() -> None:
     """SIGTERM handled while a __del__ runs: Python swallows the handler's exception there.
     The gate must still end with 143, not wait out its deadline (the cause of a rare hang
     of test_signals_at_random_moments_always_end_the_gate)."""
-    code, events, stdout = injected("signal-in-finalizer", [
-        "wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST, "--timeout", "30",
-        "--", "echo", "runner-started"], timeout=after_deadline(30))
-    assert code == 143
-    assert events[-1]["event"] == "gate.signal"
-    assert stdout == ""
+    ran = injected("signal-in-finalizer", [
+        "wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT, "--timeout",
+        "30", "--", "echo", "runner-started"], timeout=after_deadline(30))
+    assert ran.code == 143
+    assert ran.events[-1]["event"] == "gate.signal"
+    assert ran.stdout == ""
 
 
 def _listener(port: int) -> Any:
@@ -112,26 +96,24 @@ def _listener(port: int) -> Any:
     "postgresql://u@127.0.0.1:{port}/db?no_such_option=1",
 ])
 def test_an_also_url_its_client_would_reject_is_a_usage_error_at_start(
-        url: str, gateway: StartGateway) -> None:
-    _sim, port = gateway()
-    code, events, stdout, took = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                           *FAST, "--also", url.format(port=free_port()),
-                                           "--", "echo", "runner-started"])
-    assert code == 64
-    assert stdout == ""
-    assert len(events) == 1
-    assert "--also / GATE_ALSO" in events[0]["error"]
+        url: str, sim: StartSim) -> None:
+    _sim, port = sim()
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                    *FAST_WAIT, "--also", url.format(port=free_port()),
+                    "--", "echo", "runner-started"])
+    assert ran.code == 64
+    assert ran.stdout == ""
+    assert len(ran.events) == 1
+    assert "--also / GATE_ALSO" in ran.events[0]["error"]
     # Rejected at start, nothing attempted (~0.1 s, ~1.5 s loaded), not after a wait for the
     # dead dependency until the 600 s default deadline: 8 s of room for a loaded CPU.
-    assert took < 10
+    assert ran.took < 10
 
 
-def test_a_host_with_a_control_character_is_a_usage_error(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    code, events, _ = main_in_process(["wait", "--host", "gate\x01way", "--port", "5555"],
-                                      {}, capsys)
-    assert code == 64
-    assert "GATEWAY_HOST" in events[0]["error"]
+def test_a_host_with_a_control_character_is_a_usage_error() -> None:
+    ran = run_gate(["wait", "--host", "gate\x01way", "--port", "5555"], in_process=True)
+    assert ran.code == 64
+    assert "GATEWAY_HOST" in ran.events[0]["error"]
 
 
 # --- start-up environments ---------------------------------------------------------------
@@ -145,35 +127,37 @@ def _fds_script(path: str) -> str:
 
 
 def test_closed_stdio_still_waits_and_the_runner_gets_dev_null(
-        gateway: StartGateway, tmp_path: Any) -> None:
+        sim: StartSim, tmp_path: Any) -> None:
     """Started with fds 0, 1 and 2 closed: the gate used to die inside structlog; it now
     waits and execs, and the runner finds /dev/null on 0, 1 and 2."""
-    _sim, port = gateway()
+    _sim, port = sim()
     report = tmp_path / "fds"
     close_stdio = ("import os, sys; [os.close(fd) for fd in (0, 1, 2)]; "
                    "os.execv(sys.argv[1], sys.argv[1:])")
-    done = subprocess.run([sys.executable, "-c", close_stdio, *GATE, "wait", "--host",
-                           "127.0.0.1", "--port", str(port), "--", sys.executable, "-c",
-                           _fds_script(str(report))], env=base_env(), cwd=REPO,
-                          timeout=EXIT_S, check=False)
-    assert done.returncode == 0
+    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), "--", sys.executable,
+                     "-c", _fds_script(str(report))],
+                    command=[sys.executable, "-c", close_stdio, *GATE])
+    assert done.code == 0
     assert report.read_text() == repr(["/dev/null"] * 3)
 
 
-def test_stderr_to_a_pipe_nobody_reads_still_execs(gateway: StartGateway) -> None:
-    """The log reader is gone (EPIPE on every write): the logs are lost, the job is not."""
-    _sim, port = gateway()
+@pytest.fixture
+def unread_pipe() -> Iterator[int]:
+    """The write end of a pipe whose read end is already closed (closed after the test)."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    try:
-        done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port),
-                               "--", "echo", "runner-started"], env=base_env(), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=write_end, timeout=EXIT_S,
-                              check=False)
-    finally:
-        os.close(write_end)
-    assert done.returncode == 0
-    assert done.stdout == b"runner-started\n"
+    yield write_end
+    os.close(write_end)
+
+
+def test_stderr_to_a_pipe_nobody_reads_still_execs(sim: StartSim,
+                                                    unread_pipe: int) -> None:
+    """The log reader is gone (EPIPE on every write): the logs are lost, the job is not."""
+    _sim, port = sim()
+    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), "--", "echo",
+                     "runner-started"], stderr=unread_pipe)
+    assert done.code == 0
+    assert done.stdout == "runner-started\n"
 
 
 @pytest.mark.parametrize("limit", [
@@ -182,132 +166,127 @@ def test_stderr_to_a_pipe_nobody_reads_still_execs(gateway: StartGateway) -> Non
     (resource.RLIMIT_AS, 64 * 1024 * 1024),
 ], ids=["16-fds", "256MiB-address-space", "64MiB-address-space"])
 def test_tight_limits_work_or_end_with_a_clear_code(
-        limit: tuple[int, int], gateway: StartGateway) -> None:
+        limit: tuple[int, int], sim: StartSim) -> None:
     """ulimit -n 16 or a small address space: either ready and exec'd, or one JSON line
     with a documented exit code; never a raw traceback, a hang or a started runner that
     was not ready."""
-    _sim, port = gateway()
+    _sim, port = sim()
     which, value = limit
 
     def restrict() -> None:
         resource.setrlimit(which, (value, value))
 
-    done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
-                           "--timeout", "10", "--", "echo", "runner-started"],
-                          env=base_env(), cwd=REPO, capture_output=True, text=True,
-                          timeout=after_deadline(10), check=False, preexec_fn=restrict)
+    # An internal error (70) is one JSON line with its traceback inside: allowed here.
+    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
+                     "--timeout", "10", "--", "echo", "runner-started"],
+                    timeout=after_deadline(10), log="text", internal_error=True,
+                    preexec_fn=restrict)
     lines = done.stderr.splitlines()
     assert all(line.startswith("{") for line in lines), done.stderr
     events = [json.loads(line) for line in lines]
-    if done.returncode == 0:
+    if done.code == 0:
         assert done.stdout == "runner-started\n"
         assert "gate.ready" in [e["event"] for e in events]
     else:
         # Python itself may not start in 64 MiB (1: its own MemoryError before any code of
         # ours runs, which is not the gate's to report); anything after start-up is 70.
-        assert done.returncode in (1, 70), done.stderr
+        assert done.code in (1, 70), done.stderr
         assert done.stdout == ""
-    print(f"{limit}: exit {done.returncode}")
+    print(f"{limit}: exit {done.code}")
 
 
-def test_unwritable_home_and_tmp_change_nothing(gateway: StartGateway, tmp_path: Any) -> None:
-    _sim, port = gateway()
+def test_unwritable_home_and_tmp_change_nothing(sim: StartSim, tmp_path: Any) -> None:
+    _sim, port = sim()
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     env = base_env(HOME=str(locked), TMPDIR=str(locked), XDG_CACHE_HOME=str(locked))
-    code, events, stdout, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                        "--", "echo", "runner-started"], env=env)
-    assert code == 0
-    assert stdout == "runner-started\n"
-    assert events[-1]["event"] == "gate.exec"
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                    "--", "echo", "runner-started"], env=env)
+    assert ran.code == 0
+    assert ran.stdout == "runner-started\n"
+    assert ran.events[-1]["event"] == "gate.exec"
 
 
 # --- a low file-descriptor limit ---------------------------------------------------------
 
 
-def _under_ulimit(limits: str, args: list[str],
-                  timeout: float) -> tuple[int, list[dict[str, Any]], str]:
-    """The gate started by a real shell after ``limits`` (``ulimit`` commands): (exit code,
-    its JSON lines, stdout). A ``ulimit`` the shell refuses fails the test, not the gate."""
-    done = subprocess.run(["sh", "-c", f'{limits} || exit 99; exec "$@"', "sh", *GATE, *args],
-                          env=base_env(), cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-    assert done.returncode != 99, done.stderr
+def _under_ulimit(limits: str, args: list[str], timeout: float) -> Ran:
+    """The gate started by a real shell after ``limits`` (``ulimit`` commands). A ``ulimit``
+    the shell refuses fails the test, not the gate."""
+    done = run_gate(args, command=["sh", "-c", f'{limits} || exit 99; exec "$@"', "sh", *GATE],
+                    timeout=timeout, log="text")
+    assert done.code != 99, done.stderr
     # parse_lines fails on any line that is not JSON: libzmq's abort message would be one.
-    return done.returncode, parse_lines(done.stderr), done.stdout
+    return dataclasses.replace(done, events=parse_lines(done.stderr))
 
 
 # The runner reports the limits it was given: they must be the ones the gate was given.
 _REPORT_LIMITS = ["sh", "-c", 'echo "$(ulimit -Sn) $(ulimit -Hn)"']
 
 
-def _wait_with_a_zmq_target(gateway: StartGateway, limits: str
-                            ) -> tuple[int, list[dict[str, Any]], str, int]:
+def _wait_with_a_zmq_target(sim: StartSim, limits: str) -> tuple[Ran, int]:
     """The gate under ``limits``, with a ZeroMQ --also target (the heaviest kind), its
-    runner reporting its limits: (exit code, events, the runner's output, the need)."""
-    _sim, port = gateway()
-    _other, other_port = gateway()
+    runner reporting its limits: the run, and the need."""
+    _sim, port = sim()
+    _other, other_port = sim()
     also = f"zmq+req://127.0.0.1:{other_port}"
-    code, events, stdout = _under_ulimit(
+    ran = _under_ulimit(
         limits.format(needed=fdlimit.needed(1, 0)),
-        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "10",
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "10",
          "--also", also, "--", *_REPORT_LIMITS], timeout=after_deadline(10))
-    return code, events, stdout, fdlimit.needed(1, 0)
+    return ran, fdlimit.needed(1, 0)
 
 
 @pytest.mark.parametrize("soft", [8, 9, 10, 11, 12])
 def test_a_low_soft_fd_limit_is_raised_and_the_runner_gets_it_back(
-        soft: int, gateway: StartGateway) -> None:
+        soft: int, sim: StartSim) -> None:
     """`ulimit -Sn 8` used to kill the gate inside libzmq (exit 134, non-JSON stderr) or
     end it with "please report this as a bug". The gate raises its soft limit, waits, and
     the runner starts with the soft limit the gate was started with."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
-    code, events, stdout, _ = _wait_with_a_zmq_target(gateway, f"ulimit -Sn {soft}")
-    assert code == 0, events
-    assert stdout == f"{soft} {hard_text}\n"
-    assert "gate.dependency_ready" in [e["event"] for e in events]
-    assert events[-1]["event"] == "gate.exec"
+    ran, _ = _wait_with_a_zmq_target(sim, f"ulimit -Sn {soft}")
+    assert ran.code == 0, ran.events
+    assert ran.stdout == f"{soft} {hard_text}\n"
+    assert "gate.dependency_ready" in [e["event"] for e in ran.events]
+    assert ran.events[-1]["event"] == "gate.exec"
 
 
-def test_a_hard_fd_limit_just_high_enough_is_used(gateway: StartGateway) -> None:
+def test_a_hard_fd_limit_just_high_enough_is_used(sim: StartSim) -> None:
     """Soft 8 under a hard limit of exactly what the gate needs: raised to it, and back."""
-    code, events, stdout, needed = _wait_with_a_zmq_target(
-        gateway, "ulimit -Sn 8 && ulimit -Hn {needed}")
-    assert code == 0, events
-    assert stdout == f"8 {needed}\n"
+    ran, needed = _wait_with_a_zmq_target(sim, "ulimit -Sn 8 && ulimit -Hn {needed}")
+    assert ran.code == 0, ran.events
+    assert ran.stdout == f"8 {needed}\n"
 
 
-def test_ulimit_16_is_enough_for_the_gate_alone(gateway: StartGateway) -> None:
+def test_ulimit_16_is_enough_for_the_gate_alone(sim: StartSim) -> None:
     """`ulimit -n 16` (hard and soft), the gate with no --also target: it waits and execs."""
-    _sim, port = gateway()
-    code, events, stdout = _under_ulimit(
-        "ulimit -n 16", ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST,
+    _sim, port = sim()
+    ran = _under_ulimit(
+        "ulimit -n 16", ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
                          "--timeout", "10", "--", *_REPORT_LIMITS],
         timeout=after_deadline(10))
-    assert code == 0, events
-    assert stdout == "16 16\n"
-    assert events[-1]["event"] == "gate.exec"
+    assert ran.code == 0, ran.events
+    assert ran.stdout == "16 16\n"
+    assert ran.events[-1]["event"] == "gate.exec"
 
 
-def test_a_two_socket_bridge_needs_its_reply_socket_counted(tmp_path: Any) -> None:
+def test_a_two_socket_bridge_needs_its_reply_socket_counted(standin: StartStandIn) -> None:
     """`ulimit -n 16` is enough for `req`, not for a two-socket bridge: one plain exit-70
     line naming the need, never libzmq's abort or "report this as a bug"; with that many
     it waits and execs."""
-    from tests.standins.client import start
-
     need = fdlimit.needed(0, 0, reply_sockets=1)
-    with start("dwx_ea", "--pull-port", "0", "--push-port", "0", "--pub-port", "0") as ea:
-        args = ["wait", "--host", "127.0.0.1", "--bridge", "dwx", "--port",
-                str(ea.ports["pull"]), "--reply-port", str(ea.ports["push"]), *FAST,
-                "--timeout", "10", "--", *_REPORT_LIMITS]
-        low = _under_ulimit("ulimit -n 16", args, timeout=after_deadline(10))
-        enough = _under_ulimit(f"ulimit -n {need}", args, timeout=after_deadline(10))
-    assert low[0] == 70
-    assert f"needs {need} open files" in low[1][-1]["error"]
-    assert "report this" not in low[1][-1]["error"]
-    assert enough[0] == 0, enough[1]
-    assert enough[2] == f"{need} {need}\n"
+    ea = standin("dwx_ea", "--pull-port", "0", "--push-port", "0", "--pub-port", "0")
+    args = ["wait", "--host", "127.0.0.1", "--bridge", "dwx", "--port", str(ea.ports["pull"]),
+            "--reply-port", str(ea.ports["push"]), *FAST_WAIT, "--timeout", "10", "--",
+            *_REPORT_LIMITS]
+    low = _under_ulimit("ulimit -n 16", args, timeout=after_deadline(10))
+    enough = _under_ulimit(f"ulimit -n {need}", args, timeout=after_deadline(10))
+    assert low.code == 70
+    assert f"needs {need} open files" in low.events[-1]["error"]
+    assert "report this" not in low.events[-1]["error"]
+    assert enough.code == 0, enough.events
+    assert enough.stdout == f"{need} {need}\n"
 
 
 # With a tcp:// --also target the gate needs fdlimit.needed(0, 1) = 20.
@@ -315,21 +294,21 @@ def test_a_two_socket_bridge_needs_its_reply_socket_counted(tmp_path: Any) -> No
     "ulimit -n 8", "ulimit -Sn 8 && ulimit -Hn 8", "ulimit -n 12", "ulimit -n 16",
     "ulimit -Sn 8 && ulimit -Hn 19"])
 def test_a_hard_fd_limit_too_low_is_one_plain_error_not_a_crash_or_a_bug(
-        limits: str, gateway: StartGateway) -> None:
+        limits: str, sim: StartSim) -> None:
     """The hard limit leaves the gate too few file descriptors for its configuration: exit
     70 at start with one JSON gate.error that says so (the number needed, `ulimit -n`), not
     "a bug"; nothing attempted, and the runner never started."""
-    _sim, port = gateway()
+    _sim, port = sim()
     needed = fdlimit.needed(0, 1)
     assert needed == 20
-    code, events, stdout = _under_ulimit(
-        limits, ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, "--timeout", "10",
-                 "--also", f"tcp://127.0.0.1:{port}", "--", "echo", "runner-started"],
+    ran = _under_ulimit(
+        limits, ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout",
+                 "10", "--also", f"tcp://127.0.0.1:{port}", "--", "echo", "runner-started"],
         timeout=after_deadline(10))
-    assert code == 70, events
-    assert stdout == ""
-    assert [e["event"] for e in events] == ["gate.error"]
-    error = events[0]
+    assert ran.code == 70, ran.events
+    assert ran.stdout == ""
+    assert [e["event"] for e in ran.events] == ["gate.error"]
+    error = ran.events[0]
     assert error["exit_code"] == 70
     assert "file-descriptor limit is too low" in error["error"]
     assert f"needs {needed}" in error["error"]
@@ -346,18 +325,17 @@ def test_a_hard_fd_limit_too_low_is_one_plain_error_not_a_crash_or_a_bug(
     "redis://127.0.0.1:0", "rediss://127.0.0.1:0/0", "postgresql://u@127.0.0.1:0/db",
     "postgres://u@127.0.0.1/db?port=0", "tcp://127.0.0.1:0", "zmq+req://127.0.0.1:0",
     "zmq+sub://127.0.0.1:0"])
-def test_port_0_is_a_usage_error_for_every_also_kind(
-        url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_port_0_is_a_usage_error_for_every_also_kind(url: str) -> None:
     """Nothing listens on port 0: http:// and redis:// used to accept it and wait out the
     deadline (exit 69), while tcp:// and zmq refused it at start. Now every kind does.
     In-process: a wait that started would hang here until the test's timeout."""
-    code, events, stdout = main_in_process(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST, "--timeout", "30",
-         "--also", url, "--", "echo", "runner-started"], {}, capsys)
-    assert code == 64, events
-    assert stdout == ""
-    assert len(events) == 1
-    assert "--also / GATE_ALSO" in events[0]["error"]
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT, "--timeout",
+         "30", "--also", url, "--", "echo", "runner-started"], in_process=True)
+    assert ran.code == 64, ran.events
+    assert ran.stdout == ""
+    assert len(ran.events) == 1
+    assert "--also / GATE_ALSO" in ran.events[0]["error"]
 
 
 @pytest.mark.parametrize(("kind", "target"), [

@@ -11,20 +11,19 @@ from typing import Any
 import pytest
 import zmq
 
-from tests import servers
-from tests.bounds import EXIT_S, after_deadline
-from tests.helpers import GATE, Proc, run_gate
-
-FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--reply-timeout", "1"]
+from tests.support import servers
+from tests.support.bounds import EXIT_S, FAST_WAIT, after_deadline
+from tests.support.cli import run_gate
+from tests.support.processes import StartGate
 
 
 def gate_against(reply: Callable[[list[bytes]], list[bytes] | None], *extra: str
                  ) -> tuple[int, list[dict[str, Any]]]:
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                       *FAST, "--timeout", "1.5", *extra],
-                                      timeout=after_deadline(1.5))
-    return code, events
+        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                        *FAST_WAIT, "--timeout", "1.5", *extra],
+                       timeout=after_deadline(1.5))
+    return ran.code, ran.events
 
 
 def reasons(events: list[dict[str, Any]]) -> set[Any]:
@@ -53,26 +52,26 @@ def test_broken_and_refusing_replies_are_never_ready_and_retried(
     assert len(failed["error"]) < 400  # the gateway's text is truncated
 
 
-def test_huge_reply_keeps_memory_bounded() -> None:
+def test_huge_reply_keeps_memory_bounded(gate: StartGate) -> None:
     """A 64 MiB reply: libzmq drops it at the 1 MiB bound; the gate's peak RSS stays below
     the size of that reply."""
     huge = b"x" * (64 * 1024 * 1024)
     with servers.zmq_server(zmq.ROUTER, lambda _req: [huge]) as port:
-        gate = Proc([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), *FAST])
-        give_up = time.monotonic() + EXIT_S  # the sampling ends where gate.wait's guard does
+        proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT)
+        give_up = time.monotonic() + EXIT_S  # the sampling ends where proc.wait's guard does
         peak_kb = 0
-        while gate.popen.poll() is None and time.monotonic() < give_up:
+        while proc.popen.poll() is None and time.monotonic() < give_up:
             try:
-                with open(f"/proc/{gate.pid}/status") as status:
+                with open(f"/proc/{proc.pid}/status") as status:
                     for line in status:
                         if line.startswith("VmHWM:"):
                             peak_kb = max(peak_kb, int(line.split()[1]))
             except (OSError, ValueError):
                 break
             time.sleep(0.005)  # sampling interval, not synchronisation
-        code = gate.wait(timeout=max(0.1, give_up - time.monotonic()))
+        code = proc.wait(timeout=max(0.1, give_up - time.monotonic()))
     assert code == 78
-    assert reasons(gate.events()) == {"protocol"}
+    assert reasons(proc.events()) == {"protocol"}
     # Memory, not time (load does not change it): ~30 MiB for the interpreter and the
     # gate's imports (29 MiB measured), against 90+ MiB if the reply were held (those plus
     # 64 MiB); the reply's own size, 64 MiB, leaves ~30 MiB on either side.
@@ -92,12 +91,12 @@ def test_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one() -
         return [json.dumps({"status": "OK", "n": count["n"]}).encode()]
 
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                       "--reply-timeout", "0.5", "--backoff-initial", "3",
-                                       "--backoff-max", "3"])
-    assert code == 0
-    assert reasons(events) == {"no_reply"}
-    ready = next(e for e in events if e["event"] == "gate.ready")
+        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                        "--reply-timeout", "0.5", "--backoff-initial", "3",
+                        "--backoff-max", "3"])
+    assert ran.code == 0
+    assert reasons(ran.events) == {"no_reply"}
+    ready = next(e for e in ran.events if e["event"] == "gate.ready")
     assert json.loads(ready["reply"])["n"] >= 2
 
 
@@ -107,8 +106,8 @@ def test_forged_log_lines_in_a_banner_stay_inside_one_event() -> None:
         conn.sendall(b'X\n{"event": "gate.ready", "level": "info"}\n\x1b[2J')
 
     with servers.tcp_server(banner) as port:
-        code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                       *FAST])
-    assert code == 78
-    assert [e["event"] for e in events].count("gate.ready") == 0
-    assert reasons(events) == {"not_zmq"}
+        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                        *FAST_WAIT])
+    assert ran.code == 78
+    assert [e["event"] for e in ran.events].count("gate.ready") == 0
+    assert reasons(ran.events) == {"not_zmq"}

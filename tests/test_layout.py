@@ -2,7 +2,10 @@
 
 Every ``import`` (type-only ones included) of every module under ``entrypoint/`` is read
 from its source: the graph must have no circle, and no module may import from a layer
-above its own.
+above its own. The test suite has a layout too: test modules share only what is in
+``tests/support/`` (and the stand-ins), never one another; a test body ends nothing by
+hand (what it starts, a fixture or a context manager ends); and the time settings given to
+the gate are named in ``tests/support/bounds.py`` only.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
+
+TESTS = REPO / "tests"
 
 PACKAGE = REPO / "entrypoint"
 # Bottom to top, as in the README. A module not listed here fails the test: a new module
@@ -119,3 +124,60 @@ def test_the_import_graph_has_no_circle() -> None:
 
     for name in sorted(edges):
         visit(name, ())
+
+
+# --- the test suite's own layout ----------------------------------------------------------
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, as dotted names (relative imports resolved)."""
+    package = ".".join(path.relative_to(REPO).parent.parts)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """What test modules share lives in tests/support/ (or tests/standins/); a test module
+    imported by another would run its tests' imports twice and hide a shared helper."""
+    shared = sorted(TESTS.rglob("*.py"))
+    importing = {str(path.relative_to(REPO)): sorted(
+        name for name in imported_modules(path)
+        if name.split(".")[-1].startswith("test_") or ".test_" in name)
+        for path in shared}
+    assert {path: names for path, names in importing.items() if names} == {}
+
+
+def test_no_test_body_ends_what_it_started_by_hand() -> None:
+    """No try/finally in a test module: what a test starts, a fixture or a context manager
+    (tests/support/) ends, whatever the test did."""
+    by_hand = [f"{path.name}:{node.lineno}" for path in sorted(TESTS.glob("test_*.py"))
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Try) and node.finalbody]
+    assert by_hand == []
+
+
+TIME_FLAGS = {"--timeout", "--connect-timeout", "--reply-timeout", "--backoff-initial",
+              "--backoff-max"}
+
+
+def test_time_settings_are_named_in_bounds_only() -> None:
+    """A module-level list of the gate's time flags (a FAST list) exists in bounds.py only,
+    named there with the reason for its size."""
+    outside = [f"{path.relative_to(REPO)}:{node.lineno}"
+               for path in sorted(TESTS.rglob("*.py")) if path.name != "bounds.py"
+               for node in ast.parse(path.read_text()).body
+               if isinstance(node, ast.Assign | ast.AnnAssign)
+               and isinstance(node.value, ast.List | ast.Tuple)
+               and any(isinstance(leaf, ast.Constant) and leaf.value in TIME_FLAGS
+                       for leaf in ast.walk(node.value))]
+    assert outside == []

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 
 import pytest
 import zmq
 
 from entrypoint.logs import configure_logging, get_logger, untrusted
-from tests import servers
-from tests.bounds import after_deadline
-from tests.helpers import GATE, REPO, base_env, free_port, run_gate, run_on_pty
+from tests.support import servers
+from tests.support.bounds import after_deadline
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port
 
 HOSTILE_STATUS = ('BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
                   '"event": "gate.ready"}\x1b[2J\x1b[31mred\r')
@@ -20,11 +20,11 @@ HOSTILE_STATUS = ('BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info",
 
 def test_every_line_is_json_with_timestamp_level_event() -> None:
     """Each stderr line of a failing wait is a JSON object with the three fixed keys."""
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                                   "--timeout", "0.5", "--backoff-initial", "0.1"])
-    assert code == 69
-    assert len(events) >= 3
-    for event in events:
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--timeout", "0.5", "--backoff-initial", "0.1"])
+    assert ran.code == 69
+    assert len(ran.events) >= 3
+    for event in ran.events:
         assert list(event)[:3] == ["timestamp", "level", "event"]
         assert event["timestamp"].endswith("Z")
         assert event["event"].startswith("gate.")
@@ -34,13 +34,10 @@ def test_hostile_reply_cannot_forge_log_lines_or_escape_codes() -> None:
     """A status with newlines, ANSI escapes and fake JSON stays inside one escaped field."""
     reply = json.dumps({"status": HOSTILE_STATUS}).encode()
     with servers.zmq_server(zmq.ROUTER, lambda _req: [reply]) as port:
-        done = subprocess.run(
-            [*GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "0.6",
-             "--backoff-initial", "0.1"],
-            env=base_env(), cwd=REPO, capture_output=True, timeout=after_deadline(0.6),
-            check=False)
-    text = done.stderr.decode()
-    assert done.returncode == 69
+        done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "0.6",
+                         "--backoff-initial", "0.1"], timeout=after_deadline(0.6), log="text")
+    text = done.stderr
+    assert done.code == 69
     assert "\x1b" not in text
     assert "\r" not in text
     lines = text.splitlines()
@@ -73,12 +70,10 @@ def test_untrusted_survives_deep_nesting() -> None:
 
 def test_console_format_reads_as_text_without_colour_off_a_tty() -> None:
     """--log-format console: key=value text, and no colour codes when stderr is a pipe."""
-    done = subprocess.run(
-        [*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.3",
-         "--log-format", "console"], env=base_env(), cwd=REPO, capture_output=True,
-        timeout=after_deadline(0.3), check=False)
-    text = done.stderr.decode()
-    assert done.returncode == 69
+    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
+                     "0.3", "--log-format", "console"], timeout=after_deadline(0.3), log="text")
+    text = done.stderr
+    assert done.code == 69
     assert "gate.start" in text
     assert "reason=refused" in text
     assert "\x1b[" not in text
@@ -92,11 +87,11 @@ def test_colour_only_on_a_tty_and_never_with_no_color(no_color: bool, expect_col
     del env["GATE_LOG_FORMAT"]
     if no_color:
         env["NO_COLOR"] = "1"
-    code, text = run_on_pty([*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                             "--timeout", "0.3"], env, stream="stderr")
-    assert code == 69
-    assert "gate.timeout" in text
-    assert ("\x1b[" in text) is expect_colour
+    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
+                     "0.3"], env, tty="stderr", log="text")
+    assert done.code == 69
+    assert "gate.timeout" in done.stderr
+    assert ("\x1b[" in done.stderr) is expect_colour
 
 
 def test_tracebacks_carry_no_local_variables() -> None:
@@ -115,22 +110,22 @@ def test_tracebacks_carry_no_local_variables() -> None:
 
 def test_log_level_filters_events() -> None:
     """--log-level error hides info and warning events."""
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                                   "--timeout", "0.3", "--log-level", "error"])
-    assert code == 69
-    assert [e["event"] for e in events] == ["gate.timeout"]
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--timeout", "0.3", "--log-level", "error"])
+    assert ran.code == 69
+    assert [e["event"] for e in ran.events] == ["gate.timeout"]
 
 
 def test_a_wait_emits_exactly_the_documented_events_in_order() -> None:
     """A wait that times out logs gate.start, gate.attempt_failed..., gate.timeout: the
     event names users script against, each with its documented fields."""
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                                   "--timeout", "0.5", "--backoff-initial", "0.1"])
-    assert code == 69
-    names = [e["event"] for e in events]
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--timeout", "0.5", "--backoff-initial", "0.1"])
+    assert ran.code == 69
+    names = [e["event"] for e in ran.events]
     assert names[0] == "gate.start"
     assert names[-1] == "gate.timeout"
     assert set(names[1:-1]) == {"gate.attempt_failed"}
-    assert {"target", "pid", "deadline_s", "ping_request", "ready_when"} <= set(events[0])
-    assert {"attempt", "stage", "reason", "error", "hint"} <= set(events[1])
-    assert {"elapsed_s", "attempts", "last_reason", "exit_code"} <= set(events[-1])
+    assert {"target", "pid", "deadline_s", "ping_request", "ready_when"} <= set(ran.events[0])
+    assert {"attempt", "stage", "reason", "error", "hint"} <= set(ran.events[1])
+    assert {"elapsed_s", "attempts", "last_reason", "exit_code"} <= set(ran.events[-1])

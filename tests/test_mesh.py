@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,35 +15,38 @@ from entrypoint.checks import SKIP, WARN, Check, run_check
 from entrypoint.deadline import Deadline
 from entrypoint.errors import NotPermitted
 from entrypoint.targets.services import check_redis
-from tests import servers
-from tests.bounds import COMMAND_S, EVENT_S, EXIT_S
-from tests.helpers import GATE, REPO, base_env, free_port, skip_or_fail, start_sim
-from tests.real_servers import PG_PASSWORD, postgres_server, redis_server
+from tests.support import servers
+from tests.support.bounds import COMMAND_S, EVENT_S
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port, skip_or_fail
+from tests.support.processes import StartSim
+from tests.support.real_servers import PG_PASSWORD, postgres_server, redis_server
 
 
 def mesh(args: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run([*GATE, "mesh", "--json", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=COMMAND_S, check=False)
-    assert "Traceback" not in done.stderr
-    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
+    """``mesh --json ARGS``: (exit code, its document, all it printed)."""
+    done = run_gate(["mesh", "--json", *args], env, timeout=COMMAND_S)
+    return done.code, json.loads(done.stdout), done.stdout + done.stderr
+
+
+def simulated(sim: StartSim) -> tuple[int, int]:
+    """A simulated gateway (stopped after the test): (REP port, PUB port)."""
+    simulator, port = sim()
+    return port, int(simulator.wait_for_event("sim.listening")["pub_port"])
 
 
 def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in doc["checks"]}
 
 
-def test_full_mesh_with_real_redis_and_postgres_passes() -> None:
+def test_full_mesh_with_real_redis_and_postgres_passes(sim: StartSim) -> None:
     """Gateway REQ and PUB, Redis PING, PostgreSQL SELECT 1, HTTP-free: all pass, exit 0."""
-    sim, port = start_sim()
-    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
-    try:
-        with redis_server("r3dis-pw") as redis_url, postgres_server() as pg_url:
-            env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
-                           GATEWAY_PUB_PORT=str(pub_port), REDIS_URL=redis_url,
-                           DATABASE_URL=pg_url)
-            code, doc, text = mesh([], env)
-    finally:
-        sim.stop()
+    port, pub_port = simulated(sim)
+    with redis_server("r3dis-pw") as redis_url, postgres_server() as pg_url:
+        env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
+                       GATEWAY_PUB_PORT=str(pub_port), REDIS_URL=redis_url,
+                       DATABASE_URL=pg_url)
+        code, doc, text = mesh([], env)
     checks = by_name(doc)
     failed = {n: c["detail"] for n, c in checks.items() if c["status"] not in ("pass", "skip")}
     assert failed == {}
@@ -88,18 +90,13 @@ def test_gateway_down_is_critical_exit_2() -> None:
     assert "TROUBLESHOOTING.md#refused" in ping["hint"]
 
 
-def test_human_table_groups_phases_and_prints_a_score() -> None:
+def test_human_table_groups_phases_and_prints_a_score(sim: StartSim) -> None:
     """The human output has a section per phase and `Score: N/M (P%)`."""
-    sim, port = start_sim()
-    pub_port = int(sim.wait_for_event("sim.listening")["pub_port"])
+    port, pub_port = simulated(sim)
     env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
                    GATEWAY_PUB_PORT=str(pub_port), GATE_MESH_TCP=f"127.0.0.1:{free_port()}")
-    try:
-        done = subprocess.run([*GATE, "mesh"], env=env, cwd=REPO, capture_output=True,
-                              text=True, timeout=COMMAND_S, check=False)
-    finally:
-        sim.stop()
-    assert done.returncode == 1
+    done = run_gate(["mesh"], env, timeout=COMMAND_S)
+    assert done.code == 1
     for title in ("Local environment", "Network", "Application ports", "External"):
         assert title in done.stdout
     last = done.stdout.strip().splitlines()[-1]
@@ -130,9 +127,8 @@ def test_bad_mesh_file_is_a_one_line_usage_error(tmp_path: Path, content: str,
     """Every mistake in the mesh file: exit 64 and one gate.error line saying where."""
     mesh_file = tmp_path / "mesh.toml"
     mesh_file.write_text(content)
-    done = subprocess.run([*GATE, "mesh", "--file", str(mesh_file)], env=base_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=EXIT_S, check=False)
-    assert done.returncode == 64
+    done = run_gate(["mesh", "--file", str(mesh_file)], log="text")
+    assert done.code == 64
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     event = json.loads(lines[0])
@@ -142,10 +138,8 @@ def test_bad_mesh_file_is_a_one_line_usage_error(tmp_path: Path, content: str,
 
 def test_mesh_file_from_environment_and_missing_file() -> None:
     """GATE_MESH_FILE names the file; a missing one is a usage error."""
-    done = subprocess.run([*GATE, "mesh"], env=base_env(GATE_MESH_FILE="/nonexistent.toml"),
-                          cwd=REPO, capture_output=True, text=True, timeout=EXIT_S,
-                          check=False)
-    assert done.returncode == 64
+    done = run_gate(["mesh"], base_env(GATE_MESH_FILE="/nonexistent.toml"), log="text")
+    assert done.code == 64
     assert "GATE_MESH_FILE" in done.stderr
 
 
@@ -244,8 +238,7 @@ def test_a_bad_dialect_option_without_a_host_is_a_usage_error(tmp_path: Path) ->
     document = tmp_path / "mesh.toml"
     document.write_text('include_defaults = false\n[[check]]\nkind = "zmq_ping"\n'
                         'target = "127.0.0.1:9"\n')
-    done = subprocess.run([*GATE, "mesh", "--file", str(document)],
-                          env=base_env(GATE_PING_REQUEST="{not json"), cwd=REPO,
-                          capture_output=True, text=True, timeout=EXIT_S, check=False)
-    assert done.returncode == 64
+    done = run_gate(["mesh", "--file", str(document)], base_env(GATE_PING_REQUEST="{not json"),
+                    log="text")
+    assert done.code == 64
     assert "GATE_PING_REQUEST" in done.stderr

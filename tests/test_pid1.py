@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bounds import AFTER_SIGNAL_S, EVENT_S, EXIT_S
-from tests.helpers import GATE, Proc, Spawn, StartSim, free_port, poll_until, skip_or_fail
+from tests.support.bounds import AFTER_SIGNAL_S, EVENT_S, EXIT_S
+from tests.support.helpers import GATE, free_port, poll_until, skip_or_fail
+from tests.support.processes import Proc, Spawn, StartSim
 
 pytestmark = pytest.mark.root
 

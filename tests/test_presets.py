@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from entrypoint.cli import main
 from entrypoint.config import PROBE_OPTIONS, settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.replies import decode_reply, python_literal
+from tests.support.cli import run_gate
 
 
-def usage_error(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
-                ) -> str:
-    """``main`` in-process must exit 64 with exactly one JSON line: its error."""
-    assert main(argv, {"GATE_LOG_FORMAT": "json", **env}) == 64
-    lines = capsys.readouterr().err.strip().splitlines()
+def usage_error(argv: list[str], env: dict[str, str]) -> str:
+    """``mt5-gate ARGV`` in-process must exit 64 with exactly one JSON line: its error."""
+    ran = run_gate(argv, env, in_process=True, log="text")
+    assert ran.code == 64
+    lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     return str(json.loads(lines[0])["error"])
 
@@ -63,8 +63,8 @@ def test_a_flag_beats_a_variable_and_both_beat_the_preset() -> None:
      "refuses the request"),
 ])
 def test_invalid_transport_settings_are_one_line_usage_errors(
-        argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert says in usage_error(["wait", "--host", "gw", *argv], {}, capsys)
+        argv: list[str], says: str) -> None:
+    assert says in usage_error(["wait", "--host", "gw", *argv], {})
 
 
 def test_a_text_request_is_sent_as_written() -> None:

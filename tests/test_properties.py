@@ -14,8 +14,6 @@ anything but those.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import socket
@@ -27,11 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoint.cli import main
 from entrypoint.commands.mesh import build_checks
 from entrypoint.errors import UsageError
 from entrypoint.targets import KINDS
-from tests.helpers import free_port, start_sim
+from tests.support.bounds import FAST_BACKOFF
+from tests.support.cli import run_gate
+from tests.support.helpers import free_port
+from tests.support.processes import Processes
 
 ACCEPTED = {0, 69}  # ready, or not ready by the deadline (the judgement said no)
 REJECTED = 64
@@ -53,11 +53,11 @@ def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def sim_port() -> Iterator[int]:
-    sim, port = start_sim()
-    try:
+    """One simulated gateway for the module's examples (Hypothesis takes no per-test
+    fixture), stopped after the module."""
+    with Processes() as started:
+        _sim, port = started.sim()
         yield port
-    finally:
-        sim.stop()
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +66,12 @@ def refused_port() -> int:
 
 
 def run_main(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, list[str]]:
-    """``mt5-gate ARGV`` in-process: (exit code, its stderr lines)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
-            pytest.MonkeyPatch.context() as patch:
+    """``mt5-gate ARGV`` in-process, names looked up on loopback only: (exit code, its
+    stderr lines)."""
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket, "getaddrinfo", _loopback_only)
-        code = main(argv, {"GATE_LOG_FORMAT": "json", **(environ or {})})
-    return code, err.getvalue().splitlines()
+        ran = run_gate(argv, environ, in_process=True, log="text")
+    return ran.code, ran.stderr.splitlines()
 
 
 def check_outcome(code: int, lines: list[str]) -> None:
@@ -89,8 +88,7 @@ def wait(port: int, *extra: str) -> list[str]:
     # A 0.3 s deadline bounds every example, whatever the fuzzed option says (flags given
     # later win, so only the option under test is fuzzed, never the deadline itself,
     # except in the test that fuzzes --timeout against a gateway that answers at once).
-    return ["wait", "--host", "127.0.0.1", "--port", str(port), "--backoff-initial", "0.05",
-            "--backoff-max", "0.1", *extra]
+    return ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_BACKOFF, *extra]
 
 
 numbers = st.one_of(

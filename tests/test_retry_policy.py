@@ -27,8 +27,8 @@ from entrypoint.retry import (
     BackoffWithJitter,
     wait_until_ready,
 )
-from tests.bounds import EXIT_S
-from tests.helpers import REPO
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import REPO
 
 
 # The timeouts, costs and pauses handed to the policy below run on this simulated clock:

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
-from tests.bounds import after_deadline
-from tests.helpers import base_env, run_gate
+from tests.support import servers
+from tests.support.bounds import FAST_ATTEMPT, NEVER_READY_S, NEVER_READY_WAIT, after_deadline
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env
 
 TOKEN = "tok-S3CRET-9f3e1c7a"
 SERVICES = ("ssh", "smtp", "http", "silent")
-FAST = ["--connect-timeout", "1", "--reply-timeout", "1"]
-WAIT = ["--timeout", "2", "--backoff-initial", "0.1", "--backoff-max", "0.3", *FAST]
+# A wait never ready against such a service, each attempt short (probe and health take
+# only FAST_ATTEMPT: the backoff and the deadline are wait's alone).
+WAIT = (*NEVER_READY_WAIT, *FAST_ATTEMPT)
 
 
 @contextlib.contextmanager
@@ -56,14 +58,15 @@ def test_no_byte_of_a_secret_reaches_a_service_that_is_not_zeromq(
         command: str, speak: str, tmp_path: Path) -> None:
     """The verdict stays not_zmq or no_reply; the token never leaves the machine."""
     with services(speak, 1) as [(port, recorder)]:
-        args = {"wait": WAIT, "probe": FAST, "health": FAST, "mesh": ["--json"]}[command]
-        code, events, _, _ = run_gate([command, *args],
-                                      env=token_env(tmp_path, GATEWAY_PORT=str(port)),
-                                      timeout=after_deadline(10))
-    assert code != 0
+        args = {"wait": WAIT, "probe": FAST_ATTEMPT, "health": FAST_ATTEMPT,
+                "mesh": ("--json",)}[command]
+        ran = run_gate([command, *args],
+                       env=token_env(tmp_path, GATEWAY_PORT=str(port)),
+                       timeout=after_deadline(10))
+    assert ran.code != 0
     assert_never_received([recorder])
     if command == "wait":
-        reasons = {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
+        reasons = {e["reason"] for e in ran.events if e["event"] == "gate.attempt_failed"}
         assert reasons <= {"not_zmq", "no_reply", "reset", "protocol"}, reasons
 
 
@@ -71,10 +74,11 @@ def test_no_byte_of_a_secret_reaches_a_service_that_is_not_zeromq(
 def test_an_also_bridge_gets_no_secret_when_it_is_not_zeromq(speak: str, tmp_path: Path,
                                                              ) -> None:
     with services(speak, 2) as [(gateway_port, gateway), (other_port, other)]:
-        code, _, _, _ = run_gate(
+        ran = run_gate(
             ["wait", *WAIT, "--also", f"zmq+req://127.0.0.1:{other_port}"],
-            env=token_env(tmp_path, GATEWAY_PORT=str(gateway_port)), timeout=after_deadline(2))
-    assert code != 0
+            env=token_env(tmp_path, GATEWAY_PORT=str(gateway_port)),
+            timeout=after_deadline(NEVER_READY_S))
+    assert ran.code != 0
     assert_never_received([gateway, other])
 
 
@@ -83,13 +87,14 @@ def test_an_also_bridge_gets_no_secret_when_it_is_not_zeromq(speak: str, tmp_pat
 def test_two_socket_transports_send_no_secret_to_a_stranger(transport: str, speak: str,
                                                             tmp_path: Path) -> None:
     with services(speak, 2) as [(port, requests), (reply_port, replies)]:
-        code, _, _, _ = run_gate(
+        waited = run_gate(
             ["wait", *WAIT, "--transport", transport, "--reply-port", str(reply_port)],
-            env=token_env(tmp_path, GATEWAY_PORT=str(port)), timeout=after_deadline(2))
-        probe_code, _, _, _ = run_gate(
-            ["probe", *FAST, "--transport", transport, "--reply-port", str(reply_port)],
+            env=token_env(tmp_path, GATEWAY_PORT=str(port)),
+            timeout=after_deadline(NEVER_READY_S))
+        probed = run_gate(
+            ["probe", *FAST_ATTEMPT, "--transport", transport, "--reply-port", str(reply_port)],
             env=token_env(tmp_path, GATEWAY_PORT=str(port)))
-    assert (code, probe_code) != (0, 0)
+    assert (waited.code, probed.code) != (0, 0)
     assert_never_received([requests, replies])
 
 
@@ -100,7 +105,7 @@ def test_a_request_without_a_secret_still_reaches_such_a_service(tmp_path: Path)
     with services("ssh", 1) as [(port, recorder)]:
         run_gate(["wait", *WAIT, "--ping-request", json.dumps({"action": marker})],
                  env=base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port)),
-                 timeout=after_deadline(2))
+                 timeout=after_deadline(NEVER_READY_S))
     assert marker.encode() in recorder.bytes()
 
 
@@ -108,9 +113,9 @@ def test_a_secret_shorter_than_8_bytes_is_refused(tmp_path: Path) -> None:
     """It could be neither guessed safely nor scrubbed without blanking ordinary text."""
     secret = tmp_path / "short"
     secret.write_text("abc1234\n")
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--ping-request",
-                                   f'{{"token":"$file:{secret}"}}'])
-    assert code == 64
-    assert len(events) == 1
-    assert "shorter than 8 bytes" in events[0]["error"]
-    assert "abc1234" not in json.dumps(events)
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--ping-request",
+                    f'{{"token":"$file:{secret}"}}'])
+    assert ran.code == 64
+    assert len(ran.events) == 1
+    assert "shorter than 8 bytes" in ran.events[0]["error"]
+    assert "abc1234" not in json.dumps(ran.events)

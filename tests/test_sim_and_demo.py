@@ -14,81 +14,56 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
-from tests.helpers import (
-    GATE,
-    REPO,
-    Spawn,
-    StartGateway,
-    StartSim,
-    base_env,
-    poll_until,
-    run_gate,
-)
+from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
+from tests.support.cli import run_gate
+from tests.support.helpers import REPO, base_env, poll_until
+from tests.support.processes import Spawn, StartSim
+from tests.support.sockets import ZmqSockets
 
 
-def request(port: int, payload: bytes, timeout_ms: int = int(EVENT_S * 1000)) -> Any:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(f"tcp://127.0.0.1:{port}")
-        sock.send(payload)
-        assert sock.poll(timeout_ms), "no reply from the simulator"
-        return sock.recv()
-    finally:
-        sock.close()
-        ctx.term()
-
-
-def test_sim_answers_ping_and_status_like_the_bridge(gateway: StartGateway) -> None:
+def test_sim_answers_ping_and_status_like_the_bridge(sim: StartSim,
+                                                     zmq_sockets: ZmqSockets) -> None:
     """PING → status OK; STATUS → OK with terminal details; unknown → ERROR."""
-    _sim, port = gateway()
-    ping = json.loads(request(port, b'{"action": "PING"}'))
-    status = json.loads(request(port, b'{"action": "STATUS"}'))
-    other = json.loads(request(port, b'{"action": "NOPE"}'))
+    _sim, port = sim()
+    ping = json.loads(zmq_sockets.request(port, b'{"action": "PING"}'))
+    status = json.loads(zmq_sockets.request(port, b'{"action": "STATUS"}'))
+    other = json.loads(zmq_sockets.request(port, b'{"action": "NOPE"}'))
     assert ping["status"] == "OK"
     assert status["status"] == "OK"
     assert status["terminal_connected"] is True
     assert other["status"] == "ERROR"
 
 
-def test_sim_publishes_ticks_and_heartbeats(sim: StartSim) -> None:
+def test_sim_publishes_ticks_and_heartbeats(sim: StartSim, zmq_sockets: ZmqSockets) -> None:
     """The PUB port carries JSON ticks (~10 Hz) and a heartbeat."""
     simulator, _ = sim(wait_listening=False)  # the same argv; its listening awaited here
     pub_port = int(simulator.wait_for_event("sim.listening")["pub_port"])
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
+    sub = zmq_sockets(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     kinds: set[str] = set()
-    try:
-        sub.connect(f"tcp://127.0.0.1:{pub_port}")
-        deadline = time.monotonic() + EVENT_S  # ticks at ~10 Hz, a heartbeat each second
-        while kinds != {"tick", "heartbeat"} and time.monotonic() < deadline:
-            if sub.poll(500):
-                message = json.loads(sub.recv())
-                kinds.add(message["type"])
-                if message["type"] == "tick":
-                    assert message["ask"] > message["bid"]
-    finally:
-        sub.close()
-        ctx.term()
+    sub.connect(f"tcp://127.0.0.1:{pub_port}")
+    deadline = time.monotonic() + EVENT_S  # ticks at ~10 Hz, a heartbeat each second
+    while kinds != {"tick", "heartbeat"} and time.monotonic() < deadline:
+        if sub.poll(500):
+            message = json.loads(sub.recv())
+            kinds.add(message["type"])
+            if message["type"] == "tick":
+                assert message["ask"] > message["bid"]
     assert kinds == {"tick", "heartbeat"}
 
 
-def test_sim_start_delay_and_exit_after(spawn: Spawn) -> None:
+def test_sim_start_delay_and_exit_after(sim: StartSim) -> None:
     """--start-delay binds late; --exit-after ends the simulator with code 0."""
-    # Not the `sim` fixture: this one binds to the default address, not to 127.0.0.1.
-    sim = spawn([*GATE, "sim", "--port", "0", "--pub-port", "0", "--start-delay", "0.5",
-                 "--exit-after", "1.5"])
-    event = sim.wait_for_event("sim.listening")
-    starting = sim.wait_for_event("sim.starting")
+    # bind=None: the simulator's own default address, not 127.0.0.1.
+    simulator, _ = sim("--start-delay", "0.5", "--exit-after", "1.5", bind=None,
+                       wait_listening=False)
+    event = simulator.wait_for_event("sim.listening")
+    starting = simulator.wait_for_event("sim.starting")
     # The simulator's own timestamps, so its start-up (which alone can last 0.5 s) counts
     # for nothing: bound after the 0.5 s delay (a sleep: never sooner), not at once.
     assert timestamp(event) - timestamp(starting) >= 0.5
     assert event["port"] > 0
-    assert sim.wait(timeout=EXIT_S) == 0
+    assert simulator.wait(timeout=EXIT_S) == 0
 
 
 def timestamp(event: dict[str, Any]) -> float:
@@ -96,23 +71,24 @@ def timestamp(event: dict[str, Any]) -> float:
                                            ).timestamp()
 
 
-def test_sim_reply_delay_slows_replies(gateway: StartGateway) -> None:
+def test_sim_reply_delay_slows_replies(sim: StartSim) -> None:
     """--reply-delay holds each answer back; a gate with a short reply timeout sees no_reply."""
-    _sim, port = gateway("--reply-delay", "1.0")
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                   "--reply-timeout", "0.3", "--timeout", "0.8"])
-    patient, _, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                 "--reply-timeout", "3"])
-    assert code == 69
-    assert {e["reason"] for e in events if e["event"] == "gate.attempt_failed"} == {"no_reply"}
-    assert patient == 0
+    _sim, port = sim("--reply-delay", "1.0")
+    impatient = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                          "--reply-timeout", "0.3", "--timeout", "0.8"])
+    patient = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                        "--reply-timeout", "3"])
+    assert impatient.code == 69
+    assert {e["reason"] for e in impatient.events
+            if e["event"] == "gate.attempt_failed"} == {"no_reply"}
+    assert patient.code == 0
 
 
 def test_sim_rejects_bad_flags_with_64() -> None:
     """The simulator's own flags are validated too."""
-    code, events, _, _ = run_gate(["sim", "--start-delay", "-3"])
-    assert code == 64
-    assert events[0]["event"] == "gate.error"
+    ran = run_gate(["sim", "--start-delay", "-3"])
+    assert ran.code == 64
+    assert ran.events[0]["event"] == "gate.error"
 
 
 @pytest.mark.timeout(120)  # the backstop behind the COMMAND_S hang guard, not at it

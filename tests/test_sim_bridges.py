@@ -11,50 +11,21 @@ from __future__ import annotations
 import ast
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
 
-from tests.bounds import EVENT_S, EXIT_S
-from tests.helpers import Proc, StartSim, poll_until, run_gate
+from tests.support.bounds import EVENT_S, EXIT_S
+from tests.support.cli import run_gate
+from tests.support.helpers import poll_until
+from tests.support.processes import Proc, StartSim
+from tests.support.sockets import Curve, ZmqSockets
 
 WAIT_MS = int(EVENT_S * 1000)
 HEARTBEAT_REPLY = b"{'_action': 'heartbeat', '_response': 'loud and clear!'}"
 OPEN = b"TRADE;OPEN;0;EURUSD;0.0;0;0;dwx-zeromq;0.01;123456;0"
-
-
-Curve = tuple[bytes, bytes, bytes]  # (server public, client public, client secret)
-
-
-class Sockets:
-    """Client sockets of one test, every one closed at its end (not left to the GC)."""
-
-    def __init__(self) -> None:
-        self.context: zmq.Context[Any] = zmq.Context()
-        self.opened: list[zmq.Socket[Any]] = []
-
-    def __call__(self, kind: int, curve: Curve | None = None) -> zmq.Socket[Any]:
-        sock: zmq.Socket[Any] = self.context.socket(kind)
-        self.opened.append(sock)
-        sock.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
-        return sock
-
-    def close(self) -> None:
-        for sock in self.opened:
-            sock.close(linger=0)
-        self.context.term()
-
-
-@pytest.fixture
-def ctx() -> Iterator[Sockets]:
-    sockets = Sockets()
-    yield sockets
-    sockets.close()
 
 
 def events(sim: Proc, name: str) -> list[dict[str, Any]]:
@@ -86,16 +57,16 @@ class Bridge:
     """Client sockets for a two-socket bridge: ``send`` to ``--port``, ``receive`` from the
     reply PULL on ``--reply-port`` (connected first, once the simulator saw it)."""
 
-    def __init__(self, ctx: Sockets, sim: Proc, kind: int, curve: Curve | None = None
+    def __init__(self, zmq_sockets: ZmqSockets, sim: Proc, kind: int, curve: Curve | None = None
                  ) -> None:
         listening = sim.wait_for_event("sim.listening", timeout=EVENT_S)
         self.sim = sim
         self.pub_port = int(listening["pub_port"])
-        self.replies = ctx(zmq.PULL, curve)
+        self.replies = zmq_sockets(zmq.PULL, curve)
         peers = len(events(sim, "sim.reply_peer"))
         self.replies.connect(f"tcp://127.0.0.1:{listening['reply_port']}")
         poll_until(lambda: len(events(sim, "sim.reply_peer")) > peers, EVENT_S)
-        self.requests = ctx(kind, curve)
+        self.requests = zmq_sockets(kind, curve)
         self.requests.connect(f"tcp://127.0.0.1:{listening['port']}")
 
     def send(self, request: bytes) -> None:
@@ -110,14 +81,14 @@ class Bridge:
         return bytes(self.requests.recv())
 
 
-def dwx(ctx: Sockets, sim: StartSim, *args: str) -> Bridge:
+def dwx(zmq_sockets: ZmqSockets, sim: StartSim, *args: str) -> Bridge:
     simulator, _ = sim("--dialect", "dwx", *args)
-    return Bridge(ctx, simulator, zmq.PUSH)
+    return Bridge(zmq_sockets, simulator, zmq.PUSH)
 
 
-def json_api(ctx: Sockets, sim: StartSim, *args: str) -> Bridge:
+def json_api(zmq_sockets: ZmqSockets, sim: StartSim, *args: str) -> Bridge:
     simulator, _ = sim("--dialect", "mql5-json-api", *args)
-    return Bridge(ctx, simulator, zmq.REQ)
+    return Bridge(zmq_sockets, simulator, zmq.REQ)
 
 
 def ask(bridge: Bridge, request: bytes) -> tuple[bytes, bytes]:
@@ -137,9 +108,9 @@ def test_the_dialect_lists_agree() -> None:
 
 
 def test_dwx_account_info_is_the_forks_literal_then_an_empty_message(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """TRADE;GET_ACCOUNT_INFO: GET_ACCOUNT_INFORMATION with its spacing quirks, then b''."""
-    bridge = dwx(ctx, sim)
+    bridge = dwx(zmq_sockets, sim)
     reply, empty = ask(bridge, b"TRADE;GET_ACCOUNT_INFO")
     account = ast.literal_eval(reply.decode())  # the client eval()s it
     assert empty == b""
@@ -154,18 +125,18 @@ def test_dwx_account_info_is_the_forks_literal_then_an_empty_message(
 
 
 def test_dwx_unknown_command_gets_only_the_empty_message(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """An unknown command: b'' alone (the heartbeat right after is the next message)."""
-    bridge = dwx(ctx, sim)
+    bridge = dwx(zmq_sockets, sim)
     bridge.send(b"DATA;EURUSD")
     assert bridge.receive() == b""
     assert ask(bridge, b"HEARTBEAT") == (HEARTBEAT_REPLY, b"")
 
 
 def test_dwx_broker_state_refuses_every_recognised_command(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """--broker-state WORD: {'_response': 'WORD__ABORTED_COMMAND'}; no order is attempted."""
-    bridge = dwx(ctx, sim, "--broker-state", "NO_BROKER_CONNECTION")
+    bridge = dwx(zmq_sockets, sim, "--broker-state", "NO_BROKER_CONNECTION")
     refusal = b"{'_response': 'NO_BROKER_CONNECTION__ABORTED_COMMAND'}"
     for command in (b"TRADE;GET_ACCOUNT_INFO", b"TRADE;GET_OPEN_TRADES", OPEN,
                     b"HIST;EURUSD;1;2020.01.01 00:00;2020.01.02 00:00"):
@@ -176,17 +147,17 @@ def test_dwx_broker_state_refuses_every_recognised_command(
 
 
 def test_dwx_heartbeat_is_answered_whatever_the_broker_state(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """HEARTBEAT is handled before CheckOpsStatus: loud and clear, even while disabled."""
-    bridge = dwx(ctx, sim, "--broker-state", "EA_IS_DISABLED")
+    bridge = dwx(zmq_sockets, sim, "--broker-state", "EA_IS_DISABLED")
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
     assert ask(bridge, b"TRADE;GET_OPEN_TRADES")[0] == \
         b"{'_response': 'EA_IS_DISABLED__ABORTED_COMMAND'}"
 
 
-def test_dwx_trade_commands_are_order_attempts(ctx: Sockets, sim: StartSim) -> None:
+def test_dwx_trade_commands_are_order_attempts(zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """OPEN, MODIFY and CLOSE are each logged as sim.order_attempt and answered."""
-    bridge = dwx(ctx, sim)
+    bridge = dwx(zmq_sockets, sim)
     opened, _ = ask(bridge, OPEN)
     execution = ast.literal_eval(opened.decode())
     closed, _ = ask(bridge, b"TRADE;CLOSE;0;EURUSD;0;0;0;c;0.01;123456;42")
@@ -200,24 +171,24 @@ def test_dwx_trade_commands_are_order_attempts(ctx: Sockets, sim: StartSim) -> N
 
 
 def test_dwx_reply_with_no_pull_connected_is_dropped_not_queued(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """Non-blocking sends: with no PULL peer the reply is lost (sim.reply_dropped), and a
     PULL that connects later gets only what is sent after it came."""
     simulator, port = sim("--dialect", "dwx")
-    early = ctx(zmq.PUSH)
+    early = zmq_sockets(zmq.PUSH)
     early.connect(f"tcp://127.0.0.1:{port}")
     early.send(b"TRADE;GET_ACCOUNT_INFO")
     dropped = simulator.wait_for_event("sim.reply_dropped", timeout=EVENT_S)
     assert dropped["messages"] == 2  # the reply and its empty message
-    bridge = Bridge(ctx, simulator, zmq.PUSH)
+    bridge = Bridge(zmq_sockets, simulator, zmq.PUSH)
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
 
 
-def test_dwx_publishes_the_symbols_a_client_tracks(ctx: Sockets,
+def test_dwx_publishes_the_symbols_a_client_tracks(zmq_sockets: ZmqSockets,
                                                    sim: StartSim) -> None:
     """TRACK_PRICES;EURUSD, then SYMBOL:|:bid;ask on the PUB port, as the EA publishes."""
-    bridge = dwx(ctx, sim)
-    sub = ctx(zmq.SUB)
+    bridge = dwx(zmq_sockets, sim)
+    sub = zmq_sockets(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(f"tcp://127.0.0.1:{bridge.pub_port}")
     reply, _ = ask(bridge, b"TRACK_PRICES;EURUSD")
@@ -229,7 +200,7 @@ def test_dwx_publishes_the_symbols_a_client_tracks(ctx: Sockets,
     assert ask_price > bid > 0
 
 
-def test_dwx_speaks_curve_on_all_three_sockets(ctx: Sockets, sim: StartSim,
+def test_dwx_speaks_curve_on_all_three_sockets(zmq_sockets: ZmqSockets, sim: StartSim,
                                                tmp_path: Path) -> None:
     """--curve-secret-key-file secures the PULL, the PUSH and the PUB alike."""
     server_public, server_secret = zmq.curve_keypair()
@@ -237,7 +208,7 @@ def test_dwx_speaks_curve_on_all_three_sockets(ctx: Sockets, sim: StartSim,
     (tmp_path / "server.secret").write_bytes(server_secret + b"\n")
     simulator, _ = sim("--dialect", "dwx", "--curve-secret-key-file",
                        str(tmp_path / "server.secret"))
-    bridge = Bridge(ctx, simulator, zmq.PUSH, (server_public, client_public, client_secret))
+    bridge = Bridge(zmq_sockets, simulator, zmq.PUSH, (server_public, client_public, client_secret))
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
     assert simulator.wait_for_event("sim.listening")["curve"] is True
 
@@ -247,9 +218,9 @@ ACCOUNT_KEYS = ["error", "broker", "currency", "server", "trading_allowed", "bot
 
 
 def test_json_api_says_ok_on_system_and_answers_account_on_data(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """The client's request (15 keys, unset ones null): b'OK' on REP, compact JSON on Data."""
-    bridge = json_api(ctx, sim)
+    bridge = json_api(zmq_sockets, sim)
     request = dict.fromkeys(["action", "actionType", "symbol", "chartTF", "fromDate",
                              "toDate", "id", "magic", "volume", "price", "stoploss",
                              "takeprofit", "expiration", "deviation", "comment"])
@@ -271,10 +242,10 @@ def test_json_api_says_ok_on_system_and_answers_account_on_data(
     ("algo_trading_off", {"trading_allowed": 0, "bot_trading": 1}, 10027),
     ("ea_trading_off", {"trading_allowed": 1, "bot_trading": 0}, 10026)])
 def test_json_api_broker_state_is_reported_and_refuses_trades(
-        ctx: Sockets, sim: StartSim, state: str, switches: dict[str, int],
+        zmq_sockets: ZmqSockets, sim: StartSim, state: str, switches: dict[str, int],
         retcode: int) -> None:
     """--broker-state: ACCOUNT reports the switch as 0; a TRADE is attempted and refused."""
-    bridge = json_api(ctx, sim, "--broker-state", state)
+    bridge = json_api(zmq_sockets, sim, "--broker-state", state)
     bridge.send(b'{"action": "ACCOUNT"}')
     assert bridge.ack() == b"OK"
     account = json.loads(bridge.receive())
@@ -287,14 +258,14 @@ def test_json_api_broker_state_is_reported_and_refuses_trades(
     assert len(orders(bridge.sim, through=2, expected=1)) == 1  # attempted, then refused
 
 
-def test_json_api_never_answers_an_empty_request(ctx: Sockets,
+def test_json_api_never_answers_an_empty_request(zmq_sockets: ZmqSockets,
                                                  sim: StartSim) -> None:
     """b'' on System: taken, never answered (sim.empty_request); the next client's answer
     is the next message on Data."""
-    bridge = json_api(ctx, sim)
+    bridge = json_api(zmq_sockets, sim)
     bridge.send(b"")
     bridge.sim.wait_for_event("sim.empty_request", timeout=EVENT_S)
-    other = ctx(zmq.REQ)
+    other = zmq_sockets(zmq.REQ)
     other.connect(bridge.requests.getsockopt_string(zmq.LAST_ENDPOINT))
     other.send(b'{"action": "BALANCE"}')
     assert other.poll(WAIT_MS)
@@ -307,9 +278,9 @@ def test_json_api_never_answers_an_empty_request(ctx: Sockets,
 
 
 def test_json_api_reply_delay_holds_back_both_the_ok_and_the_data(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """--reply-delay S: the OK and the Data answer each come S seconds late, never sooner."""
-    bridge = json_api(ctx, sim, "--reply-delay", "0.5")
+    bridge = json_api(zmq_sockets, sim, "--reply-delay", "0.5")
     sent = time.monotonic()
     bridge.send(b'{"action": "BALANCE"}')
     assert bridge.ack() == b"OK"
@@ -324,54 +295,47 @@ def test_a_two_socket_bridge_exits_after_its_time(sim: StartSim) -> None:
     assert simulator.wait_for_event("sim.stopped")["reason"] == "exit_after"
 
 
-def request(ctx: Sockets, port: int, payload: bytes) -> bytes:
-    sock = ctx(zmq.REQ)
-    sock.connect(f"tcp://127.0.0.1:{port}")
-    sock.send(payload)
-    assert sock.poll(WAIT_MS), "no reply from the simulator"
-    return bytes(sock.recv())
-
-
 def test_trade_on_action_quotes_nested_and_sends_the_rest_to_ordersend(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """Direct_Zmq v5: GET_SYMBOL_INFO → prices under data with 5 decimals; any other
     message with action or magic is an order (refused for volume 0); else Unknown."""
     simulator, port = sim("--dialect", "trade-on-action")
     assert simulator.wait_for_event("sim.listening")["reply_port"] is None  # one socket
-    assert request(ctx, port, b'{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}') == \
+    assert zmq_sockets.request(port, b'{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}') == \
         b'{"status":"OK","data":{"bid":1.08501,"ask":1.08503}}'
-    assert request(ctx, port, b'{"action": "GET_SYMBOL_INFO", "symbol": "USDJPY"}') == \
+    assert zmq_sockets.request(port, b'{"action": "GET_SYMBOL_INFO", "symbol": "USDJPY"}') == \
         b'{"status":"OK","data":{"bid":151.20001,"ask":151.20003}}'
-    assert request(ctx, port, b'{"action": "PING"}') == b'{"status":"ERROR", "retcode":10014}'
-    filled = json.loads(request(ctx, port, b'{"magic": 7, "volume": 0.01}'))
-    assert request(ctx, port, b'{"hello": 1}') == b'{"status":"ERROR","msg":"Unknown"}'
+    assert zmq_sockets.request(port, b'{"action": "PING"}') == \
+        b'{"status":"ERROR", "retcode":10014}'
+    filled = json.loads(zmq_sockets.request(port, b'{"magic": 7, "volume": 0.01}'))
+    assert zmq_sockets.request(port, b'{"hello": 1}') == b'{"status":"ERROR","msg":"Unknown"}'
     assert (filled["status"], filled["retcode"]) == ("FILLED", 10009)
     assert [e["action"] for e in orders(simulator, through=5, expected=2)] == ["PING", None]
 
 
 def test_no_safe_request_has_no_request_free_of_an_order(
-        ctx: Sockets, sim: StartSim) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """Direct_Zmq v4: even the quote request is an order attempt."""
     simulator, port = sim("--dialect", "no-safe-request")
     for payload in (b'{"action": "PING"}', b'{"action":"GET_SYMBOL_INFO"}'):
-        assert request(ctx, port, payload) == b'{"status":"ERROR", "retcode":10014}'
-    assert request(ctx, port, b'{"cmd": "status"}') == b'{"status":"ERROR","msg":"Unknown"}'
+        assert zmq_sockets.request(port, payload) == b'{"status":"ERROR", "retcode":10014}'
+    assert zmq_sockets.request(port, b'{"cmd": "status"}') == b'{"status":"ERROR","msg":"Unknown"}'
     assert len(orders(simulator, through=3, expected=2)) == 2
 
 
 def test_token_bridge_answers_health_unknown_action_and_unauthorized(
-        ctx: Sockets, sim: StartSim, tmp_path: Path) -> None:
+        zmq_sockets: ZmqSockets, sim: StartSim, tmp_path: Path) -> None:
     """clotho2's bridge: health → ok and balance; PING → unknown_action; no or a wrong
     token → unauthorized (json.dumps spacing, as the bridge sends it)."""
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
     _simulator, port = sim("--dialect", "token", "--token-file", str(token_file))
-    assert request(ctx, port, b'{"action": "health", "token": "s3cret"}') == \
+    assert zmq_sockets.request(port, b'{"action": "health", "token": "s3cret"}') == \
         b'{"ok": true, "balance": 10000.0}'
-    assert request(ctx, port, b'{"action": "PING", "token": "s3cret"}') == \
+    assert zmq_sockets.request(port, b'{"action": "PING", "token": "s3cret"}') == \
         b'{"ok": false, "error": "unknown_action"}'
     for payload in (b'{"action": "health"}', b'{"action": "health", "token": "guess"}'):
-        assert request(ctx, port, payload) == b'{"ok": false, "error": "unauthorized"}'
+        assert zmq_sockets.request(port, payload) == b'{"ok": false, "error": "unauthorized"}'
 
 
 @pytest.mark.parametrize(("args", "named"), [
@@ -389,8 +353,8 @@ def test_token_bridge_answers_health_unknown_action_and_unauthorized(
 def test_flags_that_do_not_fit_the_dialect_are_one_line_usage_errors(
         args: list[str], named: str) -> None:
     """Exit 64 and one gate.error line naming the flag or word, before anything is bound."""
-    code, logged, _, _ = run_gate(["sim", "--port", "0", "--pub-port", "0", *args])
-    assert code == 64
-    assert len(logged) == 1
-    assert logged[0]["event"] == "gate.error"
-    assert named in logged[0]["error"]
+    ran = run_gate(["sim", "--port", "0", "--pub-port", "0", *args])
+    assert ran.code == 64
+    assert len(ran.events) == 1
+    assert ran.events[0]["event"] == "gate.error"
+    assert named in ran.events[0]["error"]

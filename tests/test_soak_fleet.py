@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.bounds import COMMAND_S
-from tests.fault_injection import RUN
-from tests.helpers import Proc, Spawn, StartGate, StartSim, free_port, parse_lines, poll_until
+from tests.support.bounds import COMMAND_S, EVENT_S, SOAK_S, SOAK_WAIT
+from tests.support.fault_injection import RUN
+from tests.support.helpers import free_port, parse_lines, poll_until
+from tests.support.processes import Proc, Spawn, StartGate, StartSim
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,21 +45,21 @@ NOISE_FDS = 8
 
 
 def soak(proc: Proc) -> tuple[int, dict[str, int], dict[str, int]]:
-    """(attempts, resources early, resources late) of a gate failing fast for 15 s."""
-    poll_until(lambda: time.monotonic() - proc.started > 2.0, 10)
+    """(attempts, resources early, resources late) of a gate failing fast for SOAK_S."""
+    poll_until(lambda: time.monotonic() - proc.started > 2.0, EVENT_S)
     early = baseline(proc.pid)
-    # 15 s of attempts: ~5,000 idle and ~3,000 with both cores busy (a 1-3 ms backoff);
-    # the floor is sampled a second before the deadline, so the process is still there.
-    poll_until(lambda: time.monotonic() - proc.started > 14.0, 20)
+    # SOAK_S (15 s) of attempts: ~5,000 idle and ~3,000 with both cores busy (a 1-3 ms
+    # backoff); the floor is sampled a second before the deadline, so the process is still
+    # there.
+    poll_until(lambda: time.monotonic() - proc.started > SOAK_S - 1.0, SOAK_S + 5.0)
     late = baseline(proc.pid)
-    assert proc.wait(timeout=20) == 69
+    assert proc.wait(timeout=SOAK_S + 5.0) == 69
     attempts = int(proc.events()[-1]["attempts"])
     print(f"FIGURE soak: {attempts} attempts; early {early}; late {late}")
     return attempts, early, late
 
 
-SOAK_ARGS = ("wait", "--host", "127.0.0.1", "--backoff-initial", "0.001", "--backoff-max",
-             "0.003", "--timeout", "15", "--log-level", "error")
+SOAK_ARGS = ("wait", "--host", "127.0.0.1", *SOAK_WAIT, "--log-level", "error")
 
 
 def test_a_thousand_failed_attempts_leak_no_fd_thread_or_memory(gate: StartGate) -> None:

@@ -13,57 +13,47 @@ from collections.abc import Callable
 import pytest
 import zmq
 
-from tests import servers
-from tests.bounds import AFTER_SIGNAL_S, EXIT_S
-from tests.helpers import (
-    Spawn,
-    StartGate,
-    StartGateway,
-    StartSim,
-    base_env,
-    free_port,
-    names,
-    run_gate,
-)
-
-FAST = ["--backoff-initial", "0.05", "--backoff-max", "0.2", "--connect-timeout", "1",
-        "--reply-timeout", "1"]
+from tests.support import servers
+from tests.support.bounds import AFTER_SIGNAL_S, EXIT_S, FAST_WAIT
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port, names
+from tests.support.processes import Spawn, StartGate, StartSim
 
 
 def wait_args(port: int, *extra: str) -> list[str]:
-    return ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST, *extra]
+    return ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, *extra]
 
 
 def failures(events: list[dict[str, object]]) -> list[object]:
     return [e["reason"] for e in events if e["event"] == "gate.attempt_failed"]
 
 
-def test_ready_against_the_simulated_gateway_exits_0(gateway: StartGateway) -> None:
+def test_ready_against_the_simulated_gateway_exits_0(sim: StartSim) -> None:
     """No COMMAND: exit 0 once the gateway answers, with start, ready, status in the log."""
-    _sim, port = gateway()
-    code, events, _, _ = run_gate(wait_args(port))
-    assert code == 0
-    assert names(events) == ["gate.start", "gate.ready", "gate.status"]
-    ready = events[1]
+    _sim, port = sim()
+    ran = run_gate(wait_args(port))
+    assert ran.code == 0
+    assert names(ran.events) == ["gate.start", "gate.ready", "gate.status"]
+    ready = ran.events[1]
     assert ready["attempt"] == 1
     assert json.loads(str(ready["reply"]))["status"] == "OK"
     assert isinstance(ready["rtt_ms"], float)
-    assert events[2]["available"] is True
+    assert ran.events[2]["available"] is True
 
 
 def test_refused_is_retried_until_the_deadline_then_69() -> None:
     """Nothing listening: reason refused on every attempt, then gate.timeout and exit 69."""
-    code, events, _, took = run_gate(wait_args(free_port(), "--timeout", "1.5"))
-    assert code == 69
-    assert set(failures(events)) == {"refused"}
-    assert events[-1]["event"] == "gate.timeout"
-    assert events[-1]["last_reason"] == "refused"
-    assert events[-1]["attempts"] >= 3
+    ran = run_gate(wait_args(free_port(), "--timeout", "1.5"))
+    assert ran.code == 69
+    assert set(failures(ran.events)) == {"refused"}
+    assert ran.events[-1]["event"] == "gate.timeout"
+    assert ran.events[-1]["last_reason"] == "refused"
+    assert ran.events[-1]["attempts"] >= 3
     # Never before the 1.5 s deadline (exact: the gate's own clock); given up at it, not run
     # on towards the 600 s default --timeout: 2 s of room for a loaded CPU.
-    assert 1.5 <= events[-1]["elapsed_s"] < 1.5 + 2.0
+    assert 1.5 <= ran.events[-1]["elapsed_s"] < 1.5 + 2.0
     # The same seen from outside, plus start-up and exit (~1.5 s when loaded): 3 s more room.
-    assert 1.5 <= took < 1.5 + 2.0 + 3.0
+    assert 1.5 <= ran.took < 1.5 + 2.0 + 3.0
 
 
 def test_late_gateway_is_noticed_during_a_backoff_pause(gate: StartGate, sim: StartSim) -> None:
@@ -88,94 +78,94 @@ def test_non_zeromq_service_is_a_configuration_error(
         handler: Callable[..., None], reason: str) -> None:
     """A port that speaks another protocol: exit 78 after 3 attempts, not after the deadline."""
     with servers.tcp_server(handler) as port:
-        code, events, _, took = run_gate(wait_args(port, "--timeout", "60"))
-    assert code == 78
-    assert failures(events) == [reason] * 3
-    assert events[-1]["event"] == "gate.error"
-    assert events[-1]["reason"] == reason
-    assert "TROUBLESHOOTING.md#not_zmq" in events[-1]["hint"]
+        ran = run_gate(wait_args(port, "--timeout", "60"))
+    assert ran.code == 78
+    assert failures(ran.events) == [reason] * 3
+    assert ran.events[-1]["event"] == "gate.error"
+    assert ran.events[-1]["reason"] == reason
+    assert "TROUBLESHOOTING.md#not_zmq" in ran.events[-1]["hint"]
     # Exit 78 after 3 quick attempts (~1 s, plus start-up: ~1.5 s loaded), not at the 60 s
     # deadline that an outage would wait for.
-    assert took < 20
+    assert ran.took < 20
 
 
-def test_simulated_not_zmq_listener_is_78(gateway: StartGateway) -> None:
+def test_simulated_not_zmq_listener_is_78(sim: StartSim) -> None:
     """`mt5-gate sim --not-zmq` is reported as not_zmq."""
-    _sim, port = gateway("--not-zmq")
-    code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
-    assert code == 78
-    assert failures(events) == ["not_zmq"] * 3
+    _sim, port = sim("--not-zmq")
+    ran = run_gate(wait_args(port, "--timeout", "60"))
+    assert ran.code == 78
+    assert failures(ran.events) == ["not_zmq"] * 3
 
 
 @pytest.mark.parametrize("kind", [zmq.PUB, zmq.REQ, zmq.PUSH])
 def test_wrong_zeromq_socket_type_is_protocol(kind: int) -> None:
     """Pointing at the PUB port (or any non-REP socket): reason protocol, exit 78."""
     with servers.zmq_server(kind) as port:
-        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
-    assert code == 78
-    assert failures(events) == ["protocol"] * 3
+        ran = run_gate(wait_args(port, "--timeout", "60"))
+    assert ran.code == 78
+    assert failures(ran.events) == ["protocol"] * 3
 
 
 def test_multipart_reply_is_protocol() -> None:
     """A REP that answers with two frames breaks the protocol."""
     with servers.zmq_server(zmq.ROUTER, lambda _req: [b'{"status": "OK"}', b"extra"]) as port:
-        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
-    assert code == 78
-    assert failures(events) == ["protocol"] * 3
+        ran = run_gate(wait_args(port, "--timeout", "60"))
+    assert ran.code == 78
+    assert failures(ran.events) == ["protocol"] * 3
 
 
 def test_oversized_reply_is_dropped_without_exhausting_memory() -> None:
     """A reply over the 1 MiB bound is refused by libzmq and reported as protocol."""
     with servers.zmq_server(zmq.ROUTER, lambda _req: [b"x" * (4 * 1024 * 1024)]) as port:
-        code, events, _, _ = run_gate(wait_args(port, "--timeout", "60"))
-    assert code == 78
-    assert failures(events) == ["protocol"] * 3
+        ran = run_gate(wait_args(port, "--timeout", "60"))
+    assert ran.code == 78
+    assert failures(ran.events) == ["protocol"] * 3
 
 
 def test_silent_peer_is_no_reply_and_retried() -> None:
     """Accepts TCP, never speaks (a frozen gateway): no_reply, retried until the deadline."""
     with servers.tcp_server(servers.silent) as port:
-        code, events, _, _ = run_gate(wait_args(port, "--timeout", "3", "--connect-timeout",
-                                                "0.3", "--reply-timeout", "0.5"))
-    assert code == 69
-    assert set(failures(events)) == {"no_reply"}
+        ran = run_gate(wait_args(port, "--timeout", "3", "--connect-timeout",
+                                 "0.3", "--reply-timeout", "0.5"))
+    assert ran.code == 69
+    assert set(failures(ran.events)) == {"no_reply"}
 
 
 def test_accept_then_reset_is_reset_and_retried() -> None:
     """Accepted then closed at once (a proxy without backend): reset, an outage."""
     with servers.tcp_server(servers.reset_at_once) as port:
-        code, events, _, _ = run_gate(wait_args(port, "--timeout", "1.5"))
-    assert code == 69
-    assert set(failures(events)) == {"reset"}
+        ran = run_gate(wait_args(port, "--timeout", "1.5"))
+    assert ran.code == 69
+    assert set(failures(ran.events)) == {"reset"}
 
 
-def test_garbage_reply_is_bad_reply_and_retried(gateway: StartGateway) -> None:
+def test_garbage_reply_is_bad_reply_and_retried(sim: StartSim) -> None:
     """Non-JSON replies are not readiness; the gate keeps trying until the deadline."""
-    _sim, port = gateway("--garbage")
-    code, events, _, _ = run_gate(wait_args(port, "--timeout", "1.5"))
-    assert code == 69
-    assert set(failures(events)) == {"bad_reply"}
-    assert events[-1]["last_reason"] == "bad_reply"
+    _sim, port = sim("--garbage")
+    ran = run_gate(wait_args(port, "--timeout", "1.5"))
+    assert ran.code == 69
+    assert set(failures(ran.events)) == {"bad_reply"}
+    assert ran.events[-1]["last_reason"] == "bad_reply"
 
 
-def test_bad_status_is_not_ready_unless_accepted(gateway: StartGateway) -> None:
+def test_bad_status_is_not_ready_unless_accepted(sim: StartSim) -> None:
     """status MAINTENANCE is not readiness by default, but is with --expect-status."""
-    _sim, port = gateway("--bad-status")
-    code, events, _, _ = run_gate(wait_args(port, "--timeout", "1"))
-    accepted, _, _, _ = run_gate(wait_args(port, "--expect-status", "ok,maintenance"))
-    assert code == 69
-    assert set(failures(events)) == {"not_ready"}
-    assert "MAINTENANCE" in str(events[1]["error"])
-    assert accepted == 0
+    _sim, port = sim("--bad-status")
+    refused = run_gate(wait_args(port, "--timeout", "1"))
+    accepted = run_gate(wait_args(port, "--expect-status", "ok,maintenance"))
+    assert refused.code == 69
+    assert set(failures(refused.events)) == {"not_ready"}
+    assert "MAINTENANCE" in str(refused.events[1]["error"])
+    assert accepted.code == 0
 
 
-def test_request_taken_and_never_answered_uses_a_fresh_socket(gateway: StartGateway) -> None:
+def test_request_taken_and_never_answered_uses_a_fresh_socket(sim: StartSim) -> None:
     """The first PING is swallowed: no_reply, then a new socket gets the answer."""
-    _sim, port = gateway("--drop-first", "1")
-    code, events, _, _ = run_gate(wait_args(port, "--reply-timeout", "0.5"))
-    assert code == 0
-    assert failures(events) == ["no_reply"]
-    assert events[-2]["event"] == "gate.ready"
+    _sim, port = sim("--drop-first", "1")
+    ran = run_gate(wait_args(port, "--reply-timeout", "0.5"))
+    assert ran.code == 0
+    assert failures(ran.events) == ["no_reply"]
+    assert ran.events[-2]["event"] == "gate.ready"
 
 
 GATEWAY_THAT_DIES = """
@@ -214,9 +204,9 @@ def test_status_is_logged_as_unavailable_when_not_implemented() -> None:
         return [b'{"status": "OK"}'] if b"PING" in req[0] else None
 
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        code, events, _, _ = run_gate(wait_args(port))
-    assert code == 0
-    status = events[-1]
+        ran = run_gate(wait_args(port))
+    assert ran.code == 0
+    status = ran.events[-1]
     assert status["event"] == "gate.status"
     assert status["available"] is False
     assert status["reason"] == "no_reply"
@@ -225,8 +215,8 @@ def test_status_is_logged_as_unavailable_when_not_implemented() -> None:
 def test_reply_without_status_field_is_ready() -> None:
     """A JSON object without status counts as an answer."""
     with servers.zmq_server(zmq.ROUTER, lambda _req: [b'{"pong": true}']) as port:
-        code, _, _, _ = run_gate(wait_args(port))
-    assert code == 0
+        ran = run_gate(wait_args(port))
+    assert ran.code == 0
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -272,15 +262,15 @@ def test_signals_at_random_moments_always_end_the_gate(gate: StartGate) -> None:
 
 
 def test_reply_slower_than_the_reply_timeout_is_not_ready_even_during_a_pause(
-        gateway: StartGateway) -> None:
+        sim: StartSim) -> None:
     """A gateway answering in 1.5 s with --reply-timeout 0.5 is never ready: neither the
     attempts nor the PING queued during the pauses may accept its late answers."""
-    _sim, port = gateway("--reply-delay", "1.5")
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                   "--reply-timeout", "0.5", "--backoff-initial", "4",
-                                   "--backoff-max", "4", "--timeout", "6"])
-    assert code == 69
-    assert set(failures(events)) == {"no_reply"}
+    _sim, port = sim("--reply-delay", "1.5")
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                    "--reply-timeout", "0.5", "--backoff-initial", "4",
+                    "--backoff-max", "4", "--timeout", "6"])
+    assert ran.code == 69
+    assert set(failures(ran.events)) == {"no_reply"}
 
 
 def test_a_gateway_without_status_delays_the_runner_only_briefly() -> None:
@@ -290,10 +280,10 @@ def test_a_gateway_without_status_delays_the_runner_only_briefly() -> None:
         return [b'{"status": "OK"}'] if b"PING" in req[0] else None
 
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        code, events, _, _ = run_gate(wait_args(port, "--reply-timeout", "5", "--", "true"))
-    assert code == 0
-    ready = next(e for e in events if e["event"] == "gate.ready")
-    executed = next(e for e in events if e["event"] == "gate.exec")
+        ran = run_gate(wait_args(port, "--reply-timeout", "5", "--", "true"))
+    assert ran.code == 0
+    ready = next(e for e in ran.events if e["event"] == "gate.ready")
+    executed = next(e for e in ran.events if e["event"] == "gate.exec")
     # The gate's own timestamps: STATUS is given up after ~0.25 s (at most 1 s), not after
     # the 5 s --reply-timeout; 3 s leaves 2 s for a loaded CPU and is 2 s short of 5 s.
     assert timestamp(executed) - timestamp(ready) < 3.0
@@ -301,28 +291,28 @@ def test_a_gateway_without_status_delays_the_runner_only_briefly() -> None:
 
 def test_long_outage_logs_are_rate_limited_in_a_real_process() -> None:
     """Hundreds of failed attempts: the first 10 are logged, the rest summarised."""
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                                   "--backoff-initial", "0.001", "--backoff-max", "0.005",
-                                   "--timeout", "2"])
-    assert code == 69
-    logged = [e["attempt"] for e in events if e["event"] == "gate.attempt_failed"]
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                    "--backoff-initial", "0.001", "--backoff-max", "0.005",
+                    "--timeout", "2"])
+    assert ran.code == 69
+    logged = [e["attempt"] for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert logged[:10] == list(range(1, 11))
     assert len(logged) <= 11
-    assert events[-1]["attempts"] > 100
+    assert ran.events[-1]["attempts"] > 100
 
 
-def test_ipv6_loopback_gateway(gateway: StartGateway) -> None:
+def test_ipv6_loopback_gateway(sim: StartSim) -> None:
     """An IPv6 literal host works end to end."""
-    _sim, port = gateway("--bind", "::1")
-    code, events, _, _ = run_gate(["wait", "--host", "::1", "--port", str(port), *FAST])
-    assert code == 0
-    assert events[1]["address"] == "::1"
+    _sim, port = sim(bind="::1")
+    ran = run_gate(["wait", "--host", "::1", "--port", str(port), *FAST_WAIT])
+    assert ran.code == 0
+    assert ran.events[1]["address"] == "::1"
 
 
-def test_host_name_resolves_each_attempt(gateway: StartGateway) -> None:
+def test_host_name_resolves_each_attempt(sim: StartSim) -> None:
     """`localhost` is resolved and connected; the ready event names the address used."""
-    _sim, port = gateway()
-    code, events, _, _ = run_gate(["wait", "--host", "localhost", "--port", str(port), *FAST],
-                                  env=base_env())
-    assert code == 0
-    assert events[1]["address"] == "127.0.0.1"
+    _sim, port = sim()
+    ran = run_gate(["wait", "--host", "localhost", "--port", str(port), *FAST_WAIT],
+                   env=base_env())
+    assert ran.code == 0
+    assert ran.events[1]["address"] == "127.0.0.1"

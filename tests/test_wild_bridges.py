@@ -11,23 +11,29 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
-from tests.bounds import EVENT_S, EXIT_S, after_deadline
-from tests.helpers import REPO, StartGate, StartSim, base_env, poll_until, run_gate
 from tests.standins.client import StandIn
+from tests.support import servers
+from tests.support.bounds import (
+    EVENT_S,
+    EXIT_S,
+    NEVER_READY_S,
+    NEVER_READY_WAIT,
+    WATCHED_BACKOFF,
+    after_deadline,
+)
+from tests.support.cli import run_gate
+from tests.support.helpers import EXEC_PROBE, REPO, base_env, free_port, poll_until
+from tests.support.processes import StartGate, StartSim, StartStandIn
+from tests.support.sockets import ZmqSockets
 
-StartStandIn = Callable[..., StandIn]
-RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
 DOC_TOKEN_PATH = "/run/secrets/bridge_token"
 TOKEN = "tok-3f9a1c77e2-wolfe"
-# The refusals below are answered within milliseconds: 2 s is several attempts.
-NEVER_READY = ["--timeout", "2", "--backoff-initial", "0.1", "--backoff-max", "0.3"]
 ALL_PORTS_FREE = ("0",)
 
 
@@ -103,7 +109,7 @@ def test_each_recipe_gets_its_bridge_ready_and_execs_the_runner_in_its_pid(
     """The recipe's lines and nothing else: ready, the runner in the gate's PID, and not
     one order attempted (with handshake, not one request received)."""
     ea, ports = start_bridge(standin, recipe, tmp_path)
-    proc = gate("wait", "--", *RUNNER, env=recipe_env(recipe, ports, tmp_path))
+    proc = gate("wait", "--", *EXEC_PROBE, env=recipe_env(recipe, ports, tmp_path))
     assert proc.wait(EXIT_S) == 0, proc.stderr_lines
     start = proc.wait_for_event("gate.start")
     assert proc.wait_for_event("gate.ready")["attempt"] == 1
@@ -117,7 +123,7 @@ def test_the_mt5_gate_recipe_gets_the_simulator_ready(tmp_path: Path, sim: Start
                                                       gate: StartGate) -> None:
     """The project's own dialect is spoken by the project's own simulator."""
     _sim, port = sim()
-    proc = gate("wait", "--", *RUNNER,
+    proc = gate("wait", "--", *EXEC_PROBE,
                 env=recipe_env("mt5-gate", {"GATEWAY_PORT": str(port)}, tmp_path))
     assert proc.wait(EXIT_S) == 0, proc.stderr_lines
 
@@ -135,11 +141,11 @@ def test_dwx_never_ready_while_its_permission_check_fails_and_says_why(
     """The EA answers HEARTBEAT in every state; the gate asks for account data, which is
     behind the check: not_ready, the state named, the bridge's words kept, what to do."""
     ea, ports = start_bridge(standin, "dwx", tmp_path, "--fail", word)
-    code, events, _, _ = run_gate(["wait", *NEVER_READY],
-                                  env=recipe_env("dwx", ports, tmp_path),
-                                  timeout=after_deadline(2))
-    failed = failures(events)
-    assert code == 69
+    ran = run_gate(["wait", *NEVER_READY_WAIT],
+                   env=recipe_env("dwx", ports, tmp_path),
+                   timeout=after_deadline(NEVER_READY_S))
+    failed = failures(ran.events)
+    assert ran.code == 69
     assert {e["reason"] for e in failed} == {"not_ready"}
     assert {e["broker_state"] for e in failed} == {state}
     assert f"{word}__ABORTED_COMMAND" in failed[0]["error"]  # the bridge's own words
@@ -154,7 +160,7 @@ def test_dwx_that_recovers_while_the_gate_waits_is_ready_at_the_next_attempt(
     state = tmp_path / "dwx_state"
     state.write_text("NO_BROKER_CONNECTION\n")
     ea, ports = start_bridge(standin, "dwx", tmp_path, "--state-file", str(state))
-    proc = gate("wait", "--backoff-initial", "0.1", "--backoff-max", "0.3", "--", *RUNNER,
+    proc = gate("wait", *WATCHED_BACKOFF, "--", *EXEC_PROBE,
                 env=recipe_env("dwx", ports, tmp_path))
     refused = proc.wait_for_event("gate.attempt_failed", EVENT_S)
     state.write_text("\n")
@@ -168,14 +174,14 @@ def test_dwx_without_get_account_info_is_not_ready_and_says_what_it_knows(
         tmp_path: Path, standin: StartStandIn) -> None:
     """darwinex's EA before GET_ACCOUNT_INFO answers it with the empty message alone."""
     _ea, ports = start_bridge(standin, "dwx", tmp_path, "--no-account-info")
-    code, events, _, _ = run_gate(["wait", *NEVER_READY],
-                                  env=recipe_env("dwx", ports, tmp_path),
-                                  timeout=after_deadline(2))
-    assert code == 69
-    assert "TRADE;GET_OPEN_TRADES" in failures(events)[0]["error"]
+    ran = run_gate(["wait", *NEVER_READY_WAIT],
+                   env=recipe_env("dwx", ports, tmp_path),
+                   timeout=after_deadline(NEVER_READY_S))
+    assert ran.code == 69
+    assert "TRADE;GET_OPEN_TRADES" in failures(ran.events)[0]["error"]
     fallback = recipe_env("dwx", ports, tmp_path, GATE_PING_REQUEST="TRADE;GET_OPEN_TRADES",
                           GATE_READY_WHEN="_action == 'OPEN_TRADES'")
-    assert run_gate(["wait"], env=fallback)[0] == 0
+    assert run_gate(["wait"], env=fallback).code == 0
 
 
 @pytest.mark.parametrize(("flag", "state"), [("--trading-allowed", "algo_trading_off"),
@@ -184,11 +190,11 @@ def test_json_api_never_ready_while_algo_trading_is_off(
         flag: str, state: str, tmp_path: Path, standin: StartStandIn) -> None:
     """The System socket says OK either way; ACCOUNT's flags decide, and name the state."""
     _ea, ports = start_bridge(standin, "mql5-json-api", tmp_path, flag, "0")
-    code, events, _, _ = run_gate(["wait", *NEVER_READY],
-                                  env=recipe_env("mql5-json-api", ports, tmp_path),
-                                  timeout=after_deadline(2))
-    failed = failures(events)
-    assert code == 69
+    ran = run_gate(["wait", *NEVER_READY_WAIT],
+                   env=recipe_env("mql5-json-api", ports, tmp_path),
+                   timeout=after_deadline(NEVER_READY_S))
+    failed = failures(ran.events)
+    assert ran.code == 69
     assert {e["broker_state"] for e in failed} == {state}
     assert '"trading_allowed"' in failed[0]["error"]
 
@@ -199,23 +205,23 @@ def test_plain_ok_on_json_api_would_be_ready_with_algo_trading_off(
     _ea, ports = start_bridge(standin, "mql5-json-api", tmp_path, "--trading-allowed", "0")
     env = base_env(**blocks("rehearsal")["plain-ok"] | {
         "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": ports["GATEWAY_PORT"]})
-    assert run_gate(["wait", "--timeout", "5"], env=env)[0] == 0
+    assert run_gate(["wait", "--timeout", "5"], env=env).code == 0
 
 
 def test_token_bridge_is_never_ready_with_a_wrong_token_or_without_an_account(
         tmp_path: Path, standin: StartStandIn) -> None:
     """unauthorized, and {"ok": true, "balance": null}: neither is ready."""
     _ea, ports = start_bridge(standin, "token", tmp_path)
-    wrong = run_gate(["wait", *NEVER_READY],
+    wrong = run_gate(["wait", *NEVER_READY_WAIT],
                      env=recipe_env("token", ports, tmp_path, token="not-the-token"),
-                     timeout=after_deadline(2))
+                     timeout=after_deadline(NEVER_READY_S))
     _ea2, ports2 = start_bridge(standin, "token", tmp_path, "--no-account")
-    no_account = run_gate(["wait", *NEVER_READY], env=recipe_env("token", ports2, tmp_path),
-                          timeout=after_deadline(2))
-    assert wrong[0] == no_account[0] == 69
-    assert "unauthorized" in failures(wrong[1])[0]["error"]
-    assert '"balance": null' in failures(no_account[1])[0]["error"]
-    assert TOKEN not in json.dumps(wrong[1] + no_account[1])
+    no_account = run_gate(["wait", *NEVER_READY_WAIT], env=recipe_env("token", ports2, tmp_path),
+                          timeout=after_deadline(NEVER_READY_S))
+    assert wrong.code == no_account.code == 69
+    assert "unauthorized" in failures(wrong.events)[0]["error"]
+    assert '"balance": null' in failures(no_account.events)[0]["error"]
+    assert TOKEN not in json.dumps(wrong.events + no_account.events)
 
 
 def test_trade_on_action_ea_gets_no_order_from_wait_health_or_probe(
@@ -224,8 +230,8 @@ def test_trade_on_action_ea_gets_no_order_from_wait_health_or_probe(
     default PING would have been one (the EA sends anything with "action" to OrderSend)."""
     ea, ports = start_bridge(standin, "trade-on-action", tmp_path, "--timer-ms", "50")
     env = recipe_env("trade-on-action", ports, tmp_path)
-    codes = [run_gate(["wait"], env=env)[0], run_gate(["health"], env=env)[0],
-             run_gate(["probe"], env=env)[0]]
+    codes = [run_gate(["wait"], env=env).code, run_gate(["health"], env=env).code,
+             run_gate(["probe"], env=env).code]
     assert codes == [0, 0, 0]
     assert len(events_of(ea, "request")) >= 8
     assert events_of(ea, "order_attempt") == []
@@ -243,11 +249,11 @@ def test_trade_on_action_ea_gets_no_order_from_wait_health_or_probe(
 def test_a_preset_refuses_a_request_its_bridge_routes_to_trading(
         bridge: str, request_text: str) -> None:
     """Exit 64 and one line, before anything is sent."""
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--bridge", bridge,
-                                   "--ping-request", request_text])
-    assert code == 64
-    assert len(events) == 1
-    assert "refuses the request" in events[0]["error"]
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--bridge", bridge,
+                    "--ping-request", request_text])
+    assert ran.code == 64
+    assert len(ran.events) == 1
+    assert "refuses the request" in ran.events[0]["error"]
 
 
 def test_every_request_sent_is_logged_and_every_reply_judged_while_waiting(
@@ -278,11 +284,11 @@ def test_no_request_goes_unlogged_while_a_bridge_refuses(
     pauses included: one gate.request line for each request the bridge received."""
     flag = ["--no-account"] if recipe == "token" else ["--trading-allowed", "0"]
     ea, ports = start_bridge(standin, recipe, tmp_path, *flag)
-    code, events, _, _ = run_gate(["wait", "--log-level", "debug", *NEVER_READY],
-                                  env=recipe_env(recipe, ports, tmp_path),
-                                  timeout=after_deadline(2))
-    sent = [e for e in events if e["event"] == "gate.request"]
-    assert code == 69
+    ran = run_gate(["wait", "--log-level", "debug", *NEVER_READY_WAIT],
+                   env=recipe_env(recipe, ports, tmp_path),
+                   timeout=after_deadline(NEVER_READY_S))
+    sent = [e for e in ran.events if e["event"] == "gate.request"]
+    assert ran.code == 69
     assert len(sent) == len(events_of(ea, "request")) >= 3
     assert {e["via"] for e in sent} == {"attempt", "pause"}
 
@@ -292,8 +298,6 @@ def test_a_two_socket_bridge_that_binds_during_a_pause_is_noticed_in_the_pause(
         recipe: str, tmp_path: Path, standin: StartStandIn, gate: StartGate) -> None:
     """The gate waits, a long pause starts, the bridge binds: ready well before the pause
     would have ended (the request is sent once both sockets are connected)."""
-    from tests.helpers import free_port
-
     ports = ([free_port() for _ in range(3)] if recipe == "dwx"
              else [free_port() for _ in range(2)])
     names = ["GATEWAY_PORT", "GATEWAY_REPLY_PORT", "GATEWAY_PUB_PORT"]
@@ -320,18 +324,11 @@ class Strategy:
     """The strategy's own client of a two-socket bridge: it sends requests in turn and
     records every answer it receives on its PULL."""
 
-    def __init__(self, recipe: str, ports: dict[str, str]) -> None:
-        import zmq
-
-        self.zmq = zmq
-        self.ctx = zmq.Context()
+    def __init__(self, recipe: str, ports: dict[str, str], sockets: ZmqSockets) -> None:
         self.recipe = recipe
-        self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull = sockets(zmq.PULL)
         self.pull.connect(f"tcp://127.0.0.1:{ports['GATEWAY_REPLY_PORT']}")
-        kind = zmq.PUSH if recipe == "dwx" else zmq.REQ
-        self.requests = self.ctx.socket(kind)
-        self.requests.setsockopt(zmq.LINGER, 0)
+        self.requests = sockets(zmq.PUSH if recipe == "dwx" else zmq.REQ)
         self.requests.connect(f"tcp://127.0.0.1:{ports['GATEWAY_PORT']}")
         self.asked: list[str] = []
         self.answers: list[str] = []
@@ -363,9 +360,6 @@ class Strategy:
                 left.append(message)
         return left
 
-    def close(self) -> None:
-        self.ctx.destroy(linger=0)
-
 
 def _expected(recipe: str, asked: str) -> str:
     if recipe == "dwx":
@@ -375,22 +369,20 @@ def _expected(recipe: str, asked: str) -> str:
 
 @pytest.mark.parametrize("recipe", ["dwx", "mql5-json-api"])
 def test_health_never_disturbs_a_running_strategy_on_a_two_socket_bridge(
-        recipe: str, tmp_path: Path, standin: StartStandIn, gate: StartGate) -> None:
+        recipe: str, tmp_path: Path, standin: StartStandIn, gate: StartGate,
+        zmq_sockets: ZmqSockets) -> None:
     """The strategy sends requests of two kinds in turn while health runs again and
     again: each answer it asked for arrives, in order, and nothing else does; health
     stays healthy and the bridge receives only the strategy's requests."""
     ea, ports = start_bridge(standin, recipe, tmp_path)
     env = recipe_env(recipe, ports, tmp_path)
-    strategy = Strategy(recipe, ports)
-    try:
-        healths = []
-        for n in range(12):
-            healths.append(gate("health", env=env))
-            strategy.ask(n)
-        codes = [proc.wait(EXIT_S) for proc in healths]
-        extra = strategy.extra()
-    finally:
-        strategy.close()
+    strategy = Strategy(recipe, ports, zmq_sockets)
+    healths = []
+    for n in range(12):
+        healths.append(gate("health", env=env))
+        strategy.ask(n)
+    codes = [proc.wait(EXIT_S) for proc in healths]
+    extra = strategy.extra()
     assert codes == [0] * 12, healths[0].stdout_lines
     assert all("passive" in proc.stdout_lines[0] for proc in healths)
     assert [_expected(recipe, asked) in answer
@@ -401,33 +393,29 @@ def test_health_never_disturbs_a_running_strategy_on_a_two_socket_bridge(
 
 
 def test_a_check_on_the_reply_port_would_take_the_strategys_answers(
-        tmp_path: Path, standin: StartStandIn) -> None:
+        tmp_path: Path, standin: StartStandIn, zmq_sockets: ZmqSockets) -> None:
     """Why health is passive, and proof that the test above can fail: one more PULL on
     khramkov's Data port (what a non-passive healthcheck connects) and the strategy's
     answers are dealt round-robin between the two: some never reach the strategy."""
-    import zmq
     from zmq.utils.monitor import recv_monitor_message
 
     _ea, ports = start_bridge(standin, "mql5-json-api", tmp_path)
-    strategy = Strategy("mql5-json-api", ports)
-    intruder = strategy.ctx.socket(zmq.PULL)
+    strategy = Strategy("mql5-json-api", ports, zmq_sockets)
+    intruder = zmq_sockets(zmq.PULL)
     monitor = intruder.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     intruder.connect(f"tcp://127.0.0.1:{ports['GATEWAY_REPLY_PORT']}")
-    try:
-        assert monitor.poll(int(EVENT_S * 1000)), "the intruder never connected"
-        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
-        missing = 0
-        for n in range(4):
-            try:
-                strategy.ask(n, timeout_s=3.0)
-            except AssertionError:
-                missing += 1
-        taken = 0
-        while intruder.poll(200):
-            intruder.recv()
-            taken += 1
-    finally:
-        strategy.close()
+    assert monitor.poll(int(EVENT_S * 1000)), "the intruder never connected"
+    assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    missing = 0
+    for n in range(4):
+        try:
+            strategy.ask(n, timeout_s=3.0)
+        except AssertionError:
+            missing += 1
+    taken = 0
+    while intruder.poll(200):
+        intruder.recv()
+        taken += 1
     assert missing >= 1  # the strategy's own answers, dealt to the intruder
     assert taken >= 1
 
@@ -437,51 +425,35 @@ def test_explain_names_the_broker_state_and_what_to_do(tmp_path: Path,
     """The log of a wait that never got ready because DLLs are not allowed, explained."""
     _ea, ports = start_bridge(standin, "dwx", tmp_path, "--fail", "DLLS_DISABLED")
     env = recipe_env("dwx", ports, tmp_path)
-    done = run_gate(["wait", *NEVER_READY], env=env, timeout=after_deadline(2))
+    done = run_gate(["wait", *NEVER_READY_WAIT], env=env, timeout=after_deadline(NEVER_READY_S))
     log = tmp_path / "gate.log"
-    log.write_text("\n".join(json.dumps(e) for e in done[1]) + "\n")
-    code, _, text, _ = run_gate(["explain", str(log)])
-    assert code == 0
-    assert "broker state: dlls_disabled" in text
-    assert "Allow DLL imports" in text
+    log.write_text("\n".join(json.dumps(e) for e in done.events) + "\n")
+    ran = run_gate(["explain", str(log)])
+    assert ran.code == 0
+    assert "broker state: dlls_disabled" in ran.stdout
+    assert "Allow DLL imports" in ran.stdout
 
 
 def test_probe_names_the_broker_state_as_its_fix(tmp_path: Path,
                                                   standin: StartStandIn) -> None:
     _ea, ports = start_bridge(standin, "mql5-json-api", tmp_path, "--bot-trading", "0")
-    code, _, text, _ = run_gate(["probe"], env=recipe_env("mql5-json-api", ports, tmp_path))
-    assert code == 1
-    assert "fix: ea_trading_off" in text
-    assert "Allow Algo Trading" in text
+    ran = run_gate(["probe"], env=recipe_env("mql5-json-api", ports, tmp_path))
+    assert ran.code == 1
+    assert "fix: ea_trading_off" in ran.stdout
+    assert "Allow Algo Trading" in ran.stdout
 
 
 def test_health_names_a_broker_state_on_a_req_bridge(tmp_path: Path) -> None:
     """A REP bridge answering darwinex's words: health's one line names the state."""
-    import threading
+    def refuse(_request: list[bytes]) -> list[bytes]:
+        return [b"{'_response': 'NO_BROKER_CONNECTION__ABORTED_COMMAND'}"]
 
-    import zmq
-
-    ctx = zmq.Context()
-    rep = ctx.socket(zmq.REP)
-    rep.setsockopt(zmq.LINGER, 0)
-    port = rep.bind_to_random_port("tcp://127.0.0.1")
-
-    def serve() -> None:
-        if rep.poll(int(EXIT_S * 1000)):
-            rep.recv()
-            rep.send(b"{'_response': 'NO_BROKER_CONNECTION__ABORTED_COMMAND'}")
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
-    try:
-        code, _, out, _ = run_gate(["health", "--host", "127.0.0.1", "--port", str(port),
-                                    "--ping-request", "TRADE;GET_ACCOUNT_INFO"])
-    finally:
-        server.join(EXIT_S)
-        ctx.destroy(linger=0)
-    assert code == 1
-    assert "no_broker_connection" in out
-    assert "Login to Trade Account" in out
+    with servers.zmq_server(zmq.ROUTER, refuse) as port:
+        ran = run_gate(["health", "--host", "127.0.0.1", "--port", str(port),
+                        "--ping-request", "TRADE;GET_ACCOUNT_INFO"])
+    assert ran.code == 1
+    assert "no_broker_connection" in ran.stdout
+    assert "Login to Trade Account" in ran.stdout
 
 
 def test_also_takes_a_two_socket_bridge_by_url(tmp_path: Path, standin: StartStandIn,
@@ -491,24 +463,24 @@ def test_also_takes_a_two_socket_bridge_by_url(tmp_path: Path, standin: StartSta
     _sim, port = sim()
     url = (f"zmq+req://127.0.0.1:{ports['GATEWAY_PORT']}?bridge=dwx"
            f"&reply_port={ports['GATEWAY_REPLY_PORT']}")
-    code, events, _, _ = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                   "--also", url])
-    assert code == 0, events
-    ready = [e for e in events if e["event"] == "gate.dependency_ready"]
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
+                    "--also", url])
+    assert ran.code == 0, ran.events
+    ready = [e for e in ran.events if e["event"] == "gate.dependency_ready"]
     assert "GET_ACCOUNT_INFORMATION" in ready[0]["detail"]
     bad = run_gate(["wait", "--host", "127.0.0.1", "--also",
                     "zmq+req://127.0.0.1:1?bridge=dwx&colour=red"])
-    assert bad[0] == 64
+    assert bad.code == 64
 
 
 def test_mesh_checks_a_preset_bridge_with_its_transport(tmp_path: Path,
                                                          standin: StartStandIn) -> None:
     _ea, ports = start_bridge(standin, "dwx", tmp_path)
-    code, _, out, _ = run_gate(["mesh", "--json"], env=recipe_env("dwx", ports, tmp_path))
-    checks = {c["name"].split(" ")[1]: c["status"] for c in json.loads(out)["checks"]
+    ran = run_gate(["mesh", "--json"], env=recipe_env("dwx", ports, tmp_path))
+    checks = {c["name"].split(" ")[1]: c["status"] for c in json.loads(ran.stdout)["checks"]
               if c["name"].startswith("gateway")}
-    assert checks == {"PING": "pass", "PUB": "pass"}, out
-    assert code in (0, 1)
+    assert checks == {"PING": "pass", "PUB": "pass"}, ran.stdout
+    assert ran.code in (0, 1)
 
 
 def test_an_ea_with_no_safe_request_gets_no_request_from_probe_or_health(
@@ -519,7 +491,7 @@ def test_an_ea_with_no_safe_request_gets_no_request_from_probe_or_health(
     env = recipe_env("no-safe-request", ports, tmp_path)
     probe = run_gate(["probe"], env=env)
     health = run_gate(["health"], env=env)
-    assert (probe[0], health[0]) == (0, 0), probe[2]
-    assert "no request sent" in probe[2]
-    assert "passive" in health[2]
+    assert (probe.code, health.code) == (0, 0), probe.stdout
+    assert "no request sent" in probe.stdout
+    assert "passive" in health.stdout
     assert events_of(ea, "request") == []

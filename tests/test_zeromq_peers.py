@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 from typing import Any
 
-from tests.helpers import GATE, REPO, Proc, base_env, free_port, run_gate
-from tests.zmq_peers import jeromq_rep_server, zmtp1_rep_server
+from tests.support.bounds import EVENT_S, EXIT_S
+from tests.support.cli import run_gate
+from tests.support.helpers import EXEC_PROBE, base_env, free_port
+from tests.support.processes import StartGate
+from tests.support.zmq_peers import jeromq_rep_server, zmtp1_rep_server
 
-RUNNER = [sys.executable, str(REPO / "tests" / "exec_probe.py")]
 PONG = b'{"status": "OK", "message": "pong"}'
 
 
@@ -34,23 +35,23 @@ def test_zmtp1_peer_passes_health_and_probe() -> None:
     with zmtp1_rep_server(answer) as peer:
         health = run_gate(["health", *target(peer.port)])
         probe = run_gate(["probe", *target(peer.port), "--pub-port", str(free_port())])
-    assert health[0] == 0, health[2]
-    assert health[2].startswith("healthy:")
-    assert probe[0] == 0, probe[2]
-    assert "not_zmq" not in probe[2]
+    assert health.code == 0, health.stdout
+    assert health.stdout.startswith("healthy:")
+    assert probe.code == 0, probe.stdout
+    assert "not_zmq" not in probe.stdout
     assert len(peer.requests) >= 1 + 1 + 5 + 1  # health, probe's PING, 5 round trips, STATUS
 
 
-def test_zmtp1_peer_gets_the_gate_ready_and_the_runner_execd() -> None:
+def test_zmtp1_peer_gets_the_gate_ready_and_the_runner_execd(gate: StartGate) -> None:
     """wait against a ZMTP 1.0 peer: ready at the first attempt, runner in the same PID."""
     with zmtp1_rep_server(answer) as peer:
-        gate = Proc([*GATE, "wait", *target(peer.port), "--", *RUNNER])
-        code = gate.wait(30)
-    assert code == 0, gate.stderr_lines
-    start, ready = gate.wait_for_event("gate.start"), gate.wait_for_event("gate.ready")
+        proc = gate("wait", *target(peer.port), "--", *EXEC_PROBE)
+        code = proc.wait(EXIT_S)
+    assert code == 0, proc.stderr_lines
+    start, ready = proc.wait_for_event("gate.start"), proc.wait_for_event("gate.ready")
     assert ready["attempt"] == 1
     assert isinstance(ready["rtt_ms"], float)
-    assert f"ready pid={start['pid']}" in gate.stdout_lines
+    assert f"ready pid={start['pid']}" in proc.stdout_lines
 
 
 def test_a_peer_that_greets_only_after_the_client_is_still_zeromq() -> None:
@@ -64,10 +65,10 @@ def test_a_peer_that_greets_only_after_the_client_is_still_zeromq() -> None:
             zmtp1_rep_server(answer) as gateway:
         probe = run_gate(["probe", *target(gateway.port), "--pub-port", str(feed.port),
                           "--json"])
-    assert health[0] == 0, health[2]
-    assert wait[0] == 0, wait[1]
-    assert probe[0] == 0, probe[2]
-    pub = next(check for check in json.loads(probe[2])["checks"]
+    assert health.code == 0, health.stdout
+    assert wait.code == 0, wait.events
+    assert probe.code == 0, probe.stdout
+    pub = next(check for check in json.loads(probe.stdout)["checks"]
                if check["name"] == "PUB port")
     assert pub["status"] == "pass", pub
 
@@ -75,46 +76,44 @@ def test_a_peer_that_greets_only_after_the_client_is_still_zeromq() -> None:
 def test_silent_zmtp1_peer_is_no_reply_never_not_zmq() -> None:
     """A ZMTP 1.0 peer that takes the request and never answers: no_reply (retried)."""
     with zmtp1_rep_server(lambda _request: None) as peer:
-        code, events, _, _ = run_gate(["wait", *target(peer.port), "--reply-timeout", "0.5",
-                                       "--timeout", "2", "--backoff-initial", "0.1"])
-    reasons = {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
-    assert code == 69
+        ran = run_gate(["wait", *target(peer.port), "--reply-timeout", "0.5",
+                        "--timeout", "2", "--backoff-initial", "0.1"])
+    reasons = {e["reason"] for e in ran.events if e["event"] == "gate.attempt_failed"}
+    assert ran.code == 69
     assert reasons == {"no_reply"}
 
 
-def test_jeromq_gets_the_gate_ready_health_and_probe_pass() -> None:
+def test_jeromq_gets_the_gate_ready_health_and_probe_pass(gate: StartGate) -> None:
     """JeroMQ 0.3 (ZMTP 2.0): wait execs the runner; health and probe (PUB too) pass."""
     with jeromq_rep_server(PONG.decode(), pub_port=0) as jero:
-        gate = Proc([*GATE, "wait", *target(jero.port), "--", *RUNNER])
-        code = gate.wait(30)
+        proc = gate("wait", *target(jero.port), "--", *EXEC_PROBE)
+        code = proc.wait(EXIT_S)
         health = run_gate(["health", *target(jero.port)])
         probe = run_gate(["probe", *target(jero.port), "--pub-port", str(jero.pub_port),
                           "--json"])
-    assert code == 0, gate.stderr_lines
-    assert f"ready pid={gate.wait_for_event('gate.start')['pid']}" in gate.stdout_lines
-    assert health[0] == 0, health[2]
-    assert probe[0] == 0, probe[2]
-    assert '"PUB port"' in probe[2]
-    assert '"status": "fail"' not in probe[2]
+    assert code == 0, proc.stderr_lines
+    assert f"ready pid={proc.wait_for_event('gate.start')['pid']}" in proc.stdout_lines
+    assert health.code == 0, health.stdout
+    assert probe.code == 0, probe.stdout
+    assert '"PUB port"' in probe.stdout
+    assert '"status": "fail"' not in probe.stdout
 
 
-def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip() -> None:
+def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip(
+        gate: StartGate) -> None:
     """The gate waits first; JeroMQ binds during a backoff pause. The queued request is
     answered and taken (never discarded as "too slow" for want of a handshake event), and
     its round trip counts from the connection, so it cannot exceed the time since the
     bind (it used to count from the pause's start: 0.5-1.2 s for a 2 ms reply)."""
     port = free_port()
-    gate = Proc([*GATE, "wait", *target(port), "--backoff-initial", "2", "--backoff-max",
-                 "4", "--timeout", "60"], env=base_env())
-    try:
-        gate.wait_for_event("gate.attempt_failed", timeout=15)
-        with jeromq_rep_server(PONG.decode(), port=port) as jero:
-            code = gate.wait(40)
-            bound_at = jero.bound_at
-    finally:
-        gate.kill()
-    assert code == 0, gate.stderr_lines
-    ready = gate.wait_for_event("gate.ready")
+    proc = gate("wait", *target(port), "--backoff-initial", "2", "--backoff-max", "4",
+                "--timeout", "60", env=base_env())
+    proc.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
+    with jeromq_rep_server(PONG.decode(), port=port) as jero:
+        code = proc.wait(EXIT_S)
+        bound_at = jero.bound_at
+    assert code == 0, proc.stderr_lines
+    ready = proc.wait_for_event("gate.ready")
     assert ready["via"] == "pending_ping"
     since_bind_ms = (epoch(ready) - bound_at) * 1000
     assert ready["rtt_ms"] is not None
@@ -129,10 +128,10 @@ def test_a_secret_goes_to_a_zmtp2_peer_whose_greeting_names_its_rep_socket(
     token = tmp_path / "token"
     token.write_text("jero-token-6d1e2f\n")
     with jeromq_rep_server('{"status": "OK"}') as jero:
-        code, events, _, _ = run_gate(["wait", *target(jero.port), "--ping-request",
-                                       f'{{"action":"PING","token":"$file:{token}"}}'])
-    assert code == 0, events
-    assert "gate.ready" in {e["event"] for e in events}
+        ran = run_gate(["wait", *target(jero.port), "--ping-request",
+                        f'{{"action":"PING","token":"$file:{token}"}}'])
+    assert ran.code == 0, ran.events
+    assert "gate.ready" in {e["event"] for e in ran.events}
 
 
 def test_a_secret_goes_to_a_zmtp1_peer_only_with_the_opt_in(tmp_path: Any) -> None:
@@ -146,8 +145,8 @@ def test_a_secret_goes_to_a_zmtp1_peer_only_with_the_opt_in(tmp_path: Any) -> No
         received_before = list(peer.requests)
         allowed = run_gate(["wait", *target(peer.port), *request],
                            env=base_env(GATE_LEGACY_SECRETS="allow"))
-    assert refused[0] == 78
-    error = next(e for e in refused[1] if e["event"] == "gate.error")
+    assert refused.code == 78
+    error = next(e for e in refused.events if e["event"] == "gate.error")
     assert "GATE_LEGACY_SECRETS=allow" in error["error"]
     assert received_before == []
-    assert allowed[0] == 0
+    assert allowed.code == 0

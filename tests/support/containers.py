@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO, poll_until, skip_or_fail
+from tests.support.helpers import REPO, poll_until, skip_or_fail
 
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/mt5-base:bookworm")
 IMAGE = "localhost/mt5-strategy:test"
@@ -151,6 +151,26 @@ class Compose:
 
     def down(self) -> None:
         self.run("down", "--volumes", "--timeout", "2", check=False)
+
+
+@contextmanager
+def compose_project(docker_host: str, project: str, env: dict[str, str]) -> Iterator[Compose]:
+    """A Compose project against podman's API; `down` (volumes too) when it is left."""
+    stack = Compose(docker_host, project, env)
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@contextmanager
+def kube_played(manifest: Path) -> Iterator[None]:
+    """`podman kube play --replace MANIFEST`, and `podman kube down` when it is left."""
+    podman("kube", "play", "--replace", str(manifest), timeout=180)
+    try:
+        yield
+    finally:
+        podman("kube", "down", str(manifest), check=False, timeout=120)
 
 
 def json_events(lines: Sequence[str]) -> list[dict[str, Any]]:

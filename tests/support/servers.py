@@ -1,4 +1,5 @@
-"""Misbehaving peers on loopback, each a real listening socket on an OS-chosen port."""
+"""Peers on loopback, each a real listening socket on an OS-chosen port: misbehaving ones,
+and a healthy gateway whose own monitors count what it sees."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import contextlib
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import zmq
 
-from tests.bounds import AFTER_SIGNAL_S
+from tests.support.bounds import AFTER_SIGNAL_S
 
 
 @contextmanager
@@ -150,3 +152,49 @@ class Recorder:
     def bytes(self) -> bytes:
         with self._lock:
             return bytes(self.received)
+
+
+# Every connection event a healthy gateway's own monitors can report.
+_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+@contextmanager
+def watched_gateway() -> Iterator[tuple[int, int, Counter[str]]]:
+    """A healthy gateway (ROUTER answering OK, PUB) whose monitors count what they see;
+    yields (REP port, PUB port, event counts)."""
+    ctx = zmq.Context()
+    rep: Any = ctx.socket(zmq.ROUTER)
+    pub: Any = ctx.socket(zmq.PUB)
+    seen: Counter[str] = Counter()
+    monitors = [rep.get_monitor_socket(_EVENTS), pub.get_monitor_socket(_EVENTS)]
+    for sock in (rep, pub, *monitors):
+        sock.setsockopt(zmq.LINGER, 0)
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    pub_port = pub.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def serve() -> None:
+        poller = zmq.Poller()
+        for sock in (rep, *monitors):
+            poller.register(sock, zmq.POLLIN)
+        while not stop.is_set():
+            for sock, _ in poller.poll(50):
+                if sock is rep:
+                    envelope = rep.recv_multipart()[:-1]
+                    rep.send_multipart([*envelope, b'{"status": "OK"}'])
+                else:
+                    event = struct.unpack("=HI", sock.recv_multipart()[0][:6])[0]
+                    seen[str(zmq.Event(event).name)] += 1
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port, pub_port, seen
+    finally:
+        stop.set()
+        thread.join(AFTER_SIGNAL_S)  # it sees `stop` within one 50 ms poll
+        for sock in (*monitors, rep, pub):
+            sock.close(linger=0)
+        ctx.term()

@@ -12,7 +12,7 @@ import socket
 import threading
 from typing import Any, NoReturn
 
-RUN = ("import sys; from tests.fault_injection import install; install(sys.argv.pop(1)); "
+RUN = ("import sys; from tests.support.fault_injection import install; install(sys.argv.pop(1)); "
        "from entrypoint.__main__ import run; sys.exit(run())")
 
 

@@ -4,7 +4,7 @@ REQ client (pyzmq / libzmq 4.3) interoperates with older and foreign implementat
 * ``zmtp1_rep_server``: a pure-Python peer speaking ZMTP 1.0, the libzmq 2.x wire format,
   which libzmq 4 still falls back to when the peer's first byte is not 0xFF.
 * ``jeromq_rep_server``: JeroMQ 0.3.6 (Debian's ``libjeromq-java``), a pure-Java ZeroMQ
-  speaking ZMTP 2.0, running ``tests/java/JeroRep.java`` under a headless JDK.
+  speaking ZMTP 2.0, running ``tests/support/java/JeroRep.java`` under a headless JDK.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import IO
 
 import pytest
 
-from tests.helpers import poll_until, skip_or_fail
+from tests.support.bounds import JVM_BOUND_S
+from tests.support.helpers import poll_until, skip_or_fail
 
 # --- ZMTP 1.0 ---------------------------------------------------------------------------
 
@@ -209,8 +210,6 @@ def zmtp1_rep_server(reply: Callable[[bytes], bytes | None],
 
 JAVA_SOURCE = Path(__file__).resolve().parent / "java" / "JeroRep.java"
 _INSTALL = "apt-get install -y libjeromq-java default-jdk-headless"
-# JVM start-up on a loaded 2-core machine can take seconds; 30 s means "it is broken".
-BOUND_TIMEOUT = 30.0
 
 
 @dataclass
@@ -310,7 +309,7 @@ def jeromq_rep_server(reply_json: str, port: int = 0,
     for reader in readers:
         reader.start()
     try:
-        poll_until(lambda: bound or popen.poll() is not None, BOUND_TIMEOUT)
+        poll_until(lambda: bound or popen.poll() is not None, JVM_BOUND_S)
         if not bound:
             # The process exited first: give its reason, not just "timed out".
             readers[1].join(5)

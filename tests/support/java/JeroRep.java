@@ -1,6 +1,6 @@
 // A REP server on JeroMQ 0.3.6 (Debian's libjeromq-java): a pure-Java ZeroMQ that speaks
 // ZMTP 2.0, so the tests can show that the gate's libzmq 4 REQ client works against a peer
-// that is not libzmq 4. tests/zmq_peers.py compiles and runs it; see jeromq_rep_server().
+// that is not libzmq 4. tests/support/zmq_peers.py compiles and runs it; see jeromq_rep_server().
 //
 // Usage: java -cp jeromq.jar:DIR JeroRep PORT REPLY [PUB_PORT]
 //   PORT, PUB_PORT: 0 picks a free port. REPLY answers every request, as one frame.

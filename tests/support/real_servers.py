@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.helpers import free_port, poll_until, skip_or_fail
+from tests.support.helpers import free_port, poll_until, skip_or_fail
 
 
 def _accepts(port: int) -> bool:

@@ -1,0 +1,1 @@
+"""What the tests share: process and socket helpers, peers, time bounds (no test here)."""
