@@ -81,8 +81,9 @@ TIMEOUT = Event(
     ("error", "elapsed_s", "attempts", "last_reason", "hint", "exit_code", "target"),
     "`error`, `elapsed_s`, `attempts`, `last_reason`, `hint`, `exit_code` (69), and `target` "
     "when a `--also` dependency timed out")
-SIGNAL = Event("gate.signal", "warning", ("signal", "exit_code"),
-               "`signal`, `exit_code` (130/143)")
+SIGNAL = Event("gate.signal", "warning", ("signal", "exit_code", "hurried_by"),
+               "`signal`, `exit_code` (130/143); + `hurried_by` when a second signal came "
+               "during the shutdown (the gate then exits at once, with the first one's code)")
 ERROR = Event(
     "gate.error", "error", ("error", "exit_code", "hint", "reason", "target"),
     "`error`, `exit_code` (64/70/78/126/127), `hint`, `reason` for 78, `target` when an "

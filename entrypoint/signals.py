@@ -8,8 +8,10 @@ SIGTERM unless a handler is installed, which this also fixes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
 from types import FrameType
 
 from entrypoint.errors import GateSignal
@@ -45,7 +47,26 @@ def raise_if_pending() -> None:
 
 
 def _exit_now(signum: int, _frame: FrameType | None) -> None:
-    os._exit(128 + signum)
+    """A second signal during the shutdown: exit at once, with the first signal's code and
+    one log line saying so. The first one's gate.signal line may not be written yet (a
+    `docker stop` right after a Ctrl-C, a supervisor that escalates at once), and the log
+    must still say why the gate stopped."""
+    first = _PENDING[0] if _PENDING else signum
+    _write_line(first, signum)
+    os._exit(128 + first)
+
+
+def _write_line(first: int, second: int) -> None:
+    # Inside a signal handler: no logger (it may hold its lock mid-line) and no import;
+    # one os.write of a line built from names and numbers, which need no escaping. The
+    # event is events.SIGNAL, spelled out: this module loads before anything else does.
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    line = (f'{{"timestamp": "{stamp}", "level": "warning", "event": "gate.signal", '
+            f'"signal": "{signal.Signals(first).name}", "exit_code": {128 + first}, '
+            f'"hurried_by": "{signal.Signals(second).name}"}}\n')
+    with contextlib.suppress(OSError):  # stderr closed, or a pipe nobody reads
+        os.write(2, line.encode())
 
 
 def install_stop_handlers() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from entrypoint.config import GATE_OPTIONS, GateSettings, settings_from_sources
+from entrypoint.commands import wait
+from entrypoint.config import GateSettings, declared, options_of, settings_from_sources
 from entrypoint.errors import EXIT_USAGE, UsageError
 
 
@@ -40,12 +41,12 @@ def test_empty_variable_counts_as_unset() -> None:
 ])
 def test_invalid_value_names_flag_and_variable(field: str, value: str) -> None:
     """Every invalid value is a UsageError (exit 64) naming both the flag and its variable."""
-    option = next(opt for opt in GATE_OPTIONS if opt.field == field)
+    option = declared(field)
     flags = {"host": "gw", field: value}
     with pytest.raises(UsageError) as caught:
-        settings_from_sources(flags, {})
+        settings_from_sources(flags, {}, options_of(*wait.GROUPS))
     assert caught.value.exit_code == EXIT_USAGE
-    assert option.flag in caught.value.message
+    assert f"{option.flag} / {option.env}" in caught.value.message
     assert option.env in caught.value.message
     assert "\n" not in caught.value.message
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import sys
 from typing import Any
 
@@ -22,21 +21,20 @@ from hypothesis import strategies as st
 
 from entrypoint.consolelog import WIDTH, fold, pack, visible_len
 from entrypoint.logs import configure_logging, get_logger
-from tests.bounds import after_deadline
-from tests.helpers import GATE, REPO, StartSim, base_env, free_port, parse_lines, run_on_pty
+from tests.support.bounds import EXIT_S, FAST_WAIT, after_deadline
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port, parse_lines
+from tests.support.processes import StartSim
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-FAST = ["--backoff-initial", "0.1", "--backoff-max", "0.2", "--connect-timeout", "0.5"]
 RUNNER = [sys.executable, "-c", "pass", "--config", "/etc/strategy/a-rather-long-config.yaml",
           "--symbols", "EURUSD,GBPUSD,USDJPY,AUDUSD,USDCHF", "--verbose", "--dry-run"]
 
 
-def run(args: list[str], fmt: str, timeout: float = 30) -> tuple[int, str]:
-    done = subprocess.run([*GATE, args[0], "--log-format", fmt, *args[1:]], env=base_env(),
-                          cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL)
-    return done.returncode, done.stderr
+def run(args: list[str], fmt: str, timeout: float = EXIT_S) -> tuple[int, str]:
+    ran = run_gate([args[0], "--log-format", fmt, *args[1:]], timeout=timeout,
+                   log="json" if fmt == "json" else "text")
+    return ran.code, ran.stderr
 
 
 def assert_fits(text: str) -> None:
@@ -60,7 +58,7 @@ def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
     long hint, gate.timeout: every line within 160 columns; every word of every hint, error
     and dependency shown; the argv cut short with a pointer to the JSON format."""
     gateway, dependency = free_port(), free_port()
-    args = ["wait", "--host", "127.0.0.1", "--port", str(gateway), "--timeout", "1", *FAST,
+    args = ["wait", "--host", "127.0.0.1", "--port", str(gateway), "--timeout", "1", *FAST_WAIT,
             "--also", f"tcp://127.0.0.1:{dependency}",
             "--also", f"http://operator:s3cret@127.0.0.1:{dependency}/health/ready?full=1",
             "--", *RUNNER]
@@ -87,7 +85,7 @@ def test_the_hint_is_on_the_line_of_the_reason_it_explains() -> None:
     """The first gate.attempt_failed line holds reason= and the start of hint=; its words
     go on over indented lines; a repeated reason shows no hint (``explain`` relies on it)."""
     code, console = run(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                         "--timeout", "0.8", *FAST], "console", after_deadline(0.8))
+                         "--timeout", "0.8", *FAST_WAIT], "console", after_deadline(0.8))
     assert code == 69
     lines = console.splitlines()
     failed = [index for index, line in enumerate(lines) if "gate.attempt_failed" in line]
@@ -132,8 +130,9 @@ def test_colour_codes_do_not_count_and_lines_still_fit() -> None:
     """On a terminal (auto format: console with colour), the visible width is what counts."""
     env = base_env()
     del env["GATE_LOG_FORMAT"]
-    code, text = run_on_pty([*GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                             "--timeout", "0.3", "--", *RUNNER], env, stream="stderr")
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.3",
+                    "--", *RUNNER], env, log="text", tty="stderr")
+    code, text = ran.code, ran.stderr
     assert code == 69
     assert "\x1b[" in text
     assert_fits(text.replace("\r\n", "\n"))

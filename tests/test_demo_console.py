@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
-from tests.helpers import REPO, Proc, Spawn, StartSim, base_env
+from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
+from tests.support.helpers import REPO, base_env
+from tests.support.processes import Proc, Spawn, StartSim
 
 RUNNER = [sys.executable, "-m", "entrypoint.demo_runner"]
 

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from entrypoint import events
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 
 def readme_rows(first: str) -> list[str]:
@@ -53,10 +53,15 @@ def test_no_event_name_is_spelled_outside_the_declarations() -> None:
     cannot leave a writer or explain behind."""
     spelled = []
     for path in (REPO / "entrypoint").rglob("*.py"):
-        if path.name == "events.py":
+        if path.name in SPELLS_ITS_OWN:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    re.fullmatch(r"(gate|sim)\.[a-z_]+", node.value):
+                    re.search(r"^(gate|sim)\.[a-z_]+$|\"(gate|sim)\.[a-z_]+\"", node.value):
                 spelled.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value}")
     assert spelled == []
+
+
+# events.py declares them; signals.py writes the line of a second signal from inside the
+# handler, before anything else is imported (test_wait checks that line's event and fields).
+SPELLS_ITS_OWN = {"events.py", "signals.py"}

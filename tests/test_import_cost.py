@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 
 from entrypoint.gateway.judgement import default_expression, default_judgement, parse_judgement
 from entrypoint.targets import KINDS, SCHEMES
-from tests.bounds import EXIT_S
-from tests.helpers import REPO, StartSim, base_env, free_port
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import REPO, base_env, free_port
+from tests.support.processes import StartSim
 
 KIND_MODULES = {"entrypoint.targets.local", "entrypoint.targets.net",
                 "entrypoint.targets.services", "entrypoint.targets.zmq",

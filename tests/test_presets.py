@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from entrypoint.config import PROBE_OPTIONS, settings_from_sources
+from entrypoint.commands import probe
+from entrypoint.config import options_of, settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.replies import decode_reply, python_literal
@@ -29,7 +30,8 @@ def usage_error(argv: list[str], env: dict[str, str]) -> str:
 
 
 def settings(env: dict[str, str] | None = None, **flags: str) -> Any:
-    return settings_from_sources({"host": "gw", **flags}, env or {}, PROBE_OPTIONS)
+    return settings_from_sources({"host": "gw", **flags}, env or {},
+                                 options_of(*probe.GROUPS))
 
 
 def test_a_preset_sets_transport_ports_request_judgement_and_status_policy() -> None:

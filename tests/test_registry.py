@@ -27,7 +27,8 @@ from entrypoint.config import (
     options_of,
     settings_for,
 )
-from tests.helpers import REPO, free_port, main_in_process
+from tests.support.cli import run_gate
+from tests.support.helpers import REPO, free_port
 
 
 def taken_by() -> dict[str, set[Option]]:
@@ -53,29 +54,26 @@ def taken_by() -> dict[str, set[Option]]:
     ("wait", ["--file", "mesh.toml"]),
     ("sim", ["--host", "gw"]),
 ])
-def test_a_flag_without_effect_is_refused(
-        command: str, flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_flag_without_effect_is_refused(command: str, flag: list[str]) -> None:
     """`probe --timeout 3` does not silently do nothing: exit 64, one gate.error line that
     names the flag and the command."""
-    code, events, out = main_in_process([command, "--host", "127.0.0.1", *flag]
-                                         if command in ("probe", "mesh", "wait") else
-                                         [command, *flag], {}, capsys)
-    assert code == 64
-    assert [event["event"] for event in events] == ["gate.error"]
-    assert f"{flag[0].split('=')[0]} has no effect on {command}" in events[0]["error"]
-    assert out == ""
+    host = ["--host", "127.0.0.1"] if command in ("probe", "mesh", "wait") else []
+    ran = run_gate([command, *host, *flag], in_process=True)
+    assert ran.code == 64
+    assert [event["event"] for event in ran.events] == ["gate.error"]
+    assert f"{flag[0].split('=')[0]} has no effect on {command}" in ran.events[0]["error"]
+    assert ran.stdout == ""
 
 
 @pytest.mark.parametrize("flag", [["--backoff-max", "1"], ["--log-level", "debug"],
                                   ["--status-request", "none"]])
-def test_health_refuses_them_in_its_own_contract(
-        flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_health_refuses_them_in_its_own_contract(flag: list[str]) -> None:
     """health: exit 1 and one `unhealthy:` line on stdout, never 64 (Docker reads 0/1)."""
-    code, events, out = main_in_process(["health", "--host", "127.0.0.1", *flag], {}, capsys)
-    assert code == 1
-    assert events == []
-    assert out == f"unhealthy: mt5-gate health: {flag[0]} has no effect on health, so it is " \
-                  "not accepted (see mt5-gate health --help)\n"
+    ran = run_gate(["health", "--host", "127.0.0.1", *flag], in_process=True)
+    assert ran.code == 1
+    assert ran.events == []
+    assert ran.stdout == (f"unhealthy: mt5-gate health: {flag[0]} has no effect on health, so "
+                          "it is not accepted (see mt5-gate health --help)\n")
 
 
 def test_every_flag_is_taken_by_some_command() -> None:
@@ -155,9 +153,8 @@ def test_a_new_command_is_one_module_and_one_registry_line(
     port = free_port()
     assert main(["example", "--port", str(port)], {"GATEWAY_HOST": "gw"}) == 0
     assert capsys.readouterr().out.startswith(f"would ask gw:{port} with ")
-    code, events, _ = main_in_process(["example", "--host", "gw", "--timeout", "1"], {},
-                                      capsys)
-    assert (code, events[0]["error"]) == (
+    ran = run_gate(["example", "--host", "gw", "--timeout", "1"], in_process=True)
+    assert (ran.code, ran.events[0]["error"]) == (
         64, "mt5-gate example: --timeout has no effect on example, so it is not accepted "
             "(see mt5-gate example --help)")
     assert main(["--help"], {}) == 0

@@ -241,6 +241,25 @@ def test_signal_while_blocked_in_a_zeromq_wait(sig: int, code: int, gate: StartG
     assert timestamp(event) - sent < 3.0
 
 
+def test_a_second_signal_at_once_still_leaves_the_first_ones_line(
+        gate: StartGate, sim: StartSim) -> None:
+    """SIGINT and, before the gate wrote its gate.signal line, SIGTERM (a supervisor that
+    escalates at once; the demo did under load): the gate exits on the spot, with the
+    first signal's code and a line naming both. Before, it exited 143 and wrote nothing, so
+    the log did not say why the gate stopped."""
+    simulator, port = sim("--drop-first", "1000")
+    proc = gate(*wait_args(port, "--reply-timeout", "30"))
+    simulator.wait_for_event("sim.request")  # the gate is now blocked on its reply
+    proc.signal(signal.SIGINT)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=AFTER_SIGNAL_S) == 130
+    stops = [event for event in proc.events() if event["event"] == "gate.signal"]
+    assert stops[-1]["signal"] == "SIGINT"
+    assert stops[-1]["exit_code"] == 130
+    assert stops[-1].get("hurried_by", "SIGTERM") == "SIGTERM"
+    assert timestamp(stops[-1]) > 0
+
+
 def timestamp(event: dict[str, object]) -> float:
     return datetime.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")
                                            ).timestamp()

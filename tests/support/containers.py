@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.helpers import REPO, poll_until, skip_or_fail
+from tests.support.helpers import REPO, check_declared, poll_until, skip_or_fail
 
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/mt5-base:bookworm")
 IMAGE = "localhost/mt5-strategy:test"
@@ -178,9 +178,11 @@ def json_events(lines: Sequence[str]) -> list[dict[str, Any]]:
     for line in lines:
         if line.startswith("{"):
             try:
-                events.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue
+            check_declared(event)  # the image's gate writes declared events too
+            events.append(event)
     return events
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from entrypoint.events import BY_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 GATE = [sys.executable, "-m", "entrypoint"]
 # A runner for the exec tests: it prints "ready pid=N", then one JSON line with its PID,
@@ -60,14 +62,28 @@ def poll_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 def parse_lines(text: str) -> list[dict[str, Any]]:
-    """Every non-empty line must be one JSON object; return them in order."""
+    """Every non-empty line must be one JSON object; return them in order. A line of the
+    gate or the simulator must be a declared event (entrypoint/events.py) with declared
+    fields only: every test that reads a gate's log checks the declarations too."""
     events = []
     for line in text.splitlines():
         if line.strip():
             event = json.loads(line)
             assert isinstance(event, dict), line
+            check_declared(event)
             events.append(event)
     return events
+
+
+def check_declared(event: dict[str, Any]) -> None:
+    name = event.get("event")
+    if not isinstance(name, str) or not name.startswith(("gate.", "sim.")):
+        return  # a runner's own line, say
+    declared = BY_NAME.get(name)
+    assert declared is not None, f"undeclared event {name!r} (entrypoint/events.py)"
+    undeclared = sorted(key for key in event if not declared.allows(key))
+    assert not undeclared, f"{name}: fields {undeclared} are not declared in events.py"
+    assert event.get("level") == declared.level, f"{name}: level {event.get('level')!r}"
 
 
 def names(events: Sequence[dict[str, Any]]) -> list[str]:
