@@ -254,6 +254,9 @@ ALL_OPTIONS: tuple[Option, ...] = tuple(opt for group in OPTION_GROUPS
 GATEWAY_OPTIONS: tuple[Option, ...] = (*CONNECTION.options, *ATTEMPT.options,
                                        *READINESS.options, *STATUS.options)
 CURVE_OPTIONS = CURVE.options
+# Every setting of GateSettings, with wait's deadline: for a caller that names no command.
+EVERY_SETTING: tuple[Option, ...] = (*GATEWAY_OPTIONS, *WAIT_DEADLINE.options, *FEED.options,
+                                     *LOG_FORMAT.options, *LOG_LEVEL.options)
 # By field; `timeout_s` is wait's (health's has its own variable and default).
 _BY_FIELD = {opt.field: opt for opt in reversed(ALL_OPTIONS)}
 
@@ -369,7 +372,7 @@ def settings_for(args: argparse.Namespace, environ: Mapping[str, str],
 
 def settings_from_sources(
     flags: Mapping[str, Any], environ: Mapping[str, str],
-    options: tuple[Option, ...] = GATEWAY_OPTIONS,
+    options: tuple[Option, ...] = EVERY_SETTING,
 ) -> GateSettings:
     """Build and validate ``GateSettings`` from ``options`` (a command's gateway options:
     any it does not take keep their defaults); ``flags`` maps field names to raw flag text."""

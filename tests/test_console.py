@@ -78,7 +78,7 @@ def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
     assert "s3cret" not in console
     assert "--log-format json" in console  # the argv's marker
     assert " ".join(RUNNER[:3]) in console
-    assert "backoff={initial_s:0.1,max_s:0.2}" in console
+    assert "backoff={initial_s:0.05,max_s:0.2}" in console
 
 
 def test_the_hint_is_on_the_line_of_the_reason_it_explains() -> None:

@@ -330,7 +330,7 @@ def test_a_name_that_comes_back_is_noticed_during_a_pause(
     pair.name_gateway(GATEWAY_IP)
     assert gate.wait(timeout=after_deadline(30)) == 0
     ready = next(e for e in gate.events() if e["event"] == "gate.ready")
-    assert ready["via"] == "pending_ping"
+    assert ready["via"] == "pause"
     # The gate's own clock: ready at the next lookup of the pause (~1 s after the failure, as
     # RESOLVE_DURING_PAUSE_S), before the next attempt (5-10 s after it) would have run.
     assert ready["elapsed_s"] < failed["elapsed_s"] + failed["next_retry_s"]

@@ -71,7 +71,7 @@ class ScriptedCheck:
         due = self.pause_reply_after
         if due is not None and self.clock.now + seconds >= due:
             self.clock.now = max(self.clock.now, due)
-            return Ready("127.0.0.1", {"status": "OK"}, None, via="pending_ping")
+            return Ready("127.0.0.1", {"status": "OK"}, None, via="pause")
         return None
 
 
@@ -182,7 +182,7 @@ def test_a_reply_during_a_pause_is_readiness_without_another_attempt() -> None:
     clock = FakeClock()
     check = ScriptedCheck(clock, forever(Reason.REFUSED), pause_reply_after=1000 + 20.2)
     ready, attempts = run(check, clock, timeout=600)
-    assert ready.via == "pending_ping"
+    assert ready.via == "pause"
     assert clock.now == pytest.approx(1020.2)
     assert attempts == len(check.budgets)
 

@@ -142,7 +142,7 @@ def test_a_fleet_of_100_gates_gets_through_together_without_a_retry_storm(
         # every 50-200 ms, has five chances or more before the attempt comes.
         if next_attempt - bound > 1.0:
             pausing += 1
-            assert ready["via"] == "pending_ping", (bound, ready, last_failure)
+            assert ready["via"] == "pause", (bound, ready, last_failure)
             assert _when(ready) < next_attempt, (bound, ready, last_failure)
     # After three refusals a pause is 1-4 s long, so most gates are in one at the bind: the
     # check above ran for many of them, not a lucky few.

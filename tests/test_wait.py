@@ -64,7 +64,7 @@ def test_late_gateway_is_noticed_during_a_backoff_pause(gate: StartGate, sim: St
     sim("--port", str(port))
     assert proc.wait(timeout=EXIT_S) == 0
     ready = proc.wait_for_event("gate.ready")
-    assert ready["via"] == "pending_ping"
+    assert ready["via"] == "pause"
     # Ready when the simulator binds (a start-up after the first failure: ~0.5 s, ~3 s
     # loaded), long before the 15-30 s pause (a 30 s step, equal jitter) would have ended.
     assert ready["elapsed_s"] < 15

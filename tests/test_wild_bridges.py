@@ -315,7 +315,7 @@ def test_a_two_socket_bridge_that_binds_during_a_pause_is_noticed_in_the_pause(
                 "--live-port", "0", "--stream-port", "0")
     assert proc.wait(EXIT_S) == 0
     ready = proc.wait_for_event("gate.ready")
-    assert ready["via"] == "pending_ping"
+    assert ready["via"] == "pause"
     # Noticed in the pause: the attempt counter did not move (10 s pause vs ~0.1 s).
     assert ready["attempt"] == 1
 

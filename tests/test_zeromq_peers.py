@@ -114,7 +114,7 @@ def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip(
         bound_at = jero.bound_at
     assert code == 0, proc.stderr_lines
     ready = proc.wait_for_event("gate.ready")
-    assert ready["via"] == "pending_ping"
+    assert ready["via"] == "pause"
     since_bind_ms = (epoch(ready) - bound_at) * 1000
     assert ready["rtt_ms"] is not None
     # Both clocks are this machine's wall clock, read a few ms apart: allow 50 ms of skew.

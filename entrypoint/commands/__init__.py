@@ -59,7 +59,7 @@ REGISTRY: tuple[Entry, ...] = (
     Entry("health", "one bounded attempt, for container healthchecks", own_usage_errors=True),
     Entry("mesh", "check every dependency concurrently and score the mesh"),
     Entry("explain", "read the gate's JSON log back: what it waited for, what went wrong, "
-                     "what to do", sockets=False),
+                     "what to do", sockets=False, own_usage_errors=True),
     Entry("sim", "run a simulated MT5 gateway (REQ/REP and PUB) for development and tests"),
 )
 
