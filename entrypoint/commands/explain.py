@@ -21,10 +21,11 @@ from entrypoint.commands.arguments import OptionParser, add_json_flag, describe
 from entrypoint.errors import UsageError
 from entrypoint.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
 from entrypoint.reasons import TROUBLESHOOTING
-from entrypoint.report import Painter, dump_json
+from entrypoint.report import Painter, dump_json, hanging
 
 EXIT_NO_GATE_LINES = 1
 EXIT_NO_INPUT = 66  # sysexits EX_NOINPUT
+PARAGRAPH = 4  # the continuation lines of a text that starts at column 2
 
 
 def add_arguments(parser: OptionParser) -> None:
@@ -77,26 +78,34 @@ def _read(path: str | None) -> LogSummary:
 
 def render(summary: LogSummary, paint: Painter) -> str:
     """The report for people. Every text taken from the log goes through ``visible``: a
-    log is untrusted input, and a forged line must not drive the reader's terminal."""
-    out = [_header(summary), ""]
+    log is untrusted input, and a forged line must not drive the reader's terminal. No
+    line is wider than ``report.WIDTH`` columns: a longer text goes on under where it
+    started, indented (``report.hanging``); ``--json`` has each text on one line."""
+    out = [*hanging("", _header(summary), len("mt5-gate explain: ")), ""]
     if not summary.runs:
-        out.append("No line of the gate was found: is this the log of a container whose "
-                   "entrypoint is mt5-gate, with GATE_LOG_FORMAT=json?")
+        out += hanging("", "No line of the gate was found: is this the log of a container "
+                           "whose entrypoint is mt5-gate, with GATE_LOG_FORMAT=json?", 0)
         return "\n".join(out) + "\n"
     last = summary.runs[-1]
-    out += [paint.bold("In short"), "  " + visible(" ".join(_story(last, summary))), ""]
+    out.append(paint.bold("In short"))  # a sentence a line: a fold never splits two
+    for sentence in _story(last, summary):
+        out += hanging("  ", visible(sentence), PARAGRAPH)
+    out.append("")
     advice = _advice(last)
     if advice:
-        out += [paint.bold(visible(advice[0])),
-                *("  " + visible(line) for line in advice[1:]), ""]
+        out += [paint.bold(line) for line in hanging("", visible(advice[0]), 2)]
+        for line in advice[1:]:
+            out += hanging("  ", visible(line), PARAGRAPH)
+        out.append("")
     out.append(paint.bold("Timeline"))
     if summary.earlier_outcomes:
         counted = ", ".join(f"{outcome} x{n}" for outcome, n in summary.earlier_outcomes.items())
-        out.append(visible(f"  ({sum(summary.earlier_outcomes.values())} earlier runs not "
-                           f"shown: {counted})"))
+        out += hanging("  ", visible(f"({sum(summary.earlier_outcomes.values())} earlier runs "
+                                     f"not shown: {counted})"), PARAGRAPH)
     first = summary.runs_seen - len(summary.runs) + 1
     for number, one in enumerate(summary.runs, start=first):
-        out += [visible(line) for line in _timeline(one, number, summary.runs_seen)]
+        for lead, text, indent in _timeline(one, number, summary.runs_seen):
+            out += hanging(lead, visible(text), indent)
     return "\n".join(out) + "\n"
 
 
@@ -214,11 +223,13 @@ def _probe(run: Run, phase: Phase | None = None) -> str:
     return f"`mt5-gate probe --host {host} --port {port}{bridge}` in the container"
 
 
-def _timeline(run: Run, number: int, total: int) -> list[str]:
+def _timeline(run: Run, number: int, total: int) -> list[tuple[str, str, int | None]]:
+    """The run's lines as (lead, text, indent of the text's continuation lines)."""
     start = _clock(run.started_at) if run.started_at else "(start not in the log)"
     pid = f", pid {run.pid}" if run.pid is not None else ""
-    lines = [f"  run {number} of {total}  {start}{pid}: waiting for {_short(run.target) or '?'}"
-             + (f", deadline {duration(run.deadline_s)}" if run.deadline_s else "")]
+    lines: list[tuple[str, str, int | None]] = [
+        ("  ", f"run {number} of {total}  {start}{pid}: waiting for {_short(run.target) or '?'}"
+         + (f", deadline {duration(run.deadline_s)}" if run.deadline_s else ""), PARAGRAPH)]
     rows = [(p.started_s, f"{_who(p)}{_reason_text(p.reason)} for {duration(p.duration_s)} "
                           f"({_attempts(p.attempts)})") for p in run.phases]
     if run.phases_merged:
@@ -238,7 +249,7 @@ def _timeline(run: Run, number: int, total: int) -> list[str]:
     elif run.outcome == "waiting":
         rows.append((run.ended_s, "the log ends here, still waiting"))
     for at, text in sorted(rows, key=lambda row: row[0]):
-        lines.append(f"    +{duration(at):<12} {text}")
+        lines.append((f"    +{duration(at):<12} ", text, None))  # under the text
     return lines
 
 

@@ -38,7 +38,7 @@ from entrypoint.config import (
 from entrypoint.errors import UsageError
 from entrypoint.gateway.endpoint import REQ
 from entrypoint.logs import configure_logging
-from entrypoint.report import Painter, dump_json, percent, result_line, score
+from entrypoint.report import Painter, dump_json, hanging, percent, result_line, score
 from entrypoint.targets import KINDS, build
 from entrypoint.targets.base import Context, Target
 
@@ -232,14 +232,15 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
         if not in_phase:
             continue
         stream.write(paint.bold(title) + "\n")
-        for result in in_phase:
+        for result in in_phase:  # each line within report.WIDTH: a long detail, hint folded
             stream.write(result_line(result, paint, width) + "\n")
             if result.status == FAIL and result.hint:
-                stream.write(f"      → {result.hint}\n")
+                stream.write("\n".join(hanging("      → ", result.hint)) + "\n")
         stream.write("\n")
     verdict = {EXIT_ALL_PASS: "full mesh", EXIT_NON_CRITICAL: "partial",
                EXIT_CRITICAL: "compromised (a critical check failed)"}[code]
-    stream.write(paint.bold(f"Score: {passed}/{counted} ({percent(passed, counted)})") +
-                 f"  {verdict}; {len(results)} checks in {wall_ms / 1000:.2f} s\n")
+    stream.write("\n".join(hanging(
+        paint.bold(f"Score: {passed}/{counted} ({percent(passed, counted)})") + "  ",
+        f"{verdict}; {len(results)} checks in {wall_ms / 1000:.2f} s")) + "\n")
     stream.flush()
     return code

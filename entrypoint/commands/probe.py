@@ -43,9 +43,13 @@ from entrypoint.gateway.tcp import resolve
 from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
 from entrypoint.logs import configure_logging, untrusted
 from entrypoint.reasons import STEPS, Reason
-from entrypoint.report import Painter, dump_json, result_line
+from entrypoint.report import WHOLE, Painter, dump_json, hanging, result_line
 
 RTT_PINGS = 5
+# The layers whose detail shows the bridge's reply: a reply too long for a line (one word,
+# no spaces) is cut, and says so.
+REPLY_LAYERS = frozenset({"ZeroMQ PING", "STATUS"})
+WHOLE_REPLY = "whole reply: --json"
 
 
 class _Layers:
@@ -226,27 +230,36 @@ def _steps(reason: Reason, host: str, port: int) -> list[str]:
 
 
 def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> None:
+    """The report, every line at most ``report.WIDTH`` columns: a long reply or hint goes
+    on under where it started (``report.hanging``); --json has every text unfolded."""
     paint = Painter(stream)
-    write = stream.write
+
+    def write(lead: str, text: str) -> None:  # the text folded under its first column
+        stream.write("".join(line + "\n" for line in hanging(lead, text)))
+
     how = f"--bridge {settings.bridge.name}, --transport {settings.transport}"
     if settings.transport in TWO_SOCKET:
         how += f", reply port {settings.reply_port}"
-    write(paint.bold(f"mt5-gate probe: gateway {settings.target}, PUB port "
-                     f"{settings.pub_port} ({how})") + "\n\n")
+    title = "mt5-gate probe: "
+    for line in hanging(title, f"gateway {settings.target}, PUB port {settings.pub_port} "
+                               f"({how})"):
+        stream.write(paint.bold(line) + "\n")
+    stream.write("\n")
     for result in layers.results:
-        write(result_line(result, paint, name_width=12) + "\n")
+        whole = WHOLE_REPLY if result.name in REPLY_LAYERS else WHOLE
+        stream.write(result_line(result, paint, name_width=12, whole=whole) + "\n")
     passed = sum(r.status == PASS for r in layers.results)
-    write(f"\nResults: {passed}/{len(layers.results)} checks passed\n")
+    stream.write(f"\nResults: {passed}/{len(layers.results)} checks passed\n")
     failure = layers.first_failure
     warnings = [r for r in layers.results if r.status in (FAIL, WARN) and r.reason]
     if failure is not None:
-        write(paint.bold(f"\nTroubleshooting ({failure}):") + "\n")
+        stream.write(paint.bold(f"\nTroubleshooting ({failure}):") + "\n")
         if layers.fix:
-            write(f"  fix: {layers.fix}\n")
+            write("  fix: ", layers.fix)
         for step in _steps(failure, settings.host, layers.failed_port):
-            write(f"  - {step}\n")
+            write("  - ", step)
         hint = failure.hint_for(settings.host, layers.failed_port)
-        write(f"  - more: {hint.rsplit('See ', 1)[-1]}\n")
+        write("  - more: ", hint.rsplit("See ", 1)[-1])
     elif warnings:
-        write("\nWarnings are informational: the gateway answers PING.\n")
+        stream.write("\nWarnings are informational: the gateway answers PING.\n")
     stream.flush()
