@@ -237,7 +237,7 @@ def test_invalid_dialect_settings_are_usage_errors_naming_flag_and_variable(
     # health never sends STATUS, so it does not read GATE_STATUS_REQUEST at all.
     checks_it = [(["health", "--host", "gw"], {variable: value})] \
         if flag != "--status-request" else []
-    for argv, env in ([(["wait", "--host", "gw", flag, value], {})] + checks_it):
+    for argv, env in [(["wait", "--host", "gw", flag, value], {}), *checks_it]:
         if argv[0] == "health":
             health = run_gate(argv, env, in_process=True, log="text")
             assert health.code == 1  # health's contract: 1 and one line on stdout

@@ -15,8 +15,10 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from tests.bounds import COMMAND_S, EXIT_S, after_deadline
-from tests.helpers import GATE, StartSim, base_env, free_port, run_gate, run_on_pty
+from tests.support.bounds import COMMAND_S, EXIT_S, after_deadline
+from tests.support.cli import run_gate
+from tests.support.helpers import base_env, free_port
+from tests.support.processes import StartSim
 
 WIDTH = 160
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -56,8 +58,10 @@ def probe(port: int, pub: int, *extra: str, env: dict[str, str] | None = None
     """`mt5-gate probe` twice, as a person and as a machine reads it: (code, text, JSON)."""
     argv = ["probe", "--host", "127.0.0.1", "--port", str(port), "--pub-port", str(pub),
             "--connect-timeout", "1", "--reply-timeout", "2", *extra]
-    code, _, text, _ = run_gate(argv, env=env, timeout=EXIT_S)
-    json_code, _, machine, _ = run_gate([*argv, "--json"], env=env, timeout=EXIT_S)
+    ran = run_gate(argv, env=env, timeout=EXIT_S)
+    code, text = ran.code, ran.stdout
+    ran = run_gate([*argv, "--json"], env=env, timeout=EXIT_S)
+    json_code, machine = ran.code, ran.stdout
     assert json_code == code, (text, machine)
     return code, text, json.loads(machine)
 
@@ -164,9 +168,10 @@ def test_probe_on_a_terminal_is_coloured_and_fits_without_the_colour_codes(
         sim: StartSim) -> None:
     """On a TTY the names are coloured: the codes do not count toward the width."""
     proc, port = sim("--bad-status")
-    code, output = run_on_pty([*GATE, "probe", "--host", "127.0.0.1", "--port", str(port),
-                               "--pub-port", str(pub_port(proc))], base_env(), timeout=EXIT_S)
-    text = output.replace("\r\n", "\n")
+    ran = run_gate(["probe", "--host", "127.0.0.1", "--port", str(port),
+                    "--pub-port", str(pub_port(proc))], base_env(), timeout=EXIT_S, log="text",
+                   tty="stdout")
+    code, text = ran.code, ran.stdout.replace("\r\n", "\n")
     assert code == 1
     assert "\x1b[" in text
     assert_fits(text)
@@ -198,8 +203,10 @@ def test_mesh_folds_hints_and_long_rows(tmp_path: Path, sim: StartSim) -> None:
     env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(closed),
                    GATEWAY_PUB_PORT=str(closed), GATE_MESH_HTTP=url)
     args = ["mesh", "--file", str(mesh_file)]
-    code, _, text, _ = run_gate(args, env=env, timeout=COMMAND_S)
-    json_code, _, machine_text, _ = run_gate([*args, "--json"], env=env, timeout=COMMAND_S)
+    ran = run_gate(args, env=env, timeout=COMMAND_S)
+    code, text = ran.code, ran.stdout
+    ran = run_gate([*args, "--json"], env=env, timeout=COMMAND_S)
+    json_code, machine_text = ran.code, ran.stdout
     machine = json.loads(machine_text)
     assert code == json_code == 2, text  # the gateway's PING is critical
     assert_fits(text)
@@ -233,7 +240,8 @@ def gate_log(tmp_path: Path, *args: str, timeout_s: float = 1.5) -> Path:
             *args]
     lines: list[str] = []
     for _ in range(2):
-        code, events, _, _ = run_gate(argv, timeout=after_deadline(timeout_s))
+        ran = run_gate(argv, timeout=after_deadline(timeout_s))
+        code, events = ran.code, ran.events
         assert code == 69, events
         lines += [json.dumps(event) for event in events]
     log = tmp_path / "gate.log"
@@ -248,8 +256,10 @@ def test_explain_folds_its_summary_advice_and_timeline(tmp_path: Path, sim: Star
     _proc, port = sim("--bad-status")
     dependency = f"http://127.0.0.1:{free_port()}{LONG_PATH}"
     log = gate_log(tmp_path, "--port", str(port), "--also", dependency)
-    code, _, text, _ = run_gate(["explain", str(log)], timeout=EXIT_S)
-    json_code, _, machine_text, _ = run_gate(["explain", str(log), "--json"], timeout=EXIT_S)
+    ran = run_gate(["explain", str(log)], timeout=EXIT_S)
+    code, text = ran.code, ran.stdout
+    ran = run_gate(["explain", str(log), "--json"], timeout=EXIT_S)
+    json_code, machine_text = ran.code, ran.stdout
     machine = json.loads(machine_text)
     assert code == json_code == 0, text
     assert_fits(text)
@@ -275,13 +285,14 @@ def test_explain_cuts_a_word_no_line_holds_and_points_at_json(tmp_path: Path) ->
     dependency = f"http://127.0.0.1:{closed}/" + "/".join(["very-long-path-segment"] * 9)
     assert len(dependency) > WIDTH
     log = gate_log(tmp_path, "--port", str(closed), "--also", dependency, timeout_s=1.0)
-    code, _, text, _ = run_gate(["explain", str(log)], timeout=EXIT_S)
+    ran = run_gate(["explain", str(log)], timeout=EXIT_S)
+    code, text = ran.code, ran.stdout
     assert code == 0
     assert_fits(text)
     assert "… (whole: --json)" in text
     assert f"http://127.0.0.1:{closed}/very-long-path-segment" in text
     assert "never answered" in text
     assert "The log holds 2 runs of the gate" in words(text)
-    _, _, machine_text, _ = run_gate(["explain", str(log), "--json"], timeout=EXIT_S)
+    machine_text = run_gate(["explain", str(log), "--json"], timeout=EXIT_S).stdout
     assert dependency in json.loads(machine_text)["runs"][0]["also"]
 
