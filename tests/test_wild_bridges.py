@@ -289,7 +289,9 @@ def test_no_request_goes_unlogged_while_a_bridge_refuses(
                    timeout=after_deadline(NEVER_READY_S))
     sent = [e for e in ran.events if e["event"] == "gate.request"]
     assert ran.code == 69
-    assert len(sent) == len(events_of(ea, "request")) >= 3
+    assert len(sent) == len(events_of(ea, "request"))
+    # Both kinds were sent (so at least two requests): a loaded machine may fit only a few
+    # into the 2 s; how many does not matter, that each is logged does.
     assert {e["via"] for e in sent} == {"attempt", "pause"}
 
 
