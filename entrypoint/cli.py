@@ -9,6 +9,7 @@ command owns its rules in ``commands/<name>.py``, registered in ``commands/__ini
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 from entrypoint import __version__, commands, events, fdlimit
 from entrypoint.commands import Command, Entry
-from entrypoint.commands.arguments import HelpFormatter, OptionParser
+from entrypoint.commands.arguments import HelpFormatter, MeasuredWidthFormatter, OptionParser
 from entrypoint.config import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
 from entrypoint.errors import (
     EXIT_SOFTWARE,
@@ -36,9 +37,12 @@ def build_parser(only: str | None = None) -> OptionParser:
     its module): ``mt5-gate --help`` lists every command from the registry's summaries."""
     parser = OptionParser(prog="mt5-gate",
                           description="Hold a container's strategy runner until the MT5 "
-                                      "ZeroMQ gateway answers, then exec it.")
+                                      "ZeroMQ gateway answers, then exec it.",
+                          formatter_class=MeasuredWidthFormatter)
     parser.add_argument("--version", action="version", version=f"mt5-gate {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+    # prog given: argparse would format a usage line to compute it (the same "mt5-gate"),
+    # and so measure the terminal (see MeasuredWidthFormatter).
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", prog=parser.prog,
                                        parser_class=OptionParser)
     for entry in commands.REGISTRY:
         sub = subparsers.add_parser(entry.name, help=entry.summary,
@@ -129,11 +133,21 @@ def _unrecognized(name: str, extra: list[str]) -> str:
 
 def _start(entry: Entry, module: Command, args: argparse.Namespace, command: list[str],
            env: Mapping[str, str]) -> int:
+    _collect_garbage_from_here()
     if entry.sockets:
         # Before the first socket: too few file descriptors make libzmq abort (exit 134)
         # or a socket fail mid-wait (see fdlimit; `wait` refuses plainly when too low).
         fdlimit.raise_soft_limit()
     return int(module.run(args, command, env))
+
+
+def _collect_garbage_from_here() -> None:
+    """Turn the cyclic garbage collector back on, if ``__main__`` turned it off for the
+    start-up (see there): start-up's objects are frozen first (never scanned again, not
+    even by the collection at exit), so it only ever looks at what the command makes."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _guarded(run: Callable[[], int]) -> int:

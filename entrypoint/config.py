@@ -11,11 +11,10 @@ variable; every value is validated up front, before anything is attempted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from entrypoint.addresses import address_text, parse_host, parse_port
 from entrypoint.errors import UsageError
@@ -85,8 +84,7 @@ def parse_existing_file(text: str) -> str:
     return text
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One setting: its flag, its environment variable, its default and how to parse it."""
 
     field: str
@@ -110,8 +108,7 @@ class Option:
         return self.default_help or self.default or ("none" if self.optional else "required")
 
 
-@dataclasses.dataclass(frozen=True)
-class OptionGroup:
+class OptionGroup(NamedTuple):
     """Options a command takes together; a command declares the groups it uses."""
 
     title: str
@@ -258,7 +255,7 @@ CURVE_OPTIONS = CURVE.options
 EVERY_SETTING: tuple[Option, ...] = (*GATEWAY_OPTIONS, *WAIT_DEADLINE.options, *FEED.options,
                                      *LOG_FORMAT.options, *LOG_LEVEL.options)
 # By field; `timeout_s` is wait's (health's has its own variable and default).
-_BY_FIELD = {opt.field: opt for opt in reversed(ALL_OPTIONS)}
+_BY_FIELD: dict[str, Option] = {opt.field: opt for opt in reversed(ALL_OPTIONS)}
 
 
 def options_of(*groups: OptionGroup) -> tuple[Option, ...]:
@@ -268,8 +265,7 @@ def options_of(*groups: OptionGroup) -> tuple[Option, ...]:
 __all__ = ["ClientSecurity", "GateSettings", "Option"]
 
 
-@dataclasses.dataclass(frozen=True)
-class GateSettings:
+class GateSettings(NamedTuple):
     host: str
     port: int = 5555
     timeout_s: float = 600.0
@@ -367,7 +363,7 @@ def settings_for(args: argparse.Namespace, environ: Mapping[str, str],
         return settings
     from entrypoint.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
 
-    return dataclasses.replace(settings, curve=curve_from_sources(flags, environ))
+    return settings._replace(curve=curve_from_sources(flags, environ))
 
 
 def settings_from_sources(
@@ -424,7 +420,7 @@ def _check_transport(values: dict[str, Any], flags: Mapping[str, Any],
             if given:
                 raise UsageError(f"{given[1]} has no effect with --transport handshake, "
                                  "which sends no request")
-        values["dialect"] = dataclasses.replace(dialect, status=None)
+        values["dialect"] = dialect._replace(status=None)
         return
     for request in (dialect.ping, dialect.status):
         if request is None:

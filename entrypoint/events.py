@@ -9,16 +9,14 @@ is checked against them (a field not declared here fails the suite).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 # Keys every line has (timestamp, level, event) or may have (exception, a traceback
 # without local variables); the simulator's lines also carry `component`.
 COMMON = frozenset({"timestamp", "level", "event", "exception"})
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     name: str
     level: str  # debug, info, warning or error
     fields: tuple[str, ...]

@@ -8,6 +8,9 @@ check module names only, so they hold however the command line is parsed and dis
 * with JSON logs, nothing imports structlog (its ``__init__`` imports asyncio): the JSON
   lines are written by ``entrypoint.logs``; structlog renders the console format only;
 * ``health`` with the default judgement imports neither jmespath nor tenacity;
+* ``health`` imports no ``dataclasses`` (nor the ``inspect`` it imports): its value objects
+  are NamedTuples; no ``shutil`` (argparse's terminal-size query, made only when help is
+  formatted) and no ``ast`` (parsed only for a Python-literal reply);
 * a target kind's module (``entrypoint.targets.*``) is imported only when that kind is used.
 """
 
@@ -71,6 +74,39 @@ def test_health_with_json_logs_imports_no_structlog_asyncio_jmespath_or_kinds(
     assert (code, stdout.split(":")[0]) == (0, "healthy")
     unwanted = {"structlog", "asyncio", "jmespath", "tenacity"} | KIND_MODULES
     assert modules & unwanted == set()
+
+
+# What `import dataclasses` brings (inspect and what inspect imports), and what argparse's
+# width query and the literal parser import: none of it is needed by a healthcheck.
+NOT_FOR_HEALTH = {"dataclasses", "inspect", "dis", "tokenize", "shutil", "ast"}
+
+
+def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim,
+                                                             tmp_path: Path) -> None:
+    """The healthcheck's value objects are NamedTuples (typing is imported anyway, by
+    pyzmq); the help formatter asks the terminal's width only for help; ``ast`` comes with
+    a Python-literal reply only. Checked for the healthy and the unhealthy check."""
+    _simulator, port = sim()
+    for port_, verdict in ((port, "healthy"), (free_port(), "unhealthy")):
+        code, modules, stdout = imported(["health", "--host", "127.0.0.1", "--port",
+                                          str(port_)], tmp_path)
+        assert stdout.split(":")[0] == verdict, (code, stdout)
+        assert modules & NOT_FOR_HEALTH == set(), verdict
+
+
+def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> None:
+    """No module ``health`` imports defines a dataclass: each would bring dataclasses back
+    (and cost ~0.4 ms to create). Read from the modules a real healthcheck imported."""
+    code, modules, _ = imported(["health", "--host", "127.0.0.1",
+                                 "--port", str(free_port())], tmp_path)
+    assert code == 1
+    ours = sorted(name for name in modules if name.startswith("entrypoint."))
+    for name in ours:
+        path = REPO / (name.replace(".", "/") + ".py")
+        if not path.exists():
+            path = REPO / name.replace(".", "/") / "__init__.py"
+        assert not re.search(r"^\s*(import|from) dataclasses", path.read_text(),
+                             re.MULTILINE), name
 
 
 def test_an_unhealthy_check_imports_no_structlog_either(tmp_path: Path) -> None:

@@ -9,10 +9,9 @@ runs (or its --help is asked for), so each command loads only what it uses.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 if TYPE_CHECKING:  # the registry is read before any command runs: it imports nothing
     from entrypoint.commands.arguments import OptionParser
@@ -36,8 +35,7 @@ class ReportsUsageErrors(Command, Protocol):
     def report_usage_error(self, exc: UsageError) -> int: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One registered command: its name (and module), its line in ``mt5-gate --help``."""
 
     name: str

@@ -32,8 +32,37 @@ class OptionParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Wraps help at spaces only, so a JSON default stays copyable in one piece."""
+class MeasuredWidthFormatter(argparse.HelpFormatter):
+    """argparse's formatter, which asks the terminal's width only when it formats help.
+
+    argparse makes a formatter for every ``add_argument`` (to check the metavar), and
+    argparse's own asks the terminal's size in its constructor, importing ``shutil``: ~2 ms
+    of every healthcheck, which prints no help. Here the width is measured as argparse
+    would measure it, but in ``format_help``, the one place that uses it (--help, and the
+    usage line of an error); a width given explicitly is used as it is."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        # Any width will do until format_help measures the real one.
+        super().__init__(prog, indent_increment, max_help_position,
+                         80 if width is None else width)
+        self._unmeasured = width is None
+        self._asked_help_position = max_help_position
+
+    def format_help(self) -> str:
+        if self._unmeasured:
+            import shutil  # noqa: PLC0415 - only when help is formatted (see above)
+
+            self._unmeasured = False
+            self._width = shutil.get_terminal_size().columns - 2  # as argparse computes it
+            self._max_help_position = min(self._asked_help_position,
+                                          max(self._width - 20, self._indent_increment * 2))
+        return super().format_help()
+
+
+class HelpFormatter(MeasuredWidthFormatter, argparse.RawDescriptionHelpFormatter):
+    """A command's help: its paragraphs kept as written, and help wrapped at spaces only,
+    so a JSON default stays copyable in one piece."""
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         import textwrap  # noqa: PLC0415 - only when --help is asked for

@@ -10,7 +10,6 @@ non-critical checks fail, 2 when a critical one fails.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
@@ -177,8 +176,8 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
         timeout = _number(spec.get("timeout", default_timeout), f"{where}: timeout")
         # A gateway check's stages are bounded by the check's own timeout, as
         # --connect-timeout and --reply-timeout would bound them.
-        context = Context(environ, dataclasses.replace(
-            base, connect_timeout_s=timeout, reply_timeout_s=timeout), message_within)
+        context = Context(environ, base._replace(connect_timeout_s=timeout,
+                                                  reply_timeout_s=timeout), message_within)
         try:
             target = build(kind, text, context)
         except ValueError as exc:

@@ -10,15 +10,13 @@ the state is added beside them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"
 
 
-@dataclasses.dataclass(frozen=True)
-class BrokerState:
+class BrokerState(NamedTuple):
     name: str
     meaning: str
     fix: str  # what to do in the terminal

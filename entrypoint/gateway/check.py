@@ -11,9 +11,8 @@ No request leaves unseen and no reply is dropped unjudged.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from entrypoint import events
 from entrypoint.addresses import address_text
@@ -36,8 +35,7 @@ STATUS_TIMEOUT_MAX_S = 1.0
 RESOLVE_DURING_PAUSE_S = 1.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Ready:
+class Ready(NamedTuple):
     address: str
     reply: Any  # the decoded reply that satisfied the judgement (None: a handshake)
     rtt_ms: float | None

@@ -10,10 +10,9 @@ requests and judges its replies here and nowhere else.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.broker_states import BrokerState, broker_state
@@ -46,8 +45,7 @@ _VOLATILE_KEY = re.compile(r"time|date|stamp|uuid|nonce|^seq|^id$|_id$|^ts$|upti
                            re.IGNORECASE)
 
 
-@dataclasses.dataclass(frozen=True)
-class Dialect:
+class Dialect(NamedTuple):
     """What the gate asks the bridge, and when it takes the answer for "ready"."""
 
     ping: RequestTemplate

@@ -7,8 +7,7 @@ can be used (and tested) without it.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from entrypoint.addresses import address_text
 
@@ -30,8 +29,7 @@ class ClientSecurity(Protocol):
     def describe(self) -> dict[str, str]: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One bridge: where it is, how to speak to it, and how long each stage may take."""
 
     host: str

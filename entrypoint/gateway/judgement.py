@@ -11,10 +11,9 @@ someone wrote (``--ready-when``, a preset's), which costs a healthcheck nothing 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from entrypoint.errors import UsageError
 from entrypoint.gateway.broker_states import broker_state
@@ -122,19 +121,36 @@ def _is_empty(value: Any) -> bool:
         isinstance(value, (str, list, dict)) and not value)
 
 
-@dataclasses.dataclass(frozen=True)
-class Judgement:
+class Judgement(NamedTuple):
     """A JMESPath expression on the reply: truthy means ready. Truthy is JMESPath's sense
     (anything but false, null, "", [] and {}) less the number 0: bridges written in MQL5
     send booleans as 0/1, and ``GATE_READY_WHEN=connected`` must not pass on
     ``{"connected": 0}``. Failing closed here costs a wait; failing open starts a strategy
-    against a disconnected terminal."""
+    against a disconnected terminal.
+
+    A judgement is its expression: ``evaluate`` (the compiled expression, or the default
+    judgement's function) is not compared, hashed or shown, so the same expression built
+    twice is one judgement. ``==`` is false for anything but another Judgement, a tuple of
+    the same fields included."""
 
     expression: str
-    _evaluate: Callable[[Any], Any] = dataclasses.field(repr=False, compare=False)
+    evaluate: Callable[[Any], Any]
+
+    def __eq__(self, other: object) -> bool:
+        # False, not NotImplemented, for another type: a plain tuple's == would answer.
+        return type(other) is Judgement and self.expression == other.expression
+
+    def __ne__(self, other: object) -> bool:  # tuple's own != would compare the function
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((self.expression,))
+
+    def __repr__(self) -> str:
+        return f"Judgement(expression={self.expression!r})"
 
     def accepts(self, reply: Any) -> bool:
-        return is_truthy(self._evaluate(reply))
+        return is_truthy(self.evaluate(reply))
 
 
 def is_truthy(value: Any) -> bool:

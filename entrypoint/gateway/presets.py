@@ -11,8 +11,8 @@ trading. Sources (repository, file, commit) are in docs/BRIDGES.md.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL
 from entrypoint.gateway.requests import RequestTemplate
@@ -24,8 +24,7 @@ def _no_refusal(_request: RequestTemplate) -> str | None:
     return None
 
 
-@dataclasses.dataclass(frozen=True)
-class Preset:
+class Preset(NamedTuple):
     name: str
     summary: str
     values: dict[str, str]  # option field -> raw value, as a variable would give it

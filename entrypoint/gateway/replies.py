@@ -13,15 +13,17 @@ be decoded at all is ``bad_reply``.
 
 from __future__ import annotations
 
-import ast
 import codecs
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import AttemptFailed
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
+
+if TYPE_CHECKING:  # imported where a literal is parsed: only a Python-literal reply needs it
+    import ast
 
 
 def decode_reply(frames: list[bytes]) -> Any:
@@ -119,6 +121,8 @@ def python_literal(text: str) -> dict[str, Any] | None:
     stripped = text.strip()
     if not stripped.startswith("{"):
         return None
+    import ast  # noqa: PLC0415 - ~1 ms to import, for every healthcheck otherwise
+
     try:
         tree = ast.parse(stripped, mode="eval")
         value = _literal(tree.body)
@@ -131,6 +135,8 @@ def python_literal(text: str) -> dict[str, Any] | None:
 
 
 def _literal(node: ast.AST) -> Any:
+    import ast  # noqa: PLC0415 - loaded by python_literal: a lookup in sys.modules
+
     if (isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool)) \
             or (isinstance(node, ast.Constant) and node.value is None):
         return node.value

@@ -12,12 +12,11 @@ darwinex/dwx-zeromq-connector's commands) is sent as text, exactly as written.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from entrypoint.errors import UsageError
 from entrypoint.logs import register_secret, untrusted
@@ -69,29 +68,48 @@ class _Secret:
         return f"<secret from {self.path}>"
 
 
-@dataclasses.dataclass(frozen=True)
-class RequestTemplate:
+class RequestTemplate(NamedTuple):
     """A request with its placeholders located; ``render`` fills them in. A text request
-    (``is_json`` false) is sent as it is written."""
+    (``is_json`` false) is sent as it is written.
+
+    ``body`` is not compared, hashed or shown: a template is its text (two reads of the
+    same ``$file:`` are one template), and its repr stays the text, never a secret's
+    location in the body. ``==`` is false for anything but another RequestTemplate, a
+    tuple of the same fields included."""
 
     text: str  # as configured: placeholders unfilled, so it is safe to log
-    _body: Any = dataclasses.field(repr=False, compare=False)
+    body: Any  # the parsed JSON with its placeholders located (None for a text request)
     is_json: bool = True
     # It carries a $file: secret: sent only to a peer proven to be ZeroMQ (transports).
     secret: bool = False
 
+    def __eq__(self, other: object) -> bool:
+        # False, not NotImplemented, for another type: a plain tuple's == would answer.
+        return type(other) is RequestTemplate and (self.text, self.is_json, self.secret) == (
+            other.text, other.is_json, other.secret)
+
+    def __ne__(self, other: object) -> bool:  # tuple's own != would compare the body
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.is_json, self.secret))
+
+    def __repr__(self) -> str:
+        return (f"RequestTemplate(text={self.text!r}, is_json={self.is_json!r}, "
+                f"secret={self.secret!r})")
+
     def render(self) -> bytes:
         if not self.is_json:
             return self.text.encode()
-        return json.dumps(_fill(self._body), separators=(",", ":")).encode()
+        return json.dumps(_fill(self.body), separators=(",", ":")).encode()
 
     def action(self) -> str | None:
         """What the request asks for, as a bridge routes it: a JSON request's ``action``
         (any case of the key), or a text request itself."""
         if not self.is_json:
             return self.text.strip()
-        if isinstance(self._body, dict):
-            for key, value in self._body.items():
+        if isinstance(self.body, dict):
+            for key, value in self.body.items():
                 if str(key).lower() == "action" and isinstance(value, str):
                     return value
         return None
@@ -112,8 +130,7 @@ def _fill(node: Any) -> Any:
     return node
 
 
-@dataclasses.dataclass(frozen=True)
-class _Placeholder:
+class _Placeholder(NamedTuple):
     name: str
     make: Callable[[str], Any]
 

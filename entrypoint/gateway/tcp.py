@@ -12,13 +12,13 @@ that failed: ``connect`` for the errno of a connection libzmq could not make, an
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import errno
 import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from entrypoint.addresses import address_text, ip_family, socket_family
 from entrypoint.deadline import Deadline
@@ -42,8 +42,7 @@ GREETING_WINDOW_S = 0.5
 _RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
 
 
-@dataclasses.dataclass(frozen=True)
-class TcpResult:
+class TcpResult(NamedTuple):
     address: str  # the IP literal that answered
     family: int
     connect_ms: float
@@ -64,8 +63,7 @@ class Greeting(enum.Enum):
         return self in (Greeting.ZMTP3, Greeting.ZMTP2, Greeting.ZMTP1)
 
 
-@dataclasses.dataclass(frozen=True)
-class GreetingSeen:
+class GreetingSeen(NamedTuple):
     kind: Greeting
     mechanism: str | None = None  # ZMTP 3: NULL, PLAIN or CURVE
     excerpt: bytes = b""

@@ -12,10 +12,9 @@ when that is ambiguous is the TCP layer asked to diagnose.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
@@ -47,15 +46,13 @@ GREETING_CHECK_AFTER_S = 0.3
 _LEFT_TO_EXIT: list[zmq.Context[Any]] = []
 
 
-@dataclasses.dataclass(frozen=True)
-class Secrecy:
+class Secrecy(NamedTuple):
     """A request carries a secret: send it only to a proven peer (``ZmqGateway.prove``)."""
 
     legacy_allowed: bool = False  # a ZMTP 1.0 peer counts as proven (documented opt-in)
 
 
-@dataclasses.dataclass(frozen=True)
-class Exchange:
+class Exchange(NamedTuple):
     """A reply, with how long the TCP connection took and the round trip from when the
     request could reach the gateway (its handshake, or a legacy peer's connection)."""
 
@@ -64,8 +61,7 @@ class Exchange:
     rtt_ms: float | None
 
 
-@dataclasses.dataclass
-class Monitored:
+class Monitored(NamedTuple):
     """A connected socket, its monitor, and what the monitor has said so far."""
 
     sock: zmq.Socket[Any]

@@ -31,7 +31,7 @@ class Context:
         URL's ``bridge``, ``transport``, ``reply_port``) say; ValueError when they are
         invalid. With its own ``bridge``, none of the gateway's dialect applies to it."""
         if not options:
-            return dataclasses.replace(self.settings.endpoint, host=host, port=port)
+            return self.settings.endpoint._replace(host=host, port=port)
         from entrypoint.config import GATEWAY_OPTIONS, settings_from_sources  # noqa: PLC0415
 
         environ = {} if "bridge" in options else self.environ
@@ -40,9 +40,9 @@ class Context:
                                         GATEWAY_OPTIONS)
         except UsageError as exc:
             raise ValueError(exc.message) from None
-        return dataclasses.replace(own.endpoint, curve=self.settings.curve,
-                                   connect_timeout_s=self.settings.connect_timeout_s,
-                                   reply_timeout_s=self.settings.reply_timeout_s)
+        return own.endpoint._replace(curve=self.settings.curve,
+                                     connect_timeout_s=self.settings.connect_timeout_s,
+                                     reply_timeout_s=self.settings.reply_timeout_s)
 
 
 @dataclasses.dataclass(frozen=True)
