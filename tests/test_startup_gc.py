@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bounds import EXIT_S
-from tests.helpers import REPO, StartSim, base_env, free_port
+from tests.support.bounds import EXIT_S
+from tests.support.helpers import REPO, base_env, free_port
+from tests.support.processes import StartSim
 
 # The gate's own entry point, with the collector's state recorded while the parser is
 # built and when the command's run() starts (written to GC_OUT at exit).
