@@ -18,7 +18,6 @@ from typing import Any
 from entrypoint import __version__, commands, events, fdlimit
 from entrypoint.commands import Command, Entry
 from entrypoint.commands.arguments import HelpFormatter, MeasuredWidthFormatter, OptionParser
-from entrypoint.config import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
 from entrypoint.errors import (
     EXIT_SOFTWARE,
     GateError,
@@ -29,6 +28,7 @@ from entrypoint.errors import (
 )
 from entrypoint.events import emit
 from entrypoint.logs import configure_logging, get_logger
+from entrypoint.options import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
 from entrypoint.signals import install_stop_handlers
 
 

@@ -11,7 +11,7 @@ import pytest
 from entrypoint.cli import build_parser, main
 from entrypoint.commands import wait
 from entrypoint.commands.wait import EXIT_CODES_HELP
-from entrypoint.config import options_of
+from entrypoint.options import options_of
 from tests.support.cli import run_gate
 from tests.support.helpers import REPO, base_env, free_port
 

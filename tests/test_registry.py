@@ -18,15 +18,8 @@ import pytest
 from entrypoint import commands
 from entrypoint.cli import build_parser, main
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
-from entrypoint.config import (
-    ALL_OPTIONS,
-    ATTEMPT,
-    CONNECTION,
-    READINESS,
-    Option,
-    options_of,
-    settings_for,
-)
+from entrypoint.config import settings_for
+from entrypoint.options import ALL_OPTIONS, ATTEMPT, CONNECTION, READINESS, Option, options_of
 from tests.support.cli import run_gate
 from tests.support.helpers import REPO, free_port
 
@@ -48,8 +41,6 @@ def taken_by() -> dict[str, set[Option]]:
     ("mesh", ["--reply-timeout", "1"]),
     ("mesh", ["--log-level", "debug"]),
     ("mesh", ["--status-request", "none"]),
-    ("explain", ["--host", "gw"]),
-    ("explain", ["--log-format", "json"]),
     ("wait", ["--pub-port", "5556"]),
     ("wait", ["--file", "mesh.toml"]),
     ("sim", ["--host", "gw"]),
@@ -63,6 +54,15 @@ def test_a_flag_without_effect_is_refused(command: str, flag: list[str]) -> None
     assert [event["event"] for event in ran.events] == ["gate.error"]
     assert f"{flag[0].split('=')[0]} has no effect on {command}" in ran.events[0]["error"]
     assert ran.stdout == ""
+
+
+@pytest.mark.parametrize("flag", [["--host", "gw"], ["--log-format", "json"]])
+def test_explain_refuses_them_in_its_own_contract(flag: list[str]) -> None:
+    """explain: one plain line on stderr (it reads logs; it writes none) and 64."""
+    ran = run_gate(["explain", *flag], in_process=True, log="text")
+    assert ran.code == 64
+    assert ran.stderr == (f"mt5-gate explain: {flag[0]} has no effect on explain, so it is "
+                          "not accepted (see mt5-gate explain --help)\n")
 
 
 @pytest.mark.parametrize("flag", [["--backoff-max", "1"], ["--log-level", "debug"],
@@ -113,12 +113,12 @@ READS_A_VARIABLE = re.compile(r"environ\.get\(|environ\[|getenv\(")
 
 
 def test_variables_are_read_only_through_the_option_table() -> None:
-    """"A flag beats its variable" lives in config.option_source: no other module reads
+    """"A flag beats its variable" lives in options.option_source: no other module reads
     a variable for a setting."""
     offenders = [
         f"{path.relative_to(REPO)}:{number}"
         for path in (REPO / "entrypoint").rglob("*.py")
-        if str(path.relative_to(REPO / "entrypoint")) not in {"config.py", *READS_ITS_OWN}
+        if str(path.relative_to(REPO / "entrypoint")) not in {"options.py", *READS_ITS_OWN}
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if READS_A_VARIABLE.search(line)]
     assert offenders == []

@@ -12,8 +12,8 @@ import argparse
 import re
 from typing import NoReturn
 
-from entrypoint.config import Option, OptionGroup
 from entrypoint.errors import UsageError
+from entrypoint.options import Option, OptionGroup
 
 
 class OptionParser(argparse.ArgumentParser):

@@ -20,18 +20,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
-from entrypoint.config import (
-    ATTEMPT,
-    CONNECTION,
-    CURVE,
-    FEED,
-    HEALTH_DEADLINE,
-    LOG_FORMAT,
-    READINESS,
-    GateSettings,
-    options_of,
-    settings_for,
-)
+from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
 from entrypoint.gateway.check import GatewayCheck, check_feed
@@ -39,6 +28,16 @@ from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.endpoint import REQ
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.logs import configure_logging
+from entrypoint.options import (
+    ATTEMPT,
+    CONNECTION,
+    CURVE,
+    FEED,
+    HEALTH_DEADLINE,
+    LOG_FORMAT,
+    READINESS,
+    options_of,
+)
 
 HEALTHY, UNHEALTHY = 0, 1
 MAX_LINE = 200

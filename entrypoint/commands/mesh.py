@@ -20,23 +20,22 @@ from typing import Any, TextIO
 from entrypoint.addresses import address_text, ip_family, redact_url
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
-from entrypoint.config import (
+from entrypoint.config import GateSettings, settings_for
+from entrypoint.errors import UsageError
+from entrypoint.gateway.endpoint import REQ
+from entrypoint.logs import configure_logging
+from entrypoint.options import (
     CONNECTION,
     CURVE,
     FEED,
     LOG_FORMAT,
     MESH,
     READINESS,
-    GateSettings,
     declared,
     option_source,
     options_of,
     resolve_option,
-    settings_for,
 )
-from entrypoint.errors import UsageError
-from entrypoint.gateway.endpoint import REQ
-from entrypoint.logs import configure_logging
 from entrypoint.report import Painter, dump_json, hanging, percent, result_line, score
 from entrypoint.targets import KINDS, build
 from entrypoint.targets.base import Context, Target

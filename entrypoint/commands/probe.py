@@ -20,19 +20,7 @@ from typing import Any, TextIO
 
 from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_check
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
-from entrypoint.config import (
-    ATTEMPT,
-    CONNECTION,
-    CURVE,
-    FEED,
-    LOG_FORMAT,
-    LOG_LEVEL,
-    READINESS,
-    STATUS,
-    GateSettings,
-    options_of,
-    settings_for,
-)
+from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.advice import suggest_fix
@@ -42,6 +30,17 @@ from entrypoint.gateway.endpoint import REQ, TWO_SOCKET
 from entrypoint.gateway.tcp import resolve
 from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
 from entrypoint.logs import configure_logging, untrusted
+from entrypoint.options import (
+    ATTEMPT,
+    CONNECTION,
+    CURVE,
+    FEED,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    READINESS,
+    STATUS,
+    options_of,
+)
 from entrypoint.reasons import STEPS, Reason
 from entrypoint.report import WHOLE, Painter, dump_json, hanging, result_line
 

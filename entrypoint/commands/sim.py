@@ -38,11 +38,11 @@ from entrypoint.commands.sim_dialects import (
     SimState,
     now_iso,
 )
-from entrypoint.config import parse_seconds
 from entrypoint.curve import check_key, read_key
 from entrypoint.errors import UsageError
 from entrypoint.events import emit
 from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.options import parse_seconds
 
 
 def _argtype(parse: Any) -> Any:

@@ -17,22 +17,7 @@ from typing import Any
 from entrypoint import events, failclosed, fdlimit, targets
 from entrypoint.addresses import redact_url
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
-from entrypoint.config import (
-    ALSO,
-    ATTEMPT,
-    CONNECTION,
-    CURVE,
-    LOG_FORMAT,
-    LOG_LEVEL,
-    READINESS,
-    STATUS,
-    WAIT_DEADLINE,
-    GateSettings,
-    declared,
-    options_of,
-    resolve_option,
-    settings_for,
-)
+from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateError, UsageError
 from entrypoint.events import emit
@@ -42,6 +27,20 @@ from entrypoint.gateway.endpoint import TWO_SOCKET
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.options import (
+    ALSO,
+    ATTEMPT,
+    CONNECTION,
+    CURVE,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    READINESS,
+    STATUS,
+    WAIT_DEADLINE,
+    declared,
+    options_of,
+    resolve_option,
+)
 from entrypoint.reasons import dependency_hint
 from entrypoint.retry import BackoffWithJitter, wait_until_ready
 from entrypoint.targets.base import Context, Target

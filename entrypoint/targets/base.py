@@ -32,7 +32,8 @@ class Context:
         invalid. With its own ``bridge``, none of the gateway's dialect applies to it."""
         if not options:
             return self.settings.endpoint._replace(host=host, port=port)
-        from entrypoint.config import GATEWAY_OPTIONS, settings_from_sources  # noqa: PLC0415
+        from entrypoint.config import settings_from_sources  # noqa: PLC0415
+        from entrypoint.options import GATEWAY_OPTIONS  # noqa: PLC0415
 
         environ = {} if "bridge" in options else self.environ
         try:
