@@ -109,6 +109,10 @@ class AttemptFailed(Exception):
         # state's name, and what to do in the terminal (the hint for this failure).
         self.broker_state: str | None = None
         self.advice: str | None = None
+        # Says nothing either way about a configuration error (a ZeroMQ peer that dropped
+        # the handshake without a word: a restarting gateway, or one that noticed a
+        # socket-type mismatch first): it neither counts toward nor breaks a streak.
+        self.inconclusive = False
 
 
 class NotPermitted(Exception):

@@ -161,7 +161,10 @@ def stop_at(deadline: Deadline) -> Callable[[tenacity.RetryCallState], bool]:
 
 class _ConfigErrorStreak:
     """Configuration errors in a row: the third ends the wait, since waiting cannot fix
-    something that answers but is not the gateway."""
+    something that answers but is not the gateway. An inconclusive failure between them
+    (a handshake dropped without a word, which a peer of the wrong socket type does about
+    as often as it reports the mismatch on a loaded machine) neither counts nor breaks the
+    row: it used to break it every time, and such a peer was waited for until --timeout."""
 
     def __init__(self, hint: Callable[[Reason], str]) -> None:
         self.hint = hint
@@ -169,6 +172,8 @@ class _ConfigErrorStreak:
 
     def record(self, failure: AttemptFailed) -> bool:
         """True when this failure ends the wait."""
+        if failure.inconclusive:
+            return False
         self.count = self.count + 1 if failure.reason.is_configuration_error else 0
         return self.count >= CONFIG_ERRORS_BEFORE_GIVING_UP
 

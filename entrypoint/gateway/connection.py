@@ -200,8 +200,10 @@ class Connection:
             return AttemptFailed("zmq", Reason.NO_REPLY,
                                  f"{self.role}no reply within {waited_s:g} s")
         if self.dropped_in_handshake:
-            return AttemptFailed("zmq", Reason.RESET,
-                                 "the connection dropped during the ZeroMQ handshake")
+            failure = AttemptFailed("zmq", Reason.RESET,
+                                    "the connection dropped during the ZeroMQ handshake")
+            failure.inconclusive = True
+            return failure
         if self.connected_at is not None:
             return AttemptFailed("zmq", Reason.NO_REPLY,
                                  f"TCP connected, but no ZeroMQ handshake or reply within "
