@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
              "--", python, "-m", "entrypoint.demo_runner", "--ticks", str(max(ticks, 0))],
             env=env))
         code = started[-1].wait()
+        if code in (130, -signal.SIGINT):
+            # The Ctrl-C reached the runner, and it exited, before this process ran its own
+            # handler (the signal goes to the whole group at once): the same Ctrl-C.
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         # Ctrl-C reached the whole process group: the gate (or the runner it exec'd) and the
         # simulator stop on their own, and say so; they get a moment before a SIGTERM.
