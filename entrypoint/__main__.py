@@ -8,6 +8,7 @@ out its whole grace period before it kills the container.
 from __future__ import annotations
 
 import gc
+import signal
 import sys
 
 
@@ -15,26 +16,15 @@ def run() -> int:
     from entrypoint.errors import GateSignal  # noqa: PLC0415 - light: before the heavy ones
     from entrypoint.signals import install_stop_handlers  # noqa: PLC0415
 
-    install_stop_handlers()
-    # The cyclic garbage collector is off while the gate starts. Importing and building the
-    # parser make some 20,000 objects that live as long as the process; the collections
-    # they trigger cost a healthcheck ~2 ms, and the full collection Python runs at exit,
-    # over all of them again, ~6 ms (of ~45). cli._start freezes them
-    # (gc.freeze: never scanned again, not at exit either) and turns the collector back on
-    # before the command does its work, so `wait`'s loop and `sim` run with it as usual,
-    # and it only ever looks at what the command makes. A start that fails before that
-    # (a usage error, --help) exits at once.
-    gc.disable()
     try:  # from here on a SIGTERM is a GateSignal: everything below is inside the try
-        _open_missing_standard_streams()
-        from entrypoint import failclosed  # noqa: PLC0415
-
-        failclosed.install()
-        from entrypoint.cli import main  # noqa: PLC0415
-
-        return main()
-    except GateSignal as sig:  # stopped while starting: logging is not configured yet
+        install_stop_handlers()
+        return _start_with_gc_off()
+    except (GateSignal, KeyboardInterrupt) as stop:  # stopped while starting: no logging yet
         from entrypoint import events  # noqa: PLC0415 - a declaration table, no logging
+
+        # A Ctrl-C before its handler was in place is Python's KeyboardInterrupt: the same
+        # stop, said the same way.
+        sig = stop if isinstance(stop, GateSignal) else GateSignal(signal.SIGINT)
 
         _write_plain({"level": "warning", "event": events.SIGNAL.name, "signal": sig.name,
                       "exit_code": sig.exit_code})
@@ -50,6 +40,25 @@ def run() -> int:
                       "error": "internal error (please report this as a bug)",
                       "exception": f"{type(exc).__name__}: {exc}"[:500], "exit_code": 70})
         return 70
+
+
+def _start_with_gc_off() -> int:
+    # The cyclic garbage collector is off while the gate starts. Importing and building the
+    # parser make some 20,000 objects that live as long as the process; the collections
+    # they trigger cost a healthcheck ~2 ms, and the full collection Python runs at exit,
+    # over all of them again, ~6 ms (of ~45). cli._start freezes them
+    # (gc.freeze: never scanned again, not at exit either) and turns the collector back on
+    # before the command does its work, so `wait`'s loop and `sim` run with it as usual,
+    # and it only ever looks at what the command makes. A start that fails before that
+    # (a usage error, --help) exits at once.
+    gc.disable()
+    _open_missing_standard_streams()
+    from entrypoint import failclosed  # noqa: PLC0415
+
+    failclosed.install()
+    from entrypoint.cli import main  # noqa: PLC0415
+
+    return main()
 
 
 def _write_plain(event: dict[str, object]) -> None:

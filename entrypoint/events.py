@@ -78,7 +78,7 @@ TIMEOUT = Event(
     "gate.timeout", "error",
     ("error", "elapsed_s", "attempts", "last_reason", "hint", "exit_code", "target"),
     "`error`, `elapsed_s`, `attempts`, `last_reason`, `hint`, `exit_code` (69), and `target` "
-    "when a `--also` dependency timed out")
+    "when a `--also` dependency timed out (with the gateway down too, it names the gateway)")
 SIGNAL = Event("gate.signal", "warning", ("signal", "exit_code", "hurried_by"),
                "`signal`, `exit_code` (130/143); + `hurried_by` when a second signal came "
                "during the shutdown (the gate then exits at once, with the first one's code)")

@@ -70,6 +70,12 @@ def _write_line(first: int, second: int) -> None:
 
 
 def install_stop_handlers() -> None:
-    _PENDING.clear()
+    """Make SIGTERM and SIGINT raise ``GateSignal``. Call it inside the ``try`` that turns
+    a GateSignal into its exit code: the handler can run before this returns (a SIGTERM
+    the moment the first handler is in place, while the second is set; seen as a raw
+    traceback and exit 1, 5 runs in 300, with the signal sent as soon as /proc showed the
+    handler). Installing again (``cli.main`` after ``__main__``) keeps what was received:
+    a signal swallowed by a finalizer in between still stops the gate."""
+    raise_if_pending()
     for sig in HANDLED:
         signal.signal(sig, _raise_gate_signal)

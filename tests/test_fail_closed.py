@@ -72,6 +72,20 @@ def test_a_stop_signal_swallowed_by_a_finalizer_still_ends_the_wait() -> None:
     assert ran.stdout == ""
 
 
+@pytest.mark.parametrize("kind", ["signal-while-installing", "signal-in-finalizer-at-start"])
+def test_a_stop_signal_while_the_gate_starts_is_never_lost(kind: str) -> None:
+    """A SIGTERM while the stop handlers are being installed was a raw traceback and exit
+    1 (the handler ran before the try that turns it into 143); one swallowed by a
+    finalizer between __main__'s handlers and cli's was forgotten (cli's install cleared
+    it), and the gate waited out its deadline. Both end with 143 and one gate.signal."""
+    ran = injected(kind, ["wait", "--host", "127.0.0.1", "--port", str(free_port()),
+                          *FAST_WAIT, "--timeout", "5"], timeout=after_deadline(5))
+    assert ran.code == 143, ran.events
+    assert ran.events[-1]["event"] == "gate.signal"
+    assert ran.events[-1]["signal"] == "SIGTERM"
+    assert "gate.timeout" not in [event["event"] for event in ran.events]
+
+
 def _listener(port: int) -> Any:
     import socket
 

@@ -19,7 +19,7 @@ from entrypoint.addresses import redact_url
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
 from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
-from entrypoint.errors import AttemptFailed, GateError, UsageError
+from entrypoint.errors import AttemptFailed, GateError, GatewayTimeout, UsageError
 from entrypoint.events import emit
 from entrypoint.gateway.check import GatewayCheck, Ready
 from entrypoint.gateway.dialect import NotReady
@@ -123,7 +123,7 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
         check = GatewayCheck(settings.endpoint, gateway, log=log)
         ready, attempts = wait_until_ready(
             check, deadline, log, backoff=backoff,
-            before_attempt=others.raise_if_failed if others else None,
+            before_attempt=others.raise_if_failed_for_good if others else None,
             hint=lambda reason: reason.hint_for(settings.host, settings.port))
         emit(log, events.READY, attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
              rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
@@ -210,6 +210,16 @@ class AlsoWaiter:
     def raise_if_failed(self) -> None:
         if self._errors:
             raise self._errors[0]
+
+    def raise_if_failed_for_good(self) -> None:
+        """Before each of the gateway's attempts: end the wait early for a target that can
+        never be ready (a configuration error, an internal error). A target whose deadline
+        ran out is left to ``join``: the deadline is shared, so the gateway's own wait ends
+        at the same moment, and when both are down its gate.timeout names the gateway,
+        every time, rather than whichever thread noticed the deadline first."""
+        for error in self._errors:
+            if not isinstance(error, GatewayTimeout):
+                raise error
 
     def join(self) -> None:
         """Block until every target is ready (signals still interrupt); raise a failure."""

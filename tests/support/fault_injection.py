@@ -51,7 +51,7 @@ def _raising_methods() -> dict[str, tuple[Any, str]]:
         "next-pause": (retry._Wait, "next_pause"),  # tenacity's wait: the next pause's length
         "before-pause": (retry._Wait, "before_pause"),  # tenacity's before_sleep: the report
         # the check, before each attempt, that no --also target has failed for good
-        "before-attempt": (wait.AlsoWaiter, "raise_if_failed"),
+        "before-attempt": (wait.AlsoWaiter, "raise_if_failed_for_good"),
         "zmq-request": (zmq_client.ZmqGateway, "request"),  # the ZeroMQ round trip itself
         "watch-pause": (check.GatewayCheck, "watch_pause"),  # the PING queued in a pause
         "status": (check.GatewayCheck, "status"),  # the informational STATUS after ready
@@ -102,6 +102,8 @@ def install(kind: str) -> None:
                 _SignalsInDelete()
             return original_check(self, deadline)
         check.GatewayCheck.attempt = attempt_then_signal  # type: ignore[method-assign]
+    elif kind in _SET_UP_BY_A_FUNCTION:
+        _SET_UP_BY_A_FUNCTION[kind]()
     elif kind in ("stray-thread", "unraisable"):
         original_attempt = check.GatewayCheck.attempt
 
@@ -114,10 +116,43 @@ def install(kind: str) -> None:
                 _RaisesOnDelete()
             return original_attempt(self, deadline)
         check.GatewayCheck.attempt = attempt  # type: ignore[method-assign]
-    elif kind == "leak-fd":
-        _leak_one_descriptor_per_100_attempts()
     else:
         raise ValueError(f"unknown injection {kind!r}")
+
+
+def _signal_once_the_first_stop_handler_is_in() -> None:
+    """A SIGTERM the moment the gate's SIGTERM handler is in place, while the SIGINT one is
+    still being set: the window a supervisor hits when it signals as soon as /proc shows
+    the handler (5 runs in 300 with both cores busy). It lasts microseconds, so the signal
+    is sent from inside, by wrapping signal.signal for the gate's first call."""
+    import os
+    import signal
+
+    original = signal.signal
+    sent: list[bool] = []
+
+    def set_then_signal(signum: Any, handler: Any) -> Any:
+        previous = original(signum, handler)
+        if not sent and signum == signal.SIGTERM and callable(handler):
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # bytecodes for the handler to run in, still inside
+                pass
+        return previous
+    signal.signal = set_then_signal  # type: ignore[assignment]
+
+
+def _signal_in_a_finalizer_between_the_two_installs() -> None:
+    """A SIGTERM swallowed by a finalizer after __main__ installed the stop handlers and
+    before cli.main installs them again (which used to forget it)."""
+    from entrypoint import failclosed
+
+    original_install = failclosed.install
+
+    def install_then_signal() -> None:
+        original_install()
+        _SignalsInDelete()
+    failclosed.install = install_then_signal
 
 
 def _leak_one_descriptor_per_100_attempts() -> None:
@@ -136,3 +171,10 @@ def _leak_one_descriptor_per_100_attempts() -> None:
             leaked.append(os.open(os.devnull, os.O_RDONLY))
         return original(self, deadline)
     check.GatewayCheck.attempt = attempt_leaking  # type: ignore[method-assign]
+
+
+_SET_UP_BY_A_FUNCTION = {
+    "signal-while-installing": _signal_once_the_first_stop_handler_is_in,
+    "signal-in-finalizer-at-start": _signal_in_a_finalizer_between_the_two_installs,
+    "leak-fd": _leak_one_descriptor_per_100_attempts,
+}

@@ -99,7 +99,7 @@ class Proc:
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.popen.send_signal(signal.SIGABRT)  # faulthandler: the stacks of the hang
+            self._abort_for_stacks()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(AFTER_SIGNAL_S)
             self.kill()
@@ -108,6 +108,19 @@ class Proc:
                         f"{stacks}")
         self._finish()
         return code
+
+    def _abort_for_stacks(self) -> None:
+        """SIGABRT to the program under test: its faulthandler prints the stacks of the
+        hang. Behind ``unshare --fork`` that is unshare's child (SIGABRT to unshare would
+        kill it without a word)."""
+        target = self.popen.pid
+        if os.path.basename(str(self.argv[0])) == "unshare":
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                children = f"/proc/{target}/task/{target}/children"
+                with open(children) as listed:
+                    target = int(listed.read().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGABRT)
 
     def _finish(self) -> None:
         for reader in self._readers:
