@@ -14,8 +14,9 @@ import pytest
 import zmq
 
 from tests.support import servers
-from tests.support.bounds import AFTER_SIGNAL_S, EXIT_S, FAST_WAIT
+from tests.support.bounds import AFTER_SIGNAL_S, EXIT_S, FAST_WAIT, after_deadline
 from tests.support.cli import run_gate
+from tests.support.fault_injection import RUN
 from tests.support.helpers import base_env, free_port, names
 from tests.support.processes import Spawn, StartGate, StartSim
 
@@ -104,6 +105,21 @@ def test_wrong_zeromq_socket_type_is_protocol(kind: int) -> None:
         ran = run_gate(wait_args(port, "--timeout", "60"))
     assert ran.code == 78
     assert failures(ran.events) == ["protocol"] * 3
+
+
+@pytest.mark.parametrize("kind", [zmq.PUB, zmq.REQ, zmq.PUSH])
+def test_a_request_sent_after_the_peer_refused_never_blocks(kind: int) -> None:
+    """On a loaded machine the gate may send only after the peer refused the handshake and
+    libzmq tore the socket's pipe down: a blocking send then waited forever, past
+    --timeout (3 waits in 60 with both cores busy). Injected here on the socket's own
+    state, every time: still protocol three times and exit 78, within the deadline."""
+    with servers.zmq_server(kind) as port:
+        ran = run_gate(wait_args(port, "--timeout", "20", "--log-level", "debug"),
+                       command=[sys.executable, "-c", RUN, "send-after-refusal"],
+                       timeout=after_deadline(20))
+    assert ran.code == 78
+    assert failures(ran.events) == ["protocol"] * 3
+    assert "gate.request" not in names(ran.events)  # never said to be sent: it was not
 
 
 def test_multipart_reply_is_protocol() -> None:

@@ -230,6 +230,22 @@ def drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:
         yield event, value
 
 
+def queue_without_blocking(sock: zmq.Socket[Any], payload: bytes) -> bool:
+    """Queue ``payload`` on a connecting socket, never blocking; True when it was queued.
+
+    libzmq gives a connecting socket its pipe in connect(), so a send right after it
+    normally queues at once. But a peer that refuses the handshake (a socket of a type ours
+    cannot talk to) makes libzmq tear that pipe down and never reconnect; when a loaded
+    machine runs us only after that, a blocking send waits for a pipe forever, past every
+    deadline (seen: 3 waits in 60 against a REQ peer with both cores busy, hung in send).
+    Not queued: the monitor's events say why."""
+    try:
+        sock.send(payload, zmq.DONTWAIT)
+    except zmq.Again:
+        return False
+    return True
+
+
 def close_monitored(sock: zmq.Socket[Any], monitor: zmq.Socket[Any]) -> None:
     """Close a socket and its monitor, monitor first, without lingering."""
     sock.disable_monitor()

@@ -16,7 +16,7 @@ import zmq
 
 from entrypoint.addresses import endpoint
 from entrypoint.deadline import Deadline
-from entrypoint.gateway.connection import close_monitored, drain
+from entrypoint.gateway.connection import close_monitored, drain, queue_without_blocking
 from entrypoint.gateway.zmq_client import Secrecy, ZmqGateway
 from entrypoint.signals import raise_if_pending
 
@@ -59,9 +59,11 @@ class PendingPing:
                  connect_timeout_s: float, *, secret: Secrecy | None = None) -> None:
         self._sock, self._monitor = pending_socket(gateway, zmq.REQ, address, port,
                                                    connect_timeout_s)
-        self._payload: bytes | None = payload if secret is not None else None
-        if secret is None:
-            self._sock.send(payload)
+        # Held until a handshake proved the peer: a request with a secret, and one that
+        # could not be queued (the peer refused the handshake before we sent).
+        self._payload: bytes | None = payload
+        if secret is None and queue_without_blocking(self._sock, payload):
+            self._payload = None
 
     def wait(self, pause: Deadline, reply_timeout_s: float | None = None,
              on_delivered: Callable[[], None] | None = None
@@ -84,9 +86,9 @@ class PendingPing:
             if self._monitor in ready or self._sock in ready:
                 for event, _value in drain(self._monitor):
                     if self._payload is not None:  # a secret, held back until proven
-                        if event != zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        if (event != zmq.EVENT_HANDSHAKE_SUCCEEDED
+                                or not queue_without_blocking(self._sock, self._payload)):
                             continue
-                        self._sock.send(self._payload)
                         self._payload = None
                     if reached is None and on_delivered is not None:
                         on_delivered()

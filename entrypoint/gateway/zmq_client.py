@@ -27,6 +27,7 @@ from entrypoint.gateway.connection import (
     close_monitored,
     drain,
     peers_of,
+    queue_without_blocking,
 )
 from entrypoint.gateway.endpoint import ClientSecurity
 from entrypoint.gateway.tcp import Greeting
@@ -175,16 +176,20 @@ class ZmqGateway:
         try:
             if secret is not None:
                 self.prove(opened, deadline, connect_timeout_s, reply_timeout_s, secret)
-            opened.sock.send(payload)  # queued: libzmq delivers it once connected
+            # Queued: libzmq delivers it once connected. Not queued: the peer already
+            # refused the handshake, and await_ reads why from the monitor.
+            queued = queue_without_blocking(opened.sock, payload)
             told: list[bool] = []
 
             def tell_once() -> None:
-                if on_connected is not None and not told:
+                if on_connected is not None and queued and not told:
                     told.append(True)
                     on_connected()
 
             self.await_(opened, deadline, connect_timeout_s=connect_timeout_s,
                         reply_timeout_s=reply_timeout_s, on_connected=tell_once)
+            if not queued:  # await_ raised in every run seen; never wait on an empty socket
+                raise self._disconnected(opened)
             tell_once()  # a reply that beat the monitor's events proves it was delivered
             frames = opened.sock.recv_multipart()
             return exchange_of(opened, frames)

@@ -155,6 +155,39 @@ def _signal_in_a_finalizer_between_the_two_installs() -> None:
     failclosed.install = install_then_signal
 
 
+def _send_only_once_the_peer_refused() -> None:
+    """The gate scheduled late, as on a loaded machine: each request is queued only once
+    the peer's refusal of the handshake has torn the socket's pipe down (no POLLOUT), which
+    is when a blocking send waited forever. Polled on the socket's own state, with a bound:
+    a peer that never refuses is not held up longer than 5 s."""
+    import time
+
+    import zmq
+
+    from entrypoint.gateway import pending, zmq_client
+
+    def no_pipe_left(sock: Any) -> None:
+        end = time.monotonic() + 5
+        while sock.get(zmq.EVENTS) & zmq.POLLOUT and time.monotonic() < end:
+            time.sleep(0.005)
+
+    original_open = zmq_client.ZmqGateway.open
+
+    def open_then_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened = original_open(self, *args, **kwargs)
+        no_pipe_left(opened.sock)
+        return opened
+    zmq_client.ZmqGateway.open = open_then_wait  # type: ignore[method-assign]
+
+    original_pending = pending.pending_socket
+
+    def pending_then_wait(*args: Any, **kwargs: Any) -> Any:
+        sock, monitor = original_pending(*args, **kwargs)
+        no_pipe_left(sock)
+        return sock, monitor
+    pending.pending_socket = pending_then_wait
+
+
 def _leak_one_descriptor_per_100_attempts() -> None:
     """The soak test's proof that it can fail: a leak that grows with the attempts."""
     import os
@@ -177,4 +210,5 @@ _SET_UP_BY_A_FUNCTION = {
     "signal-while-installing": _signal_once_the_first_stop_handler_is_in,
     "signal-in-finalizer-at-start": _signal_in_a_finalizer_between_the_two_installs,
     "leak-fd": _leak_one_descriptor_per_100_attempts,
+    "send-after-refusal": _send_only_once_the_peer_refused,
 }
