@@ -25,7 +25,7 @@ from entrypoint import fdlimit
 from tests.support.bounds import FAST_WAIT, after_deadline
 from tests.support.cli import Ran, run_gate
 from tests.support.fault_injection import RUN
-from tests.support.helpers import GATE, base_env, free_port, parse_lines
+from tests.support.helpers import GATE, base_env, free_port, names, parse_lines
 from tests.support.processes import StartSim, StartStandIn
 
 
@@ -83,7 +83,7 @@ def test_a_stop_signal_while_the_gate_starts_is_never_lost(kind: str) -> None:
     assert ran.code == 143, ran.events
     assert ran.events[-1]["event"] == "gate.signal"
     assert ran.events[-1]["signal"] == "SIGTERM"
-    assert "gate.timeout" not in [event["event"] for event in ran.events]
+    assert "gate.timeout" not in names(ran.events)
 
 
 def _listener(port: int) -> Any:

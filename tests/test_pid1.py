@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.bounds import AFTER_SIGNAL_S, EVENT_S, EXIT_S
 from tests.support.helpers import GATE, free_port, poll_until, skip_or_fail
-from tests.support.processes import Proc, Spawn, StartSim
+from tests.support.processes import Proc, Spawn, StartSim, first_child
 
 pytestmark = pytest.mark.root
 
@@ -34,11 +34,7 @@ def as_pid1(spawn: Spawn, *argv: str) -> Proc:
 
 def pid1_host_pid(unshare_pid: int) -> int:
     """The host PID of unshare's forked child, which is PID 1 in the new namespace."""
-    def child() -> int | None:
-        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
-        return int(children[0]) if children else None
-
-    return int(poll_until(child, EVENT_S))
+    return int(poll_until(lambda: first_child(unshare_pid), EVENT_S))
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -85,7 +85,7 @@ class PendingPing:
             ready = dict(poller.poll(max(1, int(left * 1000))))
             if self._monitor in ready or self._sock in ready:
                 for event, _value in drain(self._monitor):
-                    if self._payload is not None:  # a secret, held back until proven
+                    if self._payload is not None:  # held back until proven
                         if (event != zmq.EVENT_HANDSHAKE_SUCCEEDED
                                 or not queue_without_blocking(self._sock, self._payload)):
                             continue

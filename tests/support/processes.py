@@ -38,6 +38,17 @@ if TYPE_CHECKING:
     from tests.support.netns import NetnsPair
 
 
+def first_child(pid: int) -> int | None:
+    """The first child of ``pid`` (for ``unshare --fork``: its one child, PID 1 of the new
+    namespace), or None while it has none, or once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listed:
+            children = listed.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 class Proc:
     """A child process whose stderr JSON lines are collected as they arrive."""
 
@@ -115,10 +126,7 @@ class Proc:
         kill it without a word)."""
         target = self.popen.pid
         if os.path.basename(str(self.argv[0])) == "unshare":
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                children = f"/proc/{target}/task/{target}/children"
-                with open(children) as listed:
-                    target = int(listed.read().split()[0])
+            target = first_child(target) or target
         with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGABRT)
 
