@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 from entrypoint.addresses import address_text
 from entrypoint.errors import UsageError
 from entrypoint.gateway.dialect import DEFAULT_DIALECT, Dialect, dialect_from_values
-from entrypoint.gateway.endpoint import HANDSHAKE, REQ, TWO_SOCKET, ClientSecurity, Endpoint
+from entrypoint.gateway.endpoint import (
+    REQ,
+    TRANSPORT_KINDS,
+    ClientSecurity,
+    Endpoint,
+    TransportKind,
+)
 from entrypoint.gateway.presets import DEFAULT_PRESET, Preset
 from entrypoint.options import (
     CURVE_OPTIONS,
@@ -51,6 +57,16 @@ class GateSettings(NamedTuple):
     @property
     def target(self) -> str:
         return address_text(self.host, self.port)
+
+    @property
+    def kind(self) -> TransportKind:
+        return TRANSPORT_KINDS[self.transport]
+
+    @property
+    def feed_checked(self) -> bool:
+        """Whether the PUB port is part of this gateway's checks: configured, or the
+        transport's own default (req bridges publish on 5556)."""
+        return self.pub_port_set or self.kind.feed_by_default
 
     @property
     def endpoint(self) -> Endpoint:
@@ -115,17 +131,18 @@ def _check_transport(values: dict[str, Any], flags: Mapping[str, Any],
     """The transport and its ports and requests, validated together; the preset's safety
     rule applied to the requests actually configured."""
     transport = values["transport"]
+    kind = TRANSPORT_KINDS[transport]
     reply_given = option_source(declared("reply_port"), flags, environ)
-    if transport in TWO_SOCKET and values["reply_port"] is None:
+    if kind.reply_port and values["reply_port"] is None:
         raise UsageError(f"--transport / GATE_TRANSPORT {transport} needs --reply-port / "
                          "GATEWAY_REPLY_PORT, the bridge's PUSH port that carries answers")
-    if transport not in TWO_SOCKET:
+    if not kind.reply_port:
         if reply_given:
             raise UsageError(f"{reply_given[1]} has no effect with --transport {transport}: "
                              "only push-pull and req-pull take a reply port")
         values["reply_port"] = None
     dialect: Dialect = values["dialect"]
-    if transport == HANDSHAKE:
+    if not kind.sends_requests:
         for field in ("ping_request", "status_request", "ready_when", "expect_status"):
             given = option_source(declared(field), flags, environ)
             if given:

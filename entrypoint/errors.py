@@ -6,6 +6,7 @@ Only ``cli.main`` converts these into exit codes; everything below it raises.
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 from entrypoint.reasons import Reason
 
@@ -113,6 +114,8 @@ class AttemptFailed(Exception):
         # the handshake without a word: a restarting gateway, or one that noticed a
         # socket-type mismatch first): it neither counts toward nor breaks a streak.
         self.inconclusive = False
+        # How far the attempt got before this failure (gateway.check.Trace), when known.
+        self.trace: Any = None
 
 
 class NotPermitted(Exception):

@@ -49,8 +49,10 @@ REQUEST = Event(
     "`request` (as sent, `$file:` secrets as `***`)")
 REPLY = Event(
     "gate.reply", "info", ("via", "verdict", "rtt_ms", "reply", "error", "broker_state"),
-    "a reply to a request sent during a backoff pause that was not ready: `via`, `verdict` "
-    "(its reason, or `too_slow`), `rtt_ms`, `reply`, `error`, `broker_state`")
+    "a reply that did not make the gate ready: to a request sent during a backoff pause, "
+    "or an answer that came too late for the request it answers (two-socket bridges): "
+    "`via` (of that request), `verdict` (its reason, or `too_slow`), `rtt_ms`, `reply`, "
+    "`error`, `broker_state`")
 ATTEMPT_FAILED = Event(
     "gate.attempt_failed", "warning",
     ("attempt", "stage", "reason", "error", "elapsed_s", "next_retry_s", "hint", "suppressed",

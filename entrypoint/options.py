@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from entrypoint.addresses import parse_host, parse_port
 from entrypoint.errors import UsageError
 from entrypoint.gateway.dialect import DEFAULT_PING_REQUEST, DEFAULT_STATUS_REQUEST
-from entrypoint.gateway.endpoint import REQ, TRANSPORTS
+from entrypoint.gateway.endpoint import REQ, TRANSPORT_KINDS, TRANSPORTS
 from entrypoint.gateway.presets import PRESETS, Preset, parse_bridge
 
 LOG_FORMATS = ("auto", "json", "console")
@@ -109,9 +109,8 @@ CONNECTION = OptionGroup("connection", (
            "request, judgement and STATUS policy, each still overridden by its own flag or "
            "variable (see docs/BRIDGES.md)", "NAME", optional=True, default_help="mt5-gate"),
     Option("transport", "--transport", "GATE_TRANSPORT", REQ, _choice(TRANSPORTS),
-           "how requests reach the bridge: req (REQ/REP), push-pull (PUSH to --port, the "
-           "answer on a PULL from --reply-port), req-pull (REQ acknowledged, the answer on "
-           "--reply-port), handshake (no request: the ZeroMQ handshake only)", "NAME"),
+           "how requests reach the bridge: "
+           + ", ".join(kind.summary for kind in TRANSPORT_KINDS.values()), "NAME"),
     Option("port", "--port", "GATEWAY_PORT", "5555", parse_port,
            "gateway request port (REP, or the bridge's PULL for push-pull)", "PORT"),
     Option("reply_port", "--reply-port", "GATEWAY_REPLY_PORT", None, parse_port,

@@ -75,6 +75,9 @@ class AttemptDetails:
     failure: AttemptFailed
     elapsed_s: float
     next_retry_s: float | None  # None: this was the last attempt
+    # "pause": a refusal to the request held in the pause after attempt ``attempt`` (its
+    # gate.reply line is written; it counts toward gate.reply_rejected like any refusal).
+    via: str = "attempt"
 
 
 class AttemptLog:
@@ -95,6 +98,8 @@ class AttemptLog:
     def __call__(self, details: AttemptDetails) -> None:
         failure = details.failure
         self._watch_refusals(failure)
+        if details.via != "attempt":
+            return  # a pause's reply has its own line (gate.reply)
         now = self._clock()
         due = (details.attempt <= LOG_EVERY_ATTEMPT_UP_TO
                or failure.reason != self._last_reason
@@ -147,7 +152,9 @@ class Attempts(Protocol[T_co]):
 
     def attempt(self, deadline: Deadline) -> T_co: ...
 
-    def watch_pause(self, seconds: float) -> T_co | None: ...
+    def watch_pause(self, seconds: float, deadline: Deadline) -> T_co | AttemptFailed | None:
+        """Spend a pause watching: an outcome caught, a refusal heard, or nothing."""
+        ...
 
 
 class _DeadlinePassed(Exception):
@@ -242,8 +249,12 @@ class _Wait(Generic[T]):
         """Spend the pause watching the target; sleep only what watching did not use."""
         raise_if_pending()
         started = self.clock()
-        caught = self.check.watch_pause(seconds)
-        if caught is not None:
+        caught = self.check.watch_pause(seconds, self.deadline)
+        if isinstance(caught, AttemptFailed):
+            self.last_failure = caught
+            self.on_failure(AttemptDetails(self.attempts, caught, self.deadline.elapsed(),
+                                           None, via="pause"))
+        elif caught is not None:
             self.caught_in_pause.append(caught)
             return
         rest = seconds - (self.clock() - started)
@@ -287,8 +298,11 @@ def wait_until_ready(
         if isinstance(exc, AttemptFailed):  # the deadline ran out during it: not yet told
             wait.report(exc, None)
         reason = wait.last_failure.reason if wait.last_failure else Reason.TIMEOUT
+        # A bridge that answered with a refusal did answer: say so.
+        verdict = ("was not ready (it answered with a refusal)" if reason is Reason.NOT_READY
+                   else "did not answer")
         raise GatewayTimeout(
-            f"{name} did not answer within {deadline.timeout_s:g} s",
+            f"{name} {verdict} within {deadline.timeout_s:g} s",
             hint=hint(reason), attempts=wait.attempts, last_reason=reason.value,
             elapsed_s=round(deadline.elapsed(), 3)) from None
     return outcome, wait.attempts

@@ -69,7 +69,7 @@ class ScriptedCheck:
             raise reason
         raise AttemptFailed("tcp", reason, f"scripted {reason}")
 
-    def watch_pause(self, seconds: float) -> Ready | None:
+    def watch_pause(self, seconds: float, _deadline: Deadline) -> Ready | None:
         self.pauses.append(seconds)
         due = self.pause_reply_after
         if due is not None and self.clock.now + seconds >= due:

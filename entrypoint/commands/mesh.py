@@ -22,7 +22,6 @@ from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.config import GateSettings, settings_for
 from entrypoint.errors import UsageError
-from entrypoint.gateway.endpoint import REQ
 from entrypoint.logs import configure_logging
 from entrypoint.options import (
     CONNECTION,
@@ -105,7 +104,7 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
             {"kind": "zmq_ping", "target": address_text(settings.host, settings.port),
              "critical": True},
         ]
-        if settings.transport == REQ or settings.pub_port_set:
+        if settings.feed_checked:
             specs.append({"kind": "zmq_pub",
                           "target": address_text(settings.host, settings.pub_port)})
         if ip_family(settings.host) is None:

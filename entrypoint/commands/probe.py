@@ -24,11 +24,9 @@ from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.advice import suggest_fix
-from entrypoint.gateway.check import GatewayCheck, check_feed
+from entrypoint.gateway.check import GatewayCheck, Ready, Trace, check_feed
 from entrypoint.gateway.dialect import NotReady
-from entrypoint.gateway.endpoint import REQ, TWO_SOCKET
-from entrypoint.gateway.tcp import resolve
-from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
+from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.logs import configure_logging, untrusted
 from entrypoint.options import (
     ATTEMPT,
@@ -42,7 +40,7 @@ from entrypoint.options import (
     options_of,
 )
 from entrypoint.reasons import STEPS, Reason
-from entrypoint.report import WHOLE, Painter, dump_json, hanging, result_line
+from entrypoint.report import WHOLE, Painter, dump_json, hanging, result_line, score
 
 RTT_PINGS = 5
 # The layers whose detail shows the bridge's reply: a reply too long for a line (one word,
@@ -100,8 +98,8 @@ def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str
 def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     layers = _Layers(settings)
-    with ZmqGateway(curve=settings.curve) as gateway:
-        check = GatewayCheck(settings.endpoint, gateway)
+    with ZmqGateway(curve=settings.curve) as gateway, \
+            GatewayCheck(settings.endpoint, gateway) as check:
         _run_layers(settings, gateway, check, layers)
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
@@ -115,52 +113,45 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
 
 def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck,
                 layers: _Layers) -> None:
+    """The gate's one attempt (``GatewayCheck.attempt``, exactly what ``wait`` retries),
+    shown stage by stage; then round trips, STATUS and the PUB port."""
     s = settings
-    dialect = s.dialect
-    found: dict[str, Any] = {}
+    budget = s.connect_timeout_s * 2 + s.reply_timeout_s  # the lookup, connect, reply
+    outcome: Ready | AttemptFailed
+    try:
+        outcome = check.attempt(Deadline(budget))
+    except AttemptFailed as failure:
+        outcome = failure
+    trace: Trace = outcome.trace if outcome.trace is not None else Trace()
 
     def dns() -> str:
-        addresses = resolve(s.host, s.port, Deadline(s.connect_timeout_s))
-        found["address"] = addresses[0][1]
-        shown = ", ".join(address for _f, address in addresses[:4])
+        if isinstance(outcome, AttemptFailed) and outcome.stage == "dns":
+            raise outcome
+        shown = ", ".join(trace.addresses[:4])
         return "IP literal (no lookup)" if shown == s.host else f"{s.host} → {shown}"
 
-    def exchange() -> Exchange:
-        return check.exchange(found["address"], dialect.ping,
-                              Deadline(s.connect_timeout_s + s.reply_timeout_s))
-
     def tcp() -> str:
-        try:
-            found["exchange"] = exchange()
-        except AttemptFailed as failure:
-            if failure.stage in ("dns", "tcp"):
-                raise
-            found["failure"] = failure  # TCP worked; the ZeroMQ layer failed
-        connect_ms = (found["exchange"].connect_ms if "exchange" in found
-                      else None)
-        took = f" in {connect_ms:.1f} ms" if connect_ms is not None else ""
-        return f"{found['address']}:{s.port} connected{took}"
+        if isinstance(outcome, AttemptFailed) and outcome.stage == "tcp":
+            raise outcome
+        took = f" in {trace.connect_ms:.1f} ms" if trace.connect_ms is not None else ""
+        return f"{trace.address}:{s.port} connected{took}"
 
     def ping() -> str:
-        if "failure" in found:
-            raise found["failure"]
-        if not check.transport.sends_requests:
+        if isinstance(outcome, NotReady):
+            layers.fix = (f"{outcome.state.name}: {outcome.state.advice()}" if outcome.state
+                          else suggest_fix(outcome.reply, s.dialect))
+        if isinstance(outcome, AttemptFailed):
+            raise outcome
+        if not s.kind.sends_requests:
             return "handshake done, no request sent (--transport handshake)"
-        try:
-            reply = dialect.judge(found["exchange"].frames)
-        except NotReady as refused:
-            layers.fix = (f"{refused.state.name}: {refused.state.advice()}" if refused.state
-                          else suggest_fix(refused.reply, dialect))
-            raise
-        rtt = found["exchange"].rtt_ms
-        took = f" in {rtt:.1f} ms" if rtt is not None else ""
-        return f"reply{took}: {untrusted(reply, 160)}"
+        took = f" in {outcome.rtt_ms:.1f} ms" if outcome.rtt_ms is not None else ""
+        return f"reply{took}: {untrusted(outcome.reply, 160)}"
 
     def rtt() -> str:
         times = []
         for _ in range(RTT_PINGS):
             started = time.monotonic()
-            dialect.judge(exchange().frames)
+            check.attempt(Deadline(budget))
             times.append((time.monotonic() - started) * 1000)
         return (f"min {min(times):.1f} / median {statistics.median(times):.1f} / "
                 f"max {max(times):.1f} ms over {RTT_PINGS} requests")
@@ -170,12 +161,13 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
             layers.skip(name, "skipped: the name does not resolve")
         return
     if layers.run("TCP connect", tcp) and layers.run("ZeroMQ PING", ping):
-        _after_ping(check, layers, rtt, found["address"])
+        assert isinstance(outcome, tuple)
+        _after_ping(check, layers, rtt, outcome.address)
     else:
         for name in ("ZeroMQ PING", "round trip", "STATUS"):
             if name not in {r.name for r in layers.results}:
                 layers.skip(name, "skipped: an earlier layer failed")
-    if s.transport != REQ and not s.pub_port_set:
+    if not s.feed_checked:
         layers.skip("PUB port", f"not configured (--pub-port; --transport {s.transport})")
     else:
         layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
@@ -184,7 +176,7 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
 def _after_ping(check: GatewayCheck, layers: _Layers, rtt: Callable[[], str],
                 address: str) -> None:
     """Round trips and STATUS, once the request was answered (or the handshake done)."""
-    if check.transport.sends_requests:
+    if check.endpoint.kind.sends_requests:
         layers.run("round trip", rtt, optional=True)
     else:
         layers.skip("round trip", "no request sent (--transport handshake)")
@@ -210,13 +202,15 @@ def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
 
 
 def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> dict[str, Any]:
-    passed = sum(r.status == PASS for r in layers.results)
+    passed, counted = score(layers.results)
     failure = layers.first_failure
     return {
-        "target": settings.target, "pub_port": settings.pub_port, "ok": ok,
+        "target": settings.target,
+        "pub_port": settings.pub_port if settings.feed_checked else None, "ok": ok,
         "bridge": settings.bridge.name, "transport": settings.transport,
         "reply_port": settings.reply_port,
-        "exit_code": code, "passed": passed, "total": len(layers.results),
+        "exit_code": code, "passed": passed, "total": counted,
+        "skipped": len(layers.results) - counted,
         "checks": [r.as_dict() for r in layers.results],
         "troubleshooting": None if failure is None else {
             "reason": failure.value, "hint": failure.hint_for(settings.host, layers.failed_port),
@@ -237,18 +231,20 @@ def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> Non
         stream.write("".join(line + "\n" for line in hanging(lead, text)))
 
     how = f"--bridge {settings.bridge.name}, --transport {settings.transport}"
-    if settings.transport in TWO_SOCKET:
+    if settings.kind.reply_port:
         how += f", reply port {settings.reply_port}"
+    feed = f", PUB port {settings.pub_port}" if settings.feed_checked else ""
     title = "mt5-gate probe: "
-    for line in hanging(title, f"gateway {settings.target}, PUB port {settings.pub_port} "
-                               f"({how})"):
+    for line in hanging(title, f"gateway {settings.target}{feed} ({how})"):
         stream.write(paint.bold(line) + "\n")
     stream.write("\n")
     for result in layers.results:
         whole = WHOLE_REPLY if result.name in REPLY_LAYERS else WHOLE
         stream.write(result_line(result, paint, name_width=12, whole=whole) + "\n")
-    passed = sum(r.status == PASS for r in layers.results)
-    stream.write(f"\nResults: {passed}/{len(layers.results)} checks passed\n")
+    passed, counted = score(layers.results)
+    skipped = len(layers.results) - counted
+    stream.write(f"\nResults: {passed}/{counted} checks passed"
+                 + (f" ({skipped} skipped)" if skipped else "") + "\n")
     failure = layers.first_failure
     warnings = [r for r in layers.results if r.status in (FAIL, WARN) and r.reason]
     if failure is not None:

@@ -164,7 +164,7 @@ class _TargetCheck:
     def attempt(self, deadline: Deadline) -> str:
         return self.target.probe(deadline.capped(self.attempt_timeout))
 
-    def watch_pause(self, _seconds: float) -> str | None:
+    def watch_pause(self, _seconds: float, _deadline: Deadline) -> str | None:
         return None
 
 

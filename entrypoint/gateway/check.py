@@ -35,23 +35,50 @@ STATUS_TIMEOUT_MAX_S = 1.0
 RESOLVE_DURING_PAUSE_S = 1.0
 
 
+class Trace(NamedTuple):
+    """How far one attempt got, stage by stage: what ``probe`` shows and ``health`` and
+    ``wait`` summarise. A failed attempt carries the stages it passed
+    (``AttemptFailed.trace``)."""
+
+    addresses: tuple[str, ...] = ()  # the name's addresses (dns), in the order tried
+    dns_ms: float | None = None
+    address: str | None = None  # the address that connected
+    connect_ms: float | None = None  # the TCP connection (by libzmq)
+
+
 class Ready(NamedTuple):
     address: str
     reply: Any  # the decoded reply that satisfied the judgement (None: a handshake)
     rtt_ms: float | None
     via: str = "attempt"
     connect_ms: float | None = None
+    trace: Trace = Trace()
 
 
 class GatewayCheck:
-    """Runs single attempts against one bridge and remembers the last resolved address."""
+    """Runs single attempts against one bridge and remembers the last resolved address.
+
+    This is the one attempt of the gate: ``wait`` retries it, ``probe``, ``health``,
+    ``mesh`` and ``--also`` run it once and render its outcome. A two-socket transport keeps
+    its reply channel between attempts, so ``close`` it (``with GatewayCheck(...)``)."""
 
     def __init__(self, endpoint: Endpoint, gateway: ZmqGateway, log: Any = None) -> None:
         self.endpoint = endpoint
         self.gateway = gateway
         self.transport = transport_for(gateway, endpoint)
+        self.transport.on_late = lambda frames, rtt_ms, via: self._judged(
+            via, "too_slow", frames, rtt_ms)
         self.log = log
         self.last_address: str | None = None
+
+    def __enter__(self) -> GatewayCheck:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
 
     def attempt(self, deadline: Deadline) -> Ready:
         """One full check before ``deadline`` (the wait's, or the healthcheck's).
@@ -61,7 +88,10 @@ class GatewayCheck:
         """
         e = self.endpoint
         self.last_address = None
+        started = time.monotonic()
         addresses = resolve(e.host, e.port, deadline.capped(e.connect_timeout_s))
+        trace = Trace(tuple(address for _family, address in addresses),
+                      round((time.monotonic() - started) * 1000, 2))
         self.last_address = addresses[0][1]
         failure: AttemptFailed | None = None
         for _family, address in addresses:
@@ -70,16 +100,23 @@ class GatewayCheck:
             try:
                 exchange = self.exchange(address, e.dialect.ping, deadline, via="attempt")
             except AttemptFailed as failed:
+                failed.trace = trace._replace(address=address)
                 if failed.stage != "tcp":  # the peer answered: its verdict stands
                     raise
                 failure = failed  # this address does not connect: try the next one
                 continue
             self.last_address = address
-            if not self.transport.sends_requests:
+            trace = trace._replace(address=address, connect_ms=exchange.connect_ms)
+            if not e.kind.sends_requests:
                 return Ready(address, None, exchange.connect_ms, via="handshake",
-                             connect_ms=exchange.connect_ms)
-            return Ready(address, self.endpoint.dialect.judge(exchange.frames),
-                         exchange.rtt_ms, connect_ms=exchange.connect_ms)
+                             connect_ms=exchange.connect_ms, trace=trace)
+            try:
+                reply = e.dialect.judge(exchange.frames)
+            except AttemptFailed as refused:
+                refused.trace = trace
+                raise
+            return Ready(address, reply, exchange.rtt_ms, connect_ms=exchange.connect_ms,
+                         trace=trace)
         assert failure is not None
         raise failure
 
@@ -90,7 +127,7 @@ class GatewayCheck:
             address, payload, deadline,
             reply_timeout_s=self.endpoint.reply_timeout_s if reply_timeout_s is None
             else reply_timeout_s,
-            on_sent=lambda: self._sent(address, payload, via), secret=request.secret)
+            on_sent=lambda: self._sent(address, payload, via), secret=request.secret, via=via)
 
     def passive(self, deadline: Deadline) -> tuple[str, float]:
         """The bridge's request socket shown to work with nothing sent, nothing taken from
@@ -119,9 +156,12 @@ class GatewayCheck:
         margin = STATUS_TIMEOUT_MIN_S + 2 * (ready.rtt_ms or 0) / 1000
         return min(STATUS_TIMEOUT_MAX_S, margin, self.endpoint.reply_timeout_s)
 
-    def watch_pause(self, seconds: float) -> Ready | None:
+    def watch_pause(self, seconds: float, deadline: Deadline | None = None
+                    ) -> Ready | AttemptFailed | None:
         """Spend a backoff pause with a request pending on the bridge's transport; a valid
-        reply within --reply-timeout of the request reaching the bridge is readiness."""
+        reply within --reply-timeout of the request reaching the bridge is readiness. A
+        reply that refuses is returned (not raised), so the wait counts it among the
+        refusals; a request in flight is never waited for past ``deadline``."""
         pause = Deadline(seconds)
         address = self._address_for_pause(pause)
         if address is None or pause.expired():
@@ -129,12 +169,13 @@ class GatewayCheck:
         ping = self.endpoint.dialect.ping
         payload = ping.render()
         caught = self.transport.watch(address, payload, pause, secret=ping.secret,
-                                      on_sent=lambda: self._sent(address, payload, "pause"))
+                                      on_sent=lambda: self._sent(address, payload, "pause"),
+                                      until=deadline)
         if caught is None:
             return None
         frames, rtt_ms = caught
         rtt_ms = None if rtt_ms is None else round(rtt_ms, 2)
-        if not self.transport.sends_requests:
+        if not self.endpoint.kind.sends_requests:
             return Ready(address, None, rtt_ms, via="handshake")
         if rtt_ms is not None and rtt_ms > self.endpoint.reply_timeout_s * 1000:
             self._judged("pause", "too_slow", frames, rtt_ms)
@@ -143,7 +184,7 @@ class GatewayCheck:
             reply = self.endpoint.dialect.judge(frames)
         except AttemptFailed as failure:
             self._judged("pause", failure.reason.value, frames, rtt_ms, failure)
-            return None  # the next attempt will see and report the same reply
+            return failure  # counted with the attempts' refusals; the next attempt retries
         return Ready(address, reply, rtt_ms, via="pause")
 
     def _sent(self, address: str, payload: bytes, via: str) -> None:

@@ -17,8 +17,38 @@ if TYPE_CHECKING:
 # The transports (see transports.py): how a request reaches the bridge and how its answer
 # comes back.
 REQ, PUSH_PULL, REQ_PULL, HANDSHAKE = "req", "push-pull", "req-pull", "handshake"
-TRANSPORTS = (REQ, PUSH_PULL, REQ_PULL, HANDSHAKE)
-TWO_SOCKET = frozenset({PUSH_PULL, REQ_PULL})
+
+
+class TransportKind(NamedTuple):
+    """Everything the rest of the gate needs to know about a transport, in one row: no
+    command tests a transport's name (``targets/kinds.py`` does the same for targets)."""
+
+    name: str
+    summary: str  # its --help words
+    reply_port: bool  # the answer comes on the bridge's PUSH port: needs --reply-port
+    sends_requests: bool  # False: the ZeroMQ handshake alone is the verdict
+    # health sends nothing: the bridge's PUSH round-robins its answers over every PULL, so
+    # an active check beside a running strategy would take the strategy's replies.
+    passive_health: bool
+    feed_by_default: bool  # the PUB port (5556) is checked even when not configured
+    build: str  # "module:Class" in entrypoint.gateway, imported when first used
+
+
+TRANSPORT_KINDS: dict[str, TransportKind] = {kind.name: kind for kind in (
+    TransportKind(REQ, "req (REQ/REP)", reply_port=False, sends_requests=True,
+                  passive_health=False, feed_by_default=True, build="transports:ReqTransport"),
+    TransportKind(PUSH_PULL, "push-pull (PUSH to --port, the answer on a PULL from "
+                  "--reply-port)", reply_port=True, sends_requests=True, passive_health=True,
+                  feed_by_default=False, build="transports:PushPullTransport"),
+    TransportKind(REQ_PULL, "req-pull (REQ acknowledged, the answer on --reply-port)",
+                  reply_port=True, sends_requests=True, passive_health=True,
+                  feed_by_default=False, build="transports:ReqPullTransport"),
+    TransportKind(HANDSHAKE, "handshake (no request: the ZeroMQ handshake only)",
+                  reply_port=False, sends_requests=False, passive_health=True,
+                  feed_by_default=False, build="transports:HandshakeTransport"),
+)}
+TRANSPORTS = tuple(TRANSPORT_KINDS)
+TWO_SOCKET = frozenset(kind.name for kind in TRANSPORT_KINDS.values() if kind.reply_port)
 
 
 class ClientSecurity(Protocol):
@@ -50,3 +80,7 @@ class Endpoint(NamedTuple):
     @property
     def target(self) -> str:
         return address_text(self.host, self.port)
+
+    @property
+    def kind(self) -> TransportKind:
+        return TRANSPORT_KINDS[self.transport]

@@ -8,6 +8,7 @@ sent the moment the peer is proven.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -66,19 +67,21 @@ class PendingPing:
             self._payload = None
 
     def wait(self, pause: Deadline, reply_timeout_s: float | None = None,
-             on_delivered: Callable[[], None] | None = None
+             on_delivered: Callable[[], None] | None = None, until: Deadline | None = None
              ) -> tuple[list[bytes], float | None] | None:
         """(reply frames, ms since the PING could reach the gateway, or None if the monitor
         never said) if a reply arrives in time, else None. ``on_delivered`` is called once,
         when the PING could first reach the gateway. A gateway that completed the
         handshake (it took the PING) has ``reply_timeout_s`` to answer, even past the
-        pause; the extension is granted once, so a peer that keeps reconnecting cannot
+        pause, but never past ``until`` (the wait's deadline, which holds whatever is in
+        flight); the extension is granted once, so a peer that keeps reconnecting cannot
         hold the pause open."""
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         reached: float | None = None
         end = time.monotonic() + pause.remaining()
+        latest = math.inf if until is None else time.monotonic() + until.remaining()
         extended = False
         while (left := end - time.monotonic()) > 0:
             raise_if_pending()  # pyzmq's finalizers may have swallowed a stop signal
@@ -96,7 +99,7 @@ class PendingPing:
                     if (event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not extended
                             and reply_timeout_s is not None):
                         extended = True
-                        end = max(end, reached + reply_timeout_s)
+                        end = max(end, min(reached + reply_timeout_s, latest))
             if self._sock in ready:
                 frames = self._sock.recv_multipart()
                 rtt = None if reached is None else (time.monotonic() - reached) * 1000

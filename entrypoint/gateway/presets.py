@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL
+from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, TRANSPORTS
 from entrypoint.gateway.requests import RequestTemplate
 
 Refusal = Callable[[RequestTemplate], str | None]
@@ -103,7 +103,7 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
         "transport": HANDSHAKE, "status_request": "none"}),
 )}
 DEFAULT_PRESET = PRESETS["mt5-gate"]
-assert all(p.values.get("transport", REQ) in (REQ, PUSH_PULL, REQ_PULL, HANDSHAKE)
+assert all(p.values.get("transport", REQ) in TRANSPORTS
            for p in PRESETS.values())
 
 

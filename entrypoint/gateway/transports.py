@@ -26,6 +26,7 @@ import zmq
 
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.answers import PAUSE_POLL_S, ReplyChannel, Sent
 from entrypoint.gateway.connection import close_monitored, drain
 from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, Endpoint
 from entrypoint.gateway.pending import PendingPing, pending_socket
@@ -35,13 +36,14 @@ from entrypoint.gateway.zmq_client import (
     Monitored,
     Secrecy,
     ZmqGateway,
-    exchange_of,
 )
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
 from entrypoint.signals import raise_if_pending
 
 OnSent = Callable[[], None]
+# An answer that came too late to be judged: its frames, its round trip, its request's via.
+OnLate = Callable[[list[bytes], "float | None", str], None]
 Caught = tuple[list[bytes], float | None]  # a reply caught in a pause, and its round trip
 _KINDS = {"req": zmq.REQ, "push": zmq.PUSH}
 
@@ -50,27 +52,38 @@ def _nothing() -> None:
     return None
 
 
+def _ignore_late(_frames: list[bytes], _rtt_ms: float | None, _via: str) -> None:
+    return None
+
+
 class Transport:
     """The interface: one exchange (an attempt), one exchange spent waiting through a
     backoff pause (``watch``), and a check that sends nothing (``passive``)."""
 
     name = ""
-    sends_requests = True
 
     def __init__(self, gateway: ZmqGateway, endpoint: Endpoint) -> None:
         self.gateway = gateway
         self.endpoint = endpoint
+        self.on_late: OnLate = _ignore_late
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
                  reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False) -> Exchange:
+                 secret: bool = False, via: str = "attempt") -> Exchange:
         """One request and its answer. A ``secret`` payload is sent only to a peer that
         proved it is ZeroMQ with a socket type ours talks to (``ZmqGateway.prove``)."""
         raise NotImplementedError
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False,
+              until: Deadline | None = None) -> Caught | None:
+        """A request pending through a backoff pause; its answer if one came in time. A
+        request that reached the bridge is waited for past the pause, never past
+        ``until`` (the wait's deadline)."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Close what the transport keeps between exchanges (a reply channel)."""
 
     def secrecy(self, secret: bool) -> Secrecy | None:
         return Secrecy(self.endpoint.legacy_secrets) if secret else None
@@ -87,7 +100,7 @@ class ReqTransport(Transport):
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
                  reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False) -> Exchange:
+                 secret: bool = False, via: str = "attempt") -> Exchange:
         # Queued at once; logged as sent when a connection could carry it to the peer.
         return self.gateway.request(address, self.endpoint.port, payload, deadline,
                                     connect_timeout_s=self.endpoint.connect_timeout_s,
@@ -95,11 +108,13 @@ class ReqTransport(Transport):
                                     secret=self.secrecy(secret))
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False,
+              until: Deadline | None = None) -> Caught | None:
         with PendingPing(self.gateway, address, self.endpoint.port, payload,
                          self.endpoint.connect_timeout_s,
                          secret=self.secrecy(secret)) as pending:
-            return pending.wait(pause, self.endpoint.reply_timeout_s, on_delivered=on_sent)
+            return pending.wait(pause, self.endpoint.reply_timeout_s, on_delivered=on_sent,
+                                until=until)
 
     def passive(self, address: str, deadline: Deadline) -> float:
         return self.gateway.handshake(address, self.endpoint.port, deadline, kind=zmq.REQ)
@@ -107,17 +122,17 @@ class ReqTransport(Transport):
 
 class HandshakeTransport(Transport):
     name = HANDSHAKE
-    sends_requests = False
 
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
                  reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False) -> Exchange:
+                 secret: bool = False, via: str = "attempt") -> Exchange:
         took = self.passive(address,
                             deadline.capped(self.endpoint.connect_timeout_s + reply_timeout_s))
         return Exchange([], round(took, 2), None)
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False,
+              until: Deadline | None = None) -> Caught | None:
         kind = _KINDS[self.endpoint.handshake_socket]
         sock, monitor = pending_socket(self.gateway, kind, address, self.endpoint.port,
                                        self.endpoint.connect_timeout_s)
@@ -134,82 +149,124 @@ class HandshakeTransport(Transport):
 
 
 class TwoSocketTransport(Transport):
-    """A request socket (PUSH or REQ) to ``port``, and a PULL from ``reply_port`` that
-    carries the answer; empty messages (DWX follows each reply with one) are skipped."""
+    """A request socket (PUSH or REQ) to ``port``, and the answer on the bridge's PUSH
+    ``reply_port``, read through one ``ReplyChannel`` that lives as long as this transport,
+    so that every answer is matched to the request it answers (``answers.py``)."""
 
     request_kind = zmq.PUSH
 
+    def __init__(self, gateway: ZmqGateway, endpoint: Endpoint) -> None:
+        super().__init__(gateway, endpoint)
+        self.channel = ReplyChannel(gateway, endpoint, self._late)
+
+    def _late(self, frames: list[bytes], rtt_ms: float | None, via: str) -> None:
+        self.on_late(frames, rtt_ms, via)
+
     def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
                  reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False) -> Exchange:
-        assert self.endpoint.reply_port is not None
+                 secret: bool = False, via: str = "attempt") -> Exchange:
+        # The answer socket first: an answer pushed before it is connected is lost.
+        replies = self.channel.connected(address, deadline, reply_timeout_s)
         connecting = deadline.capped(self.endpoint.connect_timeout_s)
-        replies = self.gateway.open(zmq.PULL, address, self.endpoint.reply_port, connecting,
-                               role=f"reply port {self.endpoint.reply_port}: ")
+        requests = self.gateway.open(self.request_kind, address, self.endpoint.port,
+                                     connecting)
         try:
-            requests = self.gateway.open(self.request_kind, address, self.endpoint.port, connecting)
+            self.gateway.await_(requests, deadline, until_handshake=True,
+                                connect_timeout_s=self.endpoint.connect_timeout_s,
+                                reply_timeout_s=reply_timeout_s)
+            secrecy = self.secrecy(secret)
+            refusal = None if secrecy is None else requests.conn.refuse_secret(
+                requests.kind, secrecy.legacy_allowed)
+            if refusal is not None:
+                raise refusal
+            self.channel.read_late()  # what came before our request answers someone else's
+            sent = self._send(requests.sock, payload, via)
+            on_sent()
+            ack = self._acknowledged(requests, deadline, reply_timeout_s)
             try:
-                # The answer socket first: an answer pushed before it is connected is lost.
-                for opened in (replies, requests):
-                    self.gateway.await_(opened, deadline, until_handshake=True,
-                                        connect_timeout_s=self.endpoint.connect_timeout_s,
-                                        reply_timeout_s=reply_timeout_s)
-                secrecy = self.secrecy(secret)
-                refusal = None if secrecy is None else requests.conn.refuse_secret(
-                    requests.kind, secrecy.legacy_allowed)
-                if refusal is not None:
-                    raise refusal
-                _discard_queued(replies.sock)
-                sent_at = _send(requests.sock, payload)
-                on_sent()
-                ack = self._acknowledged(requests, deadline, reply_timeout_s)
-                frames = _answer(self.gateway, replies, deadline.capped(reply_timeout_s), ack)
-                return exchange_of(replies, frames, sent_at)
-            finally:
-                requests.close()
+                frames = self.channel.answer(sent, deadline.capped(reply_timeout_s),
+                                             reply_timeout_s)
+            except AttemptFailed as failure:
+                if ack is not None and failure.reason is Reason.NO_REPLY:
+                    failure.error += (f" (the request port acknowledged with "
+                                      f"{untrusted(b''.join(ack), 60)}; if that was the "
+                                      "answer, this bridge speaks --transport req)")
+                raise
+            connect_ms = None if replies.conn.connected_at is None else round(
+                (replies.conn.connected_at - replies.started) * 1000, 2)
+            return Exchange(frames, connect_ms,
+                            round((time.monotonic() - sent.at) * 1000, 2))
         finally:
-            replies.close()
+            requests.close()
+
+    def _send(self, sock: zmq.Socket[Any], payload: bytes, via: str) -> Sent:
+        """Send without blocking, and enter the request in the ledger."""
+        try:
+            sock.send(payload, zmq.DONTWAIT)
+        except zmq.Again:
+            raise AttemptFailed("zmq", Reason.NO_REPLY,
+                                "the request socket could not send (no peer took it)") from None
+        return self.channel.ledger.sent(via)
 
     def _acknowledged(self, requests: Monitored, deadline: Deadline,
                       reply_timeout_s: float) -> list[bytes] | None:
         return None
 
     def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False) -> Caught | None:
+              on_sent: OnSent = _nothing, secret: bool = False,
+              until: Deadline | None = None) -> Caught | None:
         assert self.endpoint.reply_port is not None
-        pair = [pending_socket(self.gateway, kind, address, port, self.endpoint.connect_timeout_s)
-                for kind, port in ((zmq.PULL, self.endpoint.reply_port),
-                                   (self.request_kind, self.endpoint.port))]
+        self.channel.socket_for(address)  # open (and reconnecting) through the pause
+        requests, monitor = pending_socket(self.gateway, self.request_kind, address,
+                                           self.endpoint.port, self.endpoint.connect_timeout_s)
         try:
-            (replies, _), (requests, _) = pair
             # A secret waits for the request socket's ZMTP 3 handshake (a legacy peer is
             # left to the next attempt, which can read its greeting).
-            if not _both_connected([monitor for _sock, monitor in pair], pause,
-                                   handshake_only=secret):
+            if not self._both_up(monitor, pause, handshake_only=secret):
                 return None  # nothing was sent
-            _discard_queued(replies)
-            sent_at = _send(requests, payload)
+            self.channel.read_late()
+            sent = self._send(requests, payload, "pause")
             on_sent()
-            # Sent: its answer is waited for even past the pause, never abandoned unjudged.
+            # Sent: its answer is waited for even past the pause (never past ``until``,
+            # the wait's own deadline), and never abandoned unjudged.
             waiting = Deadline(self.endpoint.reply_timeout_s)
-            if self.request_kind == zmq.REQ and not requests.poll(
-                    max(1, int(waiting.remaining() * 1000))):
-                return None
+            if until is not None:
+                waiting = until.capped(self.endpoint.reply_timeout_s)
             if self.request_kind == zmq.REQ:
-                requests.recv_multipart()  # the acknowledgement
-            while not waiting.expired():
-                raise_if_pending()
-                if not replies.poll(max(1, int(waiting.remaining() * 1000))):
+                if not requests.poll(max(1, int(waiting.remaining() * 1000))):
                     return None
-                frames = replies.recv_multipart()
-                if any(frames):
-                    return frames, (time.monotonic() - sent_at) * 1000
-            return None
+                requests.recv_multipart()  # the acknowledgement
+            frames = self.channel.answer(sent, waiting, self.endpoint.reply_timeout_s)
+            return frames, (time.monotonic() - sent.at) * 1000
         except AttemptFailed:
             return None  # the next attempt will meet and report the same thing
         finally:
-            for sock, monitor in pair:
-                close_monitored(sock, monitor)
+            close_monitored(requests, monitor)
+
+    def _both_up(self, monitor: zmq.Socket[Any], pause: Deadline,
+                 handshake_only: bool = False) -> bool:
+        """Whether the reply channel and the request socket are both shown to work before
+        the pause ends: a handshake, or (a legacy peer, which reports none) a connection
+        that has stood for GREETING_CHECK_AFTER_S."""
+        handshake = False
+        connected_at: float | None = None
+        while not pause.expired():
+            raise_if_pending()
+            request_up = handshake or (not handshake_only and connected_at is not None
+                                       and time.monotonic() - connected_at
+                                       >= GREETING_CHECK_AFTER_S)
+            if self.channel.refresh() and request_up:
+                return True
+            if monitor.poll(max(1, int(min(pause.remaining(), PAUSE_POLL_S) * 1000))):
+                for event, _value in drain(monitor):
+                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        handshake = True
+                    elif event == zmq.EVENT_CONNECTED:
+                        connected_at = time.monotonic()
+        return False
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 class PushPullTransport(TwoSocketTransport):
@@ -232,82 +289,9 @@ class ReqPullTransport(TwoSocketTransport):
         return self.gateway.handshake(address, self.endpoint.port, deadline, kind=zmq.REQ)
 
 
-def _send(sock: zmq.Socket[Any], payload: bytes) -> float:
-    """Send without blocking; the moment it left, for the round trip."""
-    try:
-        sock.send(payload, zmq.DONTWAIT)
-    except zmq.Again:
-        raise AttemptFailed("zmq", Reason.NO_REPLY,
-                            "the request socket could not send (no peer took it)") from None
-    return time.monotonic()
-
-
-def _discard_queued(replies: zmq.Socket[Any]) -> int:
-    """Messages on the reply socket before our request left answer someone else's: drop
-    them, so that they are never judged as the answer to ours."""
-    dropped = 0
-    while replies.poll(0):
-        replies.recv_multipart()
-        dropped += 1
-    return dropped
-
-
-def _answer(gateway: ZmqGateway, replies: Monitored, waiting: Deadline,
-            ack: list[bytes] | None) -> list[bytes]:
-    """The first non-empty message on the reply socket before ``waiting`` ends."""
-    while True:
-        try:
-            gateway.await_(replies, waiting)
-        except AttemptFailed as failure:
-            if ack is not None and failure.reason is Reason.NO_REPLY:
-                failure.error += (f" (the request port acknowledged with "
-                                  f"{untrusted(b''.join(ack), 60)}; if that was the answer, "
-                                  "this bridge speaks --transport req)")
-            raise
-        frames = replies.sock.recv_multipart()
-        if any(frames):
-            return frames
-        if ack is None:
-            # darwinex/dwx-zeromq-connector follows every answer with an empty message, and
-            # answers a command it does not know with the empty message alone.
-            raise AttemptFailed("reply", Reason.NOT_READY,
-                                "the bridge answered with an empty message only: it does not "
-                                "know this request (an EA without GET_ACCOUNT_INFO knows "
-                                "TRADE;GET_OPEN_TRADES)")
-
-
-def _both_connected(monitors: list[zmq.Socket[Any]], pause: Deadline,
-                    handshake_only: bool = False) -> bool:
-    """Whether both sockets' connections are shown to work before the pause ends: a
-    handshake, or (a legacy peer, which reports none) a connection that has stood for
-    GREETING_CHECK_AFTER_S."""
-    handshake = [False, False]
-    connected_at: list[float | None] = [None, None]
-    poller = zmq.Poller()
-    for monitor in monitors:
-        poller.register(monitor, zmq.POLLIN)
-    while not pause.expired():
-        raise_if_pending()
-        now = time.monotonic()
-        if all(done or (not handshake_only and at is not None
-                        and now - at >= GREETING_CHECK_AFTER_S)
-               for done, at in zip(handshake, connected_at, strict=True)):
-            return True
-        ready = dict(poller.poll(max(1, int(min(pause.remaining(), 0.05) * 1000))))
-        for index, monitor in enumerate(monitors):
-            if monitor in ready:
-                for event, _value in drain(monitor):
-                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                        handshake[index] = True
-                    elif event == zmq.EVENT_CONNECTED:
-                        connected_at[index] = time.monotonic()
-    return False
-
-
-TRANSPORTS: dict[str, type[Transport]] = {t.name: t for t in (
-    ReqTransport, PushPullTransport, ReqPullTransport, HandshakeTransport)}
-
-
 def transport_for(gateway: ZmqGateway, endpoint: Endpoint) -> Transport:
-    """The transport ``endpoint`` names, speaking through ``gateway``'s context."""
-    return TRANSPORTS[endpoint.transport](gateway, endpoint)
+    """The transport ``endpoint`` names (its row's class), speaking through ``gateway``'s
+    context."""
+    _module, _, name = endpoint.kind.build.partition(":")
+    transport: type[Transport] = globals()[name]
+    return transport(gateway, endpoint)
