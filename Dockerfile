@@ -36,4 +36,4 @@ USER 10001:10001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=660s --retries=3 \
     CMD ["mt5-gate", "health"]
 ENTRYPOINT ["mt5-gate", "wait", "--"]
-CMD ["python", "-m", "entrypoint.demo_runner"]
+CMD ["python", "-m", "entrypoint.sim.demo_runner"]

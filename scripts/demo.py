@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         started.append(subprocess.Popen(
             [python, "-m", "entrypoint", "wait", "--log-format", "console", "--timeout", "60",
              "--backoff-initial", "0.5", "--backoff-max", "2",
-             "--", python, "-m", "entrypoint.demo_runner", "--ticks", str(max(ticks, 0))],
+             "--", python, "-m", "entrypoint.sim.demo_runner", "--ticks", str(max(ticks, 0))],
             env=env))
         code = started[-1].wait()
         if code in (130, -signal.SIGINT):

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from entrypoint.commands.sim_dialects import ALL_DIALECTS
 from entrypoint.gateway.presets import PRESETS
+from entrypoint.sim.dialects import ALL_DIALECTS
 from tests.support.bounds import EXIT_S, NEVER_READY_WAIT
 from tests.support.cli import run_gate
 from tests.support.helpers import EXEC_PROBE, base_env

@@ -222,4 +222,4 @@ def test_kube_play_deployment_waits_for_a_late_gateway_and_its_liveness_probe_pa
     assert healthcheck[1:3] == ["mt5-gate", "health"]  # the livenessProbe's command
     assert probe.returncode == 0, probe.stdout + probe.stderr
     assert inspected == ["10001:10001", "true", "healthy"]
-    assert top[1].split() == ["1", "python", "-m", "entrypoint.demo_runner"]
+    assert top[1].split() == ["1", "python", "-m", "entrypoint.sim.demo_runner"]

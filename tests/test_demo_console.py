@@ -21,7 +21,7 @@ from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EVENT_S, EXIT_S
 from tests.support.helpers import REPO, base_env
 from tests.support.processes import Proc, Spawn, StartSim
 
-RUNNER = [sys.executable, "-m", "entrypoint.demo_runner"]
+RUNNER = [sys.executable, "-m", "entrypoint.sim.demo_runner"]
 
 # A stand-in for `python3`: `-m venv DIR` makes DIR/bin/python (a copy of itself); every
 # other call is written to $STUB_CALLS, and `scripts/demo.py` says that it ran.
@@ -174,7 +174,7 @@ class CtrlCOnImport:
         return None
 
 sys.meta_path.insert(0, CtrlCOnImport())
-runpy.run_module("entrypoint.demo_runner", run_name="__main__", alter_sys=True)
+runpy.run_module("entrypoint.sim.demo_runner", run_name="__main__", alter_sys=True)
 """
 
 

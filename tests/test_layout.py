@@ -22,8 +22,7 @@ PACKAGE = REPO / "entrypoint"
 # must be given its place.
 LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
-     "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog",
-     "failclosed", "fdlimit", "consolelog", "events"},
+     "checks", "report", "gatelog", "failclosed", "fdlimit", "consolelog", "events"},
     {"gateway", "gateway.tcp", "gateway.requests", "gateway.replies", "gateway.judgement",
      "gateway.broker_states"},
     {"gateway.dialect", "gateway.advice", "gateway.connection"},
@@ -34,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"config", "curve"},
     {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",
      "targets.zmq", "targets"},
+    {"sim"},
     {"commands", "commands.wait", "commands.probe", "commands.health", "commands.mesh",
      "commands.sim", "commands.explain"},
     {"cli", "__main__"},
@@ -70,7 +70,7 @@ def graph() -> dict[str, set[str]]:
 
 # A new module in these packages takes its package's layer: adding a target kind is one
 # module and one line in targets.KINDS, nothing here.
-PACKAGE_LAYERS = {"targets": "targets", "commands": "commands"}
+PACKAGE_LAYERS = {"targets": "targets", "sim": "sim", "commands": "commands"}
 
 
 def layer(name: str) -> int:
@@ -94,6 +94,17 @@ def test_no_module_imports_from_a_layer_above_its_own() -> None:
     upward = [(name, imported) for name, targets in graph().items() for imported in targets
               if layer(imported) > layer(name)]
     assert upward == []
+
+
+def test_only_the_sim_command_imports_the_simulator() -> None:
+    """entrypoint/sim/ is a simulated gateway, not part of the gate: outside it, only the
+    `sim` command's module imports it, so no other command ever loads it."""
+    def in_sim(name: str) -> bool:
+        return name == "sim" or name.startswith("sim.")
+
+    importers = {name for name, targets in graph().items()
+                 if not in_sim(name) and any(in_sim(target) for target in targets)}
+    assert importers == {"commands.sim"}
 
 
 def test_no_module_is_over_400_lines() -> None:

@@ -108,7 +108,7 @@ def test_readme_option_table_names_each_option_its_commands_and_default() -> Non
 # runner, as a shell would), a mesh `env` check's variable (named by the mesh file), the
 # demo runner (a stand-in strategy, not the gate), and NO_COLOR (a convention every
 # program honours, read where colour is decided).
-READS_ITS_OWN = {"handoff.py", "targets/local.py", "demo_runner.py", "logs.py", "report.py"}
+READS_ITS_OWN = {"handoff.py", "targets/local.py", "sim/demo_runner.py", "logs.py", "report.py"}
 READS_A_VARIABLE = re.compile(r"environ\.get\(|environ\[|getenv\(")
 
 

@@ -99,7 +99,7 @@ def ask(bridge: Bridge, request: bytes) -> tuple[bytes, bytes]:
 
 def test_every_dialect_is_offered_and_each_broker_state_belongs_to_a_dialect() -> None:
     """`sim --dialect` offers every dialect the simulator serves, once."""
-    from entrypoint.commands import sim_dialects
+    from entrypoint.sim import dialects as sim_dialects
 
     offered = sim_dialects.ALL_DIALECTS
     assert len(set(offered)) == len(offered)

@@ -33,7 +33,10 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from entrypoint import events
-from entrypoint.commands.sim_dialects import (
+from entrypoint.errors import UsageError
+from entrypoint.events import emit
+from entrypoint.logs import untrusted
+from entrypoint.sim.dialects import (
     BROKER_STATES,
     DEFAULT_TICK_HZ,
     TICK_SYMBOLS,
@@ -44,9 +47,6 @@ from entrypoint.commands.sim_dialects import (
     quote,
     record_order,
 )
-from entrypoint.errors import UsageError
-from entrypoint.events import emit
-from entrypoint.logs import untrusted
 
 # One step of an answer: ACK goes back on the request socket, PUSH out on the reply socket.
 ACK, PUSH = "ack", "push"

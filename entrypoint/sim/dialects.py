@@ -21,7 +21,7 @@ rehearse the gate's settings against it (docs/BRIDGES.md has the recipe for each
 
 Every order attempt is logged as ``sim.order_attempt``, so a test can prove the gate never
 placed one. The bridges with a second socket for their answers (``dwx``,
-``mql5-json-api``) are in sim_bridges.py.
+``mql5-json-api``) are in bridges.py.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ HEARTBEAT_MAX_SKEW_S = 30.0
 DEFAULT_TICK_HZ = 10.0  # sim --tick-hz
 MT5_TRADE_RETCODE_DONE = 10009
 MT5_TRADE_RETCODE_INVALID_VOLUME = 10014
-# The bridges that answer on a second (PUSH) socket: sim_bridges.py serves them.
+# The bridges that answer on a second (PUSH) socket: bridges.py serves them.
 TWO_SOCKET_DIALECTS = ("dwx", "mql5-json-api")
 # What ``--broker-state`` may say, per dialect: dwx's CheckOpsStatus refusals (the EA answers
 # "{'_response': 'WORD__ABORTED_COMMAND'}"), and the two switches MQL5-JSON-API reports.
@@ -243,5 +243,5 @@ DIALECTS: dict[str, Callable[[bytes, SimState], bytes]] = {
     "mt5-gate": mt5_gate, "heartbeat": heartbeat, "token": token, "plain-ok": plain_ok,
     "trade-on-action": trade_on_action, "no-safe-request": no_safe_request,
 }
-# Every dialect, in the order of sim.DIALECT_NAMES (a test checks the two agree).
+# Every dialect, as `sim --dialect` offers them (a test checks each is offered once).
 ALL_DIALECTS: tuple[str, ...] = (*DIALECTS, *TWO_SOCKET_DIALECTS)
