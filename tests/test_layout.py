@@ -23,7 +23,7 @@ PACKAGE = REPO / "entrypoint"
 LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
      "checks", "report", "demo_runner", "commands.sim_dialects", "gatelog",
-     "failclosed", "fdlimit", "consolelog", "events"},
+     "failclosed", "fdlimit", "consolelog", "events", "gatestate"},
     {"gateway", "gateway.tcp", "gateway.requests", "gateway.replies", "gateway.judgement",
      "gateway.broker_states"},
     {"gateway.dialect", "gateway.advice", "gateway.connection"},
