@@ -91,10 +91,15 @@ ERROR = Event(
 DEPENDENCY_READY = Event(
     "gate.dependency_ready", "info", ("target", "attempt", "elapsed_s", "detail"),
     "`target`, `attempt`, `elapsed_s`, `detail` (one per `--also` URL)")
+STATE_UNAVAILABLE = Event(
+    "gate.state_unavailable", "warning", ("path", "error"),
+    "`path`, `error`: the state file `health` reads could not be created (no /dev/shm, a "
+    "read-only or unwritable `GATE_STATE_FILE`); the wait goes on, and `health` checks the "
+    "gateway as if no gate were waiting")
 
 GATE_EVENTS: tuple[Event, ...] = (
     START, REQUEST, REPLY, ATTEMPT_FAILED, READY, REPLY_REJECTED, STATUS, EXEC, TIMEOUT,
-    SIGNAL, ERROR, DEPENDENCY_READY)
+    SIGNAL, ERROR, DEPENDENCY_READY, STATE_UNAVAILABLE)
 # How a gate run ends (explain's outcomes): the events after which the gate writes nothing.
 ENDINGS: tuple[Event, ...] = (EXEC, TIMEOUT, SIGNAL, ERROR)
 

@@ -207,6 +207,22 @@ ALSO = OptionGroup("other dependencies", (
            "asked and judged like the gateway", "URL", optional=True, repeat=True),
 ))
 
+def parse_absolute_path(text: str) -> str:
+    if not os.path.isabs(text):
+        raise ValueError("expected an absolute path, e.g. /dev/shm/mt5-gate.state")
+    return text
+
+
+# Where `wait` tells `health` what it still waits for (gatestate.py). Only a variable: the
+# gate and its healthcheck must agree on it, and one variable in the container's
+# environment is seen by both, where a flag would have to be repeated in the HEALTHCHECK.
+STATE = OptionGroup("state file", (
+    Option("state_file", None, "GATE_STATE_FILE", None, parse_absolute_path,
+           "where wait says what it still waits for; health reads it first (an absolute "
+           "path)", optional=True,
+           default_help="a new file in /dev/shm"),
+))
+
 MESH = OptionGroup("mesh targets", (
     Option("mesh_file", "--file", "GATE_MESH_FILE", None, parse_existing_file,
            "a TOML mesh file adding checks", "PATH", optional=True),
@@ -229,7 +245,7 @@ MESH = OptionGroup("mesh targets", (
 
 # How an option group is offered on the command line, in --help's order.
 OPTION_GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, WAIT_DEADLINE, HEALTH_DEADLINE, FEED,
-                 LOG_FORMAT, LOG_LEVEL, CURVE, ALSO, MESH)
+                 LOG_FORMAT, LOG_LEVEL, CURVE, ALSO, STATE, MESH)
 ALL_OPTIONS: tuple[Option, ...] = tuple(opt for group in OPTION_GROUPS
                                         for opt in group.options)
 # What a gateway check is configured with (an --also zmq+req:// URL's own options too).

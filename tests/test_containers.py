@@ -123,8 +123,12 @@ def test_sim_stack_waits_then_execs_and_gates_the_downstream_service(
     ready_at = datetime.datetime.fromisoformat(
         next(e for e in events if e["event"] == "gate.ready")["timestamp"]
         .replace("Z", "+00:00"))
+    exec_at = datetime.datetime.fromisoformat(
+        next(e for e in events if e["event"] == "gate.exec")["timestamp"]
+        .replace("Z", "+00:00"))
     downstream_started = _stamp(stack.inspect("tick_monitor")["State"]["StartedAt"])
-    assert downstream_started > ready_at
+    # Not before the strategy runs: while the gate waits, its state file keeps health at 1.
+    assert downstream_started > exec_at > ready_at
     monitor_lines = wait_for_line(lambda: stack.logs("tick_monitor"), "tick 1:", 60)
     assert any(line.startswith("ready pid=") for line in monitor_lines)
 
@@ -181,6 +185,39 @@ def test_hardened_run_waits_logs_and_execs_the_runner_as_pid_1(image: str) -> No
     assert waiting_health.returncode == 1, waiting_health.stdout + waiting_health.stderr
     assert ready_health.returncode == 0, ready_health.stdout + ready_health.stderr
     assert state == ["true", "false", "true"]
+
+
+def test_healthcheck_is_unhealthy_while_the_gate_waits_then_healthy_after_the_exec(
+        image: str) -> None:
+    """The image's HEALTHCHECK while the gate waits for a gateway that answers "not ready"
+    (MAINTENANCE): `podman healthcheck run` exits 1 and health says the gate is still
+    waiting (status `starting`, inside the start period); once a good gateway answers and
+    the runner is exec'd, the same healthcheck exits 0 (`healthy`)."""
+    with pod(f"mt5hc{os.getpid()}") as name:
+        gate, refusing = f"{name}-gate", f"{name}-refusing"
+        podman("run", "--detach", "--name", refusing, "--pod", name, "--entrypoint",
+               "mt5-gate", image, "sim", "--bind", "127.0.0.1", "--bad-status", timeout=120)
+        podman("run", "--detach", "--name", gate, "--pod", name, "-e", "GATEWAY_HOST=127.0.0.1",
+               "-e", "GATE_TIMEOUT=120", image, timeout=120)
+        # 60 s: podman start-up of a cold container on a loaded 2-core machine, not the gate
+        wait_for_line(lambda: container_logs(gate), "gate.attempt_failed", 60)
+        waiting = podman("healthcheck", "run", gate, check=False, timeout=60)
+        waiting_status = podman("inspect", gate, "--format", "{{.State.Health.Status}}",
+                                timeout=60).stdout.strip()
+        said = podman("exec", gate, "mt5-gate", "health", check=False, timeout=60)
+        podman("rm", "--force", "--time", "2", refusing, timeout=60)
+        podman("run", "--detach", "--name", f"{name}-sim", "--pod", name, "--entrypoint",
+               "mt5-gate", image, "sim", "--bind", "127.0.0.1", timeout=120)
+        wait_for_line(lambda: container_logs(gate), "gate.exec", 60)
+        ready = podman("healthcheck", "run", gate, check=False, timeout=60)
+        ready_status = podman("inspect", gate, "--format", "{{.State.Health.Status}}",
+                              timeout=60).stdout.strip()
+    assert waiting.returncode == 1, waiting.stdout + waiting.stderr
+    assert waiting_status in ("starting", "unhealthy"), waiting_status
+    assert said.returncode == 1, said.stdout
+    assert "the gate is still waiting" in said.stdout, said.stdout
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert ready_status == "healthy", ready_status
 
 
 def test_kube_play_deployment_waits_for_a_late_gateway_and_its_liveness_probe_passes(

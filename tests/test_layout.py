@@ -22,7 +22,8 @@ PACKAGE = REPO / "entrypoint"
 # must be given its place.
 LAYERS: list[set[str]] = [
     {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
-     "checks", "report", "gatelog", "failclosed", "fdlimit", "consolelog", "events"},
+     "checks", "report", "gatelog", "failclosed", "fdlimit", "consolelog", "events",
+     "gatestate"},
     {"gateway", "gateway.tcp", "gateway.requests", "gateway.replies", "gateway.judgement",
      "gateway.broker_states"},
     {"gateway.dialect", "gateway.advice", "gateway.connection"},

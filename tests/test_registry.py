@@ -76,11 +76,11 @@ def test_health_refuses_them_in_its_own_contract(flag: list[str]) -> None:
                           "it is not accepted (see mt5-gate health --help)\n")
 
 
-def test_every_flag_is_taken_by_some_command() -> None:
-    """No option is declared that no command accepts (the variable-only ones: mesh's)."""
+def test_every_option_is_taken_by_some_command() -> None:
+    """No option is declared that no command accepts (a variable-only one included)."""
     taken = set().union(*taken_by().values())
     for option in ALL_OPTIONS:
-        assert option in taken or option.flag is None, option.names
+        assert option in taken, option.names
 
 
 def test_readme_option_table_names_each_option_its_commands_and_default() -> None:
@@ -97,8 +97,7 @@ def test_readme_option_table_names_each_option_its_commands_and_default() -> Non
     for option in ALL_OPTIONS:
         row = rows[option.env]
         assert row[1] == (f"`{option.flag}`" if option.flag else "—"), option.env
-        expected = [name for name, options in taken.items() if option in options] \
-            if option.flag else ["mesh"]
+        expected = [name for name, options in taken.items() if option in options]
         assert row[4].split(", ") == expected, option.env
         default = f"`{option.default}`" if option.default else option.shown_default
         assert row[3].replace("`--expect-status`", "--expect-status") == default, option.env

@@ -22,7 +22,8 @@ class OptionParser(argparse.ArgumentParser):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.options: dict[str, Option] = {}  # by flag: this command's, from add_groups
+        # This command's, from add_groups: by flag (by variable for one with no flag).
+        self.options: dict[str, Option] = {}
 
     def error(self, message: str) -> NoReturn:
         flag = re.search(r"argument (--[a-z-]+)", message)
@@ -84,13 +85,15 @@ def add_groups(parser: OptionParser, *groups: OptionGroup) -> None:
     """The flags of ``groups``, under their titles in --help; variable-only options (the
     mesh's target lists) are listed in the group's description."""
     for group in groups:
-        by_variable = [opt.env for opt in group.options if opt.flag is None]
-        section = parser.add_argument_group(
-            group.title, "also from the environment: " + ", ".join(by_variable)
-            if by_variable else None)
+        by_variable = [opt for opt in group.options if opt.flag is None]
+        listed = "also from the environment: " + ", ".join(opt.env for opt in by_variable)
+        if len(by_variable) == len(group.options) == 1:  # a variable alone: its whole help
+            only = by_variable[0]
+            listed = f"{only.help}\n[env {only.env}; default {only.shown_default}]"
+        section = parser.add_argument_group(group.title, listed if by_variable else None)
         for opt in group.options:
+            parser.options[opt.flag or opt.env] = opt
             if opt.flag is not None:
-                parser.options[opt.flag] = opt
                 section.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar,
                                      default=None, action="append" if opt.repeat else "store",
                                      help=_help(opt))

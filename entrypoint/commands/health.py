@@ -9,7 +9,9 @@ transports it is passive: the bridge's PUSH round-robins its answers over every 
 PULL, so a check that connected to the reply port, or sent a request whose answer the
 bridge pushes, would take the strategy's replies or hand it one it never asked for. It
 only completes the ZeroMQ handshake with the request socket (and the PUB port, when one
-is configured), and sends nothing.
+is configured), and sends nothing. So before any check it asks the waiting gate
+(``gatestate``): while ``wait`` in the same container still waits, health says so and
+exits 1, whatever a passive check would see.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from entrypoint.commands.arguments import OptionParser, add_groups, describe
 from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
+from entrypoint.gatestate import still_waiting
 from entrypoint.gateway.check import GatewayCheck, check_feed
 from entrypoint.gateway.dialect import NotReady
-from entrypoint.gateway.endpoint import REQ
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.logs import configure_logging
 from entrypoint.options import (
@@ -36,7 +38,10 @@ from entrypoint.options import (
     HEALTH_DEADLINE,
     LOG_FORMAT,
     READINESS,
+    STATE,
+    declared,
     options_of,
+    resolve_option,
 )
 
 HEALTHY, UNHEALTHY = 0, 1
@@ -45,11 +50,15 @@ MAX_LINE = 200
 
 # No backoff (one attempt), no STATUS, no log level (only errors are logged: the verdict
 # is the one line on stdout).
-GROUPS = (CONNECTION, ATTEMPT, READINESS, HEALTH_DEADLINE, FEED, LOG_FORMAT, CURVE)
+GROUPS = (CONNECTION, ATTEMPT, READINESS, HEALTH_DEADLINE, FEED, LOG_FORMAT, CURVE, STATE)
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, description="One TCP + PING attempt within --timeout (--transport req).\n"
+    describe(parser, description="First, unhealthy while `mt5-gate wait` for the same gateway "
+                                 "still waits\n(its state file, see GATE_STATE_FILE: "
+                                 "attempt, reason, since when).\n"
+                                 "Then one TCP + readiness request attempt within --timeout "
+                                 "(--transport req).\n"
                                  "For push-pull, req-pull and handshake, a passive check that "
                                  "never disturbs the\nrunning strategy: the ZeroMQ handshake "
                                  "with the bridge's request socket (and the PUB\nport when one "
@@ -63,7 +72,8 @@ def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str
     try:
         settings = settings_for(args, environ, options_of(*GROUPS))
         configure_logging(settings.log_format, "error")
-        return run_health(settings)
+        state_file = resolve_option(declared("state_file"), vars(args), environ)
+        return run_health(settings, state_file=state_file)
     except UsageError as exc:
         return report_usage_error(exc)
     except GateSignal as sig:
@@ -75,13 +85,17 @@ def report_usage_error(exc: UsageError) -> int:
     return emit(sys.stdout, UNHEALTHY, f"unhealthy: {exc.message}")
 
 
-def run_health(settings: GateSettings, out: TextIO | None = None) -> int:
+def run_health(settings: GateSettings, out: TextIO | None = None,
+               state_file: str | None = None) -> int:
     stream = out if out is not None else sys.stdout
+    waiting = still_waiting(settings.target, state_file)  # the gate's word comes first
+    if waiting is not None:
+        return emit(stream, UNHEALTHY, waiting)
     deadline = Deadline(settings.timeout_s)
     try:
         with ZmqGateway(curve=settings.curve) as gateway:
             check = GatewayCheck(settings.endpoint, gateway)
-            if settings.transport != REQ:
+            if settings.kind.passive_health:
                 return emit(stream, HEALTHY, _passive(settings, gateway, check, deadline))
             ready = check.attempt(deadline)
     except NotReady as refused:
@@ -91,7 +105,9 @@ def run_health(settings: GateSettings, out: TextIO | None = None) -> int:
     except AttemptFailed as failure:
         return emit(stream, UNHEALTHY,
                     f"unhealthy: {settings.target} {failure.reason}: {failure.error}")
-    return emit(stream, HEALTHY, f"healthy: {settings.target} answered PING in "
+    action = (settings.dialect.ping.action() or "").split()  # the request's own name
+    return emit(stream, HEALTHY, f"healthy: {settings.target} answered "
+                                 f"{action[0][:40] if action else 'the request'} in "
                                  f"{ready.rtt_ms} ms")
 
 
@@ -101,7 +117,7 @@ def _passive(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck,
     _address, took = check.passive(deadline)
     line = (f"healthy: {settings.target} {settings.transport}: request socket handshake in "
             f"{took:.1f} ms")
-    if settings.pub_port_set:
+    if settings.feed_checked:
         feed = check_feed(gateway, settings.host, settings.pub_port, deadline)
         line += f", PUB {settings.pub_port} in {feed:.1f} ms"
     return line + " (passive: nothing sent)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from entrypoint import events, failclosed, fdlimit, targets
@@ -21,9 +21,9 @@ from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateError, GatewayTimeout, UsageError
 from entrypoint.events import emit
+from entrypoint.gatestate import StateFile
 from entrypoint.gateway.check import GatewayCheck, Ready
 from entrypoint.gateway.dialect import NotReady
-from entrypoint.gateway.endpoint import TWO_SOCKET
 from entrypoint.gateway.zmq_client import ZmqGateway
 from entrypoint.handoff import exec_runner, resolve_command
 from entrypoint.logs import configure_logging, get_logger, untrusted
@@ -35,14 +35,15 @@ from entrypoint.options import (
     LOG_FORMAT,
     LOG_LEVEL,
     READINESS,
+    STATE,
     STATUS,
     WAIT_DEADLINE,
     declared,
     options_of,
     resolve_option,
 )
-from entrypoint.reasons import dependency_hint
-from entrypoint.retry import BackoffWithJitter, wait_until_ready
+from entrypoint.reasons import Reason, dependency_hint
+from entrypoint.retry import AttemptDetails, AttemptLog, BackoffWithJitter, wait_until_ready
 from entrypoint.targets.base import Context, Target
 
 EXIT_CODES_HELP = """\
@@ -58,7 +59,7 @@ exit codes:
   143  SIGTERM while waiting
 """
 GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, WAIT_DEADLINE, LOG_FORMAT, LOG_LEVEL,
-          CURVE, ALSO)
+          CURVE, ALSO, STATE)
 
 
 def add_arguments(parser: OptionParser) -> None:
@@ -79,11 +80,14 @@ def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]
     configure_logging(settings.log_format, settings.log_level)
     zmq_targets = sum(1 for other in others if other.kind.gateway)  # each has a context
     # A ZeroMQ --also URL with its own options may name a two-socket bridge: counted as one.
-    reply_sockets = (settings.transport in TWO_SOCKET) + sum(
-        1 for other in others if other.kind.gateway and (
-            "?" in other.text or settings.transport in TWO_SOCKET))
+    two_socket = settings.kind.reply_port
+    reply_sockets = two_socket + sum(
+        1 for other in others if other.kind.gateway and ("?" in other.text or two_socket))
     fdlimit.require(fdlimit.needed(zmq_targets, len(others) - zmq_targets, reply_sockets))
-    return run_wait(settings, command, environ, others)
+    state_file = resolve_option(declared("state_file"), vars(args), environ)
+    with StateFile(state_file, settings.target, settings.transport, settings.bridge.name,
+                   [other.shown for other in others]) as state:  # removed at exit
+        return run_wait(settings, command, environ, others, state=state)
 
 
 def _also_target(url: str, context: Context) -> Target:
@@ -96,10 +100,12 @@ def _also_target(url: str, context: Context) -> Target:
 
 
 def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str],
-             dependencies: Sequence[Target] = ()) -> int:
+             dependencies: Sequence[Target] = (), state: StateFile | None = None) -> int:
     """Wait until the gateway and every dependency are ready; then exec ``command`` (never
-    returning) or return 0 when there is none."""
+    returning) or return 0 when there is none. ``state`` is told each target's progress,
+    for ``health``; it is removed before the exec."""
     log = get_logger()
+    state = state if state is not None else StateFile.unkept()
     # Resolve first: a typo in the runner's name fails now, not after a 10-minute outage.
     program = resolve_command(command, environ) if command else None
     deadline = Deadline(settings.timeout_s)
@@ -115,28 +121,50 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
          also=[dep.shown for dep in dependencies] or None,
          curve=settings.curve.describe() if settings.curve else None,
          )
+    state.start(log)
     others = None
     if dependencies:
         others = AlsoWaiter(list(dependencies), deadline, log, backoff,
-                            settings.connect_timeout_s + settings.reply_timeout_s)
+                            settings.connect_timeout_s + settings.reply_timeout_s, state=state)
+
+    def hint(reason: Reason) -> str:
+        return reason.hint_for(settings.host, settings.port)
+
     with ZmqGateway(curve=settings.curve) as gateway:
         check = GatewayCheck(settings.endpoint, gateway, log=log)
         ready, attempts = wait_until_ready(
             check, deadline, log, backoff=backoff,
             before_attempt=others.raise_if_failed_for_good if others else None,
-            hint=lambda reason: reason.hint_for(settings.host, settings.port))
+            hint=hint, on_failure=_told(state, settings.target, log, hint))
         emit(log, events.READY, attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
              rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
              reply=untrusted(ready.reply))
+        state.ready(settings.target)
         emit(log, events.STATUS, **_status_fields(check, ready))
     if others is not None:
         others.join()
+    state.all_ready()
     if program is None:
         return 0
     failclosed.raise_if_any()  # before saying "exec": nothing failed anywhere, unseen
     emit(log, events.EXEC, argv=list(command), program=program)
+    state.close()  # the runner is health's business now (its lock would go at exec anyway)
     exec_runner(program, command)
     raise AssertionError("exec_runner returned")  # pragma: no cover
+
+
+def _told(state: StateFile, name: str, log: Any, hint: Callable[[Reason], str]
+          ) -> Callable[[AttemptDetails], None]:
+    """The hook of ``name``'s failed attempts: the usual log line, then the state file."""
+    attempt_log = AttemptLog(log, hint=hint)
+
+    def told(details: AttemptDetails) -> None:
+        attempt_log(details)
+        failure = details.failure
+        state.failed(name, details.attempt, failure.reason.value, failure.error,
+                     failure.broker_state)
+
+    return told
 
 
 def _status_fields(check: GatewayCheck, ready: Ready) -> dict[str, Any]:
@@ -174,7 +202,9 @@ class AlsoWaiter:
     be taken for ready."""
 
     def __init__(self, others: list[Target], deadline: Deadline, log: Any,
-                 backoff: BackoffWithJitter, attempt_timeout: float) -> None:
+                 backoff: BackoffWithJitter, attempt_timeout: float, *,
+                 state: StateFile | None = None) -> None:
+        self._state = state if state is not None else StateFile.unkept()
         self._errors: list[Exception] = []
         self._ready: list[str] = []  # positive reports only: the exec needs one per target
         self._targets = [other.shown for other in others]
@@ -188,12 +218,15 @@ class AlsoWaiter:
 
     def _wait_one(self, target: Target, deadline: Deadline, log: Any,
                   backoff: BackoffWithJitter, attempt_timeout: float) -> None:
+        def hint(reason: Reason) -> str:
+            return reason.hint_for(target.host, target.port) if target.kind.gateway \
+                else dependency_hint(reason, target.shown)
+
         try:
             detail, attempts = wait_until_ready(
                 _TargetCheck(target, attempt_timeout), deadline, log, backoff=backoff,
-                hint=lambda reason: reason.hint_for(target.host, target.port)
-                if target.kind.gateway else dependency_hint(reason, target.shown),
-                name=target.shown)
+                hint=hint, name=target.shown,
+                on_failure=_told(self._state, target.shown, log, hint))
         except GateError as exc:
             exc.target = target.shown
             self._errors.append(exc)
@@ -205,6 +238,7 @@ class AlsoWaiter:
             return
         emit(log, events.DEPENDENCY_READY, attempt=attempts,
              elapsed_s=round(deadline.elapsed(), 3), detail=detail)
+        self._state.ready(target.shown)
         self._ready.append(target.shown)
 
     def raise_if_failed(self) -> None:
