@@ -8,10 +8,43 @@ end the wait early with exit 78 because waiting longer cannot fix them.
 from __future__ import annotations
 
 import enum
+import os
+import re
 
 from entrypoint.addresses import address_text
 
-TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"
+# docs/TROUBLESHOOTING.md, shipped inside the package (a test keeps the two identical):
+# the gate runs in an image with no repository and no browser, and the project has no
+# public address to link to, so a hint names the command that prints the section there.
+TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"  # in the repository, and in the package
+_HEADING = re.compile(r"^(#{2,3}) (\S+)\s*$")
+
+
+def see(section: str) -> str:
+    """Where a reader finds a TROUBLESHOOTING.md section: a command that works wherever
+    the gate is installed, a container included."""
+    return f"`mt5-gate explain --reason {section}`"
+
+
+def troubleshooting_sections() -> dict[str, str]:
+    """Every ``## name`` and ``### name`` section of the packaged TROUBLESHOOTING.md, by
+    name: its heading and text up to the next heading of the same or a higher level."""
+    # Beside this module, where a wheel or an editable install puts it; a plain path, as
+    # importlib.resources would cost every gate's start-up ~10 ms of imports.
+    path = os.path.join(os.path.dirname(__file__), *TROUBLESHOOTING.split("/"))
+    with open(path, encoding="utf-8") as file:
+        lines = file.read().splitlines()
+    sections: dict[str, str] = {}
+    for start, line in enumerate(lines):
+        heading = _HEADING.match(line)
+        if heading is None:
+            continue
+        level = len(heading.group(1))
+        end = next((i for i in range(start + 1, len(lines))
+                    if (other := re.match(r"^(#+) ", lines[i])) and len(other.group(1)) <= level),
+                   len(lines))
+        sections[heading.group(2)] = "\n".join(lines[start:end]).strip() + "\n"
+    return sections
 
 
 class Reason(str, enum.Enum):
@@ -46,61 +79,61 @@ HINTS: dict[Reason, str] = {
     Reason.DNS: (
         "The gateway name does not resolve. Check GATEWAY_HOST for typos, then run "
         "`getent hosts {host}` in the container; on a compose network the name is the "
-        f"service name. See {TROUBLESHOOTING}#dns"
+        f"service name. See {see('dns')}"
     ),
     Reason.REFUSED: (
         "Nothing listens on {target}. Check the MT5 bridge process is running and bound "
         "to 0.0.0.0:{port} on the Windows host (`netstat -an | findstr {port}`), and that the "
-        f"Windows firewall allows inbound TCP {{port}}. See {TROUBLESHOOTING}#refused"
+        f"Windows firewall allows inbound TCP {{port}}. See {see('refused')}"
     ),
     Reason.TIMEOUT: (
         "TCP connect to {target} got no answer: a firewall is dropping packets or there is "
         "no route back. Check Windows Defender Firewall inbound rules for {port}, security "
-        f"groups, and `ip route get {{host}}` in the container. See {TROUBLESHOOTING}#timeout"
+        f"groups, and `ip route get {{host}}` in the container. See {see('timeout')}"
     ),
     Reason.UNREACHABLE: (
         "The network says {host} is unreachable. Check the address is right and routable "
         "from this container (`ip route get {host}`), the docker network subnet, and any "
-        f"VPN. See {TROUBLESHOOTING}#unreachable"
+        f"VPN. See {see('unreachable')}"
     ),
     Reason.RESET: (
         "{target} accepted the connection and then closed it: the gateway is restarting, "
         "or a port proxy (netsh portproxy, docker-proxy) has no live backend. Check the "
-        f"bridge's own log. See {TROUBLESHOOTING}#reset"
+        f"bridge's own log. See {see('reset')}"
     ),
     Reason.NOT_ZMQ: (
         "Something listens on {target} but does not speak ZeroMQ: wrong port, or another "
         "service (HTTP, SSH, RDP) took it. Check which process owns the port on the gateway "
-        f"host (`netstat -abno | findstr {{port}}`). See {TROUBLESHOOTING}#not_zmq"
+        f"host (`netstat -abno | findstr {{port}}`). See {see('not_zmq')}"
     ),
     Reason.NO_REPLY: (
         "{target} accepted the connection but did not answer in time: the bridge is "
         "hung, frozen, or overloaded, or the MT5 terminal is not logged in. Check the "
         "bridge's log and CPU; raise GATE_REPLY_TIMEOUT if it is just slow. "
-        f"See {TROUBLESHOOTING}#no_reply"
+        f"See {see('no_reply')}"
     ),
     Reason.BAD_REPLY: (
         "{target} answered with bytes that cannot be decoded (not UTF-8 text, or JSON "
         "nested too deeply): a broken bridge, or not the bridge's REQ/REP port. "
-        f"See {TROUBLESHOOTING}#bad_reply"
+        f"See {see('bad_reply')}"
     ),
     Reason.NOT_READY: (
         "{target} answers, but its reply does not satisfy the readiness judgement: the "
         "bridge is not ready yet (MAINTENANCE, DISCONNECTED, not logged in) or refuses this "
         "request (unauthorized, invalid request). If the bridge is healthy, it speaks another "
         "dialect: set GATE_PING_REQUEST and GATE_READY_WHEN for it (docs/BRIDGES.md; "
-        f"`mt5-gate probe` shows the reply). See {TROUBLESHOOTING}#not_ready"
+        f"`mt5-gate probe` shows the reply). See {see('not_ready')}"
     ),
     Reason.PROTOCOL: (
         "{target} is a ZeroMQ socket of the wrong kind (not REP/ROUTER, e.g. the PUB "
         "port), or it sent a multipart or oversized reply. Check GATEWAY_PORT points at the "
-        f"REQ/REP port. See {TROUBLESHOOTING}#protocol"
+        f"REQ/REP port. See {see('protocol')}"
     ),
     Reason.AUTH: (
         "The peer at {target} rejected our credentials or we rejected its identity: a "
         "wrong password in the URL, or (ZeroMQ CURVE) a wrong server key, CURVE on one side "
         "only, or a client key not on the gateway's allow-list. Check the secret files and "
-        f"keys. See {TROUBLESHOOTING}#auth"
+        f"keys. See {see('auth')}"
     ),
 }
 
@@ -183,4 +216,4 @@ _DEPENDENCY_MEANING: dict[Reason, str] = {
 def dependency_hint(reason: Reason, target: str) -> str:
     """The hint for a failed `--also` target that is not a gateway port."""
     meaning = _DEPENDENCY_MEANING.get(reason, "see the reason's section")
-    return f"{target}: {meaning} (see {TROUBLESHOOTING}#dependencies)"
+    return f"{target}: {meaning} (see {see('dependencies')})"

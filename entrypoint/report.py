@@ -110,6 +110,31 @@ def hanging(lead: str, text: str, indent: int | None = None, *, whole: str = WHO
     return lines
 
 
+def duration(seconds: float | None) -> str:
+    """Seconds as a person reads them: 9.1 s, 1 min 0 s, 2 h 5 min."""
+    if seconds is None:
+        return "?"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+# C0 and C1 control characters and DEL: what a terminal acts on instead of showing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character shown as an escape, never acted on."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def _cut(word: str, room: int) -> str:
     """The start of ``word`` that fits in ``room`` columns."""
     used = 0

@@ -130,6 +130,6 @@ def test_a_dependency_gets_its_own_hint_not_the_gateways(sim: StartSim) -> None:
     assert all(e["target"].startswith("tcp://") for e in failed)
     hint = failed[0]["hint"]
     assert "nothing listens on its port" in hint
-    assert "TROUBLESHOOTING.md#dependencies" in hint
+    assert "mt5-gate explain --reason dependencies" in hint
     for gateway_word in ("MT5", "Windows", "netstat"):
         assert gateway_word not in hint

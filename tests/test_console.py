@@ -24,11 +24,16 @@ from entrypoint.logs import configure_logging, get_logger
 from tests.support.bounds import EXIT_S, FAST_WAIT, after_deadline
 from tests.support.cli import run_gate
 from tests.support.helpers import base_env, free_port, parse_lines
-from tests.support.processes import StartSim
+from tests.support.processes import StartGate, StartSim
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Longer than a line whatever the interpreter's path: shown cut short, with the marker.
 RUNNER = [sys.executable, "-c", "pass", "--config", "/etc/strategy/a-rather-long-config.yaml",
-          "--symbols", "EURUSD,GBPUSD,USDJPY,AUDUSD,USDCHF", "--verbose", "--dry-run"]
+          "--symbols", "EURUSD,GBPUSD,USDJPY,AUDUSD,USDCHF,NZDUSD,USDCAD,EURGBP,EURJPY",
+          "--journal", "/var/lib/strategy/journal/eurusd-gbpusd-usdjpy.sqlite3", "--verbose",
+          "--dry-run"]
+# As long as the demo's runner (`python -m entrypoint.demo_runner --ticks 5`): shown whole.
+SHORT_RUNNER = [sys.executable, "-c", "pass", "entrypoint.demo_runner", "--ticks", "5"]
 
 
 def run(args: list[str], fmt: str, timeout: float = EXIT_S) -> tuple[int, str]:
@@ -51,6 +56,18 @@ def assert_all_words_shown(value: str, console: str) -> None:
     flat = " ".join(console.split())
     missing = [word for word in words(value) if word not in flat]
     assert missing == [], missing
+
+
+def console_lines_of(lines: list[str], name: str) -> list[str]:
+    """The console lines of every ``name`` event: its first line and the indented ones."""
+    found: list[str] = []
+    inside = False
+    for line in lines:
+        if not line.startswith(" "):
+            inside = f"] {name} " in line or line.endswith(f"] {name}")
+        if inside:
+            found.append(line)
+    return found
 
 
 def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
@@ -79,6 +96,64 @@ def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
     assert "--log-format json" in console  # the argv's marker
     assert " ".join(RUNNER[:3]) in console
     assert "backoff={initial_s:0.05,max_s:0.2}" in console
+    assert len(" ".join(RUNNER)) > WIDTH  # the marker was needed
+
+
+def test_a_runner_that_fits_a_line_is_shown_whole_and_no_field_says_none(
+        sim: StartSim) -> None:
+    """The demo's case: a runner's argv that fits a line is in gate.start and gate.exec
+    whole (it used to be `python -m ... +3 more`, hiding the module the README says is
+    exec'd), and gate.start shows no `=None` field (the JSON line keeps them)."""
+    _simulator, port = sim()
+    args = ["wait", "--host", "127.0.0.1", "--port", str(port), "--", *SHORT_RUNNER]
+    code, console = run(args, "console")
+    json_code, json_text = run(args, "json")
+    assert (code, json_code) == (0, 0), console
+    assert_fits(console)
+    lines = console.splitlines()
+    whole = " ".join(SHORT_RUNNER)
+    for name in ("gate.start", "gate.exec"):
+        shown = console_lines_of(lines, name)
+        assert any(whole in line for line in shown), "\n".join(shown)
+    assert "more (all in --log-format json)" not in console, console
+    start = console_lines_of(lines, "gate.start")
+    assert [line for line in start if "=None" in line] == [], "\n".join(start)
+    nones = [key for key, value in parse_lines(json_text)[0].items() if value is None]
+    assert nones, "the JSON gate.start no longer has a None field to leave out"
+
+
+def test_an_error_that_fits_a_line_is_never_split(sim: StartSim) -> None:
+    """Folding happens between words only where it must: an error short enough for a line
+    of its own is shown on one line (`ECONNREFUSED: Connection` / `refused` was split where
+    the attempt's first line ran out), and a long hint keeps its backquoted command whole."""
+    port = free_port()
+    code, console = run(["wait", "--host", "127.0.0.1", "--port", str(port), "--timeout",
+                         "0.8", *FAST_WAIT], "console", after_deadline(0.8))
+    assert code == 69
+    assert_fits(console)
+    mentions = [line for line in console.splitlines() if "ECONNREFUSED" in line]
+    assert len(mentions) >= 2, console
+    split = [line for line in mentions if "ECONNREFUSED: Connection refused'" not in line]
+    assert split == [], "\n".join(split)
+    assert f"`netstat -an | findstr {port}`" in console, console
+
+
+def test_ready_in_a_pause_says_so_in_words(gate: StartGate, sim: StartSim) -> None:
+    """A gateway that binds during the pause after attempt 1: the console says "during the
+    pause after attempt 1", not `attempt=1` right after "attempt=1 ... refused"."""
+    port = free_port()
+    # A 30 s step: the pause after the first attempt lasts 15-30 s (equal jitter), so the
+    # simulator started after that attempt binds inside it (~0.5 s, ~3 s loaded).
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), "--log-format",
+                "console", "--backoff-initial", "30", "--backoff-max", "30")
+    proc.wait_for_stderr("gate.attempt_failed")
+    sim("--port", str(port))
+    assert proc.wait(timeout=EXIT_S) == 0, "\n".join(proc.stderr_lines)
+    ready = console_lines_of(proc.stderr_lines, "gate.ready")
+    assert ready, "\n".join(proc.stderr_lines)
+    assert "during the pause after attempt 1" in ready[0], "\n".join(ready)
+    assert not any("attempt=" in line for line in ready), "\n".join(ready)
+    assert not any("via=" in line for line in ready), "\n".join(ready)
 
 
 def test_the_hint_is_on_the_line_of_the_reason_it_explains() -> None:
@@ -166,8 +241,8 @@ def test_nested_values_are_compact_and_json_is_untouched() -> None:
     get_logger().info("gate.start", **fields)
     configure_logging("json", "info", machine)
     get_logger().info("gate.start", **fields)
-    assert "backoff={initial_s:0.5,max_s:10.0} expect_status=[OK,PONG] curve=None" in \
-        console.getvalue()
+    assert "backoff={initial_s:0.5,max_s:10.0} expect_status=[OK,PONG]" in console.getvalue()
+    assert "curve" not in console.getvalue()  # a None says nothing to a person
     assert {k: v for k, v in json.loads(machine.getvalue()).items()
             if k in fields} == fields
 
@@ -177,6 +252,16 @@ def test_nested_values_are_compact_and_json_is_untouched() -> None:
 TEXT = st.lists(st.text(alphabet="abcdefghij=:'/", min_size=1, max_size=40), min_size=1,
                 max_size=40).map(" ".join)
 COLOUR = st.sampled_from(["", "\x1b[36m", "\x1b[1m", "\x1b[0m", "\x1b[2m\x1b[35m"])
+
+
+def test_fold_keeps_a_backquoted_command_on_one_line() -> None:
+    """A command in backquotes (to be copied) is not broken where a space outside it will
+    do; only one longer than a line is."""
+    text = "Check the bridge is bound (`netstat -an | findstr 5555`), and the firewall."
+    pieces = fold(text, 40, 60)
+    assert any("`netstat -an | findstr 5555`" in piece for piece in pieces), pieces
+    assert all(visible_len(piece) <= 60 for piece in pieces)
+    assert fold("`" + "a b " * 30 + "`", 20, 20)[0] == "`a b a b a b a b a b"
 
 
 @settings(derandomize=True, deadline=None, database=None, max_examples=300)

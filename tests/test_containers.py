@@ -99,7 +99,11 @@ def test_gateway_that_never_comes_exits_69_explaining_why(image: str) -> None:
     assert events[0]["pid"] == 1
     assert events[-1]["event"] == "gate.timeout"
     assert events[-1]["last_reason"] == "refused"
-    assert "TROUBLESHOOTING.md#refused" in events[-1]["hint"]
+    assert "`mt5-gate explain --reason refused`" in events[-1]["hint"]
+    # The command the hint names works in the image: the section is in the package.
+    section = podman("run", "--rm", "--entrypoint", "mt5-gate", image, "explain", "--reason",
+                     "refused").stdout
+    assert section.startswith("## refused\n"), section
 
 
 def test_sim_stack_waits_then_execs_and_gates_the_downstream_service(

@@ -95,7 +95,7 @@ def test_wrong_keys_are_auth_and_exit_78_within_a_few_attempts(
     assert [e["reason"] for e in failed] == ["auth"] * 3
     assert error in failed[0]["error"]
     assert ran.events[-1]["reason"] == "auth"
-    assert "TROUBLESHOOTING.md#auth" in ran.events[-1]["hint"]
+    assert "mt5-gate explain --reason auth" in ran.events[-1]["hint"]
     # Three attempts (0.05-0.2 s pauses: ~0.5 s, plus start-up: ~1.5 s loaded), not the
     # 20 s deadline: 10 s is halfway, 8 s of room for a loaded CPU.
     assert ran.took < 10

@@ -18,7 +18,9 @@ from entrypoint.config import settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.dialect import DEFAULT_DIALECT, NotReady, parse_request
+from tests.support.bounds import FAST_ATTEMPT
 from tests.support.cli import run_gate
+from tests.support.processes import StartSim
 
 
 def judge(reply: bytes, **flags: str) -> Any:
@@ -369,3 +371,29 @@ def test_parse_request_errors_are_usage_errors() -> None:
     """The module raises UsageError (exit 64) with the place it was given."""
     with pytest.raises(UsageError, match="--here"):
         parse_request("[]", "--here")
+
+
+def test_probe_fix_quotes_the_heartbeat_bridges_error_not_its_request_id(
+        sim: StartSim) -> None:
+    """The heartbeat dialect echoes the request's `req_id` before its `error`: an id with a
+    word such as "no" in it was quoted as the refusal. The fix line quotes the error."""
+    _sim, port = sim("--dialect", "heartbeat")
+    request = '{"action":"PING","req_id":"no-1","timestamp":"$now_epoch","payload":{}}'
+    ran = run_gate(["probe", "--host", "127.0.0.1", "--port", str(port), "--bridge",
+                    "heartbeat", "--ping-request", request, *FAST_ATTEMPT, "--json"],
+                   log="text")
+    assert ran.code == 1, ran.stdout
+    fix = json.loads(ran.stdout)["troubleshooting"]["fix"]
+    assert '("Unknown action: PING")' in fix, fix
+    assert "no-1" not in fix, fix
+
+
+@pytest.mark.parametrize("reply", [
+    {"req_id": "5e1b-dead-4c2f", "status": "ERROR", "data": None, "error": "Stale request"},
+    {"timestamp": "no later than now", "status": "ERROR", "message": "unknown action 'X'"},
+])
+def test_probe_fix_never_quotes_an_id_or_a_timestamp(reply: dict[str, Any]) -> None:
+    fix = suggest_fix(reply, DEFAULT_DIALECT)
+    assert "dead" not in fix, fix
+    assert "later" not in fix, fix
+    assert ("Stale request" in fix) or ("unknown action" in fix), fix

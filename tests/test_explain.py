@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
 
-from tests.support.bounds import AFTER_SIGNAL_S, COMMAND_S, EXIT_S, FAST_WAIT, after_deadline
+from tests.support.bounds import (
+    AFTER_SIGNAL_S,
+    COMMAND_S,
+    EVENT_S,
+    EXIT_S,
+    FAST_ATTEMPT,
+    FAST_WAIT,
+    NEVER_READY_S,
+    NEVER_READY_WAIT,
+    after_deadline,
+)
 from tests.support.cli import Ran, run_gate
 from tests.support.helpers import GATE, REPO, base_env, free_port
-from tests.support.processes import StartGate, StartSim
+from tests.support.processes import Spawn, StartGate, StartSim
 
 
 def gate_log(args: list[str], env: dict[str, str] | None = None,
@@ -77,7 +90,7 @@ def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_
     assert machine["runs"][0]["exit_code"] == 69
     assert "gave up after" in text
     assert f"Nothing listens on 127.0.0.1:{port}" in text
-    assert "docs/TROUBLESHOOTING.md#refused" in text
+    assert "mt5-gate explain --reason refused" in text
     assert f"Next: `mt5-gate probe --host 127.0.0.1 --port {port}`" in text
 
 
@@ -131,7 +144,7 @@ def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path,
     run = machine["runs"][0]
     assert run["outcome"] == "error"
     assert run["exit_code"] == 78
-    assert "docs/TROUBLESHOOTING.md#auth" in text
+    assert "mt5-gate explain --reason auth" in text
     assert server_public.decode() not in text  # keys never printed
     assert other_public.decode() not in text
 
@@ -304,3 +317,90 @@ def test_an_environment_error_is_not_called_a_bug() -> None:
     text = explained(limit)[0]
     assert "bug" not in text
     assert "ulimit -n 20" in text
+
+
+# --- words that must not mislead, and a terminal on standard input ------------------------
+
+
+def test_a_bridge_that_refused_every_time_answered_it_did_not_stay_silent(
+        sim: StartSim) -> None:
+    """A gateway that answers MAINTENANCE to every PING until the deadline: explain says it
+    answered with a refusal, not that it "never answered" (every attempt got a reply)."""
+    _sim, port = sim("--bad-status")
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_ATTEMPT,
+                    *NEVER_READY_WAIT], timeout=after_deadline(NEVER_READY_S))
+    text, machine = explained(log)
+    run = machine["runs"][0]
+    assert run["outcome"] == "timeout", text
+    assert {phase["reason"] for phase in run["phases"]} == {"not_ready"}, text
+    ending = machine["summary"][2]
+    assert "the gateway answered with a refusal every time (exit 69)" in ending, ending
+    assert "never answered" not in text, text
+    assert "did not answer" not in text, text
+
+
+def test_a_gateway_that_never_answered_is_still_said_to_have_never_answered() -> None:
+    """Only refusals change the words: a closed port never answered."""
+    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT,
+                    "--timeout", "0.5"], timeout=after_deadline(0.5))
+    text, _machine = explained(log)
+    assert "the gateway never answered (exit 69)" in text, text
+
+
+def test_ready_in_a_pause_is_told_as_the_pause_after_the_failed_attempt() -> None:
+    """gate.ready through the PING queued in the pause after attempt 3: the timeline says
+    "during the pause after attempt 3", not "ready (attempt 3" after attempt 3 failed."""
+    data = (b'{"event":"gate.start","target":"h:1","timestamp":"2026-12-02T09:37:48Z"}\n'
+            + b"".join(b'{"event":"gate.attempt_failed","reason":"refused","attempt":%d,'
+                       b'"elapsed_s":%d}\n' % (n, n) for n in (1, 2, 3))
+            + b'{"event":"gate.ready","attempt":3,"via":"pause","elapsed_s":4.0}\n')
+    text, _machine = explained(data)
+    assert "ready (during the pause after attempt 3)" in text, text
+    assert "ready (attempt" not in text, text
+
+
+@pytest.fixture
+def terminal() -> Iterator[tuple[int, int]]:
+    """A pseudo-terminal (leader, follower); both ends closed after the test."""
+    leader, follower = os.openpty()
+    yield leader, follower
+    for fd in (leader, follower):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def test_on_a_terminal_it_says_it_reads_standard_input(spawn: Spawn,
+                                                         terminal: tuple[int, int]) -> None:
+    """`mt5-gate explain` typed alone: one line on stderr says it reads standard input and
+    how to end it, instead of silently waiting; Ctrl-D then ends the input."""
+    leader, follower = terminal
+    proc = spawn([*GATE, "explain"], env=base_env(), stdin=follower)
+    said = proc.wait_for_stderr("standard input", timeout=EVENT_S)
+    assert said == ("mt5-gate explain: reading a gate log from standard input (Ctrl-D ends "
+                    "it; or give a file)"), proc.stderr_lines
+    os.write(leader, b"\x04")  # Ctrl-D at the start of a line: end of input
+    assert proc.wait(timeout=EXIT_S) == 1, proc.stdout_lines  # no line of the gate
+    assert proc.stderr_lines == [said]
+    assert "No line of the gate was found" in "\n".join(proc.stdout_lines)
+
+
+def test_a_pipe_or_a_file_gets_no_such_line(tmp_path: Path) -> None:
+    """Standard input that is not a terminal (a pipe, `docker logs ... |`): nothing said."""
+    assert explain(b"").stderr == ""
+
+
+def test_reason_prints_the_troubleshooting_section_a_hint_names() -> None:
+    """`mt5-gate explain --reason timeout`, the command every timeout hint names, prints
+    that section of TROUBLESHOOTING.md; an unknown name is a usage error listing them."""
+    docs = (REPO / "docs" / "TROUBLESHOOTING.md").read_text()
+    shown = run_gate(["explain", "--reason", "timeout"], log="text")
+    assert shown.code == 0, shown.stderr
+    assert shown.stdout.startswith("## timeout\n"), shown.stdout
+    assert shown.stdout.strip() in docs
+    assert "## unreachable" not in shown.stdout  # the section only
+    unknown = run_gate(["explain", "--reason", "bogus"], log="text")
+    assert unknown.code == 64
+    assert unknown.stderr.count("\n") == 1, unknown.stderr
+    assert "refused" in unknown.stderr
+    both = run_gate(["explain", "--reason", "timeout", "--json"], log="text")
+    assert both.code == 64, both.stdout

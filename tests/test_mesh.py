@@ -87,7 +87,7 @@ def test_gateway_down_is_critical_exit_2() -> None:
     assert code == 2
     ping = next(c for c in doc["checks"] if c["name"].startswith("gateway PING"))
     assert (ping["status"], ping["reason"], ping["critical"]) == ("fail", "refused", True)
-    assert "TROUBLESHOOTING.md#refused" in ping["hint"]
+    assert "mt5-gate explain --reason refused" in ping["hint"]
 
 
 def test_human_table_groups_phases_and_prints_a_score(sim: StartSim) -> None:

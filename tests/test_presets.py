@@ -145,7 +145,7 @@ def test_the_default_judgement_never_accepts_a_reply_naming_a_broker_state(
         settings().dialect.judge([json.dumps(reply).encode()])
     assert refused.value.broker_state == state
     assert refused.value.advice is not None
-    assert "TROUBLESHOOTING" in refused.value.advice
+    assert "mt5-gate explain --reason broker-state-" in refused.value.advice
 
 
 def test_the_json_api_judgement_reads_flags_as_jmespath_cannot() -> None:

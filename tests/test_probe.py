@@ -108,7 +108,7 @@ def test_probe_explains_each_failure_reason(
     assert human.code == 1
     assert f"Troubleshooting ({reason}):" in human.stdout
     assert step in human.stdout
-    assert f"docs/TROUBLESHOOTING.md#{reason}" in human.stdout
+    assert f"mt5-gate explain --reason {reason}" in human.stdout
 
 
 def test_probe_steps_and_hints_name_the_port_of_the_layer_that_failed(sim: StartSim) -> None:

@@ -165,7 +165,7 @@ def test_probe_a_closed_port_keeps_its_steps_and_hint_within_the_width() -> None
     assert "Troubleshooting (refused):" in text
     for step in machine["troubleshooting"]["steps"]:
         assert words(step) in words(text)
-    assert "more: docs/TROUBLESHOOTING.md#refused" in text
+    assert "more: `mt5-gate explain --reason refused`" in text
 
 
 def test_probe_on_a_terminal_is_coloured_and_fits_without_the_colour_codes(

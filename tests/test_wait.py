@@ -84,7 +84,7 @@ def test_non_zeromq_service_is_a_configuration_error(
     assert failures(ran.events) == [reason] * 3
     assert ran.events[-1]["event"] == "gate.error"
     assert ran.events[-1]["reason"] == reason
-    assert "TROUBLESHOOTING.md#not_zmq" in ran.events[-1]["hint"]
+    assert "mt5-gate explain --reason not_zmq" in ran.events[-1]["hint"]
     # Exit 78 after 3 quick attempts (~1 s, plus start-up: ~1.5 s loaded), not at the 60 s
     # deadline that an outage would wait for.
     assert ran.took < 20

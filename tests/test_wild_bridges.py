@@ -150,7 +150,7 @@ def test_dwx_never_ready_while_its_permission_check_fails_and_says_why(
     assert {e["broker_state"] for e in failed} == {state}
     assert f"{word}__ABORTED_COMMAND" in failed[0]["error"]  # the bridge's own words
     assert says in failed[0]["hint"]
-    assert f"#broker-state-{state.replace('_', '-')}" in failed[0]["hint"]
+    assert f"--reason broker-state-{state.replace('_', '-')}" in failed[0]["hint"]
     assert events_of(ea, "order_attempt") == []
 
 

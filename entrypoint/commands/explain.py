@@ -5,6 +5,8 @@ the gate waited for, what went wrong and for how long, and what to do next, with
 host and port. Lines that are not the gate's are counted and skipped; nothing in the input
 makes it fail (``gatelog`` reads it with bounded memory). Exit 0 when it found the gate's
 lines, 1 when it found none, 64 on a usage error, 66 when FILE cannot be opened.
+``explain --reason NAME`` prints a section of TROUBLESHOOTING.md, shipped in the package:
+the hints name it, and it works where the gate runs (an image has no repository).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +21,8 @@ from typing import Any
 from entrypoint.commands.arguments import OptionParser, add_json_flag, describe
 from entrypoint.errors import UsageError
 from entrypoint.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
-from entrypoint.reasons import TROUBLESHOOTING
-from entrypoint.report import Painter, dump_json, hanging
+from entrypoint.reasons import see, troubleshooting_sections
+from entrypoint.report import Painter, dump_json, duration, hanging, visible
 
 EXIT_NO_GATE_LINES = 1
 EXIT_NO_INPUT = 66  # sysexits EX_NOINPUT
@@ -29,21 +30,34 @@ PARAGRAPH = 4  # the continuation lines of a text that starts at column 2
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, usage="mt5-gate explain [FILE] [--json]",
+    describe(parser, usage="mt5-gate explain [FILE] [--json] | --reason NAME",
              description="Reads the gate's log lines from FILE or standard input (e.g. "
                          "`docker logs mt5-strategy 2>&1 | mt5-gate explain`), skips every "
                          "line that is not the gate's, and prints a three-sentence summary, "
                          "the advice for the reason that mattered (hint, TROUBLESHOOTING "
                          "section, next command) and a timeline per gate run (a restarted "
-                         "container has several).",
+                         "container has several). With --reason NAME, prints the "
+                         "troubleshooting section NAME instead (the command each hint names).",
              epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
                     "66 FILE cannot be read")
     parser.add_argument("file", nargs="?", metavar="FILE", default=None,
                         help="a log file (default: standard input; - is standard input)")
     add_json_flag(parser)
+    parser.add_argument("--reason", metavar="NAME", default=None,
+                        help="print the troubleshooting section NAME and exit: a reason "
+                             "(refused, timeout, not_ready...), broker-states, a broker "
+                             "state (broker-state-ea-disabled...) or dependencies")
+
+
+# Said on stderr when standard input is a terminal: a person who typed `mt5-gate explain`
+# alone would otherwise see nothing happen while it waits for input.
+READING_A_TERMINAL = ("mt5-gate explain: reading a gate log from standard input (Ctrl-D "
+                      "ends it; or give a file)")
 
 
 def run(args: argparse.Namespace, _command: list[str], _environ: Mapping[str, str]) -> int:
+    if args.reason is not None:
+        return _print_section(args)
     try:
         summary = _read(args.file)
     except OSError as exc:
@@ -66,7 +80,23 @@ def report_usage_error(exc: UsageError) -> int:
     return exc.exit_code
 
 
+def _print_section(args: argparse.Namespace) -> int:
+    if args.file is not None or args.json:
+        raise UsageError("mt5-gate explain: --reason takes neither FILE nor --json")
+    sections = troubleshooting_sections()
+    text = sections.get(args.reason)
+    if text is None:
+        raise UsageError(f"mt5-gate explain: no troubleshooting section {args.reason!r}; "
+                         f"one of: {', '.join(sections)}")
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0
+
+
 def _read(path: str | None) -> LogSummary:
+    if path is None and sys.stdin.isatty():
+        sys.stderr.write(READING_A_TERMINAL + "\n")
+        sys.stderr.flush()
     if path is None or path == "-":
         return read_runs(sys.stdin.buffer)
     with open(path, "rb") as stream:
@@ -159,7 +189,7 @@ def _ending(run: Run) -> str:
         return f"It was ready after {after} (no command to start)."
     if run.outcome == "timeout":
         what = end.get("target") or "the gateway"
-        return (f"It gave up after {after}: {what} never answered (exit "
+        return (f"It gave up after {after}: {what} {_how_it_answered(run, what)} (exit "
                 f"{end.get('exit_code', 69)}); the runner never started.")
     if run.outcome == "signal":
         return (f"It was stopped by {end.get('signal', 'a signal')} after {after} while "
@@ -168,6 +198,24 @@ def _ending(run: Run) -> str:
         return (f"It stopped after {after} with exit {end.get('exit_code', '?')}: "
                 f"{_short(str(end.get('error', 'an error')), 200)}.")
     return f"The log ends while it was still waiting, {after} in."
+
+
+# Reasons whose attempts got an answer: a refusal, or bytes that could not be read.
+ANSWERED = {"not_ready": "answered with a refusal", "bad_reply": "answered unreadably"}
+
+
+def _how_it_answered(run: Run, what: str) -> str:
+    """What the target that timed out did: "never answered" only when it did not answer
+    at all (a bridge that said "not ready" every time answered every time)."""
+    target = GATEWAY if what == "the gateway" else what
+    reasons = {p.reason for p in run.phases if p.target == target}
+    refused = run.rejected is not None and (run.rejected.get("target") or GATEWAY) == target
+    answered = [ANSWERED[reason] for reason in ANSWERED if reason in reasons] or \
+        ([ANSWERED["not_ready"]] if refused else [])
+    if not answered:
+        return "never answered"
+    said = " or ".join(answered)
+    return f"{said} every time" if reasons <= set(ANSWERED) else f"{said}, never ready"
 
 
 def _advice(run: Run) -> list[str]:
@@ -180,7 +228,7 @@ def _advice(run: Run) -> list[str]:
             lines.append(_short(str(end["hint"]), 600))
         reason = end.get("reason")
         if reason:
-            lines.append(f"More: {TROUBLESHOOTING}#{reason}")
+            lines.append(f"More: {see(str(reason))}")
         if code == 70 and end.get("exception"):  # without one, the environment's doing
             lines.append("This is a bug in the gate: report it with the gate.error line "
                          "(its traceback has no local variables, so no secrets).")
@@ -201,7 +249,7 @@ def _advice(run: Run) -> list[str]:
         lines.append(f"Last error: {_short(phase.error, 300)}")
     if phase.hint:
         lines.append(_short(phase.hint, 600))
-    section = f"{TROUBLESHOOTING}#{phase.reason}"
+    section = see(phase.reason)
     if phase.reason not in (MIXED, "unknown") and section not in phase.hint:
         lines.append(f"More: {section}")
     if phase.reason == "not_ready" and run.rejected and run.rejected.get("fix"):
@@ -239,8 +287,11 @@ def _timeline(run: Run, number: int, total: int) -> list[tuple[str, str, int | N
     if run.ready is not None:
         ready = run.ready
         rtt = ready.get("rtt_ms")
+        # Through the PING queued in a pause, `attempt` numbers the attempt that failed.
+        when = (f"during the pause after attempt {ready.get('attempt', '?')}"
+                if ready.get("via") == "pause" else f"attempt {ready.get('attempt', '?')}")
         rows.append((run.ended_s if run.outcome == "ready" else _at(run, ready),
-                     f"ready (attempt {ready.get('attempt', '?')}"
+                     f"ready ({when}"
                      + (f", round trip {rtt} ms" if rtt is not None else "") + ")"))
     for name in run.dependencies_ready:
         rows.append((run.ended_s, f"{name or 'a dependency'} ready"))
@@ -311,21 +362,6 @@ def _run_json(run: Run) -> dict[str, Any]:
 # --- words ------------------------------------------------------------------------------
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
-
-
 def _who(phase: Phase) -> str:
     return f"{_short(phase.target)}: " if phase.target != GATEWAY else ""
 
@@ -336,15 +372,6 @@ def _reason_text(reason: str) -> str:
 
 def _attempts(count: int) -> str:
     return f"{count} attempt{'s' if count != 1 else ''}"
-
-
-# C0 and C1 control characters and DEL: what a terminal acts on instead of showing.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """``text`` with every control character shown as an escape, never acted on."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _short(text: str, limit: int = 100) -> str:

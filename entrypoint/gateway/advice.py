@@ -6,6 +6,9 @@ A suggestion is a line a user may paste into an env file, so it is held to three
 - never echo a secret: a reply that echoed a ``$file:`` token gets no literal at all;
 - never print what a terminal or a shell would act on: a literal is suggested only when
   it is short, printable and free of quotes and backslashes.
+A refusal is quoted by the bridge's own reason (its ``error``, then a message that says
+"no"), never by an id or a timestamp: a request id echoed back (the heartbeat envelope's
+``req_id``) can hold a word such as "no" or "dead" and says nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from entrypoint.gateway.dialect import REFUSING_WORDS, Dialect, refusing_key
+from entrypoint.gateway.dialect import REFUSING_WORDS, Dialect, refusing_key, volatile_key
 from entrypoint.logs import scrub, untrusted
 
 # Safe to paste between the quotes of GATE_READY_WHEN="status == '...'" in a shell or an
@@ -47,9 +50,21 @@ def suggest_fix(reply: Any, dialect: Dialect) -> str:
     return _GENERIC
 
 
+# Where a bridge says why: a non-empty error is a refusal (as the judgement has it), a
+# message only when it says "no"; both are quoted before any other text of the reply.
+_ERROR_KEYS = frozenset({"error", "errors", "err"})
+_MESSAGE_KEYS = frozenset({"message", "msg", "reason"})
+
+
 def _refusal(reply: Any) -> str | None:
-    """What in the reply says "no", shown safely; None when nothing does."""
-    for text in _strings(reply):
+    """What in the reply says "no", shown safely; None when nothing does. The bridge's
+    error first (the heartbeat envelope's `error`, not its `req_id`)."""
+    top = [(str(key).lower(), value) for key, value in reply.items()
+           if isinstance(value, str) and value.strip()] if isinstance(reply, dict) else []
+    error = next((value for key, value in top if key in _ERROR_KEYS), None)
+    if error is not None:
+        return untrusted(error, 80)
+    for text in [*(value for key, value in top if key in _MESSAGE_KEYS), *_strings(reply)]:
         words = {word.upper() for word in _WORD.findall(text)}
         if words & REFUSING_WORDS:
             return untrusted(text, 80)
@@ -58,11 +73,13 @@ def _refusal(reply: Any) -> str | None:
 
 
 def _strings(node: Any) -> list[str]:
-    """Every string value in the reply (keys are names, not verdicts), depth first."""
+    """Every string value in the reply (keys are names, not verdicts), depth first, but
+    for ids and timestamps: they change with every reply and never say why."""
     if isinstance(node, str):
         return [node]
     if isinstance(node, dict):
-        return [text for value in node.values() for text in _strings(value)]
+        return [text for key, value in node.items() if not volatile_key(str(key))
+                for text in _strings(value)]
     if isinstance(node, list):
         return [text for value in node for text in _strings(value)]
     return []

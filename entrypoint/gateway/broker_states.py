@@ -4,8 +4,8 @@ A bridge that answers but cannot trade says so in its own words: darwinex/dwx-ze
 connector replies with the first failed permission check (``TRADING_IS_NOT_ALLOWED__
 ABORTED_COMMAND``...), khramkov/MQL5-JSON-API's ACCOUNT reply carries ``trading_allowed``
 and ``bot_trading`` as 0 or 1. Each such state has a name, the place in the terminal where
-it is fixed, and a section of docs/TROUBLESHOOTING.md. The log keeps the bridge's words;
-the state is added beside them.
+it is fixed, and a section of docs/TROUBLESHOOTING.md (named by the command that prints
+it, ``reasons.see``). The log keeps the bridge's words; the state is added beside them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"
+from entrypoint.reasons import see
 
 
 class BrokerState(NamedTuple):
@@ -23,7 +23,7 @@ class BrokerState(NamedTuple):
 
     @property
     def anchor(self) -> str:
-        return f"{TROUBLESHOOTING}#broker-state-{self.name.replace('_', '-')}"
+        return see(f"broker-state-{self.name.replace('_', '-')}")
 
     def advice(self) -> str:
         return f"{self.meaning}: {self.fix}. See {self.anchor}"

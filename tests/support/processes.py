@@ -56,9 +56,10 @@ class Proc:
                  **popen: Any) -> None:
         self.argv = list(argv)
         self.started = time.monotonic()
+        # stdin: nothing to read, unless the test gives one (a pseudo-terminal).
+        popen.setdefault("stdin", subprocess.DEVNULL)
         self.popen = subprocess.Popen(argv, env=env or base_env(), cwd=REPO,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      stdin=subprocess.DEVNULL, **popen)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
         self._lines: queue.Queue[str] = queue.Queue()
         self.stderr_lines: list[str] = []
         self.stdout_lines: list[str] = []
