@@ -32,8 +32,8 @@ RUNNER = [sys.executable, "-c", "pass", "--config", "/etc/strategy/a-rather-long
           "--symbols", "EURUSD,GBPUSD,USDJPY,AUDUSD,USDCHF,NZDUSD,USDCAD,EURGBP,EURJPY",
           "--journal", "/var/lib/strategy/journal/eurusd-gbpusd-usdjpy.sqlite3", "--verbose",
           "--dry-run"]
-# As long as the demo's runner (`python -m entrypoint.demo_runner --ticks 5`): shown whole.
-SHORT_RUNNER = [sys.executable, "-c", "pass", "entrypoint.demo_runner", "--ticks", "5"]
+# As long as the demo's runner (`python -m entrypoint.sim.demo_runner --ticks 5`): shown whole.
+SHORT_RUNNER = [sys.executable, "-c", "pass", "entrypoint.sim.demo_runner", "--ticks", "5"]
 
 
 def run(args: list[str], fmt: str, timeout: float = EXIT_S) -> tuple[int, str]:
