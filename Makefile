@@ -33,6 +33,7 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check entrypoint tests scripts benchmarks
+	$(VENV)/bin/ruff format --check entrypoint tests scripts benchmarks
 
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy

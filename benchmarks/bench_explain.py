@@ -31,8 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 GATE = [sys.executable, "-m", "entrypoint"]
 
 READ_FLOOR = "import sys\nfor line in open(sys.argv[1], 'rb'):\n    pass\n"
-JSON_FLOOR = ("import json, sys\nfor line in open(sys.argv[1], 'rb'):\n"
-              "    if b'\"gate.' in line:\n        json.loads(line)\n")
+JSON_FLOOR = (
+    "import json, sys\nfor line in open(sys.argv[1], 'rb'):\n"
+    "    if b'\"gate.' in line:\n        json.loads(line)\n"
+)
 
 
 def real_run() -> bytes:
@@ -40,23 +42,49 @@ def real_run() -> bytes:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO), "GATE_LOG_FORMAT": "json"}
-    done = subprocess.run([*GATE, "wait", "--host", "127.0.0.1", "--port", str(port),
-                           "--timeout", "1", "--backoff-initial", "0.05", "--backoff-max",
-                           "0.2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          check=False, timeout=60)
+    done = subprocess.run(
+        [
+            *GATE,
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timeout",
+            "1",
+            "--backoff-initial",
+            "0.05",
+            "--backoff-max",
+            "0.2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        timeout=60,
+    )
     return done.stdout
 
 
 def build_log(path: Path, size_mb: int) -> int:
     run = real_run()
-    runner = b"".join(f"INFO strategy: bar {i} processed, equity 10{i:03d}.00\n".encode()
-                      for i in range(200))
+    runner = b"".join(
+        f"INFO strategy: bar {i} processed, equity 10{i:03d}.00\n".encode() for i in range(200)
+    )
     flapping = b"".join(
-        json.dumps({"timestamp": "2026-11-23T00:00:01Z", "level": "warning",
-                    "event": "gate.attempt_failed", "attempt": i,
-                    "reason": ("refused", "no_reply")[i % 2],
-                    "hint": "Nothing listens on 10.0.0.5:5555. " * 6}).encode() + b"\n"
-        for i in range(300))
+        json.dumps(
+            {
+                "timestamp": "2026-11-23T00:00:01Z",
+                "level": "warning",
+                "event": "gate.attempt_failed",
+                "attempt": i,
+                "reason": ("refused", "no_reply")[i % 2],
+                "hint": "Nothing listens on 10.0.0.5:5555. " * 6,
+            }
+        ).encode()
+        + b"\n"
+        for i in range(300)
+    )
     lines = 0
     with path.open("wb") as out:
         while out.tell() < size_mb * 1024 * 1024:
@@ -67,14 +95,22 @@ def build_log(path: Path, size_mb: int) -> int:
 
 def measure(argv: list[str]) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of one run of ``argv`` in a fresh process."""
-    wrapper = ("import resource, subprocess, sys, time\n"
-               "t = time.perf_counter()\n"
-               "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)\n"
-               "print(time.perf_counter() - t, "
-               "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    wrapper = (
+        "import resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)\n"
+        "print(time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", wrapper, *argv], env=env, check=True,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *argv],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     seconds, kib = done.stdout.split()
     return float(seconds), int(kib) / 1024
 
@@ -92,30 +128,32 @@ def main() -> int:
         started = time.perf_counter()
         lines = build_log(log, args.size_mb)
         size = log.stat().st_size / 1024 / 1024
-        print(f"log: {size:.0f} MiB, {lines} lines (built in "
-              f"{time.perf_counter() - started:.0f} s)\n")
+        print(
+            f"log: {size:.0f} MiB, {lines} lines (built in {time.perf_counter() - started:.0f} s)\n"
+        )
         rows = {
             "Python reads the lines (floor)": [sys.executable, "-c", READ_FLOOR, str(log)],
-            "... and json.loads every gate line": [sys.executable, "-c", JSON_FLOOR,
-                                                   str(log)],
+            "... and json.loads every gate line": [sys.executable, "-c", JSON_FLOOR, str(log)],
             "mt5-gate explain FILE": [*GATE, "explain", str(log)],
             "mt5-gate explain --json FILE": [*GATE, "explain", "--json", str(log)],
-            "mt5-gate explain < FILE (a pipe)": ["sh", "-c",
-                                                 f"{' '.join(GATE)} explain < {log}"],
+            "mt5-gate explain < FILE (a pipe)": ["sh", "-c", f"{' '.join(GATE)} explain < {log}"],
         }
         results = {}
         for name, argv in rows.items():
             samples = [measure(argv) for _ in range(args.runs)]
-            results[name] = (statistics.median(s for s, _ in samples),
-                             max(m for _, m in samples))
+            results[name] = (statistics.median(s for s, _ in samples), max(m for _, m in samples))
     floor = results["... and json.loads every gate line"][0]
     print(f"| command | median time (of {args.runs}) | MB/s | vs json floor | peak RSS |")
     print("|---|---|---|---|---|")
     for name, (seconds, peak) in results.items():
-        print(f"| {name} | {seconds:.2f} s | {size / seconds:.0f} | {seconds / floor:.2f}x | "
-              f"{peak:.1f} MiB |")
-    print(f"\n(ru_maxrss of this process's children; this host: {os.cpu_count()} cores, "
-          f"page size {resource.getpagesize()} B)")
+        print(
+            f"| {name} | {seconds:.2f} s | {size / seconds:.0f} | {seconds / floor:.2f}x | "
+            f"{peak:.1f} MiB |"
+        )
+    print(
+        f"\n(ru_maxrss of this process's children; this host: {os.cpu_count()} cores, "
+        f"page size {resource.getpagesize()} B)"
+    )
     return 0
 
 

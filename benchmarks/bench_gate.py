@@ -72,9 +72,24 @@ def percentile(values: list[float], pct: float) -> float:
 class Sim:
     def __init__(self, *args: str, port: int = 0) -> None:
         self.proc = subprocess.Popen(
-            [*_gate_cmd(), "sim", "--bind", "127.0.0.1", "--port", str(port), "--pub-port", "0",
-             "--tick-hz", "0", *args],
-            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                *_gate_cmd(),
+                "sim",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--pub-port",
+                "0",
+                "--tick-hz",
+                "0",
+                *args,
+            ],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.bound_at: float | None = None
         self.port = port
         self._ready = threading.Event()
@@ -110,8 +125,18 @@ def bench_startup(runs: int) -> list[list[str]]:
     sim = Sim()
     sim.wait_bound(15)
     commands = {
-        "`mt5-gate wait -- true`": [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port",
-                                    str(sim.port), "--log-level", "error", "--", "true"],
+        "`mt5-gate wait -- true`": [
+            *_gate_cmd(),
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(sim.port),
+            "--log-level",
+            "error",
+            "--",
+            "true",
+        ],
         FLOOR: [PY, "-c", "import zmq, structlog, tenacity"],
         "`python -c 'import zmq'`": [PY, "-c", "import zmq"],
         "`python -c 'import structlog'`": [PY, "-c", "import structlog"],
@@ -120,14 +145,26 @@ def bench_startup(runs: int) -> list[list[str]]:
     }
     if shutil.which("wait-for-it"):
         commands["`wait-for-it -- true` (TCP only)"] = [
-            "wait-for-it", "-q", "-t", "5", f"127.0.0.1:{sim.port}", "--", "true"]
+            "wait-for-it",
+            "-q",
+            "-t",
+            "5",
+            f"127.0.0.1:{sim.port}",
+            "--",
+            "true",
+        ]
     times: dict[str, list[float]] = {name: [] for name in commands}
     try:
         for _ in range(runs):
             for name, argv in commands.items():  # interleaved
                 started = time.perf_counter()
-                subprocess.run(argv, env=_env(), check=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                subprocess.run(
+                    argv,
+                    env=_env(),
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 times[name].append(time.perf_counter() - started)
     finally:
         sim.stop()
@@ -135,8 +172,14 @@ def bench_startup(runs: int) -> list[list[str]]:
     rows = []
     for name, values in times.items():
         median = statistics.median(values)
-        rows.append([name, f"{median * 1000:.1f}", f"{percentile(values, 95) * 1000:.1f}",
-                     f"{median / floor:.2f}x"])
+        rows.append(
+            [
+                name,
+                f"{median * 1000:.1f}",
+                f"{percentile(values, 95) * 1000:.1f}",
+                f"{median / floor:.2f}x",
+            ]
+        )
     return rows
 
 
@@ -145,17 +188,34 @@ GATE_JEROMQ = "gate (JeroMQ)"
 
 def _waiter(tool: str, port: int, outage_s: float) -> list[str]:
     if tool in ("gate", GATE_JEROMQ):
-        return [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port", str(port), "--timeout",
-                str(outage_s + 60), "--", "date", "+%s.%N"]
+        return [
+            *_gate_cmd(),
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timeout",
+            str(outage_s + 60),
+            "--",
+            "date",
+            "+%s.%N",
+        ]
     return ["wait-for-it", "-q", "-t", "0", f"127.0.0.1:{port}", "--", "date", "+%s.%N"]
 
 
-def _one_detection(tool: str, outage_s: float, offset_s: float, results: list[float],
-                   errors: list[str]) -> None:
+def _one_detection(
+    tool: str, outage_s: float, offset_s: float, results: list[float], errors: list[str]
+) -> None:
     time.sleep(offset_s)  # stagger trials so that their binds do not coincide
     port = _free_port()
-    gate = subprocess.Popen(_waiter(tool, port, outage_s), env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    gate = subprocess.Popen(
+        _waiter(tool, port, outage_s),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     if tool == GATE_JEROMQ:
         _one_jeromq_detection(gate, port, outage_s, results, errors)
         return
@@ -173,8 +233,9 @@ def _one_detection(tool: str, outage_s: float, offset_s: float, results: list[fl
         sim.stop()
 
 
-def _one_jeromq_detection(gate: subprocess.Popen[str], port: int, outage_s: float,
-                          results: list[float], errors: list[str]) -> None:
+def _one_jeromq_detection(
+    gate: subprocess.Popen[str], port: int, outage_s: float, results: list[float], errors: list[str]
+) -> None:
     """The same trial with JeroMQ as the gateway. It binds once its JVM is up (0.1-0.3 s
     after start), so latency runs from the bind JeroRep reports (its wall clock, like
     date's), whatever the JVM took."""
@@ -194,20 +255,28 @@ def _jeromq_available() -> bool:
     return bool(shutil.which("javac") and glob.glob("/usr/share/java/jeromq*.jar"))
 
 
-def bench_detection(outages: list[float], trials: int, long_trials: int
-                    ) -> tuple[list[list[str]], dict[str, dict[float, list[float]]]]:
+def bench_detection(
+    outages: list[float], trials: int, long_trials: int
+) -> tuple[list[list[str]], dict[str, dict[float, list[float]]]]:
     """Rows for the table, and the raw latencies (ms) per tool and outage for the plot."""
-    tools = (["gate"] + ([GATE_JEROMQ] if _jeromq_available() else [])
-             + (["wait-for-it"] if shutil.which("wait-for-it") else []))
+    tools = (
+        ["gate"]
+        + ([GATE_JEROMQ] if _jeromq_available() else [])
+        + (["wait-for-it"] if shutil.which("wait-for-it") else [])
+    )
     raw: dict[str, dict[float, list[float]]] = {tool: {} for tool in tools}
     rows = []
     for outage in outages:
         count = long_trials if outage >= 600 else trials
         collected: dict[str, tuple[list[float], list[str]]] = {t: ([], []) for t in tools}
         # Both tools' trials run together; each binds its own port, staggered in time.
-        threads = [threading.Thread(target=_one_detection,
-                                    args=(tool, outage, i * 0.37 + j * 0.19, *collected[tool]))
-                   for i in range(count) for j, tool in enumerate(tools)]
+        threads = [
+            threading.Thread(
+                target=_one_detection, args=(tool, outage, i * 0.37 + j * 0.19, *collected[tool])
+            )
+            for i in range(count)
+            for j, tool in enumerate(tools)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -215,20 +284,45 @@ def bench_detection(outages: list[float], trials: int, long_trials: int
         for tool in tools:
             ms = [r * 1000 for r in collected[tool][0]]
             raw[tool][outage] = ms
-            rows.append([tool, f"{outage:g} s", str(len(ms)),
-                         f"{statistics.median(ms):.0f}" if ms else "-",
-                         f"{percentile(ms, 95):.0f}" if ms else "-",
-                         f"{max(ms):.0f}" if ms else "-", str(len(collected[tool][1]))])
+            rows.append(
+                [
+                    tool,
+                    f"{outage:g} s",
+                    str(len(ms)),
+                    f"{statistics.median(ms):.0f}" if ms else "-",
+                    f"{percentile(ms, 95):.0f}" if ms else "-",
+                    f"{max(ms):.0f}" if ms else "-",
+                    str(len(collected[tool][1])),
+                ]
+            )
     gate_p95 = {o: percentile(v, 95) for o, v in raw["gate"].items() if v}
     for outage, ms in raw.get(GATE_JEROMQ, {}).items():
         if ms and gate_p95.get(outage):
-            rows.append(["ratio", f"{outage:g} s", "", "", f"JeroMQ / libzmq p95 = "
-                         f"{percentile(ms, 95) / gate_p95[outage]:.2f}x", "", ""])
+            rows.append(
+                [
+                    "ratio",
+                    f"{outage:g} s",
+                    "",
+                    "",
+                    f"JeroMQ / libzmq p95 = {percentile(ms, 95) / gate_p95[outage]:.2f}x",
+                    "",
+                    "",
+                ]
+            )
     if "wait-for-it" in raw:
         for outage, ms in raw["wait-for-it"].items():
             if ms and gate_p95.get(outage):
-                rows.append(["ratio", f"{outage:g} s", "", "", f"wait-for-it / gate p95 = "
-                             f"{percentile(ms, 95) / gate_p95[outage]:.1f}x", "", ""])
+                rows.append(
+                    [
+                        "ratio",
+                        f"{outage:g} s",
+                        "",
+                        "",
+                        f"wait-for-it / gate p95 = {percentile(ms, 95) / gate_p95[outage]:.1f}x",
+                        "",
+                        "",
+                    ]
+                )
     return rows, raw
 
 
@@ -239,13 +333,22 @@ def plot_detection(raw: dict[str, dict[float, list[float]]], path: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    styles = {"gate": ("o", "tab:blue"), GATE_JEROMQ: ("^", "tab:green"),
-              "wait-for-it": ("s", "tab:orange")}
+    styles = {
+        "gate": ("o", "tab:blue"),
+        GATE_JEROMQ: ("^", "tab:green"),
+        "wait-for-it": ("s", "tab:orange"),
+    }
     for tool, (marker, colour) in styles.items():
         for outage, values in raw.get(tool, {}).items():
             label = tool if outage == min(raw[tool]) else None
-            ax.scatter([f"{outage:g} s"] * len(values), values, marker=marker, alpha=0.6,
-                       label=label, color=colour)
+            ax.scatter(
+                [f"{outage:g} s"] * len(values),
+                values,
+                marker=marker,
+                alpha=0.6,
+                label=label,
+                color=colour,
+            )
     ax.axhline(250, color="grey", linestyle="--", linewidth=1, label="goal: p95 250 ms")
     ax.set_xlabel("outage before the gateway binds")
     ax.set_ylabel("bind → runner's first line (ms)")
@@ -261,8 +364,9 @@ def _count_attempts(pair: NetnsPair) -> tuple[int, int]:
     A connect() into a DROP rule retransmits its SYN (1, 2, 4... s later), so attempts are
     counted as distinct source ports in an nft set, and SYNs by the set rule's counter.
     """
-    listed = json.loads(sh(*pair.in_gateway("nft", "-j", "list", "table", "inet",
-                                            "mt5bench")).stdout)["nftables"]
+    listed = json.loads(
+        sh(*pair.in_gateway("nft", "-j", "list", "table", "inet", "mt5bench")).stdout
+    )["nftables"]
     ports = next(item["set"] for item in listed if "set" in item).get("elem", [])
     rule = next(item["rule"] for item in listed if "rule" in item)
     syns = next(part["counter"]["packets"] for part in rule["expr"] if "counter" in part)
@@ -280,21 +384,34 @@ table inet mt5bench {
 """
 
 
-def _load_run(tool: str, fate: str, seconds: float,
-              out: dict[tuple[str, str], tuple[float, float]]) -> None:
+def _load_run(
+    tool: str, fate: str, seconds: float, out: dict[tuple[str, str], tuple[float, float]]
+) -> None:
     with NetnsPair() as pair:
         # nft counts (before the filter table), iptables decides the SYN's fate.
-        subprocess.run(pair.in_gateway("nft", "-f", "-"), input=_NFT_COUNTER, text=True,
-                       check=True, timeout=30)
+        subprocess.run(
+            pair.in_gateway("nft", "-f", "-"), input=_NFT_COUNTER, text=True, check=True, timeout=30
+        )
         target = ["REJECT", "--reject-with", "tcp-reset"] if fate == "refused" else ["DROP"]
         pair.gateway_rule("-p", "tcp", "--syn", "--dport", "5555", "-j", *target)
         if tool == "gate":
-            argv = [*_gate_cmd(), "wait", "--host", GATEWAY_IP, "--port", "5555",
-                    "--timeout", str(seconds), "--log-level", "error"]
+            argv = [
+                *_gate_cmd(),
+                "wait",
+                "--host",
+                GATEWAY_IP,
+                "--port",
+                "5555",
+                "--timeout",
+                str(seconds),
+                "--log-level",
+                "error",
+            ]
         else:
             argv = ["wait-for-it", "-q", "-t", str(int(seconds)), f"{GATEWAY_IP}:5555"]
-        proc = subprocess.Popen(pair.in_client(*argv), env=_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            pair.in_client(*argv), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             proc.wait(seconds + 30)
         except subprocess.TimeoutExpired:
@@ -307,13 +424,17 @@ def _load_run(tool: str, fate: str, seconds: float,
 def bench_load(seconds: float) -> list[list[str]]:
     tools = ["gate"] + (["wait-for-it"] if shutil.which("wait-for-it") else [])
     out: dict[tuple[str, str], tuple[float, float]] = {}
-    threads = [threading.Thread(target=_load_run, args=(tool, fate, seconds, out))
-               for tool in tools for fate in ("refused", "DROP")]
+    threads = [
+        threading.Thread(target=_load_run, args=(tool, fate, seconds, out))
+        for tool in tools
+        for fate in ("refused", "DROP")
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     names = {"gate": "mt5-gate (default settings)", "wait-for-it": "wait-for-it (1 s poller)"}
+
     def cell(key: tuple[str, str]) -> str:
         attempts, syns = out.get(key, (0.0, 0.0))
         return f"{attempts:.0f} ({syns:.0f} SYNs)"
@@ -326,30 +447,48 @@ MESH_TIMEOUT_S = 3.0
 
 def bench_mesh() -> list[list[str]]:
     with NetnsPair() as pair:
-        sim = subprocess.Popen(pair.in_gateway(*_gate_cmd(), "sim", "--bind", "0.0.0.0",
-                                               "--port", "5555", "--pub-port", "5556"),
-                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sim = subprocess.Popen(
+            pair.in_gateway(
+                *_gate_cmd(), "sim", "--bind", "0.0.0.0", "--port", "5555", "--pub-port", "5556"
+            ),
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             assert sim.stderr is not None
             sim.stderr.readline()  # sim.listening
             for port in (7001, 7002, 7003):
                 pair.gateway_rule("-p", "tcp", "--dport", str(port), "-j", "DROP")
-            live = [("python", "3.11"), ("env", "PATH"), ("writable", "/tmp"),
-                    ("file", "/etc/hostname"), ("icmp", GATEWAY_IP), ("icmp", "127.0.0.1"),
-                    ("zmq_ping", f"{GATEWAY_IP}:5555"), ("zmq_pub", f"{GATEWAY_IP}:5556"),
-                    ("tcp", f"{GATEWAY_IP}:5555"), ("tcp", f"{GATEWAY_IP}:5556"),
-                    ("dns", GATEWAY_NAME), ("dns", "localhost"), ("env", "HOME"),
-                    ("writable", "/var/tmp")]
+            live = [
+                ("python", "3.11"),
+                ("env", "PATH"),
+                ("writable", "/tmp"),
+                ("file", "/etc/hostname"),
+                ("icmp", GATEWAY_IP),
+                ("icmp", "127.0.0.1"),
+                ("zmq_ping", f"{GATEWAY_IP}:5555"),
+                ("zmq_pub", f"{GATEWAY_IP}:5556"),
+                ("tcp", f"{GATEWAY_IP}:5555"),
+                ("tcp", f"{GATEWAY_IP}:5556"),
+                ("dns", GATEWAY_NAME),
+                ("dns", "localhost"),
+                ("env", "HOME"),
+                ("writable", "/var/tmp"),
+            ]
             dead = [("tcp", f"{GATEWAY_IP}:{port}") for port in (7001, 7002, 7003)]
             checks = "".join(f'[[check]]\nkind = "{k}"\ntarget = "{t}"\n' for k, t in live + dead)
             mesh_file = Path(tempfile.mkdtemp()) / "mesh.toml"
-            mesh_file.write_text(f"include_defaults = false\ntimeout = {MESH_TIMEOUT_S}\n"
-                                 + checks)
+            mesh_file.write_text(f"include_defaults = false\ntimeout = {MESH_TIMEOUT_S}\n" + checks)
             started = time.monotonic()
-            done = subprocess.run(pair.in_client(*_gate_cmd(), "mesh", "--json", "--file",
-                                                 str(mesh_file)),
-                                  env=_env(), capture_output=True, text=True, timeout=120,
-                                  check=False)
+            done = subprocess.run(
+                pair.in_client(*_gate_cmd(), "mesh", "--json", "--file", str(mesh_file)),
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             wall = time.monotonic() - started
             doc = json.loads(done.stdout)
         finally:
@@ -357,21 +496,48 @@ def bench_mesh() -> list[list[str]]:
             sim.wait(10)
     total = len(doc["checks"])
     longest, summed = MESH_TIMEOUT_S, MESH_TIMEOUT_S * total
-    return [[f"{total} checks, score {doc['score']}, exit {done.returncode}", f"{wall:.2f}",
-             f"{longest:g}", f"{wall / longest:.2f}x", f"{summed:g}", f"{wall / summed:.2f}x"]]
+    return [
+        [
+            f"{total} checks, score {doc['score']}, exit {done.returncode}",
+            f"{wall:.2f}",
+            f"{longest:g}",
+            f"{wall / longest:.2f}x",
+            f"{summed:g}",
+            f"{wall / summed:.2f}x",
+        ]
+    ]
 
 
 def bench_waiting_cost(seconds: float) -> list[list[str]]:
     """CPU time and peak RSS of a gate waiting ``seconds`` on a refused port."""
     gate = subprocess.Popen(
-        [*_gate_cmd(), "wait", "--host", "127.0.0.1", "--port", str(_free_port()), "--timeout",
-         str(seconds), "--log-level", "error"], env=_env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        [
+            *_gate_cmd(),
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_free_port()),
+            "--timeout",
+            str(seconds),
+            "--log-level",
+            "error",
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _, status, usage = os.wait4(gate.pid, 0)
     gate.returncode = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
-    return [[f"{seconds:g} s on a refused port", f"{cpu:.2f}", f"{100 * cpu / seconds:.2f}%",
-             f"{usage.ru_maxrss / 1024:.1f}"]]
+    return [
+        [
+            f"{seconds:g} s on a refused port",
+            f"{cpu:.2f}",
+            f"{100 * cpu / seconds:.2f}%",
+            f"{usage.ru_maxrss / 1024:.1f}",
+        ]
+    ]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -385,31 +551,52 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="start-up runs per command")
     parser.add_argument("--trials", type=int, default=10, help="detection trials per outage")
     parser.add_argument("--long", action="store_true", help="also a 10-minute outage")
-    parser.add_argument("--long-trials", type=int, default=4,
-                        help="trials for the 10-minute outage (default 4)")
+    parser.add_argument(
+        "--long-trials", type=int, default=4, help="trials for the 10-minute outage (default 4)"
+    )
     parser.add_argument("--outages", default="5,60", help="outage lengths in seconds")
-    parser.add_argument("--wait-seconds", type=float, default=60.0,
-                        help="how long the waiting-cost run waits (default 60)")
-    parser.add_argument("--load-seconds", type=float, default=60.0,
-                        help="how long each load run lasts (default 60)")
-    parser.add_argument("--plot", metavar="PNG", default=None,
-                        help="also draw the detection latencies (needs matplotlib)")
+    parser.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=60.0,
+        help="how long the waiting-cost run waits (default 60)",
+    )
+    parser.add_argument(
+        "--load-seconds", type=float, default=60.0, help="how long each load run lasts (default 60)"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="also draw the detection latencies (needs matplotlib)",
+    )
     args = parser.parse_args()
     outages = [float(x) for x in args.outages.split(",")] + ([600.0] if args.long else [])
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n"
+    )
     print(f"## Start-up on an answering gateway ({args.runs} interleaved runs each)\n")
     print(table(["command", "median ms", "p95 ms", "vs import floor"], bench_startup(args.runs)))
     print(f"\n## Waiting cost: a gate waiting {args.wait_seconds:g} s on a dead gateway\n")
-    print(table(["run", "CPU s", "of one core", "peak RSS MiB"],
-                bench_waiting_cost(args.wait_seconds)))
+    print(
+        table(
+            ["run", "CPU s", "of one core", "peak RSS MiB"], bench_waiting_cost(args.wait_seconds)
+        )
+    )
     if os.geteuid() == 0 and shutil.which("iptables"):
-        print(f"\n## Load on a down gateway: TCP connection attempts per minute "
-              f"(default settings, {args.load_seconds:g} s each)\n")
+        print(
+            f"\n## Load on a down gateway: TCP connection attempts per minute "
+            f"(default settings, {args.load_seconds:g} s each)\n"
+        )
         print(table(["tool", "refused port", "DROPped port"], bench_load(args.load_seconds)))
         print("\n## Mesh: 17 checks, 3 at DROPped ports (3 s timeout each)\n")
-        print(table(["run", "wall s", "longest timeout s", "vs longest", "sum of timeouts s",
-                     "vs sum"], bench_mesh()))
+        print(
+            table(
+                ["run", "wall s", "longest timeout s", "vs longest", "sum of timeouts s", "vs sum"],
+                bench_mesh(),
+            )
+        )
     else:
         print("\n(load and mesh sections skipped: they need root for network namespaces)")
     print("\n## Detection latency: gateway bind → runner's first line\n")

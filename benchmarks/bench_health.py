@@ -78,9 +78,12 @@ def image_like_venv(where: Path) -> tuple[str, str]:
     """(python, mt5-gate) of a bare venv that sees this venv's libraries, not its finder."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     python = str(where / "bin" / "python")
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
-                              "['purelib'])"], check=True, capture_output=True,
-                             text=True).stdout.strip()
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     libraries = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     Path(purelib, "mt5_gate_bench_libraries.pth").write_text("\n".join(sorted(libraries)) + "\n")
     script = where / "bin" / "mt5-gate"
@@ -96,19 +99,25 @@ def source_tree(rev: str | None) -> Iterator[Path]:
         yield REPO
         return
     where = Path(tempfile.mkdtemp(prefix="mt5-gate-base-")) / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--quiet", "--detach",
-                    str(where), rev], check=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--quiet", "--detach", str(where), rev],
+        check=True,
+    )
     try:
         yield where
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)],
-                       check=False)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)], check=False
+        )
         shutil.rmtree(where.parent, ignore_errors=True)
 
 
 def _env(tree: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GATE_", "GATEWAY_", "PYTHON", "COVERAGE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GATE_", "GATEWAY_", "PYTHON", "COVERAGE_"))
+    }
     env["PYTHONPATH"] = str(tree)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # as the image sets them: the .pyc are pip's
     env["PYTHONUNBUFFERED"] = "1"
@@ -121,9 +130,23 @@ class Sim:
 
     def __init__(self, gate: str, tree: Path) -> None:
         self.proc = subprocess.Popen(
-            [gate, "sim", "--bind", "127.0.0.1", "--port", "0", "--pub-port", "0",
-             "--tick-hz", "0"], env=_env(tree), stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+            [
+                gate,
+                "sim",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--pub-port",
+                "0",
+                "--tick-hz",
+                "0",
+            ],
+            env=_env(tree),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.port = 0
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -167,13 +190,14 @@ FLOOR = "floor: `python -c` import zmq, one REQ PING, json.loads"
 
 def bench(runs: int, base: str | None) -> tuple[list[list[str]], list[list[str]]]:
     """(start-up rows, per-day rows)."""
-    with tempfile.TemporaryDirectory(prefix="mt5-gate-bench-") as tmp, \
-            source_tree(base) as base_tree:
+    with (
+        tempfile.TemporaryDirectory(prefix="mt5-gate-bench-") as tmp,
+        source_tree(base) as base_tree,
+    ):
         python, gate = image_like_venv(Path(tmp) / "venv")
         trees = {"": REPO} | ({f" (base {base})": base_tree} if base else {})
         for tree in trees.values():
-            subprocess.run([python, "-m", "compileall", "-q", str(tree / "entrypoint")],
-                           check=True)
+            subprocess.run([python, "-m", "compileall", "-q", str(tree / "entrypoint")], check=True)
         sim = Sim(gate, REPO)
         port = str(sim.port)
         commands: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -182,10 +206,14 @@ def bench(runs: int, base: str | None) -> tuple[list[list[str]], list[list[str]]
         }
         for label, tree in trees.items():
             commands[f"`mt5-gate health`{label}"] = (
-                [gate, "health", "--host", "127.0.0.1", "--port", port], _env(tree))
+                [gate, "health", "--host", "127.0.0.1", "--port", port],
+                _env(tree),
+            )
         for label, tree in trees.items():
             commands[f"`mt5-gate wait` (no COMMAND){label}"] = (
-                [gate, "wait", "--host", "127.0.0.1", "--port", port], _env(tree))
+                [gate, "wait", "--host", "127.0.0.1", "--port", port],
+                _env(tree),
+            )
         cpu: dict[str, list[float]] = {name: [] for name in commands}
         wall: dict[str, list[float]] = {name: [] for name in commands}
         try:
@@ -202,16 +230,28 @@ def bench(runs: int, base: str | None) -> tuple[list[list[str]], list[list[str]]
     rows = []
     for name in commands:
         median = statistics.median(cpu[name])
-        rows.append([name, f"{median * 1000:.1f}", f"{percentile(cpu[name], 95) * 1000:.1f}",
-                     f"{statistics.median(wall[name]) * 1000:.1f}", f"{median / floor:.2f}x"])
+        rows.append(
+            [
+                name,
+                f"{median * 1000:.1f}",
+                f"{percentile(cpu[name], 95) * 1000:.1f}",
+                f"{statistics.median(wall[name]) * 1000:.1f}",
+                f"{median / floor:.2f}x",
+            ]
+        )
     per_day = []
     for name in commands:
         if "wait" in name or "bare" in name:
             continue
         median = statistics.median(cpu[name])
-        per_day.append([name, f"{median * 1000:.1f}",
-                        f"{median * CHECKS_PER_DAY:.0f}",
-                        f"{100 * median * CHECKS_PER_DAY / 86400:.2f}%"])
+        per_day.append(
+            [
+                name,
+                f"{median * 1000:.1f}",
+                f"{median * CHECKS_PER_DAY:.0f}",
+                f"{100 * median * CHECKS_PER_DAY / 86400:.2f}%",
+            ]
+        )
     return rows, per_day
 
 
@@ -224,15 +264,20 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per command (default 15)")
-    parser.add_argument("--base", metavar="REV", default=None,
-                        help="also run health and wait from this commit's source")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        default=None,
+        help="also run health and wait from this commit's source",
+    )
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n"
+    )
     rows, per_day = bench(args.runs, args.base)
     print(f"## Healthcheck CPU on an answering gateway ({args.runs} interleaved runs each)\n")
-    print(table(["command", "median CPU ms", "p95 CPU ms", "median wall ms", "CPU vs floor"],
-                rows))
+    print(table(["command", "median CPU ms", "p95 CPU ms", "median wall ms", "CPU vs floor"], rows))
     print(f"\n## A healthcheck every 10 s ({CHECKS_PER_DAY} a day)\n")
     print(table(["command", "CPU ms per check", "CPU s per day", "of one core"], per_day))
     return 0

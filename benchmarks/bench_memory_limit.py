@@ -29,15 +29,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-HARDENED = ("--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
-            "--security-opt", "no-new-privileges", "--user", "1000650000:0",
-            "--pids-limit", "32")
+HARDENED = (
+    "--read-only",
+    "--read-only-tmpfs=false",
+    "--cap-drop=ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--user",
+    "1000650000:0",
+    "--pids-limit",
+    "32",
+)
 MIB = 1024 * 1024
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def logs(name: str) -> str:
@@ -61,10 +70,26 @@ def trial(image: str, limit_mib: int, tag: str) -> tuple[bool, str, float]:
     podman("pod", "rm", "--force", pod)
     podman("pod", "create", "--name", pod)
     try:
-        started = podman("run", "--detach", "--name", gate, "--pod", pod, *HARDENED,
-                         "--memory", f"{limit_mib}m", "--memory-swap", f"{limit_mib}m",
-                         "-e", "GATEWAY_HOST=127.0.0.1", "-e", "GATE_TIMEOUT=60", image,
-                         "sleep", "30")
+        started = podman(
+            "run",
+            "--detach",
+            "--name",
+            gate,
+            "--pod",
+            pod,
+            *HARDENED,
+            "--memory",
+            f"{limit_mib}m",
+            "--memory-swap",
+            f"{limit_mib}m",
+            "-e",
+            "GATEWAY_HOST=127.0.0.1",
+            "-e",
+            "GATE_TIMEOUT=60",
+            image,
+            "sleep",
+            "30",
+        )
         if started.returncode != 0:
             return False, f"podman run failed: {started.stderr.strip()[-200:]}", 0.0
         if not poll(lambda: "gate.attempt_failed" in logs(gate), 60):
@@ -72,8 +97,20 @@ def trial(image: str, limit_mib: int, tag: str) -> tuple[bool, str, float]:
         health = podman("exec", gate, "mt5-gate", "health", timeout=60)
         if health.returncode != 1:  # 1: not ready yet, as it should say; 137: killed
             return False, _ended(gate, f"health exited {health.returncode}"), 0.0
-        podman("run", "--detach", "--name", f"{pod}-sim", "--pod", pod, "--entrypoint",
-               "mt5-gate", image, "sim", "--bind", "127.0.0.1")
+        podman(
+            "run",
+            "--detach",
+            "--name",
+            f"{pod}-sim",
+            "--pod",
+            pod,
+            "--entrypoint",
+            "mt5-gate",
+            image,
+            "sim",
+            "--bind",
+            "127.0.0.1",
+        )
         if not poll(lambda: "gate.exec" in logs(gate), 60):
             return False, _ended(gate, "never reached the exec"), 0.0
         peak = _peak_mib(gate)
@@ -105,15 +142,15 @@ def _peak_mib(gate: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", default="localhost/mt5-strategy:local",
-                        help="default: what `make image` builds")
+    parser.add_argument(
+        "--image", default="localhost/mt5-strategy:local", help="default: what `make image` builds"
+    )
     parser.add_argument("--trials", type=int, default=3, help="per limit (default 3)")
     parser.add_argument("--low", type=int, default=8, help="MiB known or assumed too small")
     parser.add_argument("--high", type=int, default=64, help="MiB that must work")
     args = parser.parse_args()
     if podman("image", "exists", args.image).returncode != 0:
-        print(f"error: image {args.image} not found: build it with `make image`",
-              file=sys.stderr)
+        print(f"error: image {args.image} not found: build it with `make image`", file=sys.stderr)
         return 2
 
     rows: list[tuple[int, int, str, float]] = []
@@ -141,10 +178,15 @@ def main() -> int:
     print(f"| memory limit | trials that worked (of {args.trials}) | outcome | peak usage |")
     print("|---|---|---|---|")
     for limit, passed, what, peak in sorted(rows, reverse=True):
-        print(f"| {limit} MiB | {passed} | {what} | {peak:.1f} MiB |" if peak else
-              f"| {limit} MiB | {passed} | {what} | - |")
-    print(f"\nSmallest limit that worked {args.trials} of {args.trials} times: **{high} MiB** "
-          f"(hardened run, a concurrent `mt5-gate health`, runner `sleep`).")
+        print(
+            f"| {limit} MiB | {passed} | {what} | {peak:.1f} MiB |"
+            if peak
+            else f"| {limit} MiB | {passed} | {what} | - |"
+        )
+    print(
+        f"\nSmallest limit that worked {args.trials} of {args.trials} times: **{high} MiB** "
+        f"(hardened run, a concurrent `mt5-gate health`, runner `sleep`)."
+    )
     return 0
 
 

@@ -61,21 +61,74 @@ def _bridge(transport: str, ports: list[int], delay_s: float) -> list[str]:
     """The argv of the bridge for ``transport``, binding ``ports`` after ``delay_s``."""
     delay = ["--start-delay", f"{delay_s:.3f}"]
     if transport == "req":
-        return [PY, "-m", "entrypoint", "sim", "--bind", "127.0.0.1", "--port", str(ports[0]),
-                "--pub-port", "0", "--tick-hz", "0", *delay]
+        return [
+            PY,
+            "-m",
+            "entrypoint",
+            "sim",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(ports[0]),
+            "--pub-port",
+            "0",
+            "--tick-hz",
+            "0",
+            *delay,
+        ]
     if transport == "push-pull":
-        return [PY, "-m", "tests.standins.dwx_ea", "--pull-port", str(ports[0]),
-                "--push-port", str(ports[1]), "--pub-port", "0", *delay]
-    return [PY, "-m", "tests.standins.json_api_ea", "--system-port", str(ports[0]),
-            "--data-port", str(ports[1]), "--live-port", "0", "--stream-port", "0", *delay]
+        return [
+            PY,
+            "-m",
+            "tests.standins.dwx_ea",
+            "--pull-port",
+            str(ports[0]),
+            "--push-port",
+            str(ports[1]),
+            "--pub-port",
+            "0",
+            *delay,
+        ]
+    return [
+        PY,
+        "-m",
+        "tests.standins.json_api_ea",
+        "--system-port",
+        str(ports[0]),
+        "--data-port",
+        str(ports[1]),
+        "--live-port",
+        "0",
+        "--stream-port",
+        "0",
+        *delay,
+    ]
 
 
 def _gate(transport: str, ports: list[int], outage_s: float) -> list[str]:
-    bridge = {"req": [], "push-pull": ["--bridge", "dwx"],
-              "req-pull": ["--bridge", "mql5-json-api"]}[transport]
+    bridge = {
+        "req": [],
+        "push-pull": ["--bridge", "dwx"],
+        "req-pull": ["--bridge", "mql5-json-api"],
+    }[transport]
     reply = ["--reply-port", str(ports[1])] if transport != "req" else []
-    return [PY, "-m", "entrypoint", "wait", "--host", "127.0.0.1", *bridge, "--port",
-            str(ports[0]), *reply, "--timeout", str(outage_s + 60), "--", "date", "+%s.%N"]
+    return [
+        PY,
+        "-m",
+        "entrypoint",
+        "wait",
+        "--host",
+        "127.0.0.1",
+        *bridge,
+        "--port",
+        str(ports[0]),
+        *reply,
+        "--timeout",
+        str(outage_s + 60),
+        "--",
+        "date",
+        "+%s.%N",
+    ]
 
 
 def _bound_at(bridge: subprocess.Popen[str], transport: str) -> float:
@@ -87,21 +140,34 @@ def _bound_at(bridge: subprocess.Popen[str], transport: str) -> float:
         event = json.loads(line) if line.startswith("{") else {}
         if transport == "req" and event.get("event") == "sim.listening":
             return datetime.datetime.fromisoformat(
-                event["timestamp"].replace("Z", "+00:00")).timestamp()
+                event["timestamp"].replace("Z", "+00:00")
+            ).timestamp()
         if event.get("event") == "listening":
             return time.time()
     raise RuntimeError("the bridge never bound")
 
 
-def one_trial(transport: str, outage_s: float, offset_s: float, results: list[float],
-              errors: list[str]) -> None:
+def one_trial(
+    transport: str, outage_s: float, offset_s: float, results: list[float], errors: list[str]
+) -> None:
     time.sleep(offset_s)  # stagger trials so that their binds do not coincide
     ports = [_free_port(), _free_port()]
-    gate = subprocess.Popen(_gate(transport, ports, outage_s), env=_env(), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    bridge = subprocess.Popen(_bridge(transport, ports, outage_s + random.random()),
-                              env=_env(), cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    gate = subprocess.Popen(
+        _gate(transport, ports, outage_s),
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    bridge = subprocess.Popen(
+        _bridge(transport, ports, outage_s + random.random()),
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         bound = _bound_at(bridge, transport)
         out, _ = gate.communicate(timeout=outage_s + 90)
@@ -119,16 +185,28 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=10, help="trials per transport and outage")
     parser.add_argument("--outages", default="5,60", help="outage lengths in seconds")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n"
+    )
     rows: list[list[str]] = []
     for outage in (float(x) for x in args.outages.split(",")):
         collected: dict[str, tuple[list[float], list[str]]] = {t: ([], []) for t in TRANSPORTS}
         # One bind every STAGGER_S, the transports interleaved: a bridge's 1 ms poll timer
         # costs CPU, and dozens binding at once would measure the machine's run queue.
-        threads = [threading.Thread(target=one_trial, args=(
-            transport, outage, (i * len(TRANSPORTS) + j) * STAGGER_S, *collected[transport]))
-            for i in range(args.trials) for j, transport in enumerate(TRANSPORTS)]
+        threads = [
+            threading.Thread(
+                target=one_trial,
+                args=(
+                    transport,
+                    outage,
+                    (i * len(TRANSPORTS) + j) * STAGGER_S,
+                    *collected[transport],
+                ),
+            )
+            for i in range(args.trials)
+            for j, transport in enumerate(TRANSPORTS)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -136,12 +214,19 @@ def main() -> int:
         p95 = {t: percentile(ms, 95) for t, (ms, _e) in collected.items() if ms}
         for transport, (ms, errors) in collected.items():
             ratio = f"{p95[transport] / p95['req']:.2f}x" if ms and p95.get("req") else "-"
-            rows.append([transport, f"{outage:g} s", str(len(ms)),
-                         f"{statistics.median(ms):.0f}" if ms else "-",
-                         f"{p95[transport]:.0f}" if ms else "-",
-                         f"{max(ms):.0f}" if ms else "-", ratio, str(len(errors))])
-    header = ["transport", "outage", "trials", "p50 ms", "p95 ms", "max ms", "p95 vs req",
-              "failed"]
+            rows.append(
+                [
+                    transport,
+                    f"{outage:g} s",
+                    str(len(ms)),
+                    f"{statistics.median(ms):.0f}" if ms else "-",
+                    f"{p95[transport]:.0f}" if ms else "-",
+                    f"{max(ms):.0f}" if ms else "-",
+                    ratio,
+                    str(len(errors)),
+                ]
+            )
+    header = ["transport", "outage", "trials", "p50 ms", "p95 ms", "max ms", "p95 vs req", "failed"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

@@ -26,8 +26,14 @@ def run() -> int:
         # stop, said the same way.
         sig = stop if isinstance(stop, GateSignal) else GateSignal(signal.SIGINT)
 
-        _write_plain({"level": "warning", "event": events.SIGNAL.name, "signal": sig.name,
-                      "exit_code": sig.exit_code})
+        _write_plain(
+            {
+                "level": "warning",
+                "event": events.SIGNAL.name,
+                "signal": sig.name,
+                "exit_code": sig.exit_code,
+            }
+        )
         return sig.exit_code
     except SystemExit:
         raise
@@ -36,9 +42,15 @@ def run() -> int:
         # say): still one JSON line and exit 70, never a raw traceback or another code.
         from entrypoint import events  # noqa: PLC0415
 
-        _write_plain({"level": "error", "event": events.ERROR.name,
-                      "error": "internal error (please report this as a bug)",
-                      "exception": f"{type(exc).__name__}: {exc}"[:500], "exit_code": 70})
+        _write_plain(
+            {
+                "level": "error",
+                "event": events.ERROR.name,
+                "error": "internal error (please report this as a bug)",
+                "exception": f"{type(exc).__name__}: {exc}"[:500],
+                "exit_code": 70,
+            }
+        )
         return 70
 
 
@@ -88,8 +100,17 @@ def _open_missing_standard_streams() -> None:
             os.set_inheritable(fd, True)  # os.open's fds close on exec; the runner needs it
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
         if getattr(sys, name) is None:
-            setattr(sys, name, open(fd, mode, encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
-                                    closefd=False))
+            setattr(
+                sys,
+                name,
+                open(  # noqa: SIM115 - a standard stream, open for the process's life
+                    fd,
+                    mode,
+                    encoding="utf-8",
+                    errors="backslashreplace",
+                    closefd=False,
+                ),
+            )
 
 
 if __name__ == "__main__":

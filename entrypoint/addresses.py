@@ -28,7 +28,8 @@ def parse_host(text: str) -> str:
     if not host:
         raise ValueError("must not be empty")
     if any(ch.isspace() or ch in "/?#@" or not ch.isprintable() for ch in host) or (
-            ":" in host and not ip_family(host)):
+        ":" in host and not ip_family(host)
+    ):
         raise ValueError("expected a host name, IPv4 or IPv6 literal (no scheme, port or path)")
     return host
 
@@ -54,8 +55,14 @@ def ip_family(text: str) -> int | None:
     return None
 
 
-DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379,
-                 "postgresql": 5432, "postgres": 5432}
+DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "redis": 6379,
+    "rediss": 6379,
+    "postgresql": 5432,
+    "postgres": 5432,
+}
 
 
 def redact_url(url: str) -> str:

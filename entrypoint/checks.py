@@ -54,15 +54,17 @@ def run_check(check: Check) -> CheckResult:
 
     def result(status: str, detail: str, **extra: Any) -> CheckResult:
         took = round((time.monotonic() - started) * 1000, 1)
-        return CheckResult(check.name, check.phase, status, detail, took, check.critical,
-                           **extra)
+        return CheckResult(check.name, check.phase, status, detail, took, check.critical, **extra)
 
     try:
         return result(PASS, check.run(Deadline(check.timeout_s)))
     except AttemptFailed as failure:
-        return result(FAIL, f"{failure.reason}: {failure.error}", reason=failure.reason.value,
-                      hint=failure.reason.hint_for(*check.about_gateway)
-                      if check.about_gateway else None)
+        return result(
+            FAIL,
+            f"{failure.reason}: {failure.error}",
+            reason=failure.reason.value,
+            hint=failure.reason.hint_for(*check.about_gateway) if check.about_gateway else None,
+        )
     except NotPermitted as exc:
         return result(SKIP, f"not permitted: {exc}")
     except MissingExtra as exc:
@@ -89,9 +91,14 @@ def run_concurrently(checks: Sequence[Check]) -> list[CheckResult]:
         done[index].wait(given[index].remaining())
         result = results[index]
         if result is None:  # stuck past its own timeout (e.g. a resolver that never answers)
-            result = CheckResult(check.name, check.phase, FAIL,
-                                 f"did not finish within {check.timeout_s:g} s",
-                                 round(started.elapsed() * 1000, 1), check.critical,
-                                 reason="timeout")
+            result = CheckResult(
+                check.name,
+                check.phase,
+                FAIL,
+                f"did not finish within {check.timeout_s:g} s",
+                round(started.elapsed() * 1000, 1),
+                check.critical,
+                reason="timeout",
+            )
         final.append(result)
     return final

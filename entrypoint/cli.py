@@ -35,18 +35,20 @@ from entrypoint.signals import install_stop_handlers
 def build_parser(only: str | None = None) -> OptionParser:
     """The parser; with ``only``, that command's options alone are built (importing only
     its module): ``mt5-gate --help`` lists every command from the registry's summaries."""
-    parser = OptionParser(prog="mt5-gate",
-                          description="Hold a container's strategy runner until the MT5 "
-                                      "ZeroMQ gateway answers, then exec it.",
-                          formatter_class=MeasuredWidthFormatter)
+    parser = OptionParser(
+        prog="mt5-gate",
+        description="Hold a container's strategy runner until the MT5 "
+        "ZeroMQ gateway answers, then exec it.",
+        formatter_class=MeasuredWidthFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"mt5-gate {__version__}")
     # prog given: argparse would format a usage line to compute it (the same "mt5-gate"),
     # and so measure the terminal (see MeasuredWidthFormatter).
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", prog=parser.prog,
-                                       parser_class=OptionParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", prog=parser.prog, parser_class=OptionParser
+    )
     for entry in commands.REGISTRY:
-        sub = subparsers.add_parser(entry.name, help=entry.summary,
-                                    formatter_class=HelpFormatter)
+        sub = subparsers.add_parser(entry.name, help=entry.summary, formatter_class=HelpFormatter)
         if only is None or only == entry.name:
             entry.load().add_arguments(sub)
     return parser
@@ -57,7 +59,7 @@ def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     args = list(argv)
     if "--" in args:
         cut = args.index("--")
-        return args[:cut], args[cut + 1:]
+        return args[:cut], args[cut + 1 :]
     return args, []
 
 
@@ -91,16 +93,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     named = commands.find(options[0]) if options else None
     try:
         try:
-            args, extra = build_parser(only=named.name if named else None
-                                       ).parse_known_args(options)
+            args, extra = build_parser(only=named.name if named else None).parse_known_args(options)
         except SystemExit as done:  # --help and --version print and "exit" 0
             return int(done.code or 0)
         if named is None and extra:
-            raise UsageError(f"mt5-gate: unrecognized arguments: {' '.join(extra)}; "
-                             f"a command comes first ({', '.join(commands.names())})")
+            raise UsageError(
+                f"mt5-gate: unrecognized arguments: {' '.join(extra)}; "
+                f"a command comes first ({', '.join(commands.names())})"
+            )
         if named is None:
-            raise UsageError("mt5-gate: a command is required "
-                             f"({', '.join(commands.names())}); see mt5-gate --help")
+            raise UsageError(
+                "mt5-gate: a command is required "
+                f"({', '.join(commands.names())}); see mt5-gate --help"
+            )
         if extra:
             raise UsageError(_unrecognized(named.name, extra))
         if command and not named.runner:
@@ -126,13 +131,20 @@ def _unrecognized(name: str, extra: list[str]) -> str:
     """Words the command does not take; a flag of another command is said to be one."""
     flag = extra[0].split("=", 1)[0]
     if flag in {opt.flag for opt in ALL_OPTIONS}:
-        return (f"mt5-gate {name}: {flag} has no effect on {name}, so it is not accepted "
-                f"(see mt5-gate {name} --help)")
+        return (
+            f"mt5-gate {name}: {flag} has no effect on {name}, so it is not accepted "
+            f"(see mt5-gate {name} --help)"
+        )
     return f"mt5-gate {name}: unrecognized arguments: {' '.join(extra)}"
 
 
-def _start(entry: Entry, module: Command, args: argparse.Namespace, command: list[str],
-           env: Mapping[str, str]) -> int:
+def _start(
+    entry: Entry,
+    module: Command,
+    args: argparse.Namespace,
+    command: list[str],
+    env: Mapping[str, str],
+) -> int:
     _collect_garbage_from_here()
     if entry.sockets:
         # Before the first socket: too few file descriptors make libzmq abort (exit 134)
@@ -163,15 +175,28 @@ def _guarded(run: Callable[[], int]) -> int:
     except GatewayTimeout as exc:
         target = {"target": exc.target} if exc.target else {}
         emit(  # an expected outcome: no traceback to show
-            log, events.TIMEOUT, error=exc.message, elapsed_s=exc.elapsed_s, attempts=exc.attempts,
-            last_reason=exc.last_reason, hint=exc.hint, exit_code=exc.exit_code, **target)
+            log,
+            events.TIMEOUT,
+            error=exc.message,
+            elapsed_s=exc.elapsed_s,
+            attempts=exc.attempts,
+            last_reason=exc.last_reason,
+            hint=exc.hint,
+            exit_code=exc.exit_code,
+            **target,
+        )
         return exc.exit_code
     except GateError as exc:
         _log_error(exc)
         return exc.exit_code
     except Exception:  # noqa: BLE001 - a bug: one JSON event with the traceback (no locals)
-        emit(log, events.ERROR, error="internal error (please report this as a bug)",
-             exit_code=EXIT_SOFTWARE, exc_info=True)
+        emit(
+            log,
+            events.ERROR,
+            error="internal error (please report this as a bug)",
+            exit_code=EXIT_SOFTWARE,
+            exc_info=True,
+        )
         return EXIT_SOFTWARE
 
 

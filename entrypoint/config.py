@@ -71,16 +71,23 @@ class GateSettings(NamedTuple):
     @property
     def endpoint(self) -> Endpoint:
         """What the gateway layer is told: this bridge, and how to speak to it."""
-        return Endpoint(self.host, self.port, self.dialect, transport=self.transport,
-                        reply_port=self.reply_port,
-                        handshake_socket=self.bridge.handshake_socket,
-                        connect_timeout_s=self.connect_timeout_s,
-                        reply_timeout_s=self.reply_timeout_s, curve=self.curve,
-                        legacy_secrets=self.legacy_secrets == "allow")
+        return Endpoint(
+            self.host,
+            self.port,
+            self.dialect,
+            transport=self.transport,
+            reply_port=self.reply_port,
+            handshake_socket=self.bridge.handshake_socket,
+            connect_timeout_s=self.connect_timeout_s,
+            reply_timeout_s=self.reply_timeout_s,
+            curve=self.curve,
+            legacy_secrets=self.legacy_secrets == "allow",
+        )
 
 
-def settings_for(args: argparse.Namespace, environ: Mapping[str, str],
-                 options: tuple[Option, ...]) -> GateSettings:
+def settings_for(
+    args: argparse.Namespace, environ: Mapping[str, str], options: tuple[Option, ...]
+) -> GateSettings:
     """A command's validated settings from its flags and the environment, CURVE included
     (when the command takes the CURVE options and one of them is set)."""
     flags = vars(args)
@@ -94,7 +101,8 @@ def settings_for(args: argparse.Namespace, environ: Mapping[str, str],
 
 
 def settings_from_sources(
-    flags: Mapping[str, Any], environ: Mapping[str, str],
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
     options: tuple[Option, ...] = EVERY_SETTING,
 ) -> GateSettings:
     """Build and validate ``GateSettings`` from ``options`` (a command's gateway options:
@@ -104,13 +112,20 @@ def settings_from_sources(
     values = {opt.field: resolve_option(opt, flags, environ, preset) for opt in options}
     values["bridge"] = preset
     # A command that does not take --status-request never sends STATUS (health, mesh).
-    values["dialect"] = _dialect(values.pop("ping_request"), values.pop("status_request", "none"),
-                                 values.pop("ready_when", None), values["expect_status"],
-                                 flags=flags, environ=environ, preset=preset)
+    values["dialect"] = _dialect(
+        values.pop("ping_request"),
+        values.pop("status_request", "none"),
+        values.pop("ready_when", None),
+        values["expect_status"],
+        flags=flags,
+        environ=environ,
+        preset=preset,
+    )
     _check_transport(values, flags, environ, preset)
     if "pub_port" in values:
-        values["pub_port_set"] = bool(option_source(declared("pub_port"), flags, environ)
-                                      or "pub_port" in preset.values)
+        values["pub_port_set"] = bool(
+            option_source(declared("pub_port"), flags, environ) or "pub_port" in preset.values
+        )
     if values.get("backoff_max_s", 1) < values.get("backoff_initial_s", 0):
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "
@@ -123,31 +138,43 @@ def settings_from_sources(
 # Options that are not GateSettings' fields (or not built from their raw value): the
 # CURVE keys (read by curve.py) and the dependency lists, which a command resolves itself.
 _SETTINGS_FIELDS = frozenset(opt.field for opt in GATEWAY_OPTIONS) | {
-    "timeout_s", "backoff_initial_s", "backoff_max_s", "pub_port", "log_format", "log_level"}
+    "timeout_s",
+    "backoff_initial_s",
+    "backoff_max_s",
+    "pub_port",
+    "log_format",
+    "log_level",
+}
 
 
-def _check_transport(values: dict[str, Any], flags: Mapping[str, Any],
-                     environ: Mapping[str, str], preset: Preset) -> None:
+def _check_transport(
+    values: dict[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str], preset: Preset
+) -> None:
     """The transport and its ports and requests, validated together; the preset's safety
     rule applied to the requests actually configured."""
     transport = values["transport"]
     kind = TRANSPORT_KINDS[transport]
     reply_given = option_source(declared("reply_port"), flags, environ)
     if kind.reply_port and values["reply_port"] is None:
-        raise UsageError(f"--transport / GATE_TRANSPORT {transport} needs --reply-port / "
-                         "GATEWAY_REPLY_PORT, the bridge's PUSH port that carries answers")
+        raise UsageError(
+            f"--transport / GATE_TRANSPORT {transport} needs --reply-port / "
+            "GATEWAY_REPLY_PORT, the bridge's PUSH port that carries answers"
+        )
     if not kind.reply_port:
         if reply_given:
-            raise UsageError(f"{reply_given[1]} has no effect with --transport {transport}: "
-                             "only push-pull and req-pull take a reply port")
+            raise UsageError(
+                f"{reply_given[1]} has no effect with --transport {transport}: "
+                "only push-pull and req-pull take a reply port"
+            )
         values["reply_port"] = None
     dialect: Dialect = values["dialect"]
     if not kind.sends_requests:
         for field in ("ping_request", "status_request", "ready_when", "expect_status"):
             given = option_source(declared(field), flags, environ)
             if given:
-                raise UsageError(f"{given[1]} has no effect with --transport handshake, "
-                                 "which sends no request")
+                raise UsageError(
+                    f"{given[1]} has no effect with --transport handshake, which sends no request"
+                )
         values["dialect"] = dialect._replace(status=None)
         return
     for request in (dialect.ping, dialect.status):
@@ -155,14 +182,23 @@ def _check_transport(values: dict[str, Any], flags: Mapping[str, Any],
             continue
         refusal = preset.refuses(request)
         if refusal is not None:
-            raise UsageError(f"--bridge {preset.name} refuses the request "
-                             f"{request.describe()!r}: {refusal}; the gate only sends "
-                             "side-effect-free requests")
+            raise UsageError(
+                f"--bridge {preset.name} refuses the request "
+                f"{request.describe()!r}: {refusal}; the gate only sends "
+                "side-effect-free requests"
+            )
 
 
-def _dialect(ping: str, status: str, ready_when: str | None, statuses: frozenset[str], *,
-             flags: Mapping[str, Any], environ: Mapping[str, str],
-             preset: Preset = DEFAULT_PRESET) -> Dialect:
+def _dialect(
+    ping: str,
+    status: str,
+    ready_when: str | None,
+    statuses: frozenset[str],
+    *,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    preset: Preset = DEFAULT_PRESET,
+) -> Dialect:
     """The dialect options, validated together (see dialect.py for what each means)."""
     ready_source = option_source(declared("ready_when"), flags, environ)
     status_source = option_source(declared("expect_status"), flags, environ)
@@ -170,17 +206,22 @@ def _dialect(ping: str, status: str, ready_when: str | None, statuses: frozenset
         ready_when = None  # --expect-status replaces the preset's judgement
     if ready_source and status_source:
         if ready_source[1].startswith("--") == status_source[1].startswith("--"):
-            raise UsageError(f"{ready_source[1]} and {status_source[1]} are both set: "
-                             "--ready-when replaces --expect-status; give one of them")
+            raise UsageError(
+                f"{ready_source[1]} and {status_source[1]} are both set: "
+                "--ready-when replaces --expect-status; give one of them"
+            )
         # A flag beats a variable: keep whichever came from the command line.
         if status_source[1].startswith("--"):
             ready_when = None
     # A bridge that needs its own readiness request may not know STATUS, and an EA that
     # trades on any request with an "action" would place an order: unless asked for,
     # no STATUS is sent to a bridge whose PING request was customised.
-    if (option_source(declared("ping_request"), flags, environ)
-            and not option_source(declared("status_request"), flags, environ)):
+    if option_source(declared("ping_request"), flags, environ) and not option_source(
+        declared("status_request"), flags, environ
+    ):
         status = "none"
-    wheres = {field: f"{declared(field).flag} / {declared(field).env}"
-              for field in ("ping_request", "status_request", "ready_when", "expect_status")}
+    wheres = {
+        field: f"{declared(field).flag} / {declared(field).env}"
+        for field in ("ping_request", "status_request", "ready_when", "expect_status")
+    }
     return dialect_from_values(ping, status, ready_when, statuses, wheres)

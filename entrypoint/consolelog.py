@@ -48,14 +48,16 @@ class ConsoleLines:
 
     def __init__(self, colors: bool) -> None:
         self._renderer = structlog.dev.ConsoleRenderer(
-            colors=colors, sort_keys=False, exception_formatter=structlog.dev.plain_traceback)
+            colors=colors, sort_keys=False, exception_formatter=structlog.dev.plain_traceback
+        )
         self._hint_once = _HintOncePerReason()
 
     def __call__(self, method: str, event: dict[str, Any]) -> str:
         event = dict(self._hint_once(None, method, event))
         exception = event.pop("exception", None)
-        head: dict[str, Any] = {key: event.pop(key) for key in ("timestamp", "level", "event")
-                                if key in event}
+        head: dict[str, Any] = {
+            key: event.pop(key) for key in ("timestamp", "level", "event") if key in event
+        }
         phrase = _ready_phrase(head.get("event"), event)
         fields = for_people(event)
         whole = self._renderer(None, method, {**head, **dict(fields)})
@@ -78,8 +80,9 @@ class _HintOncePerReason:
     def __init__(self) -> None:
         self._last: dict[str, str] = {}
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
-                 ) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         if event.get("event") == events.ATTEMPT_FAILED.name and "hint" in event:
             target, reason = str(event.get("target", "")), str(event.get("reason"))
             if self._last.get(target) == reason:
@@ -91,8 +94,7 @@ class _HintOncePerReason:
 def _ready_phrase(name: Any, event: dict[str, Any]) -> list[tuple[str, str]]:
     """``gate.ready`` through the PING queued in a pause: its ``attempt`` and ``via`` as
     words, taken out of ``event`` (the attempt it numbers is the one that failed)."""
-    if name != events.READY.name or event.get("via") != "pause" or \
-            "attempt" not in event:
+    if name != events.READY.name or event.get("via") != "pause" or "attempt" not in event:
         return []
     del event["via"]
     return [("", f"during the pause after attempt {_shown(str(event.pop('attempt')))}")]
@@ -105,14 +107,18 @@ def for_people(event: dict[str, Any]) -> list[tuple[str, Any]]:
     if "hint" in event and "reason" in event:  # the hint right after the reason it explains
         keys.remove("hint")
         keys.insert(keys.index("reason") + 1, "hint")
-    return [(key, _argv(key, event[key]) if key in ARGV_KEYS else _compact(event[key]))
-            for key in keys]
+    return [
+        (key, _argv(key, event[key]) if key in ARGV_KEYS else _compact(event[key])) for key in keys
+    ]
 
 
 def _compact(value: Any) -> Any:
     if isinstance(value, dict):
-        return "{" + ",".join(f"{_shown(str(key))}:{_inner(item)}"
-                              for key, item in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(f"{_shown(str(key))}:{_inner(item)}" for key, item in value.items())
+            + "}"
+        )
     if isinstance(value, list | tuple):
         return "[" + ",".join(_inner(item) for item in value) + "]"
     return value
@@ -166,8 +172,14 @@ def pack(head: str, pairs: list[tuple[str, str]]) -> list[str]:
         plain = _ANSI.sub("", pair)
         must_fold = len(INDENT) + width > WIDTH
         first_field = len(lines) == 1 and key == pairs[0][0]
-        if key in FLOWING and (must_fold or first_field) and not fresh and \
-                room >= MIN_START and " " in plain and len(plain.split(" ", 1)[0]) <= room:
+        if (
+            key in FLOWING
+            and (must_fold or first_field)
+            and not fresh
+            and room >= MIN_START
+            and " " in plain
+            and len(plain.split(" ", 1)[0]) <= room
+        ):
             pieces = fold(pair, room, WIDTH - len(VALUE_INDENT))
             lines[-1] += " " + pieces[0]
         elif len(INDENT) + width <= WIDTH:
@@ -192,7 +204,7 @@ def fold(text: str, first: int, rest: int, indent: str = "") -> list[str]:
     codes = ""
     position = 0
     for match in _ANSI.finditer(text):
-        for char in text[position:match.start()]:
+        for char in text[position : match.start()]:
             cells.append((codes, char))
             codes = ""
         codes += match.group()
@@ -231,7 +243,7 @@ def _in_backquotes(chars: list[str]) -> list[bool]:
     marks = [i for i, char in enumerate(chars) if char == "`"]
     inside = [False] * len(chars)
     for opening, closing in zip(marks[::2], marks[1::2], strict=False):
-        inside[opening + 1:closing] = [True] * (closing - opening - 1)
+        inside[opening + 1 : closing] = [True] * (closing - opening - 1)
     return inside
 
 

@@ -39,9 +39,12 @@ class CurveKeys:
 
     def describe(self) -> dict[str, str]:
         """What may be logged: public keys (shortened) and where our keypair came from."""
-        return {"server_key": self.server_public.decode()[:8] + "...",
-                "client_key": "ephemeral" if self.ephemeral else
-                self.client_public.decode()[:8] + "..."}
+        return {
+            "server_key": self.server_public.decode()[:8] + "...",
+            "client_key": "ephemeral"
+            if self.ephemeral
+            else self.client_public.decode()[:8] + "...",
+        }
 
 
 def _option(field: str) -> Option:
@@ -68,8 +71,7 @@ def check_key(key: str, where: str, what: str) -> bytes:
     return key.encode("ascii")
 
 
-def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]
-                       ) -> CurveKeys | None:
+def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> CurveKeys | None:
     """The CURVE keys the flags and variables describe, or None when CURVE is not used."""
     inline = option_source(_option("curve_server_key"), flags, environ)
     in_file = option_source(_option("curve_server_key_file"), flags, environ)
@@ -78,8 +80,9 @@ def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]
     if inline and in_file:
         flag_level = inline[1].startswith("--") == in_file[1].startswith("--")
         if flag_level:
-            raise UsageError(f"give the gateway's key once: {inline[1]} and {in_file[1]} "
-                             "are both set")
+            raise UsageError(
+                f"give the gateway's key once: {inline[1]} and {in_file[1]} are both set"
+            )
         # A flag beats a variable: keep whichever came from the command line.
         inline, in_file = (inline, None) if inline[1].startswith("--") else (None, in_file)
     if inline:
@@ -89,20 +92,24 @@ def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]
     else:
         if secret or public:
             where = (secret or public or ("", ""))[1]
-            raise UsageError(f"{where} needs the gateway's key: set --curve-server-key / "
-                             "GATEWAY_CURVE_SERVER_KEY (or its _FILE variant)")
+            raise UsageError(
+                f"{where} needs the gateway's key: set --curve-server-key / "
+                "GATEWAY_CURVE_SERVER_KEY (or its _FILE variant)"
+            )
         return None
     if not zmq.has("curve"):
         raise UsageError("this libzmq was built without CURVE support")
     if secret is None:
         if public:
-            raise UsageError(f"{public[1]} needs --curve-secret-key-file / "
-                             "GATE_CURVE_SECRET_KEY_FILE")
+            raise UsageError(
+                f"{public[1]} needs --curve-secret-key-file / GATE_CURVE_SECRET_KEY_FILE"
+            )
         client_public, client_secret = zmq.curve_keypair()
         return CurveKeys(server, client_public, client_secret, ephemeral=True)
     client_secret = read_key(secret[0], "secret", secret[1])
     client_public = zmq.curve_public(client_secret)
     if public and read_key(public[0], "public", public[1]) != client_public:
-        raise UsageError(f"{public[1]}: this public key does not belong to the secret key in "
-                         f"{secret[1]}")
+        raise UsageError(
+            f"{public[1]}: this public key does not belong to the secret key in {secret[1]}"
+        )
     return CurveKeys(server, client_public, client_secret)

@@ -42,8 +42,9 @@ class GatewayTimeout(GateError):
 
     exit_code = EXIT_UNAVAILABLE
 
-    def __init__(self, message: str, *, hint: str | None, attempts: int, last_reason: str,
-                 elapsed_s: float) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None, attempts: int, last_reason: str, elapsed_s: float
+    ) -> None:
         super().__init__(message, hint=hint)
         self.attempts = attempts
         self.last_reason = last_reason
@@ -93,6 +94,7 @@ class GateSignal(BaseException):
 
 
 # --- outcomes of one check, below the CLI: retried, reported, never an exit code --------
+
 
 class AttemptFailed(Exception):
     """One attempt did not reach readiness; ``stage`` says which layer failed."""

@@ -51,5 +51,7 @@ def _unraisable(unraisable: Any) -> None:
     if isinstance(unraisable.exc_value, GateSignal):
         return  # a stop signal landing in a finalizer: signals.raise_if_pending re-raises it
     if unraisable.exc_value is not None:
-        record(unraisable.exc_value, f"in {unraisable.err_msg or 'a callback'}: "
-                                     f"{unraisable.object!r:.100}")
+        record(
+            unraisable.exc_value,
+            f"in {unraisable.err_msg or 'a callback'}: {unraisable.object!r:.100}",
+        )

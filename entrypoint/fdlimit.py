@@ -43,8 +43,12 @@ class FdLimitTooLow(GateError):
 def needed(zmq_targets: int, other_targets: int, reply_sockets: int = 0) -> int:
     """The descriptors ``wait`` needs with this many ZeroMQ and other ``--also`` targets,
     and this many bridges spoken to over a two-socket transport (the gateway included)."""
-    return (BASE_FDS + PER_ZMQ_TARGET * zmq_targets + PER_OTHER_TARGET * other_targets
-            + PER_REPLY_SOCKET * reply_sockets)
+    return (
+        BASE_FDS
+        + PER_ZMQ_TARGET * zmq_targets
+        + PER_OTHER_TARGET * other_targets
+        + PER_REPLY_SOCKET * reply_sockets
+    )
 
 
 def raise_soft_limit() -> None:
@@ -54,8 +58,7 @@ def raise_soft_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= COMFORTABLE_FDS:
         return
-    target = COMFORTABLE_FDS if hard == resource.RLIM_INFINITY else min(hard,
-                                                                         COMFORTABLE_FDS)
+    target = COMFORTABLE_FDS if hard == resource.RLIM_INFINITY else min(hard, COMFORTABLE_FDS)
     if target <= soft:
         return
     try:
@@ -77,8 +80,9 @@ def require(count: int) -> None:
         f"this configuration, but `ulimit -n` is {started} and its hard limit ({shown}) "
         "does not let the gate raise it",
         hint=f"raise the limit to {count} or more where the container starts: "
-             f"`ulimit -n {count}` (or more) before mt5-gate, or docker run --ulimit "
-             "nofile=1024:1024 (compose: ulimits: nofile: 1024)")
+        f"`ulimit -n {count}` (or more) before mt5-gate, or docker run --ulimit "
+        "nofile=1024:1024 (compose: ulimits: nofile: 1024)",
+    )
 
 
 def restore() -> None:

@@ -97,17 +97,29 @@ class Run:
         if current is not None and current.reason != MIXED:
             boundary = at if current.resume_s is None else min(current.resume_s, at)
             current.ended_s = max(boundary, current.started_s)
-        if current is not None and (current.reason == MIXED or len(
-                [p for p in self.phases if p.target == target]) >= MAX_PHASES):
+        if current is not None and (
+            current.reason == MIXED
+            or len([p for p in self.phases if p.target == target]) >= MAX_PHASES
+        ):
             # Bounded memory: a reason flapping all day folds into one last phase.
             self.phases_merged += 1
             current.reason, current.attempts = MIXED, current.attempts + count
             current.ended_s, current.resume_s = at, resume
             return
         started = current.ended_s if current is not None else 0.0
-        self.phases.append(Phase(target, reason, started, at, count,
-                                 _text(event.get("hint")), _text(event.get("error")),
-                                 _text(event.get("broker_state")), resume))
+        self.phases.append(
+            Phase(
+                target,
+                reason,
+                started,
+                at,
+                count,
+                _text(event.get("hint")),
+                _text(event.get("error")),
+                _text(event.get("broker_state")),
+                resume,
+            )
+        )
 
     def current(self, target: str) -> Phase | None:
         return next((p for p in reversed(self.phases) if p.target == target), None)
@@ -223,8 +235,9 @@ def _events(stream: BinaryIO, summary: LogSummary) -> Iterator[dict[str, Any]]:
             summary.other_lines += 1
             continue
         try:  # tolerate a prefix: `compose logs` ("svc-1  | {...}"), `kubectl --timestamps`
-            event = json.loads(raw[start:].decode("utf-8"), parse_constant=_not_json,
-                               parse_float=_finite)
+            event = json.loads(
+                raw[start:].decode("utf-8"), parse_constant=_not_json, parse_float=_finite
+            )
         except (ValueError, RecursionError):
             summary.unreadable += 1
             continue

@@ -59,22 +59,45 @@ class StateFile:
     exit. A file that cannot be created is one warning, and every call is then a no-op:
     the wait never depends on it."""
 
-    def __init__(self, path: str | None, target: str, transport: str, bridge: str,
-                 others: list[str], *, keep: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | None,
+        target: str,
+        transport: str,
+        bridge: str,
+        others: list[str],
+        *,
+        keep: bool = True,
+    ) -> None:
         self.keep = keep
         self.path = path or os.path.join(
-            STATE_DIR, f"{PREFIX}{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}")
+            STATE_DIR, f"{PREFIX}{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+        )
         self._lock = threading.Lock()  # --also targets report from their own threads
         self._fd: int | None = None
         self._written = 0
         now = _utc(time.time())
         self._state: dict[str, Any] = {
-            "seq": 0, "target": target, "transport": transport, "bridge": bridge,
-            "pid": os.getpid(), "phase": STARTING,
-            "targets": [{"name": name, "ready": False, "reason": None, "broker_state": None,
-                         "attempt": 0, "error": None, "since": now}
-                        for name in (target, *others)],
-            "end": 0}
+            "seq": 0,
+            "target": target,
+            "transport": transport,
+            "bridge": bridge,
+            "pid": os.getpid(),
+            "phase": STARTING,
+            "targets": [
+                {
+                    "name": name,
+                    "ready": False,
+                    "reason": None,
+                    "broker_state": None,
+                    "attempt": 0,
+                    "error": None,
+                    "since": now,
+                }
+                for name in (target, *others)
+            ],
+            "end": 0,
+        }
 
     @classmethod
     def unkept(cls) -> StateFile:
@@ -94,17 +117,22 @@ class StateFile:
         try:
             self._create()
         except OSError as exc:
-            emit(log, events.STATE_UNAVAILABLE, path=self.path,
-                 error=f"{exc.strerror or exc}: health cannot tell that the gate still "
-                       "waits, so it checks the gateway as usual")
+            emit(
+                log,
+                events.STATE_UNAVAILABLE,
+                path=self.path,
+                error=f"{exc.strerror or exc}: health cannot tell that the gate still "
+                "waits, so it checks the gateway as usual",
+            )
 
     def _create(self) -> None:
         directory = os.path.dirname(self.path) or "."
         if directory == STATE_DIR:
             _sweep_stale()
         temporary = f"{self.path}.{os.getpid()}.new"  # a name no reader looks at
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                     | os.O_NOFOLLOW, 0o644)
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644
+        )
         try:
             import fcntl  # noqa: PLC0415 - health imports this module, and needs no fcntl
             # unless a state file is there
@@ -121,8 +149,9 @@ class StateFile:
                 os.unlink(temporary)
             raise
 
-    def failed(self, name: str, attempt: int, reason: str, error: str,
-               broker_state: str | None) -> None:
+    def failed(
+        self, name: str, attempt: int, reason: str, error: str, broker_state: str | None
+    ) -> None:
         """One failed attempt of ``name`` (the gateway's target or an ``--also`` URL)."""
         with self._lock:
             entry = self._entry(name)
@@ -130,8 +159,12 @@ class StateFile:
                 return
             if entry["reason"] != reason or entry["broker_state"] != broker_state:
                 entry["since"] = _utc(time.time())  # when this reason started
-            entry.update(reason=reason, broker_state=broker_state, attempt=attempt,
-                         error=scrub(error)[:ERROR_LIMIT])
+            entry.update(
+                reason=reason,
+                broker_state=broker_state,
+                attempt=attempt,
+                error=scrub(error)[:ERROR_LIMIT],
+            )
             if self._state["phase"] == STARTING:
                 self._state["phase"] = WAITING
             self._write()
@@ -194,13 +227,17 @@ def _sweep_stale() -> None:
 def _state_names() -> list[str]:
     try:
         with os.scandir(STATE_DIR) as found:
-            return [entry.name for entry in found
-                    if entry.name.startswith(PREFIX) and entry.name.endswith(SUFFIX)]
+            return [
+                entry.name
+                for entry in found
+                if entry.name.startswith(PREFIX) and entry.name.endswith(SUFFIX)
+            ]
     except OSError:
         return []
 
 
 # --- the reader: health --------------------------------------------------------------------
+
 
 def still_waiting(target: str, path: str | None) -> str | None:
     """The line ``health`` prints when a live gate waiting for ``target`` says it still
@@ -213,8 +250,10 @@ def still_waiting(target: str, path: str | None) -> str | None:
             continue
         if state is _UNREADABLE:
             if path:  # our own file (named by GATE_STATE_FILE): fail closed
-                return f"unhealthy: {target} the gate holds its state file {path} but it " \
-                       "cannot be read"
+                return (
+                    f"unhealthy: {target} the gate holds its state file {path} but it "
+                    "cannot be read"
+                )
             continue  # another gate's, perhaps: nothing says it is about this target
         if state.get("target") == target:
             line = _waiting_line(state)
@@ -268,10 +307,14 @@ def _waiting_line(state: dict[str, Any]) -> str | None:
     first = waiting[0]
     what = "" if first.get("name") == gate else f" for {first.get('name')}"
     if first.get("reason") is None:
-        return f"unhealthy: {gate} the gate is still waiting{what} (starting: no attempt " \
-               "has finished yet)"
+        return (
+            f"unhealthy: {gate} the gate is still waiting{what} (starting: no attempt "
+            "has finished yet)"
+        )
     since = str(first.get("since", ""))[11:]  # the time of day of an ISO UTC stamp
     broker = f", broker_state {first['broker_state']}" if first.get("broker_state") else ""
-    return (f"unhealthy: {gate} the gate is still waiting{what} (attempt "
-            f"{first.get('attempt')}, {first.get('reason')} since {since}{broker}): "
-            f"{first.get('error')}")
+    return (
+        f"unhealthy: {gate} the gate is still waiting{what} (attempt "
+        f"{first.get('attempt')}, {first.get('reason')} since {since}{broker}): "
+        f"{first.get('error')}"
+    )

@@ -21,15 +21,27 @@ from entrypoint import failclosed, fdlimit
 from entrypoint.errors import CommandNotExecutable, CommandNotFound
 from entrypoint.signals import raise_if_pending
 
-_RESET_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
-                  "SIGUSR2", "SIGCHLD")
+_RESET_SIGNALS = (
+    "SIGPIPE",
+    "SIGXFSZ",
+    "SIGINT",
+    "SIGTERM",
+    "SIGHUP",
+    "SIGQUIT",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGCHLD",
+)
+
 
 def resolve_command(command: Sequence[str], environ: Mapping[str, str]) -> str:
     """The path exec will run, found the way a shell would; raises 126/127 errors early."""
     program = command[0]
     if not program:
-        raise CommandNotFound("the runner command is empty",
-                              hint="put the runner after `--`: mt5-gate wait -- python run.py")
+        raise CommandNotFound(
+            "the runner command is empty",
+            hint="put the runner after `--`: mt5-gate wait -- python run.py",
+        )
     if "/" in program:
         return _check_executable(program, program)
     path = environ.get("PATH", os.defpath)
@@ -40,8 +52,10 @@ def resolve_command(command: Sequence[str], environ: Mapping[str, str]) -> str:
             candidate = os.path.join(directory or ".", program)
             if os.path.isfile(candidate):
                 return _check_executable(candidate, program)
-        raise CommandNotFound(f"runner {program!r} not found on PATH",
-                              hint=f"check the image installs {program!r} and PATH={path}")
+        raise CommandNotFound(
+            f"runner {program!r} not found on PATH",
+            hint=f"check the image installs {program!r} and PATH={path}",
+        )
     return _check_executable(found, program)
 
 
@@ -49,17 +63,23 @@ def _check_executable(path: str, program: str) -> str:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise CommandNotFound(f"runner {program!r} does not exist",
-                              hint="check the path in the container's CMD") from None
+        raise CommandNotFound(
+            f"runner {program!r} does not exist", hint="check the path in the container's CMD"
+        ) from None
     except OSError as exc:
-        raise CommandNotExecutable(f"runner {program!r} cannot be used: {exc.strerror}",
-                                   hint="check the file's permissions") from None
+        raise CommandNotExecutable(
+            f"runner {program!r} cannot be used: {exc.strerror}",
+            hint="check the file's permissions",
+        ) from None
     if stat.S_ISDIR(mode):
-        raise CommandNotExecutable(f"runner {program!r} is a directory",
-                                   hint="name the program file, not its directory")
+        raise CommandNotExecutable(
+            f"runner {program!r} is a directory", hint="name the program file, not its directory"
+        )
     if not os.access(path, os.X_OK):
-        raise CommandNotExecutable(f"runner {program!r} is not executable",
-                                   hint=f"chmod +x {path}, or run it through its interpreter")
+        raise CommandNotExecutable(
+            f"runner {program!r} is not executable",
+            hint=f"chmod +x {path}, or run it through its interpreter",
+        )
     return path
 
 
@@ -83,6 +103,7 @@ def exec_runner(path: str, argv: Sequence[str]) -> None:
     try:
         os.execv(path, list(argv))  # noqa: S606 - exec without a shell is the point
     except OSError as exc:
-        raise CommandNotExecutable(f"cannot execute runner {argv[0]!r}: {exc.strerror}",
-                                   hint="check the file is a program for this platform "
-                                        "(a script needs a #! line)") from None
+        raise CommandNotExecutable(
+            f"cannot execute runner {argv[0]!r}: {exc.strerror}",
+            hint="check the file is a program for this platform (a script needs a #! line)",
+        ) from None

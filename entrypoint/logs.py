@@ -32,10 +32,23 @@ _SECRETS: list[tuple[str, str]] = []  # (as sent, as it appears JSON-escaped)
 
 # structlog's (and logging's) level numbers and names.
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
-_LEVEL_NAMES = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error",
-                CRITICAL: "critical"}
-_LEVELS = {"notset": 0, "debug": DEBUG, "info": INFO, "warn": WARNING, "warning": WARNING,
-           "error": ERROR, "fatal": CRITICAL, "critical": CRITICAL}
+_LEVEL_NAMES = {
+    DEBUG: "debug",
+    INFO: "info",
+    WARNING: "warning",
+    ERROR: "error",
+    CRITICAL: "critical",
+}
+_LEVELS = {
+    "notset": 0,
+    "debug": DEBUG,
+    "info": INFO,
+    "warn": WARNING,
+    "warning": WARNING,
+    "error": ERROR,
+    "fatal": CRITICAL,
+    "critical": CRITICAL,
+}
 
 
 def register_secret(text: str) -> None:
@@ -81,8 +94,9 @@ class _Output:
     """Where configured events go: the level below which they are dropped, the stream, and
     how an event dict becomes text (JSON here; ``consolelog`` for people)."""
 
-    def __init__(self, stream: TextIO, min_level: int,
-                 render: Callable[[str, dict[str, Any]], str]) -> None:
+    def __init__(
+        self, stream: TextIO, min_level: int, render: Callable[[str, dict[str, Any]], str]
+    ) -> None:
         self.stream = _BestEffort(stream)
         self.min_level = min_level
         self.render = render
@@ -92,8 +106,9 @@ _OUTPUT: _Output | None = None
 _WRITE_LOCK = threading.Lock()  # whole lines, also from the --also threads
 
 
-def configure_logging(log_format: str = "auto", level: str = "info",
-                      stream: TextIO | None = None) -> None:
+def configure_logging(
+    log_format: str = "auto", level: str = "info", stream: TextIO | None = None
+) -> None:
     """Send events to ``stream`` (stderr) in the format asked for, from ``level`` up."""
     global _OUTPUT  # noqa: PLW0603 - configured once per process (again in tests)
     out = stream if stream is not None else sys.stderr
@@ -206,8 +221,9 @@ def _min_level() -> int:
     return _OUTPUT.min_level if _OUTPUT is not None else 0
 
 
-def _emit(context: dict[str, Any], method: str, event: str, args: tuple[Any, ...],
-          kw: dict[str, Any]) -> None:
+def _emit(
+    context: dict[str, Any], method: str, event: str, args: tuple[Any, ...], kw: dict[str, Any]
+) -> None:
     output = _OUTPUT
     if output is None:  # not configured: structlog's defaults, as before
         import structlog  # noqa: PLC0415 - only in tests and tools that never configure
@@ -276,8 +292,9 @@ def _exc_info(value: Any) -> tuple[Any, BaseException, Any] | None:
     return None
 
 
-def _scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
-                   ) -> MutableMapping[str, Any]:
+def _scrub_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Last line of defence: no registered secret in any string of any event."""
     if not _SECRETS:
         return event
@@ -296,8 +313,9 @@ def _scrubbed(value: Any) -> Any:
 
 def _order_keys(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """Put timestamp, level and event first so a JSON line reads well in `docker logs`."""
-    head: dict[str, Any] = {key: event.pop(key) for key in ("timestamp", "level", "event")
-                            if key in event}
+    head: dict[str, Any] = {
+        key: event.pop(key) for key in ("timestamp", "level", "event") if key in event
+    }
     return {**head, **event}
 
 

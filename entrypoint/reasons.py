@@ -40,9 +40,14 @@ def troubleshooting_sections() -> dict[str, str]:
         if heading is None:
             continue
         level = len(heading.group(1))
-        end = next((i for i in range(start + 1, len(lines))
-                    if (other := re.match(r"^(#+) ", lines[i])) and len(other.group(1)) <= level),
-                   len(lines))
+        end = next(
+            (
+                i
+                for i in range(start + 1, len(lines))
+                if (other := re.match(r"^(#+) ", lines[i])) and len(other.group(1)) <= level
+            ),
+            len(lines),
+        )
         sections[heading.group(2)] = "\n".join(lines[start:end]).strip() + "\n"
     return sections
 
@@ -201,7 +206,7 @@ _DEPENDENCY_MEANING: dict[Reason, str] = {
     Reason.DNS: "its name does not resolve: check the spelling and the network it is on",
     Reason.REFUSED: "nothing listens on its port: is the service running, on that port?",
     Reason.TIMEOUT: "no answer: a firewall dropping packets, a wrong address, or a service "
-                    "too busy to answer",
+    "too busy to answer",
     Reason.UNREACHABLE: "no route to it: check its address and the network",
     Reason.RESET: "it closed the connection: is it restarting, or does it expect TLS?",
     Reason.NOT_ZMQ: "something else answers on that port: check the URL's port",

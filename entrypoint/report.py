@@ -49,15 +49,18 @@ class Painter:
         return f"{_BOLD}{text}{_RESET}" if self.enabled else text
 
 
-def result_line(result: CheckResult, paint: Painter, name_width: int = 28,
-                whole: str = WHOLE) -> str:
+def result_line(
+    result: CheckResult, paint: Painter, name_width: int = 28, whole: str = WHOLE
+) -> str:
     """The result's row; a detail too long for it goes on under the detail's first column
     (lines joined by \\n). ``whole``: the marker of a word cut short (``hanging``)."""
     timing = f"{result.duration_ms:8.1f} ms"
     critical = " [critical]" if result.critical and result.status == FAIL else ""
     name = result.name if len(result.name) <= name_width else result.name[: name_width - 1] + "…"
-    lead = (f"  {SYMBOLS[result.status]} {paint.status(result.status, f'{name:<{name_width}}')} "
-            f"{timing}  ")
+    lead = (
+        f"  {SYMBOLS[result.status]} {paint.status(result.status, f'{name:<{name_width}}')} "
+        f"{timing}  "
+    )
     return "\n".join(hanging(lead, f"{result.detail}{critical}", whole=whole))
 
 
@@ -71,8 +74,9 @@ def columns(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in plain)
 
 
-def hanging(lead: str, text: str, indent: int | None = None, *, whole: str = WHOLE,
-            width: int = WIDTH) -> list[str]:
+def hanging(
+    lead: str, text: str, indent: int | None = None, *, whole: str = WHOLE, width: int = WIDTH
+) -> list[str]:
     """``lead`` then ``text``, as lines of at most ``width`` columns: the text folded at
     spaces, each continuation line indented by ``indent`` columns (by default under where
     the text started: a hanging indent), a line break in the text starting a continuation

@@ -48,8 +48,9 @@ class BackoffWithJitter(tenacity.wait.wait_base):
     instead of retrying in lockstep, while no pause is ever shorter than half its step.
     """
 
-    def __init__(self, initial_s: float, maximum_s: float,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial_s: float, maximum_s: float, rng: random.Random | None = None
+    ) -> None:
         self.initial_s = initial_s
         self.maximum_s = maximum_s
         self.rng = rng if rng is not None else random.SystemRandom()
@@ -84,8 +85,12 @@ class AttemptLog:
     """The default hook: logs failed attempts in full while sparse, then as bounded-rate
     summaries; and says once when the same well-formed refusal keeps coming."""
 
-    def __init__(self, log: Any, clock: Callable[[], float] = time.monotonic,
-                 hint: Callable[[Reason], str] = _bare_hint) -> None:
+    def __init__(
+        self,
+        log: Any,
+        clock: Callable[[], float] = time.monotonic,
+        hint: Callable[[Reason], str] = _bare_hint,
+    ) -> None:
         self._log = log
         self._clock = clock
         self.hint = hint
@@ -101,27 +106,37 @@ class AttemptLog:
         if details.via != "attempt":
             return  # a pause's reply has its own line (gate.reply)
         now = self._clock()
-        due = (details.attempt <= LOG_EVERY_ATTEMPT_UP_TO
-               or failure.reason != self._last_reason
-               or now - self._last_logged_at >= LOG_SUMMARY_INTERVAL_S)
+        due = (
+            details.attempt <= LOG_EVERY_ATTEMPT_UP_TO
+            or failure.reason != self._last_reason
+            or now - self._last_logged_at >= LOG_SUMMARY_INTERVAL_S
+        )
         self._last_reason = failure.reason
         if not due:
             self._suppressed[failure.reason.value] += 1
             return
         extra: dict[str, Any] = {}
         if self._suppressed:
-            extra = {"suppressed": sum(self._suppressed.values()),
-                     "suppressed_reasons": dict(self._suppressed)}
+            extra = {
+                "suppressed": sum(self._suppressed.values()),
+                "suppressed_reasons": dict(self._suppressed),
+            }
             self._suppressed.clear()
         self._last_logged_at = now
         if failure.broker_state is not None:
             extra["broker_state"] = failure.broker_state
-        emit(self._log, events.ATTEMPT_FAILED, attempt=details.attempt, stage=failure.stage,
-             reason=failure.reason.value, error=failure.error,
-             elapsed_s=round(details.elapsed_s, 3),
-             next_retry_s=None if details.next_retry_s is None
-             else round(details.next_retry_s, 3),
-             hint=failure.advice or self.hint(failure.reason), **extra)
+        emit(
+            self._log,
+            events.ATTEMPT_FAILED,
+            attempt=details.attempt,
+            stage=failure.stage,
+            reason=failure.reason.value,
+            error=failure.error,
+            elapsed_s=round(details.elapsed_s, 3),
+            next_retry_s=None if details.next_retry_s is None else round(details.next_retry_s, 3),
+            hint=failure.advice or self.hint(failure.reason),
+            **extra,
+        )
 
     def _watch_refusals(self, failure: AttemptFailed) -> None:
         if failure.same_as is None:
@@ -131,12 +146,17 @@ class AttemptLog:
         self._refusal = (failure.same_as, same)
         if same == SAME_REFUSAL_TO_EXPLAIN and failure.same_as not in self._explained:
             self._explained.add(failure.same_as)
-            emit(self._log, events.REPLY_REJECTED, replies=same, reply=untrusted(failure.reply),
-                 error=failure.error,
-                 message="the bridge answers, but the readiness judgement rejects its reply: "
-                         "if the bridge is healthy, this is its dialect, not an outage",
-                 fix="set GATE_READY_WHEN (and GATE_PING_REQUEST) for this bridge's dialect; "
-                     "see docs/BRIDGES.md and try them with `mt5-gate probe`")
+            emit(
+                self._log,
+                events.REPLY_REJECTED,
+                replies=same,
+                reply=untrusted(failure.reply),
+                error=failure.error,
+                message="the bridge answers, but the readiness judgement rejects its reply: "
+                "if the bridge is healthy, this is its dialect, not an outage",
+                fix="set GATE_READY_WHEN (and GATE_PING_REQUEST) for this bridge's dialect; "
+                "see docs/BRIDGES.md and try them with `mt5-gate probe`",
+            )
 
 
 _CUT_SHORT = frozenset({Reason.TIMEOUT, Reason.NO_REPLY, Reason.DNS})
@@ -185,19 +205,29 @@ class _ConfigErrorStreak:
         return self.count >= CONFIG_ERRORS_BEFORE_GIVING_UP
 
     def error(self, failure: AttemptFailed) -> GatewayMisconfigured:
-        return GatewayMisconfigured(f"{failure.stage}: {failure.error}",
-                                    hint=self.hint(failure.reason),
-                                    reason=failure.reason.value)
+        return GatewayMisconfigured(
+            f"{failure.stage}: {failure.error}",
+            hint=self.hint(failure.reason),
+            reason=failure.reason.value,
+        )
 
 
 class _Wait(Generic[T]):
     """The state of one wait: its attempts, its last failure, what a pause caught. Its
     methods are the steps tenacity calls: attempt, next_pause, before_pause, pause."""
 
-    def __init__(self, check: Attempts[T], deadline: Deadline, *, backoff: BackoffWithJitter,
-                 on_failure: Callable[[AttemptDetails], None], sleep: Callable[[float], None],
-                 clock: Callable[[], float], before_attempt: Callable[[], None] | None,
-                 hint: Callable[[Reason], str]) -> None:
+    def __init__(
+        self,
+        check: Attempts[T],
+        deadline: Deadline,
+        *,
+        backoff: BackoffWithJitter,
+        on_failure: Callable[[AttemptDetails], None],
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+        before_attempt: Callable[[], None] | None,
+        hint: Callable[[Reason], str],
+    ) -> None:
         self.check = check
         self.deadline = deadline
         self.backoff = backoff
@@ -222,8 +252,11 @@ class _Wait(Generic[T]):
         try:
             return self.check.attempt(self.deadline)
         except AttemptFailed as failure:
-            if (self.deadline.expired() and failure.reason in _CUT_SHORT
-                    and self.last_failure is not None):
+            if (
+                self.deadline.expired()
+                and failure.reason in _CUT_SHORT
+                and self.last_failure is not None
+            ):
                 # The deadline truncated this attempt's timeout: that says nothing new about
                 # the target, so the previous, real reason stays the one reported.
                 raise _DeadlinePassed from None
@@ -234,8 +267,9 @@ class _Wait(Generic[T]):
             raise
 
     def report(self, failure: AttemptFailed, next_retry_s: float | None) -> None:
-        self.on_failure(AttemptDetails(self.attempts, failure, self.deadline.elapsed(),
-                                       next_retry_s))
+        self.on_failure(
+            AttemptDetails(self.attempts, failure, self.deadline.elapsed(), next_retry_s)
+        )
 
     def next_pause(self, retry_state: tenacity.RetryCallState) -> float:
         return min(self.backoff(retry_state), self.deadline.remaining())
@@ -252,8 +286,9 @@ class _Wait(Generic[T]):
         caught = self.check.watch_pause(seconds, self.deadline)
         if isinstance(caught, AttemptFailed):
             self.last_failure = caught
-            self.on_failure(AttemptDetails(self.attempts, caught, self.deadline.elapsed(),
-                                           None, via="pause"))
+            self.on_failure(
+                AttemptDetails(self.attempts, caught, self.deadline.elapsed(), None, via="pause")
+            )
         elif caught is not None:
             self.caught_in_pause.append(caught)
             return
@@ -281,9 +316,16 @@ def wait_until_ready(
     gate uses it to stop when a ``--also`` target has already failed for good).
     ``on_failure`` is told about every failed attempt (default: ``AttemptLog``).
     """
-    wait = _Wait(check, deadline, backoff=backoff,
-                 on_failure=on_failure or AttemptLog(log, clock, hint), sleep=sleep,
-                 clock=clock, before_attempt=before_attempt, hint=hint)
+    wait = _Wait(
+        check,
+        deadline,
+        backoff=backoff,
+        on_failure=on_failure or AttemptLog(log, clock, hint),
+        sleep=sleep,
+        clock=clock,
+        before_attempt=before_attempt,
+        hint=hint,
+    )
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(AttemptFailed),
         stop=stop_at(deadline),
@@ -299,10 +341,16 @@ def wait_until_ready(
             wait.report(exc, None)
         reason = wait.last_failure.reason if wait.last_failure else Reason.TIMEOUT
         # A bridge that answered with a refusal did answer: say so.
-        verdict = ("was not ready (it answered with a refusal)" if reason is Reason.NOT_READY
-                   else "did not answer")
+        verdict = (
+            "was not ready (it answered with a refusal)"
+            if reason is Reason.NOT_READY
+            else "did not answer"
+        )
         raise GatewayTimeout(
             f"{name} {verdict} within {deadline.timeout_s:g} s",
-            hint=hint(reason), attempts=wait.attempts, last_reason=reason.value,
-            elapsed_s=round(deadline.elapsed(), 3)) from None
+            hint=hint(reason),
+            attempts=wait.attempts,
+            last_reason=reason.value,
+            elapsed_s=round(deadline.elapsed(), 3),
+        ) from None
     return outcome, wait.attempts

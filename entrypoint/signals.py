@@ -62,9 +62,11 @@ def _write_line(first: int, second: int) -> None:
     # event is events.SIGNAL, spelled out: this module loads before anything else does.
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-    line = (f'{{"timestamp": "{stamp}", "level": "warning", "event": "gate.signal", '
-            f'"signal": "{signal.Signals(first).name}", "exit_code": {128 + first}, '
-            f'"hurried_by": "{signal.Signals(second).name}"}}\n')
+    line = (
+        f'{{"timestamp": "{stamp}", "level": "warning", "event": "gate.signal", '
+        f'"signal": "{signal.Signals(first).name}", "exit_code": {128 + first}, '
+        f'"hurried_by": "{signal.Signals(second).name}"}}\n'
+    )
     with contextlib.suppress(OSError):  # stderr closed, or a pipe nobody reads
         os.write(2, line.encode())
 

@@ -32,32 +32,82 @@ def _free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="demo.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ticks", type=int, default=5,
-                        help="ticks the runner prints before it exits (default 5; 0: until "
-                             "Ctrl-C)")
+    parser = argparse.ArgumentParser(
+        prog="demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--ticks",
+        type=int,
+        default=5,
+        help="ticks the runner prints before it exits (default 5; 0: until Ctrl-C)",
+    )
     ticks = parser.parse_args(argv).ticks
     until = f"prints {ticks} ticks" if ticks > 0 else "prints ticks until Ctrl-C"
     rep_port, pub_port = _free_port(), _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_PORT": str(rep_port), "GATEWAY_PUB_PORT": str(pub_port)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(rep_port),
+        "GATEWAY_PUB_PORT": str(pub_port),
+    }
     python = sys.executable
     started: list[subprocess.Popen[bytes]] = []  # the simulator, then the gate
     try:
-        print(f"demo: a simulated MT5 gateway will listen on 127.0.0.1:{rep_port} (ticks on port "
-              f"{pub_port}) in {START_DELAY_S} s;\ndemo: the gate waits for it, then execs "
-              f"the demo runner, which {until}\n", flush=True)
-        started.append(subprocess.Popen(
-            [python, "-m", "entrypoint", "sim", "--bind", "127.0.0.1", "--port", str(rep_port),
-             "--pub-port", str(pub_port), "--start-delay", START_DELAY_S, "--log-format",
-             "json"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        started.append(subprocess.Popen(
-            [python, "-m", "entrypoint", "wait", "--log-format", "console", "--timeout", "60",
-             "--backoff-initial", "0.5", "--backoff-max", "2",
-             "--", python, "-m", "entrypoint.sim.demo_runner", "--ticks", str(max(ticks, 0))],
-            env=env))
+        print(
+            f"demo: a simulated MT5 gateway will listen on 127.0.0.1:{rep_port} (ticks on port "
+            f"{pub_port}) in {START_DELAY_S} s;\ndemo: the gate waits for it, then execs "
+            f"the demo runner, which {until}\n",
+            flush=True,
+        )
+        started.append(
+            subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "entrypoint",
+                    "sim",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(rep_port),
+                    "--pub-port",
+                    str(pub_port),
+                    "--start-delay",
+                    START_DELAY_S,
+                    "--log-format",
+                    "json",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        started.append(
+            subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "entrypoint",
+                    "wait",
+                    "--log-format",
+                    "console",
+                    "--timeout",
+                    "60",
+                    "--backoff-initial",
+                    "0.5",
+                    "--backoff-max",
+                    "2",
+                    "--",
+                    python,
+                    "-m",
+                    "entrypoint.sim.demo_runner",
+                    "--ticks",
+                    str(max(ticks, 0)),
+                ],
+                env=env,
+            )
+        )
         code = started[-1].wait()
         if code in (130, -signal.SIGINT):
             # The Ctrl-C reached the runner, and it exited, before this process ran its own

@@ -19,9 +19,11 @@ def main() -> int:
     try:
         from entrypoint.cli import main as gate_main  # noqa: PLC0415
     except ModuleNotFoundError as exc:
-        print(f"probe_live_gateway: {exc.name} is not installed; run it with the project's "
-              "venv (.venv/bin/python, created by `make test`) or `pip install .`",
-              file=sys.stderr)
+        print(
+            f"probe_live_gateway: {exc.name} is not installed; run it with the project's "
+            "venv (.venv/bin/python, created by `make test`) or `pip install .`",
+            file=sys.stderr,
+        )
         return 1
     return gate_main(["probe", *sys.argv[1:]])
 

@@ -17,9 +17,26 @@ def test_all_dependencies_ready_then_exec(sim: StartSim) -> None:
     pub_port = int(simulator.wait_for_event("sim.listening")["pub_port"])
     with redis_server("pw-redis") as redis_url, postgres_server() as pg_url:
         ran = run_gate(
-            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-             "--also", redis_url, "--also", pg_url, "--also", f"tcp://127.0.0.1:{port}",
-             "--also", f"zmq+sub://127.0.0.1:{pub_port}", "--", "echo", "runner-started"])
+            [
+                "wait",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *FAST_WAIT,
+                "--also",
+                redis_url,
+                "--also",
+                pg_url,
+                "--also",
+                f"tcp://127.0.0.1:{port}",
+                "--also",
+                f"zmq+sub://127.0.0.1:{pub_port}",
+                "--",
+                "echo",
+                "runner-started",
+            ]
+        )
     assert ran.code == 0
     assert ran.stdout.strip() == "runner-started"
     ready = {e["target"] for e in ran.events if e["event"] == "gate.dependency_ready"}
@@ -37,8 +54,19 @@ def test_late_dependency_is_waited_for(sim: StartSim, gate: StartGate) -> None:
     """A TCP dependency that starts listening later holds the exec until it does."""
     _simulator, port = sim()
     dep_port = free_port()
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-                "--also", f"tcp://127.0.0.1:{dep_port}", "--", "echo", "go")
+    proc = gate(
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *FAST_WAIT,
+        "--also",
+        f"tcp://127.0.0.1:{dep_port}",
+        "--",
+        "echo",
+        "go",
+    )
     failed = proc.wait_for_event("gate.attempt_failed")
     assert failed["target"] == f"tcp://127.0.0.1:{dep_port}"
     assert failed["reason"] == "refused"
@@ -54,9 +82,23 @@ def test_dead_dependency_ends_with_69_naming_the_target(sim: StartSim) -> None:
     """A dependency that never comes: gate.timeout names it, exit 69, runner never runs."""
     _simulator, port = sim()
     dead = f"tcp://127.0.0.1:{free_port()}"
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                    *FAST_WAIT, "--timeout", "1", "--also", dead, "--",
-                    "echo", "must-not-run"])
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *FAST_WAIT,
+            "--timeout",
+            "1",
+            "--also",
+            dead,
+            "--",
+            "echo",
+            "must-not-run",
+        ]
+    )
     assert ran.code == 69
     assert ran.stdout == ""
     assert ran.events[-1]["event"] == "gate.timeout"
@@ -69,8 +111,20 @@ def test_with_everything_down_the_timeout_names_the_gateway_every_time() -> None
     the dependency in some runs, so the same outage ended with a different last line)."""
     dead = f"tcp://127.0.0.1:{free_port()}"
     for _run in range(4):  # the race went either way, about one run in three
-        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                        *FAST_WAIT, "--timeout", "0.5", "--also", dead])
+        ran = run_gate(
+            [
+                "wait",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(free_port()),
+                *FAST_WAIT,
+                "--timeout",
+                "0.5",
+                "--also",
+                dead,
+            ]
+        )
         assert ran.code == 69
         timeout = ran.events[-1]
         assert timeout["event"] == "gate.timeout"
@@ -83,8 +137,17 @@ def test_wrong_redis_password_is_a_configuration_error_78(sim: StartSim) -> None
     _sim, port = sim()
     with redis_server("good-pw") as url:
         ran = run_gate(
-            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--also",
-             url.replace("good-pw", "bad-pw")])
+            [
+                "wait",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *FAST_WAIT,
+                "--also",
+                url.replace("good-pw", "bad-pw"),
+            ]
+        )
     assert ran.code == 78
     # Three rejected attempts (FAST_WAIT: ~0.5 s, plus start-up: ~1.5 s loaded) end it, not the
     # 600 s default deadline (run_gate's 30 s guard would stop that): 8 s of room.
@@ -100,7 +163,8 @@ def test_gate_also_variable_is_comma_separated(sim: StartSim) -> None:
     dead1, dead2 = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     ran = run_gate(
         ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "0.8"],
-        env=base_env(GATE_ALSO=f"{dead1}, {dead2}"))
+        env=base_env(GATE_ALSO=f"{dead1}, {dead2}"),
+    )
     assert ran.code == 69
     assert ran.events[0]["also"] == [dead1, dead2]
 
@@ -116,14 +180,24 @@ def test_bad_dependency_url_is_a_usage_error() -> None:
         assert ran.took < 10
 
 
-
 def test_a_dependency_gets_its_own_hint_not_the_gateways(sim: StartSim) -> None:
     """A refused Redis or TCP dependency: the hint names the dependency and what the reason
     means for any service, never the MT5 bridge, Windows or its firewall."""
     _sim, port = sim()
     ran = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "1",
-         "--also", f"tcp://127.0.0.1:{free_port()}"])
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *FAST_WAIT,
+            "--timeout",
+            "1",
+            "--also",
+            f"tcp://127.0.0.1:{free_port()}",
+        ]
+    )
     assert ran.code == 69
     failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert failed

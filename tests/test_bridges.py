@@ -24,8 +24,9 @@ from tests.support.processes import Proc, StartGate, StartSim
 TOKEN = "tok-3f9a1c77e2"
 
 
-def rehearse(sim: StartSim, dialect: str, tmp_path: Path, *extra: str
-             ) -> tuple[Proc, dict[str, str]]:
+def rehearse(
+    sim: StartSim, dialect: str, tmp_path: Path, *extra: str
+) -> tuple[Proc, dict[str, str]]:
     """The simulator speaking ``dialect``, and the variables that point its preset at it."""
     args = ["--dialect", dialect, *extra]
     if dialect == "token":
@@ -34,8 +35,12 @@ def rehearse(sim: StartSim, dialect: str, tmp_path: Path, *extra: str
         args += ["--token-file", str(token_file)]
     proc, port = sim(*args)
     listening = proc.wait_for_event("sim.listening")
-    env = {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "GATE_BRIDGE": dialect,
-           "GATEWAY_PUB_PORT": str(listening["pub_port"])}
+    env = {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "GATE_BRIDGE": dialect,
+        "GATEWAY_PUB_PORT": str(listening["pub_port"]),
+    }
     if listening.get("reply_port"):
         env["GATEWAY_REPLY_PORT"] = str(listening["reply_port"])
     if dialect == "token":
@@ -55,7 +60,8 @@ def test_the_simulator_speaks_every_preset() -> None:
 
 @pytest.mark.parametrize("dialect", ALL_DIALECTS)
 def test_each_preset_gets_its_simulated_bridge_ready_and_execs_the_runner(
-        dialect: str, tmp_path: Path, sim: StartSim, gate: StartGate) -> None:
+    dialect: str, tmp_path: Path, sim: StartSim, gate: StartGate
+) -> None:
     """GATE_BRIDGE=NAME against `sim --dialect NAME`: ready, the runner in the gate's PID,
     not one order attempted."""
     simulated, env = rehearse(sim, dialect, tmp_path)
@@ -67,25 +73,25 @@ def test_each_preset_gets_its_simulated_bridge_ready_and_execs_the_runner(
 
 
 @pytest.mark.parametrize("dialect", ["heartbeat", "token", "plain-ok", "dwx"])
-def test_without_its_preset_each_bridge_is_never_ready(dialect: str, tmp_path: Path,
-                                                        sim: StartSim) -> None:
+def test_without_its_preset_each_bridge_is_never_ready(
+    dialect: str, tmp_path: Path, sim: StartSim
+) -> None:
     """The defaults against another dialect: never ready, and the hint names the target."""
     _sim, env = rehearse(sim, dialect, tmp_path)
     port = env["GATEWAY_PORT"]
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", port,
-                    *NEVER_READY_WAIT])
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", port, *NEVER_READY_WAIT])
     failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert ran.code in (69, 78)  # dwx's PULL is not a REP: a configuration error
     assert "gate.ready" not in {e["event"] for e in ran.events}
     assert f"127.0.0.1:{port}" in failed[0]["hint"]  # the real target, not 5555
 
 
-def test_the_same_refusal_three_times_is_explained_once(tmp_path: Path,
-                                                         sim: StartSim) -> None:
+def test_the_same_refusal_three_times_is_explained_once(tmp_path: Path, sim: StartSim) -> None:
     """The heartbeat bridge's "Invalid request structure": one gate.reply_rejected line."""
     _sim, env = rehearse(sim, "heartbeat", tmp_path)
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port",
-                    env["GATEWAY_PORT"], *NEVER_READY_WAIT])
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", env["GATEWAY_PORT"], *NEVER_READY_WAIT]
+    )
     rejected = [e for e in ran.events if e["event"] == "gate.reply_rejected"]
     assert len(rejected) == 1
     assert "Invalid request structure" in rejected[0]["reply"]
@@ -95,25 +101,34 @@ def test_the_same_refusal_three_times_is_explained_once(tmp_path: Path,
 
 @pytest.mark.parametrize("state", ["TRADING_IS_NOT_ALLOWED", "NO_BROKER_CONNECTION"])
 def test_a_simulated_broker_state_is_rehearsed_as_the_real_one(
-        state: str, tmp_path: Path, sim: StartSim) -> None:
+    state: str, tmp_path: Path, sim: StartSim
+) -> None:
     _sim, env = rehearse(sim, "dwx", tmp_path, "--broker-state", state)
     ran = run_gate(["wait", *NEVER_READY_WAIT], env=base_env(**env))
     failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert ran.code == 69
-    assert {e["broker_state"] for e in failed} == {state.lower().replace(
-        "is_not_allowed", "not_allowed")}
+    assert {e["broker_state"] for e in failed} == {
+        state.lower().replace("is_not_allowed", "not_allowed")
+    }
 
 
 def test_token_bridge_is_never_ready_without_its_token_or_with_a_wrong_one(
-        tmp_path: Path, sim: StartSim) -> None:
+    tmp_path: Path, sim: StartSim
+) -> None:
     """No token, or another token: {"ok": false, "error": "unauthorized"}, never ready."""
     _sim, env = rehearse(sim, "token", tmp_path)
     wrong_token = tmp_path / "wrong"
     wrong_token.write_text("not-the-token\n")
-    missing = run_gate(["wait", *NEVER_READY_WAIT], env=base_env(
-        **{**env, "GATE_PING_REQUEST": '{"action":"health"}'}))
-    wrong = run_gate(["wait", *NEVER_READY_WAIT], env=base_env(
-        **{**env, "GATE_PING_REQUEST": f'{{"action":"health","token":"$file:{wrong_token}"}}'}))
+    missing = run_gate(
+        ["wait", *NEVER_READY_WAIT],
+        env=base_env(**{**env, "GATE_PING_REQUEST": '{"action":"health"}'}),
+    )
+    wrong = run_gate(
+        ["wait", *NEVER_READY_WAIT],
+        env=base_env(
+            **{**env, "GATE_PING_REQUEST": f'{{"action":"health","token":"$file:{wrong_token}"}}'}
+        ),
+    )
     for ran in (missing, wrong):
         failed = [e for e in ran.events if e["event"] == "gate.attempt_failed"]
         assert ran.code == 69
@@ -121,8 +136,9 @@ def test_token_bridge_is_never_ready_without_its_token_or_with_a_wrong_one(
         assert "unauthorized" in failed[0]["error"]
 
 
-def test_the_token_is_never_logged_nor_inherited_by_the_runner(tmp_path: Path,
-                                                               sim: StartSim) -> None:
+def test_the_token_is_never_logged_nor_inherited_by_the_runner(
+    tmp_path: Path, sim: StartSim
+) -> None:
     """The token reaches the bridge, and nothing else: not the log, not the runner's env."""
     _sim, env = rehearse(sim, "token", tmp_path)
     ran = run_gate(["wait", "--log-level", "debug", "--", "env"], env=base_env(**env))
@@ -135,8 +151,7 @@ def test_the_token_is_never_logged_nor_inherited_by_the_runner(tmp_path: Path,
         assert TOKEN not in text  # ...never the token
 
 
-def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
-        tmp_path: Path) -> None:
+def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(tmp_path: Path) -> None:
     """A bridge that quotes the request in its refusal: the log shows ***, not the token."""
     import zmq
 
@@ -149,8 +164,11 @@ def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     with servers.zmq_server(zmq.ROUTER, echo_refusal) as port:
-        env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
-                       GATE_PING_REQUEST=f'{{"action":"health","token":"$file:{token_file}"}}')
+        env = base_env(
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_PORT=str(port),
+            GATE_PING_REQUEST=f'{{"action":"health","token":"$file:{token_file}"}}',
+        )
         waited = run_gate(["wait", *NEVER_READY_WAIT], env=env)
         health = run_gate(["health"], env=env)
     failed = next(e for e in waited.events if e["event"] == "gate.attempt_failed")
@@ -159,22 +177,26 @@ def test_a_token_echoed_back_by_the_bridge_is_scrubbed_from_every_log_line(
         assert TOKEN not in text
 
 
-def test_the_default_ping_is_an_order_on_a_trade_on_action_ea(tmp_path: Path,
-                                                              sim: StartSim) -> None:
+def test_the_default_ping_is_an_order_on_a_trade_on_action_ea(
+    tmp_path: Path, sim: StartSim
+) -> None:
     """Why the preset exists: the default PING goes to OrderSend on every attempt."""
     simulated, env = rehearse(sim, "trade-on-action", tmp_path)
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", env["GATEWAY_PORT"],
-                    *NEVER_READY_WAIT])
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", env["GATEWAY_PORT"], *NEVER_READY_WAIT]
+    )
     assert ran.code == 69  # the EA refuses the "order" (no volume): never ready...
     assert orders(simulated) >= 2  # ...and every attempt was an order attempt
 
 
-def test_status_refusal_is_shown_as_unavailable_with_its_reply(tmp_path: Path,
-                                                               sim: StartSim) -> None:
+def test_status_refusal_is_shown_as_unavailable_with_its_reply(
+    tmp_path: Path, sim: StartSim
+) -> None:
     """A STATUS the bridge refuses (heartbeat: Unknown action) is available: false."""
     _sim, env = rehearse(sim, "heartbeat", tmp_path)
-    env["GATE_STATUS_REQUEST"] = ('{"action":"STATUS","req_id":"$uuid",'
-                                  '"timestamp":"$now_epoch","payload":{}}')
+    env["GATE_STATUS_REQUEST"] = (
+        '{"action":"STATUS","req_id":"$uuid","timestamp":"$now_epoch","payload":{}}'
+    )
     ran = run_gate(["wait"], env=base_env(**env))
     status = next(e for e in ran.events if e["event"] == "gate.status")
     assert ran.code == 0
@@ -183,13 +205,11 @@ def test_status_refusal_is_shown_as_unavailable_with_its_reply(tmp_path: Path,
     assert "Unknown action: STATUS" in status["reply"]
 
 
-def test_mesh_judges_the_gateway_ping_by_the_same_dialect(tmp_path: Path,
-                                                         sim: StartSim) -> None:
+def test_mesh_judges_the_gateway_ping_by_the_same_dialect(tmp_path: Path, sim: StartSim) -> None:
     """mesh's gateway PING check passes with the preset, fails not_ready without it."""
     _sim, env = rehearse(sim, "heartbeat", tmp_path)
     with_preset = run_gate(["mesh", "--json"], env=base_env(**env))
-    without = run_gate(["mesh", "--json", "--host", "127.0.0.1", "--port",
-                        env["GATEWAY_PORT"]])
+    without = run_gate(["mesh", "--json", "--host", "127.0.0.1", "--port", env["GATEWAY_PORT"]])
 
     def gateway_ping(stdout: str) -> dict[str, Any]:
         checks = json.loads(stdout)["checks"]
@@ -200,19 +220,19 @@ def test_mesh_judges_the_gateway_ping_by_the_same_dialect(tmp_path: Path,
     assert (failed["status"], failed["reason"]) == ("fail", "not_ready")
 
 
-def test_also_zmq_req_is_asked_and_judged_like_the_gateway(tmp_path: Path,
-                                                           sim: StartSim) -> None:
+def test_also_zmq_req_is_asked_and_judged_like_the_gateway(tmp_path: Path, sim: StartSim) -> None:
     """--also zmq+req:// to a second heartbeat bridge: ready with the preset; a bridge of
     another dialect there is never ready, and the timeout names it."""
     _sim, env = rehearse(sim, "heartbeat", tmp_path)
     _other, other = rehearse(sim, "heartbeat", tmp_path)
     _third, wrong_port = sim()
     good = run_gate(
-        ["wait", "--also", f"zmq+req://127.0.0.1:{other['GATEWAY_PORT']}"],
-        env=base_env(**env))
+        ["wait", "--also", f"zmq+req://127.0.0.1:{other['GATEWAY_PORT']}"], env=base_env(**env)
+    )
     bad = run_gate(
         ["wait", "--also", f"zmq+req://127.0.0.1:{wrong_port}", *NEVER_READY_WAIT],
-        env=base_env(**env))
+        env=base_env(**env),
+    )
     assert good.code == 0
     ready = next(e for e in good.events if e["event"] == "gate.dependency_ready")
     assert "SUCCESS" in ready["detail"]

@@ -16,15 +16,18 @@ from tests.support.cli import run_gate
 from tests.support.helpers import REPO, base_env, free_port
 
 
-@pytest.mark.parametrize("args", [
-    ["wait", "--host", "127.0.0.1", "--timeout", "soon"],
-    ["wait", "--host", "127.0.0.1", "--port", "99999"],
-    ["wait"],
-    ["wait", "--host", "127.0.0.1", "--bogus"],
-    ["wait", "--host", "127.0.0.1", "stray-positional"],
-    [],
-    ["frobnicate"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["wait", "--host", "127.0.0.1", "--timeout", "soon"],
+        ["wait", "--host", "127.0.0.1", "--port", "99999"],
+        ["wait"],
+        ["wait", "--host", "127.0.0.1", "--bogus"],
+        ["wait", "--host", "127.0.0.1", "stray-positional"],
+        [],
+        ["frobnicate"],
+    ],
+)
 def test_usage_errors_exit_64_with_one_json_line(args: list[str]) -> None:
     """Bad input: exit 64, one gate.error line, no traceback, nothing attempted."""
     ran = run_gate(args, in_process=True)
@@ -60,7 +63,8 @@ def test_usage_error_from_environment_names_the_variable() -> None:
 def test_unknown_runner_fails_before_waiting() -> None:
     """A typo in COMMAND exits 127 in well under the 600 s the gate would otherwise wait."""
     ran = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "no-such-runner-x"])
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "no-such-runner-x"]
+    )
     assert ran.code == 127
     assert [e["event"] for e in ran.events] == ["gate.error"]
     assert "no-such-runner-x" in ran.events[0]["error"]
@@ -74,16 +78,14 @@ def test_runner_that_is_not_executable_exits_126(tmp_path: Path) -> None:
     script = tmp_path / "runner.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o644)
-    ran = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(script)])
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(script)])
     assert ran.code == 126
     assert "not executable" in ran.events[0]["error"]
 
 
 def test_runner_that_is_a_directory_exits_126(tmp_path: Path) -> None:
     """A directory is not a runner."""
-    ran = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(tmp_path)])
+    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", str(tmp_path)])
     assert ran.code == 126
 
 
@@ -92,7 +94,8 @@ def test_non_executable_file_on_path_is_126_not_127(tmp_path: Path) -> None:
     (tmp_path / "myrunner").write_text("#!/bin/sh\n")
     env = base_env(PATH=f"{tmp_path}:{os.environ['PATH']}")
     ran = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "myrunner"], env)
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--", "myrunner"], env
+    )
     assert ran.code == 126
 
 
@@ -118,8 +121,7 @@ def test_readme_exit_code_table_agrees_with_the_help() -> None:
         assert re.search(rf"^\| `?{code}`? \|", readme, re.MULTILINE), f"exit code {code}"
 
 
-def test_unexpected_exception_is_one_event_and_exit_70(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_unexpected_exception_is_one_event_and_exit_70(capsys: pytest.CaptureFixture[str]) -> None:
     """A bug below the CLI becomes a gate.error event with exit 70, not a bare traceback."""
     import json
 
@@ -166,4 +168,3 @@ def test_console_script_is_installed_and_is_the_same_program() -> None:
 def test_main_in_process_returns_exit_code_for_config_error() -> None:
     """main() is callable in-process and returns, never exits, for usage errors."""
     assert main(["wait", "--host", "gw", "--port", "x"], {}) == 64
-

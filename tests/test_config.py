@@ -14,8 +14,12 @@ def test_defaults_match_the_documented_interface() -> None:
     """With only the host given, every default is the one the issue and README name."""
     settings = settings_from_sources({}, {"GATEWAY_HOST": "gw"})
     assert settings == GateSettings(host="gw")
-    assert (settings.port, settings.timeout_s, settings.connect_timeout_s,
-            settings.reply_timeout_s) == (5555, 600.0, 2.0, 5.0)
+    assert (
+        settings.port,
+        settings.timeout_s,
+        settings.connect_timeout_s,
+        settings.reply_timeout_s,
+    ) == (5555, 600.0, 2.0, 5.0)
     assert settings.expect_status == frozenset({"OK", "PONG", "OPERATIONAL"})
     assert (settings.log_format, settings.log_level) == ("auto", "info")
 
@@ -33,13 +37,29 @@ def test_empty_variable_counts_as_unset() -> None:
     assert settings.timeout_s == 600.0
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("port", "0"), ("port", "65536"), ("port", "55x"), ("port", "-1"),
-    ("timeout_s", "abc"), ("timeout_s", "-1"), ("timeout_s", "nan"), ("timeout_s", "inf"),
-    ("connect_timeout_s", "0"), ("reply_timeout_s", "0"), ("backoff_initial_s", "0"),
-    ("expect_status", " , "), ("log_format", "xml"), ("log_level", "loud"),
-    ("host", ""), ("host", "tcp://gw:5555"), ("host", "gw:5555"), ("host", "[gw]"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("port", "0"),
+        ("port", "65536"),
+        ("port", "55x"),
+        ("port", "-1"),
+        ("timeout_s", "abc"),
+        ("timeout_s", "-1"),
+        ("timeout_s", "nan"),
+        ("timeout_s", "inf"),
+        ("connect_timeout_s", "0"),
+        ("reply_timeout_s", "0"),
+        ("backoff_initial_s", "0"),
+        ("expect_status", " , "),
+        ("log_format", "xml"),
+        ("log_level", "loud"),
+        ("host", ""),
+        ("host", "tcp://gw:5555"),
+        ("host", "gw:5555"),
+        ("host", "[gw]"),
+    ],
+)
 def test_invalid_value_names_flag_and_variable(field: str, value: str) -> None:
     """Every invalid value is a UsageError (exit 64) naming both the flag and its variable."""
     option = declared(field)
@@ -70,12 +90,15 @@ def test_backoff_max_below_initial_is_rejected() -> None:
         settings_from_sources({"host": "gw", "backoff_initial_s": "5", "backoff_max_s": "1"}, {})
 
 
-@pytest.mark.parametrize(("given", "host", "target"), [
-    ("gateway", "gateway", "gateway:5555"),
-    ("172.19.141.255", "172.19.141.255", "172.19.141.255:5555"),
-    ("::1", "::1", "[::1]:5555"),
-    ("[fe80::1]", "fe80::1", "[fe80::1]:5555"),
-])
+@pytest.mark.parametrize(
+    ("given", "host", "target"),
+    [
+        ("gateway", "gateway", "gateway:5555"),
+        ("172.19.141.255", "172.19.141.255", "172.19.141.255:5555"),
+        ("::1", "::1", "[::1]:5555"),
+        ("[fe80::1]", "fe80::1", "[fe80::1]:5555"),
+    ],
+)
 def test_hosts_accept_names_and_both_ip_families(given: str, host: str, target: str) -> None:
     """Names, IPv4 and IPv6 literals (bracketed or not) are accepted."""
     settings = settings_from_sources({"host": given}, {})
@@ -85,7 +108,8 @@ def test_hosts_accept_names_and_both_ip_families(given: str, host: str, target: 
 def test_durations_take_decimal_seconds() -> None:
     """Durations such as 0.5 are accepted; 0 disables the overall deadline."""
     settings = settings_from_sources(
-        {"host": "gw", "connect_timeout_s": "0.25", "timeout_s": "0"}, {})
+        {"host": "gw", "connect_timeout_s": "0.25", "timeout_s": "0"}, {}
+    )
     assert (settings.connect_timeout_s, settings.timeout_s) == (0.25, 0.0)
 
 

@@ -28,17 +28,29 @@ from tests.support.processes import StartGate, StartSim
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Longer than a line whatever the interpreter's path: shown cut short, with the marker.
-RUNNER = [sys.executable, "-c", "pass", "--config", "/etc/strategy/a-rather-long-config.yaml",
-          "--symbols", "EURUSD,GBPUSD,USDJPY,AUDUSD,USDCHF,NZDUSD,USDCAD,EURGBP,EURJPY",
-          "--journal", "/var/lib/strategy/journal/eurusd-gbpusd-usdjpy.sqlite3", "--verbose",
-          "--dry-run"]
+RUNNER = [
+    sys.executable,
+    "-c",
+    "pass",
+    "--config",
+    "/etc/strategy/a-rather-long-config.yaml",
+    "--symbols",
+    "EURUSD,GBPUSD,USDJPY,AUDUSD,USDCHF,NZDUSD,USDCAD,EURGBP,EURJPY",
+    "--journal",
+    "/var/lib/strategy/journal/eurusd-gbpusd-usdjpy.sqlite3",
+    "--verbose",
+    "--dry-run",
+]
 # As long as the demo's runner (`python -m entrypoint.sim.demo_runner --ticks 5`): shown whole.
 SHORT_RUNNER = [sys.executable, "-c", "pass", "entrypoint.sim.demo_runner", "--ticks", "5"]
 
 
 def run(args: list[str], fmt: str, timeout: float = EXIT_S) -> tuple[int, str]:
-    ran = run_gate([args[0], "--log-format", fmt, *args[1:]], timeout=timeout,
-                   log="json" if fmt == "json" else "text")
+    ran = run_gate(
+        [args[0], "--log-format", fmt, *args[1:]],
+        timeout=timeout,
+        log="json" if fmt == "json" else "text",
+    )
     return ran.code, ran.stderr
 
 
@@ -75,10 +87,22 @@ def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
     long hint, gate.timeout: every line within 160 columns; every word of every hint, error
     and dependency shown; the argv cut short with a pointer to the JSON format."""
     gateway, dependency = free_port(), free_port()
-    args = ["wait", "--host", "127.0.0.1", "--port", str(gateway), "--timeout", "1", *FAST_WAIT,
-            "--also", f"tcp://127.0.0.1:{dependency}",
-            "--also", f"http://operator:s3cret@127.0.0.1:{dependency}/health/ready?full=1",
-            "--", *RUNNER]
+    args = [
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(gateway),
+        "--timeout",
+        "1",
+        *FAST_WAIT,
+        "--also",
+        f"tcp://127.0.0.1:{dependency}",
+        "--also",
+        f"http://operator:s3cret@127.0.0.1:{dependency}/health/ready?full=1",
+        "--",
+        *RUNNER,
+    ]
     code, console = run(args, "console", after_deadline(1))
     json_code, json_text = run(args, "json", after_deadline(1))
     assert (code, json_code) == (69, 69)
@@ -99,8 +123,7 @@ def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
     assert len(" ".join(RUNNER)) > WIDTH  # the marker was needed
 
 
-def test_a_runner_that_fits_a_line_is_shown_whole_and_no_field_says_none(
-        sim: StartSim) -> None:
+def test_a_runner_that_fits_a_line_is_shown_whole_and_no_field_says_none(sim: StartSim) -> None:
     """The demo's case: a runner's argv that fits a line is in gate.start and gate.exec
     whole (it used to be `python -m ... +3 more`, hiding the module the README says is
     exec'd), and gate.start shows no `=None` field (the JSON line keeps them)."""
@@ -127,8 +150,11 @@ def test_an_error_that_fits_a_line_is_never_split(sim: StartSim) -> None:
     of its own is shown on one line (`ECONNREFUSED: Connection` / `refused` was split where
     the attempt's first line ran out), and a long hint keeps its backquoted command whole."""
     port = free_port()
-    code, console = run(["wait", "--host", "127.0.0.1", "--port", str(port), "--timeout",
-                         "0.8", *FAST_WAIT], "console", after_deadline(0.8))
+    code, console = run(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "0.8", *FAST_WAIT],
+        "console",
+        after_deadline(0.8),
+    )
     assert code == 69
     assert_fits(console)
     mentions = [line for line in console.splitlines() if "ECONNREFUSED" in line]
@@ -144,8 +170,19 @@ def test_ready_in_a_pause_says_so_in_words(gate: StartGate, sim: StartSim) -> No
     port = free_port()
     # A 30 s step: the pause after the first attempt lasts 15-30 s (equal jitter), so the
     # simulator started after that attempt binds inside it (~0.5 s, ~3 s loaded).
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), "--log-format",
-                "console", "--backoff-initial", "30", "--backoff-max", "30")
+    proc = gate(
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-format",
+        "console",
+        "--backoff-initial",
+        "30",
+        "--backoff-max",
+        "30",
+    )
     proc.wait_for_stderr("gate.attempt_failed")
     sim("--port", str(port))
     assert proc.wait(timeout=EXIT_S) == 0, "\n".join(proc.stderr_lines)
@@ -159,8 +196,11 @@ def test_ready_in_a_pause_says_so_in_words(gate: StartGate, sim: StartSim) -> No
 def test_the_hint_is_on_the_line_of_the_reason_it_explains() -> None:
     """The first gate.attempt_failed line holds reason= and the start of hint=; its words
     go on over indented lines; a repeated reason shows no hint (``explain`` relies on it)."""
-    code, console = run(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                         "--timeout", "0.8", *FAST_WAIT], "console", after_deadline(0.8))
+    code, console = run(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.8", *FAST_WAIT],
+        "console",
+        after_deadline(0.8),
+    )
     assert code == 69
     lines = console.splitlines()
     failed = [index for index, line in enumerate(lines) if "gate.attempt_failed" in line]
@@ -169,16 +209,19 @@ def test_the_hint_is_on_the_line_of_the_reason_it_explains() -> None:
     assert "reason=refused" in first
     assert first.index("reason=refused") < first.index("hint=")
     assert lines[failed[0] + 1].startswith(" ")  # the hint goes on, indented
-    assert not any("hint=" in line for line in lines[failed[1]:]
-                   if "gate.timeout" not in line and not line.startswith(" "))
+    assert not any(
+        "hint=" in line
+        for line in lines[failed[1] :]
+        if "gate.timeout" not in line and not line.startswith(" ")
+    )
 
 
 def test_a_usage_error_fits() -> None:
     """gate.error for an invalid value: the whole error shown, within 160 columns."""
-    code, console = run(["wait", "--host", "127.0.0.1", "--port", "not-a-port-at-all" * 8],
-                        "console")
-    _, json_text = run(["wait", "--host", "127.0.0.1", "--port", "not-a-port-at-all" * 8],
-                       "json")
+    code, console = run(
+        ["wait", "--host", "127.0.0.1", "--port", "not-a-port-at-all" * 8], "console"
+    )
+    _, json_text = run(["wait", "--host", "127.0.0.1", "--port", "not-a-port-at-all" * 8], "json")
     assert code == 64
     assert_fits(console)
     assert "gate.error" in console.splitlines()[0]
@@ -190,8 +233,9 @@ def test_ready_status_and_exec_lines_fit(sim: StartSim) -> None:
     """An answering gateway: gate.ready (with the reply), gate.status and gate.exec (the
     runner's argv again, cut short) all fit."""
     _simulator, port = sim()
-    code, console = run(["wait", "--host", "127.0.0.1", "--port", str(port), "--", *RUNNER],
-                        "console")
+    code, console = run(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), "--", *RUNNER], "console"
+    )
     assert code == 0
     assert_fits(console)
     for name in ("gate.start", "gate.ready", "gate.status", "gate.exec"):
@@ -205,8 +249,22 @@ def test_colour_codes_do_not_count_and_lines_still_fit() -> None:
     """On a terminal (auto format: console with colour), the visible width is what counts."""
     env = base_env()
     del env["GATE_LOG_FORMAT"]
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.3",
-                    "--", *RUNNER], env, log="text", tty="stderr")
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--timeout",
+            "0.3",
+            "--",
+            *RUNNER,
+        ],
+        env,
+        log="text",
+        tty="stderr",
+    )
     code, text = ran.code, ran.stderr
     assert code == 69
     assert "\x1b[" in text
@@ -223,8 +281,9 @@ def test_a_traceback_in_the_console_fits() -> None:
     try:
         raise RuntimeError("x" * 150 + " a message longer than any terminal " + "y" * 200)
     except RuntimeError:
-        get_logger().exception("gate.error", error="internal error (please report this as "
-                                                   "a bug)", exit_code=70)
+        get_logger().exception(
+            "gate.error", error="internal error (please report this as a bug)", exit_code=70
+        )
     text = stream.getvalue()
     assert_fits(text)
     assert "Traceback (most recent call last):" in text
@@ -235,22 +294,25 @@ def test_nested_values_are_compact_and_json_is_untouched() -> None:
     """A mapping as {k:v}, a list as [a,b] in the console; the JSON line keeps them as
     they are."""
     console, machine = io.StringIO(), io.StringIO()
-    fields: dict[str, Any] = {"backoff": {"initial_s": 0.5, "max_s": 10.0},
-                              "expect_status": ["OK", "PONG"], "curve": None}
+    fields: dict[str, Any] = {
+        "backoff": {"initial_s": 0.5, "max_s": 10.0},
+        "expect_status": ["OK", "PONG"],
+        "curve": None,
+    }
     configure_logging("console", "info", console)
     get_logger().info("gate.start", **fields)
     configure_logging("json", "info", machine)
     get_logger().info("gate.start", **fields)
     assert "backoff={initial_s:0.5,max_s:10.0} expect_status=[OK,PONG]" in console.getvalue()
     assert "curve" not in console.getvalue()  # a None says nothing to a person
-    assert {k: v for k, v in json.loads(machine.getvalue()).items()
-            if k in fields} == fields
+    assert {k: v for k, v in json.loads(machine.getvalue()).items() if k in fields} == fields
 
 
 # --- the folding itself ------------------------------------------------------------------
 
-TEXT = st.lists(st.text(alphabet="abcdefghij=:'/", min_size=1, max_size=40), min_size=1,
-                max_size=40).map(" ".join)
+TEXT = st.lists(
+    st.text(alphabet="abcdefghij=:'/", min_size=1, max_size=40), min_size=1, max_size=40
+).map(" ".join)
 COLOUR = st.sampled_from(["", "\x1b[36m", "\x1b[1m", "\x1b[0m", "\x1b[2m\x1b[35m"])
 
 
@@ -265,14 +327,19 @@ def test_fold_keeps_a_backquoted_command_on_one_line() -> None:
 
 
 @settings(derandomize=True, deadline=None, database=None, max_examples=300)
-@given(text=TEXT, first=st.integers(1, 160), rest=st.integers(8, 160),
-       colours=st.lists(st.tuples(st.integers(0, 2000), COLOUR), max_size=6))
+@given(
+    text=TEXT,
+    first=st.integers(1, 160),
+    rest=st.integers(8, 160),
+    colours=st.lists(st.tuples(st.integers(0, 2000), COLOUR), max_size=6),
+)
 def test_fold_keeps_every_character_within_the_widths(
-        text: str, first: int, rest: int, colours: list[tuple[int, str]]) -> None:
+    text: str, first: int, rest: int, colours: list[tuple[int, str]]
+) -> None:
     coloured = text
     for wanted, code in sorted(colours, reverse=True):
         position = min(wanted, len(coloured))
-        if "\x1b" not in coloured[max(0, position - 8):position]:
+        if "\x1b" not in coloured[max(0, position - 8) : position]:
             coloured = coloured[:position] + code + coloured[position:]
     pieces = fold(coloured, first, rest)
     assert visible_len(pieces[0]) <= max(1, first)
@@ -283,8 +350,13 @@ def test_fold_keeps_every_character_within_the_widths(
 
 
 @settings(derandomize=True, deadline=None, database=None, max_examples=200)
-@given(pairs=st.lists(st.tuples(st.sampled_from(["hint", "error", "reply", "attempt"]),
-                                TEXT), min_size=1, max_size=8))
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from(["hint", "error", "reply", "attempt"]), TEXT),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_pack_never_passes_the_width(pairs: list[tuple[str, str]]) -> None:
     head = "2026-12-02T08:55:26.392020Z [warning  ] gate.attempt_failed           "
     rendered = [(key, f"{key}={value}") for key, value in pairs]

@@ -27,16 +27,37 @@ def tool(name: str) -> str:
 
 
 def compose_config(**env: str) -> dict[str, Any]:
-    done = subprocess.run([compose_binary(), "-f", "docker-compose.prod.yml", "--profile", "sim",
-                           "config", "--format", "json"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=True, env={"PATH": "/usr/bin:/bin", **env})
+    done = subprocess.run(
+        [
+            compose_binary(),
+            "-f",
+            "docker-compose.prod.yml",
+            "--profile",
+            "sim",
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
     return dict(json.loads(done.stdout))
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
     """hadolint passes with the ignores justified in .hadolint.yaml."""
-    done = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [tool("hadolint"), "Dockerfile"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -60,8 +81,14 @@ def test_dockerfile_essentials() -> None:
 
 def test_compose_file_is_valid_compose_v2() -> None:
     """`docker-compose -f docker-compose.prod.yml config -q` passes (no engine needed)."""
-    done = subprocess.run([compose_binary(), "-f", "docker-compose.prod.yml", "config", "-q"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [compose_binary(), "-f", "docker-compose.prod.yml", "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -83,8 +110,9 @@ def test_compose_file_has_what_production_needs() -> None:
     subnet = config["networks"]["mt5-net"]["ipam"]["config"][0]["subnet"]
     assert subnet == "172.28.0.0/16"
     assert services["gateway-sim"]["profiles"] == ["sim"]
-    assert services["tick_monitor"]["depends_on"]["strategy_runner"]["condition"] == \
-        "service_healthy"
+    assert (
+        services["tick_monitor"]["depends_on"]["strategy_runner"]["condition"] == "service_healthy"
+    )
     assert "start_interval" not in runner["healthcheck"]  # podman's API refuses it
     for name in ("strategy_runner", "gateway-sim"):  # hardened (README "Hardened run")
         assert services[name]["cap_drop"] == ["ALL"]
@@ -107,8 +135,13 @@ def test_env_example_documents_the_gateway() -> None:
 
 def test_kubernetes_manifests_validate_against_the_schemas() -> None:
     """kubernetes-validate --strict against its bundled schemas (offline)."""
-    done = subprocess.run([tool("kubernetes-validate"), "--strict", *map(str, K8S.glob("*.yaml"))],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", *map(str, K8S.glob("*.yaml"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

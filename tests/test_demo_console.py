@@ -38,8 +38,9 @@ def dependencies() -> list[str]:
     """The names of the package's own libraries, as pyproject.toml lists them."""
     with (REPO / "pyproject.toml").open("rb") as file:
         project = tomllib.load(file)["project"]
-    return [spec.split(">")[0].split("=")[0].split("[")[0].strip()
-            for spec in project["dependencies"]]
+    return [
+        spec.split(">")[0].split("=")[0].split("[")[0].strip() for spec in project["dependencies"]
+    ]
 
 
 class Make:
@@ -53,13 +54,21 @@ class Make:
         self.calls = tmp_path / "calls.log"
         # Not a sub-make of the `make test` that may be running this suite: no inherited
         # flags, no "Entering directory" lines.
-        self.env = {k: v for k, v in base_env(STUB_CALLS=str(self.calls)).items()
-                    if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}}
+        self.env = {
+            k: v
+            for k, v in base_env(STUB_CALLS=str(self.calls)).items()
+            if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+        }
 
     def __call__(self, target: str) -> list[str]:
-        done = subprocess.run(["make", "--no-print-directory", target, f"VENV={self.venv}",
-                               f"PYTHON={self.stub}"], cwd=REPO, env=self.env,
-                              capture_output=True, timeout=COMMAND_S, check=False)
+        done = subprocess.run(
+            ["make", "--no-print-directory", target, f"VENV={self.venv}", f"PYTHON={self.stub}"],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            timeout=COMMAND_S,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr.decode()
         assert done.stderr == b""
         return done.stdout.decode().splitlines()
@@ -75,8 +84,9 @@ def test_make_demo_says_what_each_setup_step_does(tmp_path: Path) -> None:
     lines = make("demo")
     assert len(lines) == 4, lines
     creating, installing, starting, ran = lines
-    assert creating.startswith(f"demo: first run: creating the virtual environment in "
-                               f"{make.venv} (")
+    assert creating.startswith(
+        f"demo: first run: creating the virtual environment in {make.venv} ("
+    )
     assert installing.startswith("demo: installing mt5-gate")
     assert installing.endswith("with pip (~15 s)...")
     for name in dependencies():
@@ -89,8 +99,7 @@ def test_make_demo_says_what_each_setup_step_does(tmp_path: Path) -> None:
     assert "--quiet" in pip[0].split()
 
 
-def test_make_demo_is_quiet_once_set_up_and_says_so_when_it_reinstalls(
-        tmp_path: Path) -> None:
+def test_make_demo_is_quiet_once_set_up_and_says_so_when_it_reinstalls(tmp_path: Path) -> None:
     """A second `make demo` only starts the demo; a pyproject.toml newer than the install
     re-runs pip (and says so) but does not claim to create the environment again."""
     make = Make(tmp_path)
@@ -98,11 +107,15 @@ def test_make_demo_is_quiet_once_set_up_and_says_so_when_it_reinstalls(
     again = make("demo")
     os.utime(make.venv / ".installed", (0, 0))  # older than pyproject.toml
     reinstall = make("demo")
-    assert [line.split(" (")[0] for line in again] == ["demo: starting",
-                                                       "(scripts/demo.py runs here)"]
+    assert [line.split(" (")[0] for line in again] == [
+        "demo: starting",
+        "(scripts/demo.py runs here)",
+    ]
     assert [line.split(" (")[0] for line in reinstall] == [
         "demo: installing mt5-gate, pyzmq, tenacity, structlog, jmespath with pip",
-        "demo: starting", "(scripts/demo.py runs here)"]
+        "demo: starting",
+        "(scripts/demo.py runs here)",
+    ]
 
 
 def test_make_test_setup_speaks_as_mt5_gate(tmp_path: Path) -> None:
@@ -122,8 +135,9 @@ def start_runner(sim: StartSim, spawn: Spawn, *args: str) -> Proc:
     in its receive loop, where it spends its life)."""
     simulator, _ = sim(wait_listening=False)
     pub_port = int(simulator.wait_for_event("sim.listening", timeout=EVENT_S)["pub_port"])
-    runner = spawn([*RUNNER, *args],
-                   env=base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PUB_PORT=str(pub_port)))
+    runner = spawn(
+        [*RUNNER, *args], env=base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PUB_PORT=str(pub_port))
+    )
     runner.wait_for_stdout("ready pid=", timeout=EVENT_S)
     runner.wait_for_stdout("tick 1:", timeout=EVENT_S)
     return runner
@@ -133,26 +147,30 @@ def assert_stopped_with_one_line(runner: Proc, code: int, line: str) -> None:
     assert runner.wait(timeout=AFTER_SIGNAL_S) == code
     # Everything it printed: the ready line, ticks, then the one line, last and once.
     assert runner.stdout_lines[-1] == line
-    others = [out for out in runner.stdout_lines[:-1]
-              if not out.startswith(("ready pid=", "tick "))]
+    others = [
+        out for out in runner.stdout_lines[:-1] if not out.startswith(("ready pid=", "tick "))
+    ]
     assert others == []
     assert runner.stderr_lines == []
 
 
-@pytest.mark.parametrize(("sig", "code", "line"), [
-    (signal.SIGINT, 130, "demo runner: stopped by Ctrl-C (SIGINT)"),
-    (signal.SIGTERM, 143, "demo runner: stopped by SIGTERM"),
-])
-def test_runner_stops_on_a_signal_with_one_line(sim: StartSim, spawn: Spawn,
-                                                sig: int, code: int, line: str) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "line"),
+    [
+        (signal.SIGINT, 130, "demo runner: stopped by Ctrl-C (SIGINT)"),
+        (signal.SIGTERM, 143, "demo runner: stopped by SIGTERM"),
+    ],
+)
+def test_runner_stops_on_a_signal_with_one_line(
+    sim: StartSim, spawn: Spawn, sig: int, code: int, line: str
+) -> None:
     """Ctrl-C (or a `docker stop`) while ticks arrive: exit 128+N, one line, no traceback."""
     runner = start_runner(sim, spawn, "--ticks", "0")
     os.kill(runner.pid, sig)
     assert_stopped_with_one_line(runner, code, line)
 
 
-def test_runner_second_signal_while_stopping_keeps_the_first(sim: StartSim,
-                                                             spawn: Spawn) -> None:
+def test_runner_second_signal_while_stopping_keeps_the_first(sim: StartSim, spawn: Spawn) -> None:
     """Ctrl-C then at once a SIGTERM (what the demo's clean-up sends a runner that is still
     there): still exit 130 and the one Ctrl-C line, not a traceback from the clean-up."""
     runner = start_runner(sim, spawn, "--ticks", "0")
@@ -181,8 +199,10 @@ runpy.run_module("entrypoint.sim.demo_runner", run_name="__main__", alter_sys=Tr
 def test_runner_ctrl_c_while_it_starts_is_one_line(spawn: Spawn) -> None:
     """A Ctrl-C during the runner's imports (pyzmq takes ~20 ms) is the same one line and
     exit 130: it used to be a 25-line KeyboardInterrupt traceback."""
-    runner = spawn([sys.executable, "-c", CTRL_C_DURING_IMPORT, "--ticks", "1"],
-                   env=base_env(GATEWAY_PUB_PORT="1"))  # never reached
+    runner = spawn(
+        [sys.executable, "-c", CTRL_C_DURING_IMPORT, "--ticks", "1"],
+        env=base_env(GATEWAY_PUB_PORT="1"),
+    )  # never reached
     assert runner.wait(timeout=EXIT_S) == 130
     assert runner.stdout_lines == ["demo runner: stopped by Ctrl-C (SIGINT)"]
     assert runner.stderr_lines == []
@@ -193,8 +213,9 @@ def test_demo_ctrl_c_while_the_runner_prints_ticks(spawn: Spawn) -> None:
     """`scripts/demo.py --ticks 0`, Ctrl-C (SIGINT to its whole process group, as a
     terminal sends it) once the exec'd runner prints ticks: exit 130, the runner's one line
     then the demo's one line, no traceback from any of its processes."""
-    demo = spawn([sys.executable, "scripts/demo.py", "--ticks", "0"], env=base_env(),
-                 start_new_session=True)
+    demo = spawn(
+        [sys.executable, "scripts/demo.py", "--ticks", "0"], env=base_env(), start_new_session=True
+    )
     # The demo's own start, its gate's, the simulator's 4 s delay, the runner's start.
     demo.wait_for_stdout("tick 1:", timeout=4 + 3 * EVENT_S)
     os.killpg(demo.pid, signal.SIGINT)
@@ -202,9 +223,12 @@ def test_demo_ctrl_c_while_the_runner_prints_ticks(spawn: Spawn) -> None:
     assert demo.wait(timeout=AFTER_SIGNAL_S + 2 + 5) == 130
     out = demo.stdout_lines
     assert out[0].startswith("demo: a simulated MT5 gateway will listen on 127.0.0.1:")
-    assert out[1] == ("demo: the gate waits for it, then execs the demo runner, which prints "
-                      "ticks until Ctrl-C")
-    assert out[-2:] == ["demo runner: stopped by Ctrl-C (SIGINT)",
-                        "demo: stopped by Ctrl-C (exit 130); no process is left behind"]
+    assert out[1] == (
+        "demo: the gate waits for it, then execs the demo runner, which prints ticks until Ctrl-C"
+    )
+    assert out[-2:] == [
+        "demo runner: stopped by Ctrl-C (SIGINT)",
+        "demo: stopped by Ctrl-C (exit 130); no process is left behind",
+    ]
     assert not any("Traceback" in line for line in [*out, *demo.stderr_lines])
     assert any("gate.exec" in line for line in demo.stderr_lines)

@@ -36,15 +36,17 @@ def test_the_package_ships_troubleshooting_md_as_it_is_in_docs() -> None:
 
 def sections_named() -> set[str]:
     """Every section a hint, a broker state's advice or a dependency's hint names."""
-    texts = [*HINTS.values(), *(state.advice() for state in STATES.values()),
-             dependency_hint(Reason.REFUSED, "tcp://db:5432")]
+    texts = [
+        *HINTS.values(),
+        *(state.advice() for state in STATES.values()),
+        dependency_hint(Reason.REFUSED, "tcp://db:5432"),
+    ]
     named = {name for text in texts for name in NAMED.findall(text)}
     assert len(named) == len(Reason) + len(STATES) + 1, named
     return named
 
 
-def test_every_section_a_hint_names_is_printed_by_the_package_as_installed(
-        tmp_path: Path) -> None:
+def test_every_section_a_hint_names_is_printed_by_the_package_as_installed(tmp_path: Path) -> None:
     """What a wheel (and the image, scripts/build_image.sh) installs is setuptools'
     build_py of pyproject.toml: built from a copy of the sources, run away from the
     repository, `mt5-gate explain --reason NAME` prints each section a hint names."""
@@ -52,18 +54,38 @@ def test_every_section_a_hint_names_is_printed_by_the_package_as_installed(
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "entrypoint", source / "entrypoint",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "entrypoint", source / "entrypoint", ignore=shutil.ignore_patterns("__pycache__")
+    )
     built = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()",
-                           "--quiet", "build_py", "--build-lib", str(built)], cwd=source,
-                          capture_output=True, text=True, timeout=COMMAND_S, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import setuptools; setuptools.setup()",
+            "--quiet",
+            "build_py",
+            "--build-lib",
+            str(built),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_S,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     docs = (REPO / "docs" / "TROUBLESHOOTING.md").read_text()
     for name in sorted(sections_named()):
-        shown = subprocess.run([sys.executable, "-m", "entrypoint", "explain", "--reason", name],
-                               cwd=tmp_path, env={**base_env(), "PYTHONPATH": str(built)},
-                               capture_output=True, text=True, timeout=EXIT_S, check=False)
+        shown = subprocess.run(
+            [sys.executable, "-m", "entrypoint", "explain", "--reason", name],
+            cwd=tmp_path,
+            env={**base_env(), "PYTHONPATH": str(built)},
+            capture_output=True,
+            text=True,
+            timeout=EXIT_S,
+            check=False,
+        )
         assert shown.returncode == 0, (name, shown.stderr)
         assert re.match(rf"##+ {re.escape(name)}\n", shown.stdout), shown.stdout[:200]
         assert shown.stdout.strip() in docs, name

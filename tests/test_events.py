@@ -28,18 +28,17 @@ def readme_rows(first: str) -> list[str]:
     return rows
 
 
-@pytest.mark.parametrize("declared", [events.GATE_EVENTS, events.SIM_EVENTS],
-                         ids=["gate", "sim"])
+@pytest.mark.parametrize("declared", [events.GATE_EVENTS, events.SIM_EVENTS], ids=["gate", "sim"])
 def test_readme_events_table_is_the_declarations(declared: tuple[events.Event, ...]) -> None:
     """Both ways: each declared event is a row (name, level, fields as declared), and each
     row is a declared event, in the same order."""
     rows = readme_rows(declared[0].name)
-    assert rows == [f"| `{event.name}` | {event.level} | {event.about} |"
-                    for event in declared]
+    assert rows == [f"| `{event.name}` | {event.level} | {event.about} |" for event in declared]
 
 
-@pytest.mark.parametrize("event", [*events.GATE_EVENTS, *events.SIM_EVENTS],
-                         ids=lambda event: event.name)
+@pytest.mark.parametrize(
+    "event", [*events.GATE_EVENTS, *events.SIM_EVENTS], ids=lambda event: event.name
+)
 def test_each_declared_field_is_described(event: events.Event) -> None:
     """The README cell names every field the event may carry, and only those (a value
     such as `pause` or `dns` is in backticks too, so only field-like names are checked)."""
@@ -56,8 +55,11 @@ def test_no_event_name_is_spelled_outside_the_declarations() -> None:
         if path.name in SPELLS_ITS_OWN:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    re.search(r"^(gate|sim)\.[a-z_]+$|\"(gate|sim)\.[a-z_]+\"", node.value):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and re.search(r"^(gate|sim)\.[a-z_]+$|\"(gate|sim)\.[a-z_]+\"", node.value)
+            ):
                 spelled.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value}")
     assert spelled == []
 

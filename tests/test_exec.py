@@ -18,15 +18,17 @@ SIGXFSZ_BIT = 1 << (signal.SIGXFSZ - 1)
 
 def exec_through_gate(gate: StartGate, port: int, *argv: str) -> tuple[Proc, dict[str, Any]]:
     env = base_env(EXEC_PROBE_MARKER="kept as is")
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), "--", *EXEC_PROBE, *argv,
-                env=env)
+    proc = gate(
+        "wait", "--host", "127.0.0.1", "--port", str(port), "--", *EXEC_PROBE, *argv, env=env
+    )
     assert proc.wait(timeout=EXIT_S) == 0
     report = json.loads(next(line for line in proc.stdout_lines if line.startswith("{")))
     return proc, report
 
 
 def test_runner_replaces_the_gate_with_the_same_pid_argv_and_environment(
-        sim: StartSim, gate: StartGate) -> None:
+    sim: StartSim, gate: StartGate
+) -> None:
     """The runner prints the gate's PID: exec, not fork; argv and environment unchanged."""
     _sim, port = sim()
     proc, report = exec_through_gate(gate, port, "--flag", "two words", "")
@@ -59,37 +61,49 @@ def test_signal_dispositions_and_mask_are_restored(sim: StartSim, gate: StartGat
     assert int(status["SigBlk"], 16) == 0
 
 
-def test_no_file_descriptor_of_the_gate_leaks_into_the_runner(sim: StartSim,
-                                                               gate: StartGate) -> None:
+def test_no_file_descriptor_of_the_gate_leaks_into_the_runner(
+    sim: StartSim, gate: StartGate
+) -> None:
     """`ls /proc/self/fd` as the runner sees 0, 1, 2 and its own directory handle only."""
     _sim, port = sim()
     proc = run_through_gate(gate, port, "ls", "/proc/self/fd")
     assert sorted(int(fd) for fd in proc.stdout_lines) == [0, 1, 2, 3]
 
 
-def test_sigpipe_default_in_the_runner_makes_pipelines_behave(sim: StartSim,
-                                                              gate: StartGate) -> None:
+def test_sigpipe_default_in_the_runner_makes_pipelines_behave(
+    sim: StartSim, gate: StartGate
+) -> None:
     """`yes | head -n 1` in the runner: yes dies of SIGPIPE (141), not a write error (1)."""
     _sim, port = sim()
     proc = run_through_gate(
-        gate, port, "sh", "-c", '(yes; echo "yes-exit=$?" >&2) | head -n 1 >/dev/null')
+        gate, port, "sh", "-c", '(yes; echo "yes-exit=$?" >&2) | head -n 1 >/dev/null'
+    )
     assert "yes-exit=141" in proc.stderr_lines
 
 
 def test_runner_exit_code_is_the_containers_exit_code(sim: StartSim) -> None:
     """Once exec'd, the runner's own exit code is what the process exits with."""
     _sim, port = sim()
-    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), "--", "sh", "-c",
-                     "exit 42"])
+    done = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), "--", "sh", "-c", "exit 42"]
+    )
     assert done.code == 42
 
 
 def test_runner_receives_signals_directly_after_exec(sim: StartSim, gate: StartGate) -> None:
     """SIGTERM after the exec reaches the runner (here: sh's trap), not a gate wrapper."""
     _simulator, port = sim()
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(port), "--", "sh", "-c",
-                'trap "echo got-term; exit 7" TERM; echo "ready pid=$$"; '
-                "while :; do sleep 0.05; done")
+    proc = gate(
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--",
+        "sh",
+        "-c",
+        'trap "echo got-term; exit 7" TERM; echo "ready pid=$$"; while :; do sleep 0.05; done',
+    )
     line = proc.wait_for_stdout("ready pid=")
     assert line == f"ready pid={proc.pid}"
     os.kill(proc.pid, signal.SIGTERM)

@@ -32,21 +32,25 @@ from tests.support.helpers import GATE, REPO, base_env, free_port
 from tests.support.processes import Spawn, StartGate, StartSim
 
 
-def gate_log(args: list[str], env: dict[str, str] | None = None,
-             timeout: float = EXIT_S) -> bytes:
+def gate_log(args: list[str], env: dict[str, str] | None = None, timeout: float = EXIT_S) -> bytes:
     """A real gate run's stderr and stdout, interleaved as `docker logs 2>&1` shows them.
     ``timeout``: after_deadline(N) for a gate given ``--timeout N``."""
     done = run_gate(args, env, timeout=timeout, stderr=subprocess.STDOUT)
     return done.stdout.encode()
 
 
-def explain(data: bytes, *args: str, env: dict[str, str] | None = None,
-            tty: bool = False) -> Ran:
+def explain(data: bytes, *args: str, env: dict[str, str] | None = None, tty: bool = False) -> Ran:
     """``explain ARGS`` reading ``data``; its stderr is plain text, not the JSON log. With
     ``tty``, its stdout on a pseudo-terminal."""
     # COMMAND_S, not EXIT_S: some of the hostile inputs below are several MiB.
-    return run_gate(["explain", *args], env, stdin=data, timeout=COMMAND_S, log="text",
-                    tty="stdout" if tty else None)
+    return run_gate(
+        ["explain", *args],
+        env,
+        stdin=data,
+        timeout=COMMAND_S,
+        log="text",
+        tty="stdout" if tty else None,
+    )
 
 
 def explained(data: bytes) -> tuple[str, dict[str, Any]]:
@@ -62,9 +66,22 @@ def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec(sim: StartSim
     the runner's own output in the same log is skipped."""
     port = free_port()
     sim("--port", str(port), "--start-delay", "3", wait_listening=False)
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-                    "--timeout", "30", "--", "echo", "runner says hello"],
-                   timeout=after_deadline(30))
+    log = gate_log(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *FAST_WAIT,
+            "--timeout",
+            "30",
+            "--",
+            "echo",
+            "runner says hello",
+        ],
+        timeout=after_deadline(30),
+    )
     text, machine = explained(log)
     (run,) = machine["runs"]
     assert run["outcome"] == "exec"
@@ -83,8 +100,10 @@ def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec(sim: StartSim
 
 def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_port() -> None:
     port = free_port()
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-                    "--timeout", "1.5"], timeout=after_deadline(1.5))
+    log = gate_log(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "1.5"],
+        timeout=after_deadline(1.5),
+    )
     text, machine = explained(log)
     assert machine["runs"][0]["outcome"] == "timeout"
     assert machine["runs"][0]["exit_code"] == 69
@@ -107,9 +126,13 @@ def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure(gate: StartGate)
 def test_a_restart_loop_is_several_runs() -> None:
     """Three runs of a container that keeps timing out, in one log."""
     port = free_port()
-    log = b"".join(gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-                             "--timeout", "0.5"], timeout=after_deadline(0.5))
-                   for _ in range(3))
+    log = b"".join(
+        gate_log(
+            ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "0.5"],
+            timeout=after_deadline(0.5),
+        )
+        for _ in range(3)
+    )
     text, machine = explained(log)
     assert machine["runs_seen"] == 3
     assert [r["outcome"] for r in machine["runs"]] == ["timeout"] * 3
@@ -117,12 +140,24 @@ def test_a_restart_loop_is_several_runs() -> None:
     assert "run 3 of 3" in text
 
 
-def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(
-        sim: StartSim) -> None:
+def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(sim: StartSim) -> None:
     _sim, port = sim()
     dependency = f"tcp://127.0.0.1:{free_port()}"
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout",
-                    "1.5", "--also", dependency], timeout=after_deadline(1.5))
+    log = gate_log(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *FAST_WAIT,
+            "--timeout",
+            "1.5",
+            "--also",
+            dependency,
+        ],
+        timeout=after_deadline(1.5),
+    )
     text, machine = explained(log)
     run = machine["runs"][0]
     assert run["outcome"] == "timeout"
@@ -131,15 +166,16 @@ def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(
     assert f"--also {dependency}" in text  # the next command reproduces that dependency
 
 
-def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path,
-                                                          sim: StartSim) -> None:
+def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path, sim: StartSim) -> None:
     """A gateway with CURVE, a gate holding another server's key: exit 78, auth."""
     server_public, server_secret = zmq.curve_keypair()
     other_public, _ = zmq.curve_keypair()
     (tmp_path / "server.secret").write_bytes(server_secret)
     _simulator, port = sim("--curve-secret-key-file", str(tmp_path / "server.secret"))
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT],
-                   env=base_env(GATEWAY_CURVE_SERVER_KEY=other_public.decode()))
+    log = gate_log(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT],
+        env=base_env(GATEWAY_CURVE_SERVER_KEY=other_public.decode()),
+    )
     text, machine = explained(log)
     run = machine["runs"][0]
     assert run["outcome"] == "error"
@@ -154,8 +190,10 @@ def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path,
 
 def _real_outage_log() -> bytes:
     port = free_port()
-    return gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-                     "--timeout", "1"], timeout=after_deadline(1))
+    return gate_log(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "1"],
+        timeout=after_deadline(1),
+    )
 
 
 def test_cut_lines_interleaved_output_and_garbage_never_break_it() -> None:
@@ -187,16 +225,20 @@ def test_cut_lines_interleaved_output_and_garbage_never_break_it() -> None:
         assert done.stderr == ""
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"\n\n\n",
-    b"\x00" * 10000,
-    bytes(range(256)) * 100,
-    b'{"event": "gate.start", ' * 1000,
-    b"x" * (3 * 1024 * 1024),  # one 3 MiB line, no newline
-    b'{"event": "gate.start", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}\n",
-    "αβγ 日本語 \u202e\n".encode(),
-], ids=["empty", "blank", "nul", "all-bytes", "unterminated", "huge-line", "deep", "unicode"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\n\n\n",
+        b"\x00" * 10000,
+        bytes(range(256)) * 100,
+        b'{"event": "gate.start", ' * 1000,
+        b"x" * (3 * 1024 * 1024),  # one 3 MiB line, no newline
+        b'{"event": "gate.start", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}\n",
+        "αβγ 日本語 \u202e\n".encode(),
+    ],
+    ids=["empty", "blank", "nul", "all-bytes", "unterminated", "huge-line", "deep", "unicode"],
+)
 def test_input_without_a_readable_gate_line_says_so_and_exits_1(data: bytes) -> None:
     done = explain(data)
     assert done.code == 1
@@ -221,20 +263,38 @@ def test_memory_stays_bounded_on_a_long_log(tmp_path: Path) -> None:
     Time and memory figures are in benchmarks/bench_explain.py; this guards the design."""
     one_run = _real_outage_log()
     flapping = b"".join(
-        json.dumps({"timestamp": "2026-11-23T00:00:01Z", "level": "warning",
-                    "event": "gate.attempt_failed", "attempt": i,
-                    "reason": ("refused", "timeout")[i % 2], "hint": "h" * 200}).encode()
-        + b"\n" for i in range(300))
+        json.dumps(
+            {
+                "timestamp": "2026-11-23T00:00:01Z",
+                "level": "warning",
+                "event": "gate.attempt_failed",
+                "attempt": i,
+                "reason": ("refused", "timeout")[i % 2],
+                "hint": "h" * 200,
+            }
+        ).encode()
+        + b"\n"
+        for i in range(300)
+    )
     path = tmp_path / "long.log"
     with path.open("wb") as out:
         while out.tell() < 60 * 1024 * 1024:
             out.write(one_run + flapping)
-    script = ("import resource, subprocess, sys; "
-              f"subprocess.run({[*GATE, 'explain', '--json', str(path)]!r}, "
-              "stdout=subprocess.DEVNULL, check=True); "
-              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    done = subprocess.run([sys.executable, "-c", script], env=base_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=COMMAND_S, check=False)
+    script = (
+        "import resource, subprocess, sys; "
+        f"subprocess.run({[*GATE, 'explain', '--json', str(path)]!r}, "
+        "stdout=subprocess.DEVNULL, check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=base_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_S,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     peak_mib = int(done.stdout) / 1024
     # Memory, not time (load does not change it): ~30 MiB for the interpreter and the
@@ -271,24 +331,38 @@ def test_colour_only_on_a_tty_and_never_with_no_color() -> None:
 
 def test_console_format_prints_a_hint_once_per_reason() -> None:
     port = free_port()
-    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT,
-                     "--timeout", "1", "--log-format", "console"], timeout=after_deadline(1),
-                    log="text")
+    done = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *FAST_WAIT,
+            "--timeout",
+            "1",
+            "--log-format",
+            "console",
+        ],
+        timeout=after_deadline(1),
+        log="text",
+    )
     failed = [line for line in done.stderr.splitlines() if "gate.attempt_failed" in line]
     assert len(failed) >= 3
     assert "hint=" in failed[0]
     assert not any("hint=" in line for line in failed[1:])  # same reason: said once
 
 
-
 def test_numbers_json_does_not_have_are_unreadable_lines_not_a_crash() -> None:
     """NaN, Infinity and 1e999 parse in Python's json but are not JSON and the gate never
     writes them: such a line is counted as unreadable, and explain still says its piece."""
-    data = (b'{"event":"gate.start","target":"h:1","deadline_s":1e999}\n'
-            b'{"event":"gate.attempt_failed","reason":"refused","attempt":1,"elapsed_s":NaN}\n'
-            b'{"event":"gate.attempt_failed","reason":"refused","attempt":2,'
-            b'"elapsed_s":-Infinity}\n'
-            b'{"event":"gate.timeout","elapsed_s":1e308,"last_reason":"refused"}\n')
+    data = (
+        b'{"event":"gate.start","target":"h:1","deadline_s":1e999}\n'
+        b'{"event":"gate.attempt_failed","reason":"refused","attempt":1,"elapsed_s":NaN}\n'
+        b'{"event":"gate.attempt_failed","reason":"refused","attempt":2,'
+        b'"elapsed_s":-Infinity}\n'
+        b'{"event":"gate.timeout","elapsed_s":1e308,"last_reason":"refused"}\n'
+    )
     text, machine = explained(data)
     assert machine["lines"]["unreadable"] == 3
     assert machine["runs"][0]["outcome"] == "timeout"
@@ -298,8 +372,10 @@ def test_numbers_json_does_not_have_are_unreadable_lines_not_a_crash() -> None:
 def test_a_forged_line_cannot_drive_the_readers_terminal() -> None:
     """Escape sequences in a log line's values (a forged gate line in the runner's output)
     are shown as escapes, never written to the terminal as they are."""
-    data = (b'{"event":"gate.error","exit_code":"\\u001b[2J70",'
-            b'"error":"x\\u001b]0;pwned\\u0007 \\u009b31m"}\n')
+    data = (
+        b'{"event":"gate.error","exit_code":"\\u001b[2J70",'
+        b'"error":"x\\u001b]0;pwned\\u0007 \\u009b31m"}\n'
+    )
     text, _machine = explained(data)
     for control in ("\x1b", "\x07", "\x9b"):
         assert control not in text
@@ -309,10 +385,14 @@ def test_a_forged_line_cannot_drive_the_readers_terminal() -> None:
 def test_an_environment_error_is_not_called_a_bug() -> None:
     """Exit 70 with a traceback is a bug to report; exit 70 without one (a file-descriptor
     limit too low) is the environment's, and its hint is the advice."""
-    bug = (b'{"event":"gate.error","exit_code":70,"error":"internal error: KeyError",'
-           b'"exception":"Traceback (most recent call last): ..."}\n')
-    limit = (b'{"event":"gate.error","exit_code":70,"error":"the file-descriptor limit is '
-             b'too low","hint":"raise the limit: `ulimit -n 20`"}\n')
+    bug = (
+        b'{"event":"gate.error","exit_code":70,"error":"internal error: KeyError",'
+        b'"exception":"Traceback (most recent call last): ..."}\n'
+    )
+    limit = (
+        b'{"event":"gate.error","exit_code":70,"error":"the file-descriptor limit is '
+        b'too low","hint":"raise the limit: `ulimit -n 20`"}\n'
+    )
     assert "bug in the gate" in explained(bug)[0]
     text = explained(limit)[0]
     assert "bug" not in text
@@ -322,13 +402,14 @@ def test_an_environment_error_is_not_called_a_bug() -> None:
 # --- words that must not mislead, and a terminal on standard input ------------------------
 
 
-def test_a_bridge_that_refused_every_time_answered_it_did_not_stay_silent(
-        sim: StartSim) -> None:
+def test_a_bridge_that_refused_every_time_answered_it_did_not_stay_silent(sim: StartSim) -> None:
     """A gateway that answers MAINTENANCE to every PING until the deadline: explain says it
     answered with a refusal, not that it "never answered" (every attempt got a reply)."""
     _sim, port = sim("--bad-status")
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_ATTEMPT,
-                    *NEVER_READY_WAIT], timeout=after_deadline(NEVER_READY_S))
+    log = gate_log(
+        ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_ATTEMPT, *NEVER_READY_WAIT],
+        timeout=after_deadline(NEVER_READY_S),
+    )
     text, machine = explained(log)
     run = machine["runs"][0]
     assert run["outcome"] == "timeout", text
@@ -341,8 +422,10 @@ def test_a_bridge_that_refused_every_time_answered_it_did_not_stay_silent(
 
 def test_a_gateway_that_never_answered_is_still_said_to_have_never_answered() -> None:
     """Only refusals change the words: a closed port never answered."""
-    log = gate_log(["wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT,
-                    "--timeout", "0.5"], timeout=after_deadline(0.5))
+    log = gate_log(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT, "--timeout", "0.5"],
+        timeout=after_deadline(0.5),
+    )
     text, _machine = explained(log)
     assert "the gateway never answered (exit 69)" in text, text
 
@@ -350,10 +433,15 @@ def test_a_gateway_that_never_answered_is_still_said_to_have_never_answered() ->
 def test_ready_in_a_pause_is_told_as_the_pause_after_the_failed_attempt() -> None:
     """gate.ready through the PING queued in the pause after attempt 3: the timeline says
     "during the pause after attempt 3", not "ready (attempt 3" after attempt 3 failed."""
-    data = (b'{"event":"gate.start","target":"h:1","timestamp":"2026-12-02T09:37:48Z"}\n'
-            + b"".join(b'{"event":"gate.attempt_failed","reason":"refused","attempt":%d,'
-                       b'"elapsed_s":%d}\n' % (n, n) for n in (1, 2, 3))
-            + b'{"event":"gate.ready","attempt":3,"via":"pause","elapsed_s":4.0}\n')
+    data = (
+        b'{"event":"gate.start","target":"h:1","timestamp":"2026-12-02T09:37:48Z"}\n'
+        + b"".join(
+            b'{"event":"gate.attempt_failed","reason":"refused","attempt":%d,'
+            b'"elapsed_s":%d}\n' % (n, n)
+            for n in (1, 2, 3)
+        )
+        + b'{"event":"gate.ready","attempt":3,"via":"pause","elapsed_s":4.0}\n'
+    )
     text, _machine = explained(data)
     assert "ready (during the pause after attempt 3)" in text, text
     assert "ready (attempt" not in text, text
@@ -369,15 +457,17 @@ def terminal() -> Iterator[tuple[int, int]]:
             os.close(fd)
 
 
-def test_on_a_terminal_it_says_it_reads_standard_input(spawn: Spawn,
-                                                         terminal: tuple[int, int]) -> None:
+def test_on_a_terminal_it_says_it_reads_standard_input(
+    spawn: Spawn, terminal: tuple[int, int]
+) -> None:
     """`mt5-gate explain` typed alone: one line on stderr says it reads standard input and
     how to end it, instead of silently waiting; Ctrl-D then ends the input."""
     leader, follower = terminal
     proc = spawn([*GATE, "explain"], env=base_env(), stdin=follower)
     said = proc.wait_for_stderr("standard input", timeout=EVENT_S)
-    assert said == ("mt5-gate explain: reading a gate log from standard input (Ctrl-D ends "
-                    "it; or give a file)"), proc.stderr_lines
+    assert said == (
+        "mt5-gate explain: reading a gate log from standard input (Ctrl-D ends it; or give a file)"
+    ), proc.stderr_lines
     os.write(leader, b"\x04")  # Ctrl-D at the start of a line: end of input
     assert proc.wait(timeout=EXIT_S) == 1, proc.stdout_lines  # no line of the gate
     assert proc.stderr_lines == [said]

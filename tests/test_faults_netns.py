@@ -64,8 +64,9 @@ def gate_in(pair: NetnsPair, gate: StartGate) -> GateIn:
 @pytest.fixture
 def sim_in(pair: NetnsPair, sim: StartSim) -> SimIn:
     def start(*args: str) -> Proc:
-        simulator, _ = sim("--port", PORT, "--pub-port", PUB_PORT, *args, bind="0.0.0.0",
-                           netns=pair)
+        simulator, _ = sim(
+            "--port", PORT, "--pub-port", PUB_PORT, *args, bind="0.0.0.0", netns=pair
+        )
         return simulator
 
     return start
@@ -76,7 +77,8 @@ def reasons(proc: Proc) -> set[object]:
 
 
 def test_drop_is_timeout_then_ready_once_the_rule_goes(
-        pair: NetnsPair, sim_in: SimIn, gate_in: GateIn) -> None:
+    pair: NetnsPair, sim_in: SimIn, gate_in: GateIn
+) -> None:
     """DROP: every attempt times out at --connect-timeout; removing the rule → ready."""
     sim_in()
     pair.gateway_rule("-p", "tcp", "--dport", PORT, "-j", "DROP")
@@ -91,23 +93,29 @@ def test_drop_is_timeout_then_ready_once_the_rule_goes(
     removed = time.monotonic()
     assert gate.wait(timeout=EXIT_S) == 0
     took = time.monotonic() - removed
-    print(f"FIGURE DROP: reason timeout after {first['elapsed_s']} s; ready {took:.2f} s "
-          "after the rule went")
+    print(
+        f"FIGURE DROP: reason timeout after {first['elapsed_s']} s; ready {took:.2f} s "
+        "after the rule went"
+    )
     # Ready within one retry cycle of the rule going (0.3 s pause + 0.5 s connect
     # timeout, ~0.1 s seen, plus the exit), not several: 5 s is six cycles.
     assert took < 5.0
     assert reasons(gate) == {"timeout"}
 
 
-@pytest.mark.parametrize(("reject_with", "reason"), [
-    ("tcp-reset", "refused"),
-    ("icmp-port-unreachable", "refused"),
-    ("icmp-host-unreachable", "unreachable"),
-    ("icmp-admin-prohibited", "unreachable"),
-    ("icmp-net-unreachable", "unreachable"),
-])
-def test_reject_variants_are_classified(pair: NetnsPair, gate_in: GateIn, reject_with: str,
-                                       reason: str) -> None:
+@pytest.mark.parametrize(
+    ("reject_with", "reason"),
+    [
+        ("tcp-reset", "refused"),
+        ("icmp-port-unreachable", "refused"),
+        ("icmp-host-unreachable", "unreachable"),
+        ("icmp-admin-prohibited", "unreachable"),
+        ("icmp-net-unreachable", "unreachable"),
+    ],
+)
+def test_reject_variants_are_classified(
+    pair: NetnsPair, gate_in: GateIn, reject_with: str, reason: str
+) -> None:
     """Each REJECT flavour maps to its reason; the deadline then ends the wait with 69."""
     # Linux sends at most ~6 ICMP errors in a burst, then one a second, to one host; the
     # gate's reconnects (every 50-150 ms in a pause) outrun that, and a SYN whose ICMP
@@ -142,7 +150,8 @@ def test_unresolvable_name_is_dns_with_a_hint(gate_in: GateIn) -> None:
 
 
 def test_name_is_resolved_again_on_every_attempt(
-        pair: NetnsPair, sim_in: SimIn, gate_in: GateIn) -> None:
+    pair: NetnsPair, sim_in: SimIn, gate_in: GateIn
+) -> None:
     """The hosts entry starts wrong (no route) and is fixed while waiting: the gate follows."""
     pair.name_gateway("10.201.0.9")
     sim_in()
@@ -186,13 +195,18 @@ def test_cleanup_leaves_no_namespace_behind() -> None:
 
 
 def test_mesh_with_dropped_targets_costs_one_timeout(
-        pair: NetnsPair, sim_in: SimIn, gate: StartGate) -> None:
+    pair: NetnsPair, sim_in: SimIn, gate: StartGate
+) -> None:
     """Three DROPped ports among live checks: the mesh takes about one timeout, not three."""
     sim_in()
     for port in ("7001", "7002", "7003"):
         pair.gateway_rule("-p", "tcp", "--dport", port, "-j", "DROP")
-    env = base_env(GATEWAY_HOST=GATEWAY_IP, GATEWAY_PORT=PORT, GATEWAY_PUB_PORT=PUB_PORT,
-                   GATE_MESH_TCP=",".join(f"{GATEWAY_IP}:{p}" for p in (7001, 7002, 7003)))
+    env = base_env(
+        GATEWAY_HOST=GATEWAY_IP,
+        GATEWAY_PORT=PORT,
+        GATEWAY_PUB_PORT=PUB_PORT,
+        GATE_MESH_TCP=",".join(f"{GATEWAY_IP}:{p}" for p in (7001, 7002, 7003)),
+    )
     mesh = gate("mesh", "--json", env=env, netns=pair)
     code = mesh.wait(timeout=COMMAND_S)
     doc = json.loads("\n".join(mesh.stdout_lines))
@@ -205,18 +219,20 @@ def test_mesh_with_dropped_targets_costs_one_timeout(
 
 
 def test_thirty_percent_packet_loss_still_gets_ready(
-        pair: NetnsPair, sim_in: SimIn, gate_in: GateIn) -> None:
+    pair: NetnsPair, sim_in: SimIn, gate_in: GateIn
+) -> None:
     """iptables statistic drops 30% of packets to the gateway: the gate still gets ready,
     and no exception escapes (every stderr line is a JSON event)."""
     sim_in()
-    pair.gateway_rule("-m", "statistic", "--mode", "random", "--probability", "0.3",
-                      "-j", "DROP")
+    pair.gateway_rule("-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP")
     started = time.monotonic()
     gate = gate_in("--timeout", "60", "--connect-timeout", "2", "--reply-timeout", "3")
     assert gate.wait(timeout=after_deadline(60)) == 0
     events = gate.events()  # parses every line: a traceback would fail here
-    print(f"FIGURE 30% loss: ready in {time.monotonic() - started:.2f} s after "
-          f"{sum(e['event'] == 'gate.attempt_failed' for e in events)} failed attempts")
+    print(
+        f"FIGURE 30% loss: ready in {time.monotonic() - started:.2f} s after "
+        f"{sum(e['event'] == 'gate.attempt_failed' for e in events)} failed attempts"
+    )
     assert names(events)[-2:] == ["gate.ready", "gate.status"]
 
 
@@ -259,7 +275,8 @@ def freeze(processes: Processes) -> Iterator[Callable[[int], None]]:
 
 
 def test_frozen_gateway_is_no_reply_until_it_thaws(
-        sim_in: SimIn, gate_in: GateIn, freeze: Callable[[int], None]) -> None:
+    sim_in: SimIn, gate_in: GateIn, freeze: Callable[[int], None]
+) -> None:
     """SIGSTOP: the kernel still accepts TCP but nothing answers (no_reply); SIGCONT: ready
     within about a second."""
     sim = sim_in()
@@ -269,8 +286,10 @@ def test_frozen_gateway_is_no_reply_until_it_thaws(
     failed = gate.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
     assert failed["reason"] == "no_reply"
     # Three attempts, each a log event ~1.3 s after the last: one EVENT_S for each.
-    poll_until(lambda: len([e for e in gate.events()
-                            if e["event"] == "gate.attempt_failed"]) >= 3, 3 * EVENT_S)
+    poll_until(
+        lambda: len([e for e in gate.events() if e["event"] == "gate.attempt_failed"]) >= 3,
+        3 * EVENT_S,
+    )
     assert gate.popen.poll() is None  # frozen is an outage, not a configuration error
     thawed = time.monotonic()
     os.kill(frozen, signal.SIGCONT)
@@ -305,7 +324,8 @@ def flapping(sim_in: SimIn) -> Iterator[Callable[[], None]]:
 
 
 def test_flapping_gateway_gets_through_on_an_up_window(
-        gate_in: GateIn, flapping: Callable[[], None]) -> None:
+    gate_in: GateIn, flapping: Callable[[], None]
+) -> None:
     """Up 2 s / down 2 s: the gate is ready during an up window, on a valid reply."""
     gate = gate_in("--timeout", "40")
     flapping()
@@ -316,14 +336,16 @@ def test_flapping_gateway_gets_through_on_an_up_window(
 
 
 def test_a_name_that_comes_back_is_noticed_during_a_pause(
-        pair: NetnsPair, sim_in: SimIn, gate_in: GateIn) -> None:
+    pair: NetnsPair, sim_in: SimIn, gate_in: GateIn
+) -> None:
     """DNS fails (the name is unknown), then the name appears while the gate pauses for 5 s:
     the gate looks the name up again during the pause and is ready well before the next
     attempt would have run."""
     pair.name_gateway(None)
     sim_in()
-    gate = gate_in("--backoff-initial", "10", "--backoff-max", "10", "--timeout", "30",
-                   host=GATEWAY_NAME)
+    gate = gate_in(
+        "--backoff-initial", "10", "--backoff-max", "10", "--timeout", "30", host=GATEWAY_NAME
+    )
     failed = gate.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
     assert failed["reason"] == "dns"
     assert failed["next_retry_s"] >= 5.0  # a 10 s step with equal jitter: 5-10 s, exactly

@@ -19,9 +19,12 @@ def test_wait_health_probe_and_mesh_leave_no_half_open_connection() -> None:
     """Every connection the gate, health, probe and mesh open completes its handshake."""
     with watched_gateway() as (port, pub_port, seen):
         target = ["--host", "127.0.0.1", "--port", str(port)]
-        codes = [run_gate(["wait", *target]).code, run_gate(["health", *target]).code,
-                 run_gate(["probe", *target, "--pub-port", str(pub_port)]).code,
-                 run_gate(["mesh", *target, "--pub-port", str(pub_port)]).code]
+        codes = [
+            run_gate(["wait", *target]).code,
+            run_gate(["health", *target]).code,
+            run_gate(["probe", *target, "--pub-port", str(pub_port)]).code,
+            run_gate(["mesh", *target, "--pub-port", str(pub_port)]).code,
+        ]
         # The server's monitor reports asynchronously: wait until every connection the
         # commands made has also been seen to end.
         poll_until(lambda: seen["DISCONNECTED"] >= seen["ACCEPTED"] >= 10, EVENT_S)

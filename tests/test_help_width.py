@@ -24,8 +24,9 @@ def parser_of(command: str | None) -> argparse.ArgumentParser:
     parser = build_parser(only=command)
     if command is None:
         return parser
-    subparsers = next(action for action in parser._actions
-                      if isinstance(action, argparse._SubParsersAction))
+    subparsers = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
     chosen: argparse.ArgumentParser = subparsers.choices[command]
     return chosen
 
@@ -39,7 +40,8 @@ def with_width(parser: argparse.ArgumentParser, width: int) -> argparse.Argument
 @pytest.mark.parametrize("columns", [40, 80, 132])
 @pytest.mark.parametrize("command", [None, *names()])
 def test_help_is_what_argparse_measuring_the_terminal_would_give(
-        command: str | None, columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    command: str | None, columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """argparse's formatter takes the terminal's columns less 2: the same help."""
     monkeypatch.setenv("COLUMNS", str(columns))
     assert isinstance(parser_of(command)._get_formatter(), MeasuredWidthFormatter)
@@ -49,8 +51,7 @@ def test_help_is_what_argparse_measuring_the_terminal_would_give(
     assert measured.startswith(f"usage: mt5-gate{' ' + command if command else ''}")
 
 
-def test_the_width_is_the_terminals_when_help_is_formatted(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_width_is_the_terminals_when_help_is_formatted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Built in a wide terminal, printed in a narrow one: wrapped to the narrow one."""
     monkeypatch.setenv("COLUMNS", "200")
     parser = parser_of("health")

@@ -17,12 +17,24 @@ from tests.support.cli import run_gate
 from tests.support.processes import StartGate
 
 
-def gate_against(reply: Callable[[list[bytes]], list[bytes] | None], *extra: str
-                 ) -> tuple[int, list[dict[str, Any]]]:
+def gate_against(
+    reply: Callable[[list[bytes]], list[bytes] | None], *extra: str
+) -> tuple[int, list[dict[str, Any]]]:
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                        *FAST_WAIT, "--timeout", "1.5", *extra],
-                       timeout=after_deadline(1.5))
+        ran = run_gate(
+            [
+                "wait",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *FAST_WAIT,
+                "--timeout",
+                "1.5",
+                *extra,
+            ],
+            timeout=after_deadline(1.5),
+        )
     return ran.code, ran.events
 
 
@@ -30,19 +42,23 @@ def reasons(events: list[dict[str, Any]]) -> set[Any]:
     return {e["reason"] for e in events if e["event"] == "gate.attempt_failed"}
 
 
-@pytest.mark.parametrize(("body", "reason", "detail"), [
-    (b"\xff\xfe\xfd not utf-8", "bad_reply", "not UTF-8"),
-    (b"[" * 200_000 + b"]" * 200_000, "bad_reply", "nested too deeply"),  # RecursionError
-    # Decodable replies the default judgement rejects: the bridge answered, "not ready".
-    (b"{not json", "not_ready", '"{not json"'),  # text, judged as a JSON string
-    (b'["a", "list"]', "not_ready", '["a", "list"]'),
-    (b'"just a string"', "not_ready", '"just a string"'),
-    (b'{"status": 42}', "not_ready", "does not satisfy"),
-    (b'{"status": "DEGRADED"}', "not_ready", "DEGRADED"),
-    (b'{"ok": false, "error": "unauthorized"}', "not_ready", "unauthorized"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason", "detail"),
+    [
+        (b"\xff\xfe\xfd not utf-8", "bad_reply", "not UTF-8"),
+        (b"[" * 200_000 + b"]" * 200_000, "bad_reply", "nested too deeply"),  # RecursionError
+        # Decodable replies the default judgement rejects: the bridge answered, "not ready".
+        (b"{not json", "not_ready", '"{not json"'),  # text, judged as a JSON string
+        (b'["a", "list"]', "not_ready", '["a", "list"]'),
+        (b'"just a string"', "not_ready", '"just a string"'),
+        (b'{"status": 42}', "not_ready", "does not satisfy"),
+        (b'{"status": "DEGRADED"}', "not_ready", "DEGRADED"),
+        (b'{"ok": false, "error": "unauthorized"}', "not_ready", "unauthorized"),
+    ],
+)
 def test_broken_and_refusing_replies_are_never_ready_and_retried(
-        body: bytes, reason: str, detail: str) -> None:
+    body: bytes, reason: str, detail: str
+) -> None:
     """Each undecodable reply is bad_reply, each refusal not_ready; retried, exit 69."""
     code, events = gate_against(lambda _req: [body])
     assert code == 69
@@ -91,9 +107,21 @@ def test_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one() -
         return [json.dumps({"status": "OK", "n": count["n"]}).encode()]
 
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                        "--reply-timeout", "0.5", "--backoff-initial", "3",
-                        "--backoff-max", "3"])
+        ran = run_gate(
+            [
+                "wait",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--reply-timeout",
+                "0.5",
+                "--backoff-initial",
+                "3",
+                "--backoff-max",
+                "3",
+            ]
+        )
     assert ran.code == 0
     assert reasons(ran.events) == {"no_reply"}
     ready = next(e for e in ran.events if e["event"] == "gate.ready")
@@ -102,12 +130,12 @@ def test_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one() -
 
 def test_forged_log_lines_in_a_banner_stay_inside_one_event() -> None:
     """A banner with newlines and fake JSON events: one escaped field, no extra lines."""
+
     def banner(conn: Any) -> None:
         conn.sendall(b'X\n{"event": "gate.ready", "level": "info"}\n\x1b[2J')
 
     with servers.tcp_server(banner) as port:
-        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                        *FAST_WAIT])
+        ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT])
     assert ran.code == 78
     assert [e["event"] for e in ran.events].count("gate.ready") == 0
     assert reasons(ran.events) == {"not_zmq"}

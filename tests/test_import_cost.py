@@ -33,9 +33,13 @@ from tests.support.bounds import EXIT_S
 from tests.support.helpers import REPO, base_env, free_port
 from tests.support.processes import StartSim
 
-KIND_MODULES = {"entrypoint.targets.local", "entrypoint.targets.net",
-                "entrypoint.targets.services", "entrypoint.targets.zmq",
-                "entrypoint.targets.icmp"}
+KIND_MODULES = {
+    "entrypoint.targets.local",
+    "entrypoint.targets.net",
+    "entrypoint.targets.services",
+    "entrypoint.targets.zmq",
+    "entrypoint.targets.icmp",
+}
 
 
 # The gate's own entry point, plus one thing: at exit, the names of every module the
@@ -48,7 +52,8 @@ RUN_AND_LIST = (
     "        out.write('\\n'.join(sorted(sys.modules)))\n"
     "atexit.register(listed)\n"
     "from entrypoint.__main__ import run\n"
-    "sys.exit(run())\n")
+    "sys.exit(run())\n"
+)
 
 
 def imported(args: list[str], tmp_path: Path, **extra: str) -> tuple[int, set[str], str]:
@@ -56,21 +61,30 @@ def imported(args: list[str], tmp_path: Path, **extra: str) -> tuple[int, set[st
     out = tmp_path / "modules.txt"
     env = {k: v for k, v in base_env(**extra).items() if not k.startswith("COVERAGE_")}
     env["MODULES_OUT"] = str(out)
-    done = subprocess.run([sys.executable, "-c", RUN_AND_LIST, *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=EXIT_S, check=False,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     modules = set(out.read_text().split())
     assert "entrypoint.__main__" in modules, done.stderr[-2000:]
     return done.returncode, modules, done.stdout
 
 
 def test_health_with_json_logs_imports_no_structlog_asyncio_jmespath_or_kinds(
-        sim: StartSim, tmp_path: Path) -> None:
+    sim: StartSim, tmp_path: Path
+) -> None:
     """The healthcheck's imports: no structlog (nor the asyncio it pulls in), no jmespath for
     the default judgement, no tenacity (health makes one attempt), no target kind."""
     _simulator, port = sim()
-    code, modules, stdout = imported(["health", "--host", "127.0.0.1", "--port", str(port)],
-                                     tmp_path)
+    code, modules, stdout = imported(
+        ["health", "--host", "127.0.0.1", "--port", str(port)], tmp_path
+    )
     assert (code, stdout.split(":")[0]) == (0, "healthy")
     unwanted = {"structlog", "asyncio", "jmespath", "tenacity"} | KIND_MODULES
     assert modules & unwanted == set()
@@ -81,15 +95,15 @@ def test_health_with_json_logs_imports_no_structlog_asyncio_jmespath_or_kinds(
 NOT_FOR_HEALTH = {"dataclasses", "inspect", "dis", "tokenize", "shutil", "ast"}
 
 
-def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim,
-                                                             tmp_path: Path) -> None:
+def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim, tmp_path: Path) -> None:
     """The healthcheck's value objects are NamedTuples (typing is imported anyway, by
     pyzmq); the help formatter asks the terminal's width only for help; ``ast`` comes with
     a Python-literal reply only. Checked for the healthy and the unhealthy check."""
     _simulator, port = sim()
     for port_, verdict in ((port, "healthy"), (free_port(), "unhealthy")):
-        code, modules, stdout = imported(["health", "--host", "127.0.0.1", "--port",
-                                          str(port_)], tmp_path)
+        code, modules, stdout = imported(
+            ["health", "--host", "127.0.0.1", "--port", str(port_)], tmp_path
+        )
         assert stdout.split(":")[0] == verdict, (code, stdout)
         assert modules & NOT_FOR_HEALTH == set(), verdict
 
@@ -97,33 +111,47 @@ def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim,
 def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> None:
     """No module ``health`` imports defines a dataclass: each would bring dataclasses back
     (and cost ~0.4 ms to create). Read from the modules a real healthcheck imported."""
-    code, modules, _ = imported(["health", "--host", "127.0.0.1",
-                                 "--port", str(free_port())], tmp_path)
+    code, modules, _ = imported(
+        ["health", "--host", "127.0.0.1", "--port", str(free_port())], tmp_path
+    )
     assert code == 1
     ours = sorted(name for name in modules if name.startswith("entrypoint."))
     for name in ours:
         path = REPO / (name.replace(".", "/") + ".py")
         if not path.exists():
             path = REPO / name.replace(".", "/") / "__init__.py"
-        assert not re.search(r"^\s*(import|from) dataclasses", path.read_text(),
-                             re.MULTILINE), name
+        assert not re.search(r"^\s*(import|from) dataclasses", path.read_text(), re.MULTILINE), name
 
 
 def test_an_unhealthy_check_imports_no_structlog_either(tmp_path: Path) -> None:
     """The failing healthcheck (refused) is as lean: its one line is not a log event."""
-    code, modules, stdout = imported(["health", "--host", "127.0.0.1",
-                                      "--port", str(free_port())], tmp_path)
+    code, modules, stdout = imported(
+        ["health", "--host", "127.0.0.1", "--port", str(free_port())], tmp_path
+    )
     assert (code, stdout.split(":")[0]) == (1, "unhealthy")
     assert modules & {"structlog", "asyncio", "jmespath"} == set()
 
 
 def test_wait_with_json_logs_imports_no_structlog_and_only_the_kind_it_uses(
-        sim: StartSim, tmp_path: Path) -> None:
+    sim: StartSim, tmp_path: Path
+) -> None:
     """wait --also tcp://: the JSON lines need no structlog; of the kinds, only the network
     ones are loaded (not the HTTP, Redis, PostgreSQL or local ones, nor ICMP)."""
     _simulator, port = sim()
-    code, modules, _ = imported(["wait", "--host", "127.0.0.1", "--port", str(port),
-                                 "--timeout", "20", "--also", f"tcp://127.0.0.1:{port}"], tmp_path)
+    code, modules, _ = imported(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--timeout",
+            "20",
+            "--also",
+            f"tcp://127.0.0.1:{port}",
+        ],
+        tmp_path,
+    )
     assert code == 0
     assert "structlog" not in modules
     assert modules & KIND_MODULES == {"entrypoint.targets.net"}
@@ -132,8 +160,20 @@ def test_wait_with_json_logs_imports_no_structlog_and_only_the_kind_it_uses(
 
 def test_the_console_format_is_still_rendered_by_structlog(tmp_path: Path) -> None:
     """The other side of the split: console lines are structlog's ConsoleRenderer's."""
-    code, modules, _ = imported(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                                 "--timeout", "0.2", "--log-format", "console"], tmp_path)
+    code, modules, _ = imported(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--timeout",
+            "0.2",
+            "--log-format",
+            "console",
+        ],
+        tmp_path,
+    )
     assert code == 69
     assert "structlog.dev" in modules
 
@@ -141,10 +181,19 @@ def test_the_console_format_is_still_rendered_by_structlog(tmp_path: Path) -> No
 def test_the_kinds_table_loads_no_kind_module_until_a_kind_is_built() -> None:
     """Importing the registry (as --help does, for the schemes) loads no kind's module; each
     kind's build still resolves to its module's function."""
-    code = ("import sys, entrypoint.targets as t; "
-            "print(sorted(m for m in sys.modules if m.startswith('entrypoint.targets.')))")
-    done = subprocess.run([sys.executable, "-c", code], env=base_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=EXIT_S, check=True)
+    code = (
+        "import sys, entrypoint.targets as t; "
+        "print(sorted(m for m in sys.modules if m.startswith('entrypoint.targets.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=base_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=True,
+    )
     assert json.loads(done.stdout.replace("'", '"')) == ["entrypoint.targets.kinds"]
     for kind in KINDS.values():
         assert callable(kind.build), kind
@@ -160,25 +209,75 @@ def test_a_kind_is_immutable() -> None:
 
 # --- the default judgement, evaluated without jmespath -----------------------------------
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
-                     st.floats(allow_nan=False, allow_infinity=False, width=16),
-                     st.sampled_from(["OK", "ok", "PONG", "pong ", "ERROR", "no", "false", "0",
-                                      "", "Operational", "connected", "DISCONNECTED",
-                                      "market closed", "it's", "`x`", "TRADE_DISABLED"]))
-_KEYS = st.sampled_from(["status", "Status", "STATUS", "ok", "OK", "success", "error",
-                         "errors", "err", "Error", "result", "data", "state", "message",
-                         "trading_allowed", "bot_trading", "connected", "terminal"])
-REPLIES = st.recursive(_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=12)
-STATUS_SETS = st.sampled_from([("OK", "PONG", "OPERATIONAL"), ("OK",), ("it's", "`x`"),
-                               ("Operational", "0"), ("true", "200")])
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False, width=16),
+    st.sampled_from(
+        [
+            "OK",
+            "ok",
+            "PONG",
+            "pong ",
+            "ERROR",
+            "no",
+            "false",
+            "0",
+            "",
+            "Operational",
+            "connected",
+            "DISCONNECTED",
+            "market closed",
+            "it's",
+            "`x`",
+            "TRADE_DISABLED",
+        ]
+    ),
+)
+_KEYS = st.sampled_from(
+    [
+        "status",
+        "Status",
+        "STATUS",
+        "ok",
+        "OK",
+        "success",
+        "error",
+        "errors",
+        "err",
+        "Error",
+        "result",
+        "data",
+        "state",
+        "message",
+        "trading_allowed",
+        "bot_trading",
+        "connected",
+        "terminal",
+    ]
+)
+REPLIES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+STATUS_SETS = st.sampled_from(
+    [("OK", "PONG", "OPERATIONAL"), ("OK",), ("it's", "`x`"), ("Operational", "0"), ("true", "200")]
+)
 
 
-@settings(derandomize=True, deadline=None, database=None, max_examples=400,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    derandomize=True,
+    deadline=None,
+    database=None,
+    max_examples=400,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(reply=REPLIES, statuses=STATUS_SETS)
 def test_the_default_judgement_is_what_its_jmespath_expression_says(
-        reply: Any, statuses: tuple[str, ...]) -> None:
+    reply: Any, statuses: tuple[str, ...]
+) -> None:
     """The default judgement, evaluated directly, agrees with the JMESPath expression it is
     shown as (``default_ready(@, `[...]`)``) on every reply, the statuses' quoting included."""
     native = default_judgement(statuses)
@@ -189,13 +288,22 @@ def test_the_default_judgement_is_what_its_jmespath_expression_says(
 
 def test_jmespath_is_imported_for_a_written_expression_only() -> None:
     """--ready-when (or a preset's judgement) still brings jmespath, and only then."""
-    code = ("import sys; from entrypoint.config import settings_from_sources as s; "
-            "s({'host': 'gw'}, {}); a = 'jmespath' in sys.modules; "
-            "s({'host': 'gw', 'ready_when': 'connected'}, {}); "
-            "print(a, 'jmespath' in sys.modules)")
+    code = (
+        "import sys; from entrypoint.config import settings_from_sources as s; "
+        "s({'host': 'gw'}, {}); a = 'jmespath' in sys.modules; "
+        "s({'host': 'gw', 'ready_when': 'connected'}, {}); "
+        "print(a, 'jmespath' in sys.modules)"
+    )
     env = {k: v for k, v in base_env().items() if k != "PYTHONSTARTUP"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=EXIT_S, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=True,
+    )
     assert done.stdout.split() == ["False", "True"]
 
 

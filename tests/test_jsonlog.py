@@ -67,10 +67,21 @@ class Opaque:
 
 def test_events_fields_and_their_order_are_the_same() -> None:
     def emit(log: Any) -> None:
-        log.info("gate.start", target="127.0.0.1:5555", pid=1, reply_port=None,
-                 backoff={"initial_s": 0.5, "max_s": 10.0}, expect_status=["OK", "PONG"],
-                 command=("python", "-m", "x"), ratio=1.5, flag=True, text="é\n\x1b[2J",
-                 custom=Custom(), opaque=Opaque(), seen={3})
+        log.info(
+            "gate.start",
+            target="127.0.0.1:5555",
+            pid=1,
+            reply_port=None,
+            backoff={"initial_s": 0.5, "max_s": 10.0},
+            expect_status=["OK", "PONG"],
+            command=("python", "-m", "x"),
+            ratio=1.5,
+            flag=True,
+            text="é\n\x1b[2J",
+            custom=Custom(),
+            opaque=Opaque(),
+            seen={3},
+        )
         log.warning("gate.attempt_failed", attempt=2, reason="refused", hint="see docs")
         log.error("gate.timeout", error="did not answer", exit_code=69)
         log.debug("gate.request", via="req")  # below the level: not written
@@ -132,11 +143,14 @@ def test_level_filtering_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_secrets_are_scrubbed_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logs, "_SECRETS", [])
-    logs.register_secret("tok\"en-1234")
+    logs.register_secret('tok"en-1234')
 
     def emit(log: Any) -> None:
-        log.info("gate.start", ping_request='{"token":"tok\\"en-1234"}', nested={
-            "list": ["tok\"en-1234", 1], "tuple": ("x tok\"en-1234",)})
+        log.info(
+            "gate.start",
+            ping_request='{"token":"tok\\"en-1234"}',
+            nested={"list": ['tok"en-1234', 1], "tuple": ('x tok"en-1234',)},
+        )
 
     old, new = both(emit)
     assert new == old
@@ -166,5 +180,6 @@ def test_unconfigured_events_go_to_structlog_as_before(monkeypatch: pytest.Monke
     monkeypatch.setattr(logs, "_OUTPUT", None)
     with capture_logs() as captured:
         logs.get_logger().bind(target="t").warning("gate.attempt_failed", attempt=1)
-    assert captured == [{"target": "t", "attempt": 1, "event": "gate.attempt_failed",
-                         "log_level": "warning"}]
+    assert captured == [
+        {"target": "t", "attempt": 1, "event": "gate.attempt_failed", "log_level": "warning"}
+    ]

@@ -21,22 +21,62 @@ PACKAGE = REPO / "entrypoint"
 # Bottom to top, as in the README. A module not listed here fails the test: a new module
 # must be given its place.
 LAYERS: list[set[str]] = [
-    {"entrypoint", "addresses", "deadline", "logs", "reasons", "errors", "signals", "handoff",
-     "checks", "report", "gatelog", "failclosed", "fdlimit", "consolelog", "events",
-     "gatestate"},
-    {"gateway", "gateway.tcp", "gateway.requests", "gateway.replies", "gateway.judgement",
-     "gateway.broker_states"},
+    {
+        "entrypoint",
+        "addresses",
+        "deadline",
+        "logs",
+        "reasons",
+        "errors",
+        "signals",
+        "handoff",
+        "checks",
+        "report",
+        "gatelog",
+        "failclosed",
+        "fdlimit",
+        "consolelog",
+        "events",
+        "gatestate",
+    },
+    {
+        "gateway",
+        "gateway.tcp",
+        "gateway.requests",
+        "gateway.replies",
+        "gateway.judgement",
+        "gateway.broker_states",
+    },
     {"gateway.dialect", "gateway.advice", "gateway.connection"},
-    {"gateway.endpoint", "gateway.presets", "gateway.zmq_client", "gateway.pending",
-     "gateway.answers"},
+    {
+        "gateway.endpoint",
+        "gateway.presets",
+        "gateway.zmq_client",
+        "gateway.pending",
+        "gateway.answers",
+    },
     {"gateway.transports", "gateway.check", "retry"},
     {"options"},
     {"config", "curve"},
-    {"targets.base", "targets.icmp", "targets.local", "targets.net", "targets.services",
-     "targets.zmq", "targets"},
+    {
+        "targets.base",
+        "targets.icmp",
+        "targets.local",
+        "targets.net",
+        "targets.services",
+        "targets.zmq",
+        "targets",
+    },
     {"sim"},
-    {"commands", "commands.wait", "commands.probe", "commands.health", "commands.mesh",
-     "commands.sim", "commands.explain"},
+    {
+        "commands",
+        "commands.wait",
+        "commands.probe",
+        "commands.health",
+        "commands.mesh",
+        "commands.sim",
+        "commands.explain",
+    },
     {"cli", "__main__"},
 ]
 
@@ -51,15 +91,23 @@ def imports(path: Path, known: set[str]) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.module and \
-                node.module.startswith("entrypoint"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("entrypoint")
+        ):
             base = node.module.removeprefix("entrypoint").lstrip(".") or "entrypoint"
-            names = [f"{base}.{alias.name}" if base != "entrypoint" else alias.name
-                     for alias in node.names]
+            names = [
+                f"{base}.{alias.name}" if base != "entrypoint" else alias.name
+                for alias in node.names
+            ]
             names = [name if name in known else base for name in names]
         elif isinstance(node, ast.Import):
-            names = [alias.name.removeprefix("entrypoint.") for alias in node.names
-                     if alias.name.startswith("entrypoint")]
+            names = [
+                alias.name.removeprefix("entrypoint.")
+                for alias in node.names
+                if alias.name.startswith("entrypoint")
+            ]
         found.update(names)
     return found
 
@@ -92,35 +140,48 @@ def test_every_module_has_a_place_in_the_layers() -> None:
 
 def test_no_module_imports_from_a_layer_above_its_own() -> None:
     """Imports only go down (or sideways within a layer)."""
-    upward = [(name, imported) for name, targets in graph().items() for imported in targets
-              if layer(imported) > layer(name)]
+    upward = [
+        (name, imported)
+        for name, targets in graph().items()
+        for imported in targets
+        if layer(imported) > layer(name)
+    ]
     assert upward == []
 
 
 def test_only_the_sim_command_imports_the_simulator() -> None:
     """entrypoint/sim/ is a simulated gateway, not part of the gate: outside it, only the
     `sim` command's module imports it, so no other command ever loads it."""
+
     def in_sim(name: str) -> bool:
         return name == "sim" or name.startswith("sim.")
 
-    importers = {name for name, targets in graph().items()
-                 if not in_sim(name) and any(in_sim(target) for target in targets)}
+    importers = {
+        name
+        for name, targets in graph().items()
+        if not in_sim(name) and any(in_sim(target) for target in targets)
+    }
     assert importers == {"commands.sim"}
 
 
 def test_no_module_is_over_400_lines() -> None:
     """Small modules with one responsibility each: a module past 400 lines is split."""
-    long = {module_name(path): n for path in PACKAGE.rglob("*.py")
-            if (n := len(path.read_text().splitlines())) > 400}
+    long = {
+        module_name(path): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 400
+    }
     assert long == {}
 
 
 def test_the_gateway_layer_does_not_import_the_configuration() -> None:
     """gateway/ receives an Endpoint value object, never GateSettings."""
     edges = graph()
-    assert {name: sorted(t for t in targets if t in ("options", "config", "curve"))
-            for name, targets in edges.items()
-            if name.startswith("gateway") and {"options", "config", "curve"} & targets} == {}
+    assert {
+        name: sorted(t for t in targets if t in ("options", "config", "curve"))
+        for name, targets in edges.items()
+        if name.startswith("gateway") and {"options", "config", "curve"} & targets
+    } == {}
 
 
 def test_the_import_graph_has_no_circle() -> None:
@@ -164,34 +225,51 @@ def test_no_test_module_imports_another() -> None:
     """What test modules share lives in tests/support/ (or tests/standins/); a test module
     imported by another would run its tests' imports twice and hide a shared helper."""
     shared = sorted(TESTS.rglob("*.py"))
-    importing = {str(path.relative_to(REPO)): sorted(
-        name for name in imported_modules(path)
-        if name.split(".")[-1].startswith("test_") or ".test_" in name)
-        for path in shared}
+    importing = {
+        str(path.relative_to(REPO)): sorted(
+            name
+            for name in imported_modules(path)
+            if name.split(".")[-1].startswith("test_") or ".test_" in name
+        )
+        for path in shared
+    }
     assert {path: names for path, names in importing.items() if names} == {}
 
 
 def test_no_test_body_ends_what_it_started_by_hand() -> None:
     """No try/finally in a test module: what a test starts, a fixture or a context manager
     (tests/support/) ends, whatever the test did."""
-    by_hand = [f"{path.name}:{node.lineno}" for path in sorted(TESTS.glob("test_*.py"))
-               for node in ast.walk(ast.parse(path.read_text()))
-               if isinstance(node, ast.Try) and node.finalbody]
+    by_hand = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(TESTS.glob("test_*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Try) and node.finalbody
+    ]
     assert by_hand == []
 
 
-TIME_FLAGS = {"--timeout", "--connect-timeout", "--reply-timeout", "--backoff-initial",
-              "--backoff-max"}
+TIME_FLAGS = {
+    "--timeout",
+    "--connect-timeout",
+    "--reply-timeout",
+    "--backoff-initial",
+    "--backoff-max",
+}
 
 
 def test_time_settings_are_named_in_bounds_only() -> None:
     """A module-level list of the gate's time flags (a FAST list) exists in bounds.py only,
     named there with the reason for its size."""
-    outside = [f"{path.relative_to(REPO)}:{node.lineno}"
-               for path in sorted(TESTS.rglob("*.py")) if path.name != "bounds.py"
-               for node in ast.parse(path.read_text()).body
-               if isinstance(node, ast.Assign | ast.AnnAssign)
-               and isinstance(node.value, ast.List | ast.Tuple)
-               and any(isinstance(leaf, ast.Constant) and leaf.value in TIME_FLAGS
-                       for leaf in ast.walk(node.value))]
+    outside = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in sorted(TESTS.rglob("*.py"))
+        if path.name != "bounds.py"
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and isinstance(node.value, ast.List | ast.Tuple)
+        and any(
+            isinstance(leaf, ast.Constant) and leaf.value in TIME_FLAGS
+            for leaf in ast.walk(node.value)
+        )
+    ]
     assert outside == []

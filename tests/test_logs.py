@@ -14,14 +14,27 @@ from tests.support.bounds import after_deadline
 from tests.support.cli import run_gate
 from tests.support.helpers import base_env, free_port
 
-HOSTILE_STATUS = ('BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
-                  '"event": "gate.ready"}\x1b[2J\x1b[31mred\r')
+HOSTILE_STATUS = (
+    'BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
+    '"event": "gate.ready"}\x1b[2J\x1b[31mred\r'
+)
 
 
 def test_every_line_is_json_with_timestamp_level_event() -> None:
     """Each stderr line of a failing wait is a JSON object with the three fixed keys."""
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                    "--timeout", "0.5", "--backoff-initial", "0.1"])
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--timeout",
+            "0.5",
+            "--backoff-initial",
+            "0.1",
+        ]
+    )
     assert ran.code == 69
     assert len(ran.events) >= 3
     for event in ran.events:
@@ -34,8 +47,21 @@ def test_hostile_reply_cannot_forge_log_lines_or_escape_codes() -> None:
     """A status with newlines, ANSI escapes and fake JSON stays inside one escaped field."""
     reply = json.dumps({"status": HOSTILE_STATUS}).encode()
     with servers.zmq_server(zmq.ROUTER, lambda _req: [reply]) as port:
-        done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "0.6",
-                         "--backoff-initial", "0.1"], timeout=after_deadline(0.6), log="text")
+        done = run_gate(
+            [
+                "wait",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--timeout",
+                "0.6",
+                "--backoff-initial",
+                "0.1",
+            ],
+            timeout=after_deadline(0.6),
+            log="text",
+        )
     text = done.stderr
     assert done.code == 69
     assert "\x1b" not in text
@@ -70,8 +96,21 @@ def test_untrusted_survives_deep_nesting() -> None:
 
 def test_console_format_reads_as_text_without_colour_off_a_tty() -> None:
     """--log-format console: key=value text, and no colour codes when stderr is a pipe."""
-    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
-                     "0.3", "--log-format", "console"], timeout=after_deadline(0.3), log="text")
+    done = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--timeout",
+            "0.3",
+            "--log-format",
+            "console",
+        ],
+        timeout=after_deadline(0.3),
+        log="text",
+    )
     text = done.stderr
     assert done.code == 69
     assert "gate.start" in text
@@ -87,8 +126,12 @@ def test_colour_only_on_a_tty_and_never_with_no_color(no_color: bool, expect_col
     del env["GATE_LOG_FORMAT"]
     if no_color:
         env["NO_COLOR"] = "1"
-    done = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout",
-                     "0.3"], env, tty="stderr", log="text")
+    done = run_gate(
+        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.3"],
+        env,
+        tty="stderr",
+        log="text",
+    )
     assert done.code == 69
     assert "gate.timeout" in done.stderr
     assert ("\x1b[" in done.stderr) is expect_colour
@@ -110,8 +153,19 @@ def test_tracebacks_carry_no_local_variables() -> None:
 
 def test_log_level_filters_events() -> None:
     """--log-level error hides info and warning events."""
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                    "--timeout", "0.3", "--log-level", "error"])
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--timeout",
+            "0.3",
+            "--log-level",
+            "error",
+        ]
+    )
     assert ran.code == 69
     assert [e["event"] for e in ran.events] == ["gate.timeout"]
 
@@ -119,8 +173,19 @@ def test_log_level_filters_events() -> None:
 def test_a_wait_emits_exactly_the_documented_events_in_order() -> None:
     """A wait that times out logs gate.start, gate.attempt_failed..., gate.timeout: the
     event names users script against, each with its documented fields."""
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                    "--timeout", "0.5", "--backoff-initial", "0.1"])
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--timeout",
+            "0.5",
+            "--backoff-initial",
+            "0.1",
+        ]
+    )
     assert ran.code == 69
     names = [e["event"] for e in ran.events]
     assert names[0] == "gate.start"

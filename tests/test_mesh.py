@@ -43,9 +43,13 @@ def test_full_mesh_with_real_redis_and_postgres_passes(sim: StartSim) -> None:
     """Gateway REQ and PUB, Redis PING, PostgreSQL SELECT 1, HTTP-free: all pass, exit 0."""
     port, pub_port = simulated(sim)
     with redis_server("r3dis-pw") as redis_url, postgres_server() as pg_url:
-        env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
-                       GATEWAY_PUB_PORT=str(pub_port), REDIS_URL=redis_url,
-                       DATABASE_URL=pg_url)
+        env = base_env(
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_PORT=str(port),
+            GATEWAY_PUB_PORT=str(pub_port),
+            REDIS_URL=redis_url,
+            DATABASE_URL=pg_url,
+        )
         code, doc, text = mesh([], env)
     checks = by_name(doc)
     failed = {n: c["detail"] for n, c in checks.items() if c["status"] not in ("pass", "skip")}
@@ -65,7 +69,9 @@ def test_dead_targets_cost_the_longest_timeout_not_the_sum(tmp_path: Path) -> No
     with servers.tcp_server(servers.silent) as silent_port:
         checks = "\n".join(
             f'[[check]]\nkind = "http"\ntarget = "http://127.0.0.1:{silent_port}/{i}"\n'
-            f"timeout = 1.5\n" for i in range(5))
+            f"timeout = 1.5\n"
+            for i in range(5)
+        )
         mesh_file = tmp_path / "mesh.toml"
         mesh_file.write_text(f"include_defaults = false\n{checks}")
         code, doc, _ = mesh(["--file", str(mesh_file)], base_env())
@@ -81,8 +87,9 @@ def test_dead_targets_cost_the_longest_timeout_not_the_sum(tmp_path: Path) -> No
 
 def test_gateway_down_is_critical_exit_2() -> None:
     """The gateway PING is critical by default: its failure makes the mesh exit 2."""
-    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(free_port()),
-                   GATEWAY_PUB_PORT=str(free_port()))
+    env = base_env(
+        GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(free_port()), GATEWAY_PUB_PORT=str(free_port())
+    )
     code, doc, _ = mesh([], env)
     assert code == 2
     ping = next(c for c in doc["checks"] if c["name"].startswith("gateway PING"))
@@ -93,8 +100,12 @@ def test_gateway_down_is_critical_exit_2() -> None:
 def test_human_table_groups_phases_and_prints_a_score(sim: StartSim) -> None:
     """The human output has a section per phase and `Score: N/M (P%)`."""
     port, pub_port = simulated(sim)
-    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
-                   GATEWAY_PUB_PORT=str(pub_port), GATE_MESH_TCP=f"127.0.0.1:{free_port()}")
+    env = base_env(
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_PORT=str(port),
+        GATEWAY_PUB_PORT=str(pub_port),
+        GATE_MESH_TCP=f"127.0.0.1:{free_port()}",
+    )
     done = run_gate(["mesh"], env, timeout=COMMAND_S)
     assert done.code == 1
     for title in ("Local environment", "Network", "Application ports", "External"):
@@ -113,17 +124,21 @@ def test_missing_gateway_host_is_reported_as_a_failed_critical_check() -> None:
     assert (env_check["status"], env_check["critical"]) == ("fail", True)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("[[check]]\nkind = 'telnet'\ntarget = 'x'\n", "kind must be one of"),
-    ("[[check]]\nkind = 'tcp'\n", "target must be a non-empty string"),
-    ("[[check]]\nkind = 'tcp'\ntarget = 'nohostport'\n", "expected host:port"),
-    ("[[check]]\nkind = 'tcp'\ntarget = 'h:1'\ntimeout = -1\n", "seconds > 0"),
-    ("this is = = not toml", "invalid TOML"),
-    ("surprise = 1\n", "unknown keys"),
-    ("[[check]]\nkind = 'redis'\ntarget = 'http://x'\n", "redis or rediss URL"),
-])
-def test_bad_mesh_file_is_a_one_line_usage_error(tmp_path: Path, content: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[[check]]\nkind = 'telnet'\ntarget = 'x'\n", "kind must be one of"),
+        ("[[check]]\nkind = 'tcp'\n", "target must be a non-empty string"),
+        ("[[check]]\nkind = 'tcp'\ntarget = 'nohostport'\n", "expected host:port"),
+        ("[[check]]\nkind = 'tcp'\ntarget = 'h:1'\ntimeout = -1\n", "seconds > 0"),
+        ("this is = = not toml", "invalid TOML"),
+        ("surprise = 1\n", "unknown keys"),
+        ("[[check]]\nkind = 'redis'\ntarget = 'http://x'\n", "redis or rediss URL"),
+    ],
+)
+def test_bad_mesh_file_is_a_one_line_usage_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
     """Every mistake in the mesh file: exit 64 and one gate.error line saying where."""
     mesh_file = tmp_path / "mesh.toml"
     mesh_file.write_text(content)
@@ -164,8 +179,9 @@ def test_missing_client_library_says_how_to_install(monkeypatch: pytest.MonkeyPa
     import (sys.modules[name] = None makes `import` raise ImportError, as when missing).
     """
     monkeypatch.setitem(sys.modules, "redis", None)
-    result = run_check(Check("redis", "application",
-                             lambda t: check_redis("redis://127.0.0.1:1/0", t), 1.0))
+    result = run_check(
+        Check("redis", "application", lambda t: check_redis("redis://127.0.0.1:1/0", t), 1.0)
+    )
     assert result.status == WARN
     assert "pip install 'mt5-gate[mesh]'" in result.detail
 
@@ -173,6 +189,7 @@ def test_missing_client_library_says_how_to_install(monkeypatch: pytest.MonkeyPa
 def test_a_check_that_is_not_permitted_is_skipped_not_failed() -> None:
     """A check that may not run here (ICMP without CAP_NET_RAW) is skipped, not failed.
     The ICMP socket's own refusal cannot be produced for root, so the check raises it."""
+
     def not_allowed(_deadline: Deadline) -> str:
         raise NotPermitted("ICMP not permitted here")
 
@@ -203,7 +220,8 @@ def test_redact_url_hides_only_the_password() -> None:
 
 
 def test_a_mesh_file_gateway_check_sends_the_configured_request_without_a_host(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """No GATEWAY_HOST, a mesh file with a zmq_ping check, and the trade-on-action recipe:
     the bridge gets GET_SYMBOL_INFO and nothing else (the default PING would be an order
     to such an EA), and the configured judgement decides."""
@@ -217,13 +235,18 @@ def test_a_mesh_file_gateway_check_sends_the_configured_request_without_a_host(
 
     with servers.zmq_server(zmq.ROUTER, ea) as port:
         document = tmp_path / "mesh.toml"
-        document.write_text("include_defaults = false\n[[check]]\nkind = \"zmq_ping\"\n"
-                            f"target = \"127.0.0.1:{port}\"\n")
-        env = base_env(GATE_PING_REQUEST='{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}',
-                       GATE_READY_WHEN="bid > `0`")
+        document.write_text(
+            f'include_defaults = false\n[[check]]\nkind = "zmq_ping"\ntarget = "127.0.0.1:{port}"\n'
+        )
+        env = base_env(
+            GATE_PING_REQUEST='{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}',
+            GATE_READY_WHEN="bid > `0`",
+        )
         code, doc, _ = mesh(["--file", str(document)], env)
-        strict = base_env(GATE_PING_REQUEST='{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}',
-                          GATE_READY_WHEN="bid > `5`")
+        strict = base_env(
+            GATE_PING_REQUEST='{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}',
+            GATE_READY_WHEN="bid > `5`",
+        )
         strict_code, strict_doc, _ = mesh(["--file", str(document)], strict)
     assert seen, "the check reached the bridge"
     assert all(b'"GET_SYMBOL_INFO"' in request for request in seen), seen
@@ -236,9 +259,11 @@ def test_a_bad_dialect_option_without_a_host_is_a_usage_error(tmp_path: Path) ->
     """Without GATEWAY_HOST, an invalid GATE_PING_REQUEST is still exit 64, never ignored
     in favour of the default request."""
     document = tmp_path / "mesh.toml"
-    document.write_text('include_defaults = false\n[[check]]\nkind = "zmq_ping"\n'
-                        'target = "127.0.0.1:9"\n')
-    done = run_gate(["mesh", "--file", str(document)], base_env(GATE_PING_REQUEST="{not json"),
-                    log="text")
+    document.write_text(
+        'include_defaults = false\n[[check]]\nkind = "zmq_ping"\ntarget = "127.0.0.1:9"\n'
+    )
+    done = run_gate(
+        ["mesh", "--file", str(document)], base_env(GATE_PING_REQUEST="{not json"), log="text"
+    )
     assert done.code == 64
     assert "GATE_PING_REQUEST" in done.stderr

@@ -43,8 +43,19 @@ def test_signal_stops_the_gate_as_pid1_at_once(sig: int, code: int, spawn: Spawn
     at once, not at the end of its backoff pause."""
     require_unshare()
     # A 30 s step with equal jitter: the pause the signal arrives in lasts 15-30 s.
-    proc = as_pid1(spawn, *GATE, "wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                   "--backoff-initial", "30", "--backoff-max", "30")
+    proc = as_pid1(
+        spawn,
+        *GATE,
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--backoff-initial",
+        "30",
+        "--backoff-max",
+        "30",
+    )
     start = proc.wait_for_event("gate.start")
     assert start["pid"] == 1
     proc.wait_for_event("gate.attempt_failed")
@@ -64,8 +75,19 @@ def test_runner_becomes_pid1(sim: StartSim, spawn: Spawn) -> None:
     """After the exec, the runner is PID 1 of the namespace."""
     require_unshare()
     _simulator, port = sim()
-    proc = as_pid1(spawn, *GATE, "wait", "--host", "127.0.0.1", "--port", str(port), "--",
-                   "sh", "-c", "echo ready pid=$$")
+    proc = as_pid1(
+        spawn,
+        *GATE,
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--",
+        "sh",
+        "-c",
+        "echo ready pid=$$",
+    )
     assert proc.wait(timeout=EXIT_S) == 0
     assert proc.stdout_lines == ["ready pid=1"]
 

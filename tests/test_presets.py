@@ -31,14 +31,17 @@ def usage_error(argv: list[str], env: dict[str, str]) -> str:
 
 
 def settings(env: dict[str, str] | None = None, **flags: str) -> Any:
-    return settings_from_sources({"host": "gw", **flags}, env or {},
-                                 options_of(*probe.GROUPS))
+    return settings_from_sources({"host": "gw", **flags}, env or {}, options_of(*probe.GROUPS))
 
 
 def test_a_preset_sets_transport_ports_request_judgement_and_status_policy() -> None:
     dwx = settings(bridge="dwx")
-    assert (dwx.transport, dwx.port, dwx.reply_port, dwx.pub_port) == \
-        ("push-pull", 32768, 32769, 32770)
+    assert (dwx.transport, dwx.port, dwx.reply_port, dwx.pub_port) == (
+        "push-pull",
+        32768,
+        32769,
+        32770,
+    )
     assert dwx.dialect.ping.render() == b"TRADE;GET_ACCOUNT_INFO"
     assert dwx.dialect.status is None
     assert "GET_ACCOUNT_INFORMATION" in dwx.dialect.judgement.expression
@@ -54,19 +57,23 @@ def test_a_flag_beats_a_variable_and_both_beat_the_preset() -> None:
     assert judged.dialect.judgement.expression.startswith("default_ready")
 
 
-@pytest.mark.parametrize(("argv", "says"), [
-    (["--transport", "push-pull"], "needs --reply-port / GATEWAY_REPLY_PORT"),
-    (["--reply-port", "5556"], "has no effect with --transport req"),
-    (["--transport", "handshake", "--ping-request", '{"a":1}'], "sends no request"),
-    (["--transport", "carrier-pigeon"], "expected one of req, push-pull"),
-    (["--bridge", "nope"], "expected one of mt5-gate"),
-    (["--ping-request", "  "], "must not be empty"),
-    (["--ping-request", "HEARTBEAT;$now"], "placeholders work only in JSON requests"),
-    (["--bridge", "mql5-json-api", "--status-request", '{"action":"trade"}'],
-     "refuses the request"),
-])
-def test_invalid_transport_settings_are_one_line_usage_errors(
-        argv: list[str], says: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--transport", "push-pull"], "needs --reply-port / GATEWAY_REPLY_PORT"),
+        (["--reply-port", "5556"], "has no effect with --transport req"),
+        (["--transport", "handshake", "--ping-request", '{"a":1}'], "sends no request"),
+        (["--transport", "carrier-pigeon"], "expected one of req, push-pull"),
+        (["--bridge", "nope"], "expected one of mt5-gate"),
+        (["--ping-request", "  "], "must not be empty"),
+        (["--ping-request", "HEARTBEAT;$now"], "placeholders work only in JSON requests"),
+        (
+            ["--bridge", "mql5-json-api", "--status-request", '{"action":"trade"}'],
+            "refuses the request",
+        ),
+    ],
+)
+def test_invalid_transport_settings_are_one_line_usage_errors(argv: list[str], says: str) -> None:
     assert says in usage_error(["wait", "--host", "gw", *argv], {})
 
 
@@ -79,32 +86,48 @@ def test_handshake_sends_no_status_even_from_the_default() -> None:
     assert settings(transport="handshake").dialect.status is None
 
 
-@pytest.mark.parametrize(("raw", "value"), [
-    (b"{'_action': 'heartbeat', '_response': 'loud and clear!'}",
-     {"_action": "heartbeat", "_response": "loud and clear!"}),
-    (b"{'a': -1.5, 'b': None, 'c': True, 'd': (1, 2), 'e': {3: 'x'}}",
-     {"a": -1.5, "b": None, "c": True, "d": [1, 2], "e": {"3": "x"}}),
-    # darwinex's account reply, with its spacing quirks.
-    (b"{'_action': 'GET_ACCOUNT_INFORMATION', 'account_number':123, '_data': "
-     b"[{'account_balance':10000.00000000, 'account_leverage' :100}]}",
-     {"_action": "GET_ACCOUNT_INFORMATION", "account_number": 123,
-      "_data": [{"account_balance": 10000.0, "account_leverage": 100}]}),
-])
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (
+            b"{'_action': 'heartbeat', '_response': 'loud and clear!'}",
+            {"_action": "heartbeat", "_response": "loud and clear!"},
+        ),
+        (
+            b"{'a': -1.5, 'b': None, 'c': True, 'd': (1, 2), 'e': {3: 'x'}}",
+            {"a": -1.5, "b": None, "c": True, "d": [1, 2], "e": {"3": "x"}},
+        ),
+        # darwinex's account reply, with its spacing quirks.
+        (
+            b"{'_action': 'GET_ACCOUNT_INFORMATION', 'account_number':123, '_data': "
+            b"[{'account_balance':10000.00000000, 'account_leverage' :100}]}",
+            {
+                "_action": "GET_ACCOUNT_INFORMATION",
+                "account_number": 123,
+                "_data": [{"account_balance": 10000.0, "account_leverage": 100}],
+            },
+        ),
+    ],
+)
 def test_python_literal_replies_are_decoded(raw: bytes, value: Any) -> None:
     assert decode_reply([raw]) == value
 
 
-@pytest.mark.parametrize("text", [
-    "{'a': __import__('os').system('touch mt5-gate-pwned')}",
-    "{'a': open('/etc/passwd')}",
-    "{**{'a': 1}}",
-    "{'a': 1 + 1}",
-    "{'a': b'bytes'}",
-    "{'a': {1, 2}}",
-    "{'a': 1",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{'a': __import__('os').system('touch mt5-gate-pwned')}",
+        "{'a': open('/etc/passwd')}",
+        "{**{'a': 1}}",
+        "{'a': 1 + 1}",
+        "{'a': b'bytes'}",
+        "{'a': {1, 2}}",
+        "{'a': 1",
+    ],
+)
 def test_anything_but_a_plain_literal_is_not_a_literal_and_nothing_runs(
-        text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert python_literal(text) is None
     assert decode_reply([text.encode()]) == text  # judged as text: never ready by default
@@ -133,14 +156,18 @@ def test_a_deeply_nested_literal_is_never_a_crash_nor_ready(depth: int) -> None:
             settings().dialect.judge([raw])
 
 
-@pytest.mark.parametrize(("reply", "state"), [
-    ({"_response": "TRADING_IS_NOT_ALLOWED__ABORTED_COMMAND"}, "trading_not_allowed"),
-    ({"error": False, "trading_allowed": 1, "bot_trading": 0}, "ea_trading_off"),
-    ({"error": False, "trading_allowed": 0, "bot_trading": 1}, "algo_trading_off"),
-    ({"status": "OK", "data": [{"note": "no_broker_connection"}]}, "no_broker_connection"),
-])
+@pytest.mark.parametrize(
+    ("reply", "state"),
+    [
+        ({"_response": "TRADING_IS_NOT_ALLOWED__ABORTED_COMMAND"}, "trading_not_allowed"),
+        ({"error": False, "trading_allowed": 1, "bot_trading": 0}, "ea_trading_off"),
+        ({"error": False, "trading_allowed": 0, "bot_trading": 1}, "algo_trading_off"),
+        ({"status": "OK", "data": [{"note": "no_broker_connection"}]}, "no_broker_connection"),
+    ],
+)
 def test_the_default_judgement_never_accepts_a_reply_naming_a_broker_state(
-        reply: dict[str, Any], state: str) -> None:
+    reply: dict[str, Any], state: str
+) -> None:
     with pytest.raises(NotReady) as refused:
         settings().dialect.judge([json.dumps(reply).encode()])
     assert refused.value.broker_state == state

@@ -26,8 +26,9 @@ def simulated(sim: StartSim, *args: str) -> tuple[int, int]:
 
 
 def probe(port: int, pub_port: int, *extra: str) -> Ran:
-    return run_gate(["probe", "--host", "127.0.0.1", "--port", str(port), "--pub-port",
-                     str(pub_port), *extra])
+    return run_gate(
+        ["probe", "--host", "127.0.0.1", "--port", str(port), "--pub-port", str(pub_port), *extra]
+    )
 
 
 def probe_json(port: int, pub_port: int, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -43,8 +44,14 @@ def test_probe_all_layers_pass_against_the_simulator(sim: StartSim) -> None:
     """DNS, TCP, PING, round trips, STATUS and PUB all pass; exit 0; 6/6."""
     code, doc = probe_json(*simulated(sim))
     assert code == 0
-    assert statuses(doc) == {"DNS": "pass", "TCP connect": "pass", "ZeroMQ PING": "pass",
-                             "round trip": "pass", "STATUS": "pass", "PUB port": "pass"}
+    assert statuses(doc) == {
+        "DNS": "pass",
+        "TCP connect": "pass",
+        "ZeroMQ PING": "pass",
+        "round trip": "pass",
+        "STATUS": "pass",
+        "PUB port": "pass",
+    }
     assert (doc["passed"], doc["total"], doc["troubleshooting"]) == (6, 6, None)
     ping = next(c for c in doc["checks"] if c["name"] == "ZeroMQ PING")
     assert '"status": "OK"' in ping["detail"]
@@ -80,21 +87,37 @@ def server_port(server: Callable[[], contextlib.AbstractContextManager[int]]) ->
     return lambda _sim, stack: stack.enter_context(server())
 
 
-@pytest.mark.parametrize(("peer", "layer", "reason", "step"), [
-    (refused_port, "TCP connect", "refused", "netstat -an | findstr"),
-    # TCP connects; it is the ZeroMQ exchange that finds out what the peer really is.
-    (server_port(lambda: servers.tcp_server(servers.banner)), "ZeroMQ PING", "not_zmq",
-     "netstat -abno"),
-    (server_port(lambda: servers.tcp_server(servers.reset_at_once)), "ZeroMQ PING", "reset",
-     "portproxy"),
-    (sim_port("--drop-first", "100"), "ZeroMQ PING", "no_reply", "hung or busy"),
-    (sim_port("--garbage"), "ZeroMQ PING", "bad_reply", "UTF-8"),
-    (sim_port("--bad-status"), "ZeroMQ PING", "not_ready", "GATE_READY_WHEN"),
-    (server_port(lambda: servers.zmq_server(zmq.PUB)), "ZeroMQ PING", "protocol",
-     "not the PUB port"),
-])
+@pytest.mark.parametrize(
+    ("peer", "layer", "reason", "step"),
+    [
+        (refused_port, "TCP connect", "refused", "netstat -an | findstr"),
+        # TCP connects; it is the ZeroMQ exchange that finds out what the peer really is.
+        (
+            server_port(lambda: servers.tcp_server(servers.banner)),
+            "ZeroMQ PING",
+            "not_zmq",
+            "netstat -abno",
+        ),
+        (
+            server_port(lambda: servers.tcp_server(servers.reset_at_once)),
+            "ZeroMQ PING",
+            "reset",
+            "portproxy",
+        ),
+        (sim_port("--drop-first", "100"), "ZeroMQ PING", "no_reply", "hung or busy"),
+        (sim_port("--garbage"), "ZeroMQ PING", "bad_reply", "UTF-8"),
+        (sim_port("--bad-status"), "ZeroMQ PING", "not_ready", "GATE_READY_WHEN"),
+        (
+            server_port(lambda: servers.zmq_server(zmq.PUB)),
+            "ZeroMQ PING",
+            "protocol",
+            "not the PUB port",
+        ),
+    ],
+)
 def test_probe_explains_each_failure_reason(
-        peer: Peer, layer: str, reason: str, step: str, sim: StartSim) -> None:
+    peer: Peer, layer: str, reason: str, step: str, sim: StartSim
+) -> None:
     """Each failure: ❌ on its layer with the reason, steps for that reason, exit 1."""
     with contextlib.ExitStack() as stack:
         port = peer(sim, stack)
@@ -143,6 +166,7 @@ def test_probe_on_not_ready_shows_the_reply_and_a_one_line_fix(sim: StartSim) ->
 
 def test_probe_status_refusal_is_a_warning_with_the_reply() -> None:
     """STATUS answered with an error: ⚠️ with the reply shown, never ✅."""
+
     def reply(req: list[bytes]) -> list[bytes] | None:
         if b"PING" in req[0]:
             return [b'{"status": "OK"}']
@@ -158,6 +182,7 @@ def test_probe_status_refusal_is_a_warning_with_the_reply() -> None:
 
 def test_probe_status_not_implemented_is_a_warning_not_a_failure() -> None:
     """A gateway without STATUS: ⚠️ on STATUS, exit still 0."""
+
     def reply(req: list[bytes]) -> list[bytes] | None:
         return [b'{"status": "OK"}'] if b"PING" in req[0] else None
 
@@ -170,8 +195,15 @@ def test_probe_status_not_implemented_is_a_warning_not_a_failure() -> None:
 
 def test_probe_colour_on_a_tty_unless_no_color() -> None:
     """On a TTY the status names are coloured; NO_COLOR removes the colour."""
-    args = ["probe", "--host", "127.0.0.1", "--port", str(free_port()), "--pub-port",
-            str(free_port())]
+    args = [
+        "probe",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--pub-port",
+        str(free_port()),
+    ]
     coloured = run_gate(args, base_env(), tty="stdout")
     plain = run_gate(args, base_env(NO_COLOR="1"), tty="stdout")
     assert (coloured.code, plain.code) == (1, 1)
@@ -182,17 +214,34 @@ def test_probe_colour_on_a_tty_unless_no_color() -> None:
 def test_legacy_probe_script_runs_both_ways_and_imports_cleanly(sim: StartSim) -> None:
     """scripts/probe_live_gateway.py works as a module and as a file; import is inert."""
     port, pub_port = simulated(sim)
-    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port),
-                   GATEWAY_PUB_PORT=str(pub_port))
-    as_module = subprocess.run([sys.executable, "-m", "scripts.probe_live_gateway"],
-                               env=env, cwd=REPO, capture_output=True, text=True,
-                               timeout=EXIT_S, check=False)
-    as_file = subprocess.run([sys.executable, "scripts/probe_live_gateway.py"], env=env,
-                             cwd=REPO, capture_output=True, text=True, timeout=EXIT_S,
-                             check=False)
-    imported = subprocess.run([sys.executable, "-c", "import scripts.probe_live_gateway"],
-                              env=base_env(), cwd=REPO, capture_output=True, text=True,
-                              timeout=EXIT_S, check=False)
+    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port), GATEWAY_PUB_PORT=str(pub_port))
+    as_module = subprocess.run(
+        [sys.executable, "-m", "scripts.probe_live_gateway"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=False,
+    )
+    as_file = subprocess.run(
+        [sys.executable, "scripts/probe_live_gateway.py"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=False,
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", "import scripts.probe_live_gateway"],
+        env=base_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=False,
+    )
     assert as_module.returncode == as_file.returncode == 0
     assert "Results: 6/6 checks passed" in as_module.stdout
     assert "Results: 6/6 checks passed" in as_file.stdout

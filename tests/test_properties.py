@@ -38,10 +38,24 @@ REJECTED = 64
 # deadline=None: no per-example time limit (Hypothesis's 200 ms default would judge the
 # machine's load, not the gate). Each example is bounded by the gate's own 0.3 s --timeout
 # (see wait() below), and pytest-timeout is the backstop.
-PROFILE = settings(derandomize=True, deadline=None, database=None,
-                   suppress_health_check=[HealthCheck.too_slow])
-SAFE_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1", "", "bad host", "a@b", "[::1",
-              "host/path", "\x00", "127.0.0.1:5555", "-", "x" * 300]
+PROFILE = settings(
+    derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+SAFE_HOSTS = [
+    "127.0.0.1",
+    "localhost",
+    "[::1]",
+    "::1",
+    "",
+    "bad host",
+    "a@b",
+    "[::1",
+    "host/path",
+    "\x00",
+    "127.0.0.1:5555",
+    "-",
+    "x" * 300,
+]
 _real_getaddrinfo = socket.getaddrinfo
 
 
@@ -93,15 +107,37 @@ def wait(port: int, *extra: str) -> list[str]:
 
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(min_value=-10**30, max_value=10**30).map(str),
-    st.sampled_from(["", " ", "1e309", "-0", "0", "nan", "inf", "0x10", "1_000", "½", "٣",
-                     "1.5s", "10 ", "+3", "1e-320"]),
-    st.text(max_size=20))
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "1e309",
+            "-0",
+            "0",
+            "nan",
+            "inf",
+            "0x10",
+            "1_000",
+            "½",
+            "٣",
+            "1.5s",
+            "10 ",
+            "+3",
+            "1e-320",
+        ]
+    ),
+    st.text(max_size=20),
+)
 
 
 @settings(PROFILE, max_examples=150)
-@given(option=st.sampled_from(["--connect-timeout", "--reply-timeout", "--backoff-initial",
-                               "--backoff-max"]), value=numbers)
+@given(
+    option=st.sampled_from(
+        ["--connect-timeout", "--reply-timeout", "--backoff-initial", "--backoff-max"]
+    ),
+    value=numbers,
+)
 def test_numeric_flags(sim_port: int, option: str, value: str) -> None:
     code, lines = run_main(wait(sim_port, option, value, "--timeout", "0.3"))
     check_outcome(code, lines)
@@ -118,9 +154,12 @@ def test_the_deadline_itself(sim_port: int, value: str, as_variable: bool) -> No
 
 
 @settings(PROFILE, max_examples=100)
-@given(option=st.sampled_from(["--port", "--host", "--expect-status", "--log-format",
-                               "--log-level", "--status-request"]),
-       value=st.one_of(st.text(max_size=40), st.sampled_from(SAFE_HOSTS)))
+@given(
+    option=st.sampled_from(
+        ["--port", "--host", "--expect-status", "--log-format", "--log-level", "--status-request"]
+    ),
+    value=st.one_of(st.text(max_size=40), st.sampled_from(SAFE_HOSTS)),
+)
 def test_text_flags(sim_port: int, refused_port: int, option: str, value: str) -> None:
     if option == "--port":  # a fuzzed port must not reach anything but refused/loopback
         argv = ["wait", "--host", "127.0.0.1", "--timeout", "0.3", "--port", value]
@@ -135,33 +174,87 @@ def test_text_flags(sim_port: int, refused_port: int, option: str, value: str) -
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) |
-    st.text(max_size=10) | st.sampled_from(["$now", "$now_epoch", "$uuid", "$$now",
-                                            "$file:/nonexistent", "$file:", "$", "$nope"]),
-    lambda children: st.lists(children, max_size=3) |
-    st.dictionaries(st.text(max_size=8), children, max_size=3), max_leaves=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=10)
+    | st.sampled_from(
+        ["$now", "$now_epoch", "$uuid", "$$now", "$file:/nonexistent", "$file:", "$", "$nope"]
+    ),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @settings(PROFILE, max_examples=120)
-@given(template=st.one_of(
-    st.dictionaries(st.text(max_size=8), json_values, max_size=4).map(json.dumps),
-    json_values.map(json.dumps), st.text(max_size=40)),
-    which=st.sampled_from(["--ping-request", "--status-request"]))
+@given(
+    template=st.one_of(
+        st.dictionaries(st.text(max_size=8), json_values, max_size=4).map(json.dumps),
+        json_values.map(json.dumps),
+        st.text(max_size=40),
+    ),
+    which=st.sampled_from(["--ping-request", "--status-request"]),
+)
 def test_request_templates(sim_port: int, template: str, which: str) -> None:
     code, lines = run_main(wait(sim_port, "--timeout", "0.3", which, template))
     check_outcome(code, lines)
 
 
-expression_tokens = st.sampled_from([
-    "status", "ok", "data.status", "@", "==", "!=", "&&", "||", "!", "(", ")", "[", "]",
-    "'OK'", "`true`", "`null`", "upper(", "lower(", "contains(", "keys(@)", "length(@)",
-    ",", ".", "*", "[?", "`1`", "|", "&", "$", "'", "\"", "type(@)", "to_number(", "abs(",
-    "sort_by(", "max_by(", "{a: status}", "[0]", "[-1]", "[::2]"])
+expression_tokens = st.sampled_from(
+    [
+        "status",
+        "ok",
+        "data.status",
+        "@",
+        "==",
+        "!=",
+        "&&",
+        "||",
+        "!",
+        "(",
+        ")",
+        "[",
+        "]",
+        "'OK'",
+        "`true`",
+        "`null`",
+        "upper(",
+        "lower(",
+        "contains(",
+        "keys(@)",
+        "length(@)",
+        ",",
+        ".",
+        "*",
+        "[?",
+        "`1`",
+        "|",
+        "&",
+        "$",
+        "'",
+        '"',
+        "type(@)",
+        "to_number(",
+        "abs(",
+        "sort_by(",
+        "max_by(",
+        "{a: status}",
+        "[0]",
+        "[-1]",
+        "[::2]",
+    ]
+)
 
 
 @settings(PROFILE, max_examples=150)
-@given(expression=st.one_of(st.lists(expression_tokens, min_size=1, max_size=8).map(" ".join),
-                            st.text(max_size=30)))
+@given(
+    expression=st.one_of(
+        st.lists(expression_tokens, min_size=1, max_size=8).map(" ".join), st.text(max_size=30)
+    )
+)
 def test_ready_when_expressions(sim_port: int, expression: str) -> None:
     code, lines = run_main(wait(sim_port, "--timeout", "0.3", "--ready-when", expression))
     check_outcome(code, lines)
@@ -172,17 +265,54 @@ url_part = st.text(alphabet=string.printable + "éß\u202e\x00", max_size=12)
 
 @st.composite
 def also_urls(draw: Any) -> str:
-    scheme = draw(st.sampled_from(["http", "https", "redis", "rediss", "postgresql",
-                                   "postgres", "tcp", "zmq+req", "zmq+sub", "ftp", ""]))
+    scheme = draw(
+        st.sampled_from(
+            [
+                "http",
+                "https",
+                "redis",
+                "rediss",
+                "postgresql",
+                "postgres",
+                "tcp",
+                "zmq+req",
+                "zmq+sub",
+                "ftp",
+                "",
+            ]
+        )
+    )
     user = draw(st.sampled_from(["", "u@", "u:p@", ":p@", "u:p:q@", "@"]))
     host = draw(st.sampled_from(SAFE_HOSTS))
-    port = draw(st.one_of(st.just(""), st.integers(-1, 70000).map(lambda p: f":{p}"),
-                          url_part.map(lambda p: f":{p}")))
+    port = draw(
+        st.one_of(
+            st.just(""),
+            st.integers(-1, 70000).map(lambda p: f":{p}"),
+            url_part.map(lambda p: f":{p}"),
+        )
+    )
     path = draw(st.one_of(st.just(""), url_part.map(lambda p: "/" + p)))
-    options = draw(st.lists(st.tuples(
-        st.sampled_from(["socket_timeout", "db", "sslmode", "connect_timeout", "ssl",
-                         "decode_responses", "health_check_interval", "foo", ""]),
-        url_part), max_size=3))
+    options = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "socket_timeout",
+                        "db",
+                        "sslmode",
+                        "connect_timeout",
+                        "ssl",
+                        "decode_responses",
+                        "health_check_interval",
+                        "foo",
+                        "",
+                    ]
+                ),
+                url_part,
+            ),
+            max_size=3,
+        )
+    )
     query = "&".join(f"{k}={v}" for k, v in options)
     return f"{scheme}://{user}{host}{port}{path}" + (f"?{query}" if query else "")
 
@@ -194,19 +324,49 @@ def test_also_urls(sim_port: int, url: str) -> None:
     check_outcome(code, lines)
 
 
-mesh_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6),
-                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                        st.sampled_from(SAFE_HOSTS), st.lists(st.integers(), max_size=2))
+mesh_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(SAFE_HOSTS),
+    st.lists(st.integers(), max_size=2),
+)
 
 
 @settings(PROFILE, max_examples=300)
-@given(document=st.fixed_dictionaries({}, optional={
-    "include_defaults": mesh_values, "timeout": mesh_values, "pub_message_within": mesh_values,
-    "check": st.one_of(mesh_values, st.lists(st.one_of(mesh_values, st.fixed_dictionaries(
-        {}, optional={"kind": st.one_of(st.sampled_from(list(KINDS)), mesh_values),
-                      "target": mesh_values, "timeout": mesh_values, "critical": mesh_values,
-                      "phase": mesh_values, "name": mesh_values, "extra": mesh_values})),
-        max_size=3))}))
+@given(
+    document=st.fixed_dictionaries(
+        {},
+        optional={
+            "include_defaults": mesh_values,
+            "timeout": mesh_values,
+            "pub_message_within": mesh_values,
+            "check": st.one_of(
+                mesh_values,
+                st.lists(
+                    st.one_of(
+                        mesh_values,
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "kind": st.one_of(st.sampled_from(list(KINDS)), mesh_values),
+                                "target": mesh_values,
+                                "timeout": mesh_values,
+                                "critical": mesh_values,
+                                "phase": mesh_values,
+                                "name": mesh_values,
+                                "extra": mesh_values,
+                            },
+                        ),
+                    ),
+                    max_size=3,
+                ),
+            ),
+        },
+    )
+)
 def test_mesh_files(document: dict[str, Any]) -> None:
     """A mesh file's structure, every type in every place: a one-line usage error, or
     checks with a finite positive timeout. (Built, not run: a fuzzed target must not send

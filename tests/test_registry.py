@@ -27,24 +27,28 @@ from tests.support.helpers import REPO, free_port
 def taken_by() -> dict[str, set[Option]]:
     """Each command's options, as its parser has them."""
     parser = build_parser()
-    sub = next(action for action in parser._actions
-               if isinstance(action, argparse._SubParsersAction))
+    sub = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
     return {name: set(sub.choices[name].options.values()) for name in commands.names()}
 
 
-@pytest.mark.parametrize(("command", "flag"), [
-    ("probe", ["--timeout", "3"]),
-    ("probe", ["--backoff-initial", "1"]),
-    ("probe", ["--backoff-max=1"]),
-    ("mesh", ["--timeout", "3"]),
-    ("mesh", ["--connect-timeout", "1"]),
-    ("mesh", ["--reply-timeout", "1"]),
-    ("mesh", ["--log-level", "debug"]),
-    ("mesh", ["--status-request", "none"]),
-    ("wait", ["--pub-port", "5556"]),
-    ("wait", ["--file", "mesh.toml"]),
-    ("sim", ["--host", "gw"]),
-])
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("probe", ["--timeout", "3"]),
+        ("probe", ["--backoff-initial", "1"]),
+        ("probe", ["--backoff-max=1"]),
+        ("mesh", ["--timeout", "3"]),
+        ("mesh", ["--connect-timeout", "1"]),
+        ("mesh", ["--reply-timeout", "1"]),
+        ("mesh", ["--log-level", "debug"]),
+        ("mesh", ["--status-request", "none"]),
+        ("wait", ["--pub-port", "5556"]),
+        ("wait", ["--file", "mesh.toml"]),
+        ("sim", ["--host", "gw"]),
+    ],
+)
 def test_a_flag_without_effect_is_refused(command: str, flag: list[str]) -> None:
     """`probe --timeout 3` does not silently do nothing: exit 64, one gate.error line that
     names the flag and the command."""
@@ -61,19 +65,24 @@ def test_explain_refuses_them_in_its_own_contract(flag: list[str]) -> None:
     """explain: one plain line on stderr (it reads logs; it writes none) and 64."""
     ran = run_gate(["explain", *flag], in_process=True, log="text")
     assert ran.code == 64
-    assert ran.stderr == (f"mt5-gate explain: {flag[0]} has no effect on explain, so it is "
-                          "not accepted (see mt5-gate explain --help)\n")
+    assert ran.stderr == (
+        f"mt5-gate explain: {flag[0]} has no effect on explain, so it is "
+        "not accepted (see mt5-gate explain --help)\n"
+    )
 
 
-@pytest.mark.parametrize("flag", [["--backoff-max", "1"], ["--log-level", "debug"],
-                                  ["--status-request", "none"]])
+@pytest.mark.parametrize(
+    "flag", [["--backoff-max", "1"], ["--log-level", "debug"], ["--status-request", "none"]]
+)
 def test_health_refuses_them_in_its_own_contract(flag: list[str]) -> None:
     """health: exit 1 and one `unhealthy:` line on stdout, never 64 (Docker reads 0/1)."""
     ran = run_gate(["health", "--host", "127.0.0.1", *flag], in_process=True)
     assert ran.code == 1
     assert ran.events == []
-    assert ran.stdout == (f"unhealthy: mt5-gate health: {flag[0]} has no effect on health, so "
-                          "it is not accepted (see mt5-gate health --help)\n")
+    assert ran.stdout == (
+        f"unhealthy: mt5-gate health: {flag[0]} has no effect on health, so "
+        "it is not accepted (see mt5-gate health --help)\n"
+    )
 
 
 def test_every_option_is_taken_by_some_command() -> None:
@@ -112,14 +121,15 @@ READS_A_VARIABLE = re.compile(r"environ\.get\(|environ\[|getenv\(")
 
 
 def test_variables_are_read_only_through_the_option_table() -> None:
-    """"A flag beats its variable" lives in options.option_source: no other module reads
+    """ "A flag beats its variable" lives in options.option_source: no other module reads
     a variable for a setting."""
     offenders = [
         f"{path.relative_to(REPO)}:{number}"
         for path in (REPO / "entrypoint").rglob("*.py")
         if str(path.relative_to(REPO / "entrypoint")) not in {"options.py", *READS_ITS_OWN}
         for number, line in enumerate(path.read_text().splitlines(), start=1)
-        if READS_A_VARIABLE.search(line)]
+        if READS_A_VARIABLE.search(line)
+    ]
     assert offenders == []
 
 
@@ -143,19 +153,25 @@ def _example_command() -> types.ModuleType:
 
 
 def test_a_new_command_is_one_module_and_one_registry_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Registered, the module gets its flags and variables, --help, one-line usage errors
     and the error boundary, with nothing else changed."""
     monkeypatch.setitem(sys.modules, "entrypoint.commands.example", _example_command())
-    monkeypatch.setattr(commands, "REGISTRY", (
-        *commands.REGISTRY, commands.Entry("example", "say which gateway it would ask")))
+    monkeypatch.setattr(
+        commands,
+        "REGISTRY",
+        (*commands.REGISTRY, commands.Entry("example", "say which gateway it would ask")),
+    )
     port = free_port()
     assert main(["example", "--port", str(port)], {"GATEWAY_HOST": "gw"}) == 0
     assert capsys.readouterr().out.startswith(f"would ask gw:{port} with ")
     ran = run_gate(["example", "--host", "gw", "--timeout", "1"], in_process=True)
     assert (ran.code, ran.events[0]["error"]) == (
-        64, "mt5-gate example: --timeout has no effect on example, so it is not accepted "
-            "(see mt5-gate example --help)")
+        64,
+        "mt5-gate example: --timeout has no effect on example, so it is not accepted "
+        "(see mt5-gate example --help)",
+    )
     assert main(["--help"], {}) == 0
     assert "say which gateway it would ask" in capsys.readouterr().out
 
@@ -164,8 +180,12 @@ def test_help_groups_options_under_their_titles(capsys: pytest.CaptureFixture[st
     """`wait --help` shows its groups; mesh's help names the variable-only targets."""
     assert main(["wait", "--help"], {}) == 0
     text = capsys.readouterr().out
-    for title in ("connection:", "per-attempt limits:", "deadline and backoff:",
-                  "other dependencies:"):
+    for title in (
+        "connection:",
+        "per-attempt limits:",
+        "deadline and backoff:",
+        "other dependencies:",
+    ):
         assert title in text
     assert "price feed:" not in text  # wait does not take --pub-port
     assert main(["mesh", "--help"], {}) == 0

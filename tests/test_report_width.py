@@ -38,8 +38,7 @@ def columns(line: str) -> int:
 def assert_fits(text: str) -> None:
     """No line wider than WIDTH: neither in characters nor in a terminal's columns."""
     plain = ANSI.sub("", text)
-    too_wide = [line for line in plain.splitlines()
-                if len(line) > WIDTH or columns(line) > WIDTH]
+    too_wide = [line for line in plain.splitlines() if len(line) > WIDTH or columns(line) > WIDTH]
     widest = max((columns(line) for line in plain.splitlines()), default=0)
     assert not too_wide, f"widest line {widest} columns:\n" + "\n".join(too_wide)
 
@@ -53,11 +52,24 @@ def pub_port(proc: Any) -> int:
     return int(proc.wait_for_event("sim.listening")["pub_port"])
 
 
-def probe(port: int, pub: int, *extra: str, env: dict[str, str] | None = None
-          ) -> tuple[int, str, dict[str, Any]]:
+def probe(
+    port: int, pub: int, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, Any]]:
     """`mt5-gate probe` twice, as a person and as a machine reads it: (code, text, JSON)."""
-    argv = ["probe", "--host", "127.0.0.1", "--port", str(port), "--pub-port", str(pub),
-            "--connect-timeout", "1", "--reply-timeout", "2", *extra]
+    argv = [
+        "probe",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--pub-port",
+        str(pub),
+        "--connect-timeout",
+        "1",
+        "--reply-timeout",
+        "2",
+        *extra,
+    ]
     ran = run_gate(argv, env=env, timeout=EXIT_S)
     code, text = ran.code, ran.stdout
     ran = run_gate([*argv, "--json"], env=env, timeout=EXIT_S)
@@ -82,10 +94,10 @@ def test_probe_replies_are_folded_under_their_column_with_nothing_lost(sim: Star
     assert_fits(text)
     lines = text.splitlines()
     ping = next(i for i, line in enumerate(lines) if "ZeroMQ PING" in line)
-    assert 'reply in' in lines[ping]
+    assert "reply in" in lines[ping]
     assert '{"status": "OK", "action": "PING"' in lines[ping]
     # the continuation starts under the detail's first column (✅ takes two), a hanging indent
-    column = columns(lines[ping][:lines[ping].index("reply in")])
+    column = columns(lines[ping][: lines[ping].index("reply in")])
     assert lines[ping + 1].startswith(" " * column)
     assert not lines[ping + 1][column].isspace()
     assert '"server": "mt5-gate-sim"}' in words(text)
@@ -101,13 +113,15 @@ def test_probe_replies_are_folded_under_their_column_with_nothing_lost(sim: Star
 
 
 def test_probe_a_reply_with_a_word_longer_than_a_line_is_cut_and_says_where_it_is_whole(
-        sim: StartSim) -> None:
+    sim: StartSim,
+) -> None:
     """A bridge echoing a 200-character action: its reply has a word no line holds. The
     row cuts it and says `(whole reply: --json)`; the JSON has the detail uncut; the rest
     of the detail (the judgement) and the troubleshooting follow, folded."""
     proc, port = sim()
-    code, text, machine = probe(port, pub_port(proc), "--ping-request",
-                                json.dumps({"action": LONG_ACTION}))
+    code, text, machine = probe(
+        port, pub_port(proc), "--ping-request", json.dumps({"action": LONG_ACTION})
+    )
     assert code == 1
     assert_fits(text)
     assert "… (whole reply: --json)" in text
@@ -125,8 +139,9 @@ def test_probe_a_reply_with_a_word_longer_than_a_line_is_cut_and_says_where_it_i
 def test_probe_a_refused_status_shows_its_reply_folded(sim: StartSim) -> None:
     """STATUS refused with a long echo: a warning whose reply goes on under its column."""
     proc, port = sim()
-    code, text, machine = probe(port, pub_port(proc), "--status-request",
-                                json.dumps({"action": LONG_STATUS}))
+    code, text, machine = probe(
+        port, pub_port(proc), "--status-request", json.dumps({"action": LONG_STATUS})
+    )
     assert code == 0
     assert_fits(text)
     status = check(machine, "STATUS")
@@ -141,8 +156,14 @@ def test_probe_a_broker_state_fix_is_folded(sim: StartSim) -> None:
     columns; now it is folded under `fix:` with every word, and the steps follow."""
     proc, port = sim("--dialect", "dwx", "--broker-state", "TRADE_CONTEXT_BUSY")
     listening = proc.wait_for_event("sim.listening")
-    code, text, machine = probe(port, int(listening["pub_port"]), "--bridge", "dwx",
-                                "--reply-port", str(listening["reply_port"]))
+    code, text, machine = probe(
+        port,
+        int(listening["pub_port"]),
+        "--bridge",
+        "dwx",
+        "--reply-port",
+        str(listening["reply_port"]),
+    )
     assert code == 1
     assert_fits(text)
     trouble = machine["troubleshooting"]
@@ -151,8 +172,9 @@ def test_probe_a_broker_state_fix_is_folded(sim: StartSim) -> None:
     assert words(trouble["fix"]) in words(text)
     lines = text.splitlines()
     after_fix = lines[next(i for i, line in enumerate(lines) if "  fix: " in line) + 1]
-    assert after_fix.startswith("  - ") or \
-        (after_fix.startswith(" " * len("  fix: ")) and after_fix[len("  fix: ")] != " ")
+    assert after_fix.startswith("  - ") or (
+        after_fix.startswith(" " * len("  fix: ")) and after_fix[len("  fix: ")] != " "
+    )
     assert words(check(machine, "ZeroMQ PING")["detail"]) in words(text)
     assert "TRADE_CONTEXT_BUSY__ABORTED_COMMAND" in text
 
@@ -168,13 +190,16 @@ def test_probe_a_closed_port_keeps_its_steps_and_hint_within_the_width() -> None
     assert "more: `mt5-gate explain --reason refused`" in text
 
 
-def test_probe_on_a_terminal_is_coloured_and_fits_without_the_colour_codes(
-        sim: StartSim) -> None:
+def test_probe_on_a_terminal_is_coloured_and_fits_without_the_colour_codes(sim: StartSim) -> None:
     """On a TTY the names are coloured: the codes do not count toward the width."""
     proc, port = sim("--bad-status")
-    ran = run_gate(["probe", "--host", "127.0.0.1", "--port", str(port),
-                    "--pub-port", str(pub_port(proc))], base_env(), timeout=EXIT_S, log="text",
-                   tty="stdout")
+    ran = run_gate(
+        ["probe", "--host", "127.0.0.1", "--port", str(port), "--pub-port", str(pub_port(proc))],
+        base_env(),
+        timeout=EXIT_S,
+        log="text",
+        tty="stdout",
+    )
     code, text = ran.code, ran.stdout.replace("\r\n", "\n")
     assert code == 1
     assert "\x1b[" in text
@@ -203,9 +228,14 @@ def test_mesh_folds_hints_and_long_rows(tmp_path: Path, sim: StartSim) -> None:
         "critical = false\n"
         "[[check]]\n"
         'kind = "tcp"\n'
-        f'target = "127.0.0.1:{closed}"\n')
-    env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(closed),
-                   GATEWAY_PUB_PORT=str(closed), GATE_MESH_HTTP=url)
+        f'target = "127.0.0.1:{closed}"\n'
+    )
+    env = base_env(
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_PORT=str(closed),
+        GATEWAY_PUB_PORT=str(closed),
+        GATE_MESH_HTTP=url,
+    )
     args = ["mesh", "--file", str(mesh_file)]
     ran = run_gate(args, env=env, timeout=COMMAND_S)
     code, text = ran.code, ran.stdout
@@ -229,8 +259,7 @@ def test_mesh_folds_hints_and_long_rows(tmp_path: Path, sim: StartSim) -> None:
     assert "http http://127.0.0.1:" in text
     assert "Score: " in text
     assert "compromised (a critical check failed)" in text
-    assert all("\n" not in c["detail"] and "(whole" not in c["detail"]
-               for c in machine["checks"])
+    assert all("\n" not in c["detail"] and "(whole" not in c["detail"] for c in machine["checks"])
 
 
 # --- explain ---------------------------------------------------------------------------
@@ -239,9 +268,22 @@ def test_mesh_folds_hints_and_long_rows(tmp_path: Path, sim: StartSim) -> None:
 def gate_log(tmp_path: Path, *args: str, timeout_s: float = 1.5) -> Path:
     """A real `wait` that times out, its JSON log lines written to a file (twice: a
     container that restarted, so the summary has its fourth sentence)."""
-    argv = ["wait", "--host", "127.0.0.1", "--timeout", str(timeout_s), "--backoff-initial",
-            "0.05", "--backoff-max", "0.2", "--connect-timeout", "1", "--reply-timeout", "1",
-            *args]
+    argv = [
+        "wait",
+        "--host",
+        "127.0.0.1",
+        "--timeout",
+        str(timeout_s),
+        "--backoff-initial",
+        "0.05",
+        "--backoff-max",
+        "0.2",
+        "--connect-timeout",
+        "1",
+        "--reply-timeout",
+        "1",
+        *args,
+    ]
     lines: list[str] = []
     for _ in range(2):
         ran = run_gate(argv, timeout=after_deadline(timeout_s))
@@ -272,8 +314,8 @@ def test_explain_folds_its_summary_advice_and_timeline(tmp_path: Path, sim: Star
         assert words(sentence) in words(text)
     assert "restarted 1 time" in words(text)
     lines = text.splitlines()
-    story = lines[lines.index("In short") + 1:]
-    story = story[:story.index("")]
+    story = lines[lines.index("In short") + 1 :]
+    story = story[: story.index("")]
     assert story[0].startswith("  The gate waited for")
     assert all(line.startswith(("  ", "    ")) for line in story)
     assert any(line.startswith("    ") for line in story)  # a folded sentence
@@ -299,4 +341,3 @@ def test_explain_cuts_a_word_no_line_holds_and_points_at_json(tmp_path: Path) ->
     assert "The log holds 2 runs of the gate" in words(text)
     machine_text = run_gate(["explain", str(log), "--json"], timeout=EXIT_S).stdout
     assert dependency in json.loads(machine_text)["runs"][0]["also"]
-

@@ -48,9 +48,13 @@ class FakeClock:
 class ScriptedCheck:
     """Stands in for GatewayCheck: each attempt costs ``cost`` s and yields the next outcome."""
 
-    def __init__(self, clock: FakeClock, outcomes: Iterator[Reason | AttemptFailed | None],
-                 cost: float = 0.0,
-                 pause_reply_after: float | None = None) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        outcomes: Iterator[Reason | AttemptFailed | None],
+        cost: float = 0.0,
+        pause_reply_after: float | None = None,
+    ) -> None:
         self.clock = clock
         self.outcomes = outcomes
         self.cost = cost
@@ -83,19 +87,36 @@ def forever(reason: Reason) -> Iterator[Reason | None]:
         yield reason
 
 
-def run(check: ScriptedCheck, clock: FakeClock, timeout: float, initial: float = 0.5,
-        maximum: float = 10.0) -> tuple[Ready, int]:
+def run(
+    check: ScriptedCheck,
+    clock: FakeClock,
+    timeout: float,
+    initial: float = 0.5,
+    maximum: float = 10.0,
+) -> tuple[Ready, int]:
     return wait_until_ready(
-        check, Deadline(timeout, clock), structlog.get_logger(),
+        check,
+        Deadline(timeout, clock),
+        structlog.get_logger(),
         backoff=BackoffWithJitter(initial, maximum, random.Random(7)),
-        sleep=clock.sleep, clock=clock)
+        sleep=clock.sleep,
+        clock=clock,
+    )
 
 
 def test_backoff_doubles_up_to_the_maximum() -> None:
     """Steps are initial * 2**(n-1), capped at the maximum, even for huge attempt numbers."""
     backoff = BackoffWithJitter(0.5, 10.0, random.Random(1))
     assert [backoff.step(n) for n in (1, 2, 3, 4, 5, 6, 100, 10**6)] == [
-        0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        10.0,
+        10.0,
+        10.0,
+    ]
 
 
 def test_jitter_stays_between_half_and_full_step() -> None:
@@ -112,11 +133,15 @@ def test_jitter_stays_between_half_and_full_step() -> None:
 
 def test_jitter_is_drawn_independently_per_process() -> None:
     """Two processes started together draw different pauses (seeded by the OS, not the clock)."""
-    code = ("from entrypoint.retry import BackoffWithJitter as B\n"
-            "class S: attempt_number = 5\n"
-            "print([round(B(1, 60)(S()), 9) for _ in range(5)])")
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE)
-             for _ in range(4)]
+    code = (
+        "from entrypoint.retry import BackoffWithJitter as B\n"
+        "class S: attempt_number = 5\n"
+        "print([round(B(1, 60)(S()), 9) for _ in range(5)])"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
     outputs = {p.communicate(timeout=EXIT_S)[0] for p in procs}
     assert len(outputs) == 4
 
@@ -173,8 +198,9 @@ def test_three_configuration_errors_in_a_row_give_up(reason: Reason) -> None:
 def test_an_outage_between_configuration_errors_resets_the_count() -> None:
     """Only *consecutive* configuration errors count."""
     clock = FakeClock()
-    script = iter([Reason.NOT_ZMQ, Reason.NOT_ZMQ, Reason.REFUSED, Reason.NOT_ZMQ,
-                   Reason.NOT_ZMQ, None])
+    script = iter(
+        [Reason.NOT_ZMQ, Reason.NOT_ZMQ, Reason.REFUSED, Reason.NOT_ZMQ, Reason.NOT_ZMQ, None]
+    )
     ready, attempts = run(ScriptedCheck(clock, script), clock, timeout=600)
     assert attempts == 6
     assert ready.via == "attempt"
@@ -195,8 +221,13 @@ def test_a_dropped_handshake_between_protocol_errors_neither_counts_nor_resets()
     --timeout; now the third protocol error ends the wait, drops or not between them."""
     clock = FakeClock()
     script: list[Reason | AttemptFailed | None] = [
-        Reason.PROTOCOL, dropped_in_handshake(), Reason.PROTOCOL, dropped_in_handshake(),
-        dropped_in_handshake(), Reason.PROTOCOL]
+        Reason.PROTOCOL,
+        dropped_in_handshake(),
+        Reason.PROTOCOL,
+        dropped_in_handshake(),
+        dropped_in_handshake(),
+        Reason.PROTOCOL,
+    ]
     with pytest.raises(GatewayMisconfigured) as caught:
         run(ScriptedCheck(clock, iter(script)), clock, timeout=600)
     assert caught.value.reason == "protocol"
@@ -206,7 +237,9 @@ def test_dropped_handshakes_alone_are_waited_for() -> None:
     """A restarting gateway drops a handshake or two, then answers: never a misconfiguration."""
     clock = FakeClock()
     script: list[Reason | AttemptFailed | None] = [
-        *(dropped_in_handshake() for _ in range(4)), None]
+        *(dropped_in_handshake() for _ in range(4)),
+        None,
+    ]
     _ready, attempts = run(ScriptedCheck(clock, iter(script)), clock, timeout=600)
     assert attempts == 5
 
@@ -241,8 +274,13 @@ def test_every_attempt_logged_while_sparse_then_bounded_summaries() -> None:
     """A 10-minute outage logs the first attempts in full, then one summary per interval."""
     clock = FakeClock()
     with capture_logs() as logs, pytest.raises(GatewayTimeout):
-        run(ScriptedCheck(clock, forever(Reason.REFUSED), cost=0.001), clock, timeout=600,
-            initial=0.1, maximum=1.0)
+        run(
+            ScriptedCheck(clock, forever(Reason.REFUSED), cost=0.001),
+            clock,
+            timeout=600,
+            initial=0.1,
+            maximum=1.0,
+        )
     events = attempt_events(logs)
     attempts = [e["attempt"] for e in events]
     assert attempts[:LOG_EVERY_ATTEMPT_UP_TO] == list(range(1, LOG_EVERY_ATTEMPT_UP_TO + 1))
@@ -252,8 +290,15 @@ def test_every_attempt_logged_while_sparse_then_bounded_summaries() -> None:
     total_logged_or_suppressed = len(events) + sum(e.get("suppressed", 0) for e in events)
     assert total_logged_or_suppressed >= attempts[-1]
     for event in events:
-        assert {"attempt", "stage", "reason", "error", "elapsed_s", "next_retry_s",
-                "hint"} <= event.keys()
+        assert {
+            "attempt",
+            "stage",
+            "reason",
+            "error",
+            "elapsed_s",
+            "next_retry_s",
+            "hint",
+        } <= event.keys()
 
 
 def test_a_change_of_reason_is_logged_at_once() -> None:
@@ -261,8 +306,7 @@ def test_a_change_of_reason_is_logged_at_once() -> None:
     clock = FakeClock()
     script = iter([Reason.REFUSED] * 15 + [Reason.NO_REPLY, None])
     with capture_logs() as logs:
-        run(ScriptedCheck(clock, script, cost=0.001), clock, timeout=600, initial=0.1,
-            maximum=0.2)
+        run(ScriptedCheck(clock, script, cost=0.001), clock, timeout=600, initial=0.1, maximum=0.2)
     reasons = [e["reason"] for e in attempt_events(logs)]
     assert reasons[-1] == "no_reply"
 

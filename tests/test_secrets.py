@@ -42,8 +42,11 @@ def services(speak: str, count: int) -> Iterator[list[tuple[int, servers.Recorde
 def token_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     secret = tmp_path / "bridge_token"
     secret.write_text(TOKEN + "\n")
-    return base_env(GATEWAY_HOST="127.0.0.1",
-                    GATE_PING_REQUEST=f'{{"action":"health","token":"$file:{secret}"}}', **extra)
+    return base_env(
+        GATEWAY_HOST="127.0.0.1",
+        GATE_PING_REQUEST=f'{{"action":"health","token":"$file:{secret}"}}',
+        **extra,
+    )
 
 
 def assert_never_received(recorders: list[servers.Recorder]) -> None:
@@ -55,14 +58,18 @@ def assert_never_received(recorders: list[servers.Recorder]) -> None:
 @pytest.mark.parametrize("speak", SERVICES)
 @pytest.mark.parametrize("command", ["wait", "probe", "health", "mesh"])
 def test_no_byte_of_a_secret_reaches_a_service_that_is_not_zeromq(
-        command: str, speak: str, tmp_path: Path) -> None:
+    command: str, speak: str, tmp_path: Path
+) -> None:
     """The verdict stays not_zmq or no_reply; the token never leaves the machine."""
     with services(speak, 1) as [(port, recorder)]:
-        args = {"wait": WAIT, "probe": FAST_ATTEMPT, "health": FAST_ATTEMPT,
-                "mesh": ("--json",)}[command]
-        ran = run_gate([command, *args],
-                       env=token_env(tmp_path, GATEWAY_PORT=str(port)),
-                       timeout=after_deadline(10))
+        args = {"wait": WAIT, "probe": FAST_ATTEMPT, "health": FAST_ATTEMPT, "mesh": ("--json",)}[
+            command
+        ]
+        ran = run_gate(
+            [command, *args],
+            env=token_env(tmp_path, GATEWAY_PORT=str(port)),
+            timeout=after_deadline(10),
+        )
     assert ran.code != 0
     assert_never_received([recorder])
     if command == "wait":
@@ -71,29 +78,35 @@ def test_no_byte_of_a_secret_reaches_a_service_that_is_not_zeromq(
 
 
 @pytest.mark.parametrize("speak", SERVICES)
-def test_an_also_bridge_gets_no_secret_when_it_is_not_zeromq(speak: str, tmp_path: Path,
-                                                             ) -> None:
+def test_an_also_bridge_gets_no_secret_when_it_is_not_zeromq(
+    speak: str,
+    tmp_path: Path,
+) -> None:
     with services(speak, 2) as [(gateway_port, gateway), (other_port, other)]:
         ran = run_gate(
             ["wait", *WAIT, "--also", f"zmq+req://127.0.0.1:{other_port}"],
             env=token_env(tmp_path, GATEWAY_PORT=str(gateway_port)),
-            timeout=after_deadline(NEVER_READY_S))
+            timeout=after_deadline(NEVER_READY_S),
+        )
     assert ran.code != 0
     assert_never_received([gateway, other])
 
 
 @pytest.mark.parametrize("speak", SERVICES)
 @pytest.mark.parametrize("transport", ["push-pull", "req-pull"])
-def test_two_socket_transports_send_no_secret_to_a_stranger(transport: str, speak: str,
-                                                            tmp_path: Path) -> None:
+def test_two_socket_transports_send_no_secret_to_a_stranger(
+    transport: str, speak: str, tmp_path: Path
+) -> None:
     with services(speak, 2) as [(port, requests), (reply_port, replies)]:
         waited = run_gate(
             ["wait", *WAIT, "--transport", transport, "--reply-port", str(reply_port)],
             env=token_env(tmp_path, GATEWAY_PORT=str(port)),
-            timeout=after_deadline(NEVER_READY_S))
+            timeout=after_deadline(NEVER_READY_S),
+        )
         probed = run_gate(
             ["probe", *FAST_ATTEMPT, "--transport", transport, "--reply-port", str(reply_port)],
-            env=token_env(tmp_path, GATEWAY_PORT=str(port)))
+            env=token_env(tmp_path, GATEWAY_PORT=str(port)),
+        )
     assert (waited.code, probed.code) != (0, 0)
     assert_never_received([requests, replies])
 
@@ -103,9 +116,11 @@ def test_a_request_without_a_secret_still_reaches_such_a_service(tmp_path: Path)
     today's behaviour, is sent by libzmq to an SSH server it took for a ZMTP 1.0 peer."""
     marker = "no-secret-marker-51f0"
     with services("ssh", 1) as [(port, recorder)]:
-        run_gate(["wait", *WAIT, "--ping-request", json.dumps({"action": marker})],
-                 env=base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port)),
-                 timeout=after_deadline(NEVER_READY_S))
+        run_gate(
+            ["wait", *WAIT, "--ping-request", json.dumps({"action": marker})],
+            env=base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port)),
+            timeout=after_deadline(NEVER_READY_S),
+        )
     assert marker.encode() in recorder.bytes()
 
 
@@ -113,8 +128,9 @@ def test_a_secret_shorter_than_8_bytes_is_refused(tmp_path: Path) -> None:
     """It could be neither guessed safely nor scrubbed without blanking ordinary text."""
     secret = tmp_path / "short"
     secret.write_text("abc1234\n")
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--ping-request",
-                    f'{{"token":"$file:{secret}"}}'])
+    ran = run_gate(
+        ["wait", "--host", "127.0.0.1", "--ping-request", f'{{"token":"$file:{secret}"}}']
+    )
     assert ran.code == 64
     assert len(ran.events) == 1
     assert "shorter than 8 bytes" in ran.events[0]["error"]

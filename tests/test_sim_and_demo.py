@@ -21,8 +21,9 @@ from tests.support.processes import Spawn, StartSim
 from tests.support.sockets import ZmqSockets
 
 
-def test_sim_answers_ping_and_status_like_the_bridge(sim: StartSim,
-                                                     zmq_sockets: ZmqSockets) -> None:
+def test_sim_answers_ping_and_status_like_the_bridge(
+    sim: StartSim, zmq_sockets: ZmqSockets
+) -> None:
     """PING → status OK; STATUS → OK with terminal details; unknown → ERROR."""
     _sim, port = sim()
     ping = json.loads(zmq_sockets.request(port, b'{"action": "PING"}'))
@@ -55,8 +56,9 @@ def test_sim_publishes_ticks_and_heartbeats(sim: StartSim, zmq_sockets: ZmqSocke
 def test_sim_start_delay_and_exit_after(sim: StartSim) -> None:
     """--start-delay binds late; --exit-after ends the simulator with code 0."""
     # bind=None: the simulator's own default address, not 127.0.0.1.
-    simulator, _ = sim("--start-delay", "0.5", "--exit-after", "1.5", bind=None,
-                       wait_listening=False)
+    simulator, _ = sim(
+        "--start-delay", "0.5", "--exit-after", "1.5", bind=None, wait_listening=False
+    )
     event = simulator.wait_for_event("sim.listening")
     starting = simulator.wait_for_event("sim.starting")
     # The simulator's own timestamps, so its start-up (which alone can last 0.5 s) counts
@@ -67,20 +69,32 @@ def test_sim_start_delay_and_exit_after(sim: StartSim) -> None:
 
 
 def timestamp(event: dict[str, Any]) -> float:
-    return datetime.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")
-                                           ).timestamp()
+    return datetime.datetime.fromisoformat(
+        str(event["timestamp"]).replace("Z", "+00:00")
+    ).timestamp()
 
 
 def test_sim_reply_delay_slows_replies(sim: StartSim) -> None:
     """--reply-delay holds each answer back; a gate with a short reply timeout sees no_reply."""
     _sim, port = sim("--reply-delay", "1.0")
-    impatient = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                          "--reply-timeout", "0.3", "--timeout", "0.8"])
-    patient = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                        "--reply-timeout", "3"])
+    impatient = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reply-timeout",
+            "0.3",
+            "--timeout",
+            "0.8",
+        ]
+    )
+    patient = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port), "--reply-timeout", "3"])
     assert impatient.code == 69
-    assert {e["reason"] for e in impatient.events
-            if e["event"] == "gate.attempt_failed"} == {"no_reply"}
+    assert {e["reason"] for e in impatient.events if e["event"] == "gate.attempt_failed"} == {
+        "no_reply"
+    }
     assert patient.code == 0
 
 
@@ -94,8 +108,14 @@ def test_sim_rejects_bad_flags_with_64() -> None:
 @pytest.mark.timeout(120)  # the backstop behind the COMMAND_S hang guard, not at it
 def test_demo_runs_end_to_end_and_exits_cleanly() -> None:
     """scripts/demo.py: the gate waits, execs the runner, ticks are printed, exit 0."""
-    done = subprocess.run([sys.executable, "scripts/demo.py"], cwd=REPO, env=base_env(),
-                          capture_output=True, timeout=COMMAND_S, check=False)
+    done = subprocess.run(
+        [sys.executable, "scripts/demo.py"],
+        cwd=REPO,
+        env=base_env(),
+        capture_output=True,
+        timeout=COMMAND_S,
+        check=False,
+    )
     out = done.stdout.decode()
     err = done.stderr.decode()
     assert done.returncode == 0, err
@@ -130,7 +150,8 @@ def test_demo_ctrl_c_leaves_no_orphans(spawn: Spawn) -> None:
     # The demo gives its children 2 s to stop on their own, then 5 s after a SIGTERM.
     assert demo.wait(timeout=AFTER_SIGNAL_S + 2 + 5) == 130
     for child in children:
-        poll_until(lambda c=child: not os.path.exists(f"/proc/{c}"),  # type: ignore[misc]
-                   AFTER_SIGNAL_S)
+        poll_until(
+            lambda c=child: not os.path.exists(f"/proc/{c}"),  # type: ignore[misc]
+            AFTER_SIGNAL_S,
+        )
     assert any("gate.signal" in line and "SIGINT" in line for line in demo.stderr_lines)
-

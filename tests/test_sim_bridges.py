@@ -57,8 +57,9 @@ class Bridge:
     """Client sockets for a two-socket bridge: ``send`` to ``--port``, ``receive`` from the
     reply PULL on ``--reply-port`` (connected first, once the simulator saw it)."""
 
-    def __init__(self, zmq_sockets: ZmqSockets, sim: Proc, kind: int, curve: Curve | None = None
-                 ) -> None:
+    def __init__(
+        self, zmq_sockets: ZmqSockets, sim: Proc, kind: int, curve: Curve | None = None
+    ) -> None:
         listening = sim.wait_for_event("sim.listening", timeout=EVENT_S)
         self.sim = sim
         self.pub_port = int(listening["pub_port"])
@@ -108,7 +109,8 @@ def test_every_dialect_is_offered_and_each_broker_state_belongs_to_a_dialect() -
 
 
 def test_dwx_account_info_is_the_forks_literal_then_an_empty_message(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """TRADE;GET_ACCOUNT_INFO: GET_ACCOUNT_INFORMATION with its spacing quirks, then b''."""
     bridge = dwx(zmq_sockets, sim)
     reply, empty = ask(bridge, b"TRADE;GET_ACCOUNT_INFO")
@@ -119,13 +121,16 @@ def test_dwx_account_info_is_the_forks_literal_then_an_empty_message(
     assert account["_data"][0]["account_balance"] == 10000.0
     assert b"'account_balance':10000.00000000, " in reply
     assert b"'account_leverage' :" in reply
-    assert ask(bridge, b"TRADE;GET_OPEN_TRADES") == \
-        (b"{'_action': 'OPEN_TRADES', '_trades': {}}", b"")
+    assert ask(bridge, b"TRADE;GET_OPEN_TRADES") == (
+        b"{'_action': 'OPEN_TRADES', '_trades': {}}",
+        b"",
+    )
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
 
 
 def test_dwx_unknown_command_gets_only_the_empty_message(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """An unknown command: b'' alone (the heartbeat right after is the next message)."""
     bridge = dwx(zmq_sockets, sim)
     bridge.send(b"DATA;EURUSD")
@@ -134,12 +139,17 @@ def test_dwx_unknown_command_gets_only_the_empty_message(
 
 
 def test_dwx_broker_state_refuses_every_recognised_command(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """--broker-state WORD: {'_response': 'WORD__ABORTED_COMMAND'}; no order is attempted."""
     bridge = dwx(zmq_sockets, sim, "--broker-state", "NO_BROKER_CONNECTION")
     refusal = b"{'_response': 'NO_BROKER_CONNECTION__ABORTED_COMMAND'}"
-    for command in (b"TRADE;GET_ACCOUNT_INFO", b"TRADE;GET_OPEN_TRADES", OPEN,
-                    b"HIST;EURUSD;1;2020.01.01 00:00;2020.01.02 00:00"):
+    for command in (
+        b"TRADE;GET_ACCOUNT_INFO",
+        b"TRADE;GET_OPEN_TRADES",
+        OPEN,
+        b"HIST;EURUSD;1;2020.01.01 00:00;2020.01.02 00:00",
+    ):
         assert ask(bridge, command) == (refusal, b"")
     bridge.send(b"NOPE")  # unknown stays unknown: not refused, not answered
     assert bridge.receive() == b""
@@ -147,12 +157,15 @@ def test_dwx_broker_state_refuses_every_recognised_command(
 
 
 def test_dwx_heartbeat_is_answered_whatever_the_broker_state(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """HEARTBEAT is handled before CheckOpsStatus: loud and clear, even while disabled."""
     bridge = dwx(zmq_sockets, sim, "--broker-state", "EA_IS_DISABLED")
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
-    assert ask(bridge, b"TRADE;GET_OPEN_TRADES")[0] == \
-        b"{'_response': 'EA_IS_DISABLED__ABORTED_COMMAND'}"
+    assert (
+        ask(bridge, b"TRADE;GET_OPEN_TRADES")[0]
+        == b"{'_response': 'EA_IS_DISABLED__ABORTED_COMMAND'}"
+    )
 
 
 def test_dwx_trade_commands_are_order_attempts(zmq_sockets: ZmqSockets, sim: StartSim) -> None:
@@ -162,16 +175,23 @@ def test_dwx_trade_commands_are_order_attempts(zmq_sockets: ZmqSockets, sim: Sta
     execution = ast.literal_eval(opened.decode())
     closed, _ = ask(bridge, b"TRADE;CLOSE;0;EURUSD;0;0;0;c;0.01;123456;42")
     modified, _ = ask(bridge, b"TRADE;MODIFY;0;EURUSD;0;10;10;c;0.01;123456;42")
-    assert (execution["_action"], execution["_symbol"], execution["_ticket"]) == \
-        ("EXECUTION", "EURUSD", 1)
+    assert (execution["_action"], execution["_symbol"], execution["_ticket"]) == (
+        "EXECUTION",
+        "EURUSD",
+        1,
+    )
     assert closed == b"{'_action': 'CLOSE', '_ticket': 42, '_response': 'NOT_FOUND'}"
     assert modified == b"{'_action': 'MODIFY', '_response': 'NOT_FOUND'}"
     assert [e["action"] for e in orders(bridge.sim, through=3, expected=3)] == [
-        "OPEN", "CLOSE", "MODIFY"]
+        "OPEN",
+        "CLOSE",
+        "MODIFY",
+    ]
 
 
 def test_dwx_reply_with_no_pull_connected_is_dropped_not_queued(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """Non-blocking sends: with no PULL peer the reply is lost (sim.reply_dropped), and a
     PULL that connects later gets only what is sent after it came."""
     simulator, port = sim("--dialect", "dwx")
@@ -184,8 +204,7 @@ def test_dwx_reply_with_no_pull_connected_is_dropped_not_queued(
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
 
 
-def test_dwx_publishes_the_symbols_a_client_tracks(zmq_sockets: ZmqSockets,
-                                                   sim: StartSim) -> None:
+def test_dwx_publishes_the_symbols_a_client_tracks(zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """TRACK_PRICES;EURUSD, then SYMBOL:|:bid;ask on the PUB port, as the EA publishes."""
     bridge = dwx(zmq_sockets, sim)
     sub = zmq_sockets(zmq.SUB)
@@ -200,57 +219,96 @@ def test_dwx_publishes_the_symbols_a_client_tracks(zmq_sockets: ZmqSockets,
     assert ask_price > bid > 0
 
 
-def test_dwx_speaks_curve_on_all_three_sockets(zmq_sockets: ZmqSockets, sim: StartSim,
-                                               tmp_path: Path) -> None:
+def test_dwx_speaks_curve_on_all_three_sockets(
+    zmq_sockets: ZmqSockets, sim: StartSim, tmp_path: Path
+) -> None:
     """--curve-secret-key-file secures the PULL, the PUSH and the PUB alike."""
     server_public, server_secret = zmq.curve_keypair()
     client_public, client_secret = zmq.curve_keypair()
     (tmp_path / "server.secret").write_bytes(server_secret + b"\n")
-    simulator, _ = sim("--dialect", "dwx", "--curve-secret-key-file",
-                       str(tmp_path / "server.secret"))
+    simulator, _ = sim(
+        "--dialect", "dwx", "--curve-secret-key-file", str(tmp_path / "server.secret")
+    )
     bridge = Bridge(zmq_sockets, simulator, zmq.PUSH, (server_public, client_public, client_secret))
     assert ask(bridge, b"HEARTBEAT;") == (HEARTBEAT_REPLY, b"")
     assert simulator.wait_for_event("sim.listening")["curve"] is True
 
 
-ACCOUNT_KEYS = ["error", "broker", "currency", "server", "trading_allowed", "bot_trading",
-                "balance", "equity", "margin", "margin_free", "margin_level"]
+ACCOUNT_KEYS = [
+    "error",
+    "broker",
+    "currency",
+    "server",
+    "trading_allowed",
+    "bot_trading",
+    "balance",
+    "equity",
+    "margin",
+    "margin_free",
+    "margin_level",
+]
 
 
 def test_json_api_says_ok_on_system_and_answers_account_on_data(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """The client's request (15 keys, unset ones null): b'OK' on REP, compact JSON on Data."""
     bridge = json_api(zmq_sockets, sim)
-    request = dict.fromkeys(["action", "actionType", "symbol", "chartTF", "fromDate",
-                             "toDate", "id", "magic", "volume", "price", "stoploss",
-                             "takeprofit", "expiration", "deviation", "comment"])
+    request = dict.fromkeys(
+        [
+            "action",
+            "actionType",
+            "symbol",
+            "chartTF",
+            "fromDate",
+            "toDate",
+            "id",
+            "magic",
+            "volume",
+            "price",
+            "stoploss",
+            "takeprofit",
+            "expiration",
+            "deviation",
+            "comment",
+        ]
+    )
     bridge.send(json.dumps({**request, "action": "ACCOUNT"}).encode())
     assert bridge.ack() == b"OK"
     data = bridge.receive()
     account = json.loads(data)
-    assert data.startswith(b'{"error":false,"broker":"Sim Broker","currency":"USD",'
-                           b'"server":"Sim-Demo","trading_allowed":1,"bot_trading":1,'
-                           b'"balance":10000.0,')
+    assert data.startswith(
+        b'{"error":false,"broker":"Sim Broker","currency":"USD",'
+        b'"server":"Sim-Demo","trading_allowed":1,"bot_trading":1,'
+        b'"balance":10000.0,'
+    )
     assert list(account) == ACCOUNT_KEYS
     bridge.send(b'{"action": "CONFIGURE"}')  # the real name is CONFIG
     assert bridge.ack() == b"OK"
-    assert bridge.receive() == (b'{"error":true,"lastError":"65538",'
-                                b'"description":"ERR_WRONG_ACTION","function":"RequestHandler"}')
+    assert bridge.receive() == (
+        b'{"error":true,"lastError":"65538",'
+        b'"description":"ERR_WRONG_ACTION","function":"RequestHandler"}'
+    )
 
 
-@pytest.mark.parametrize(("state", "switches", "retcode"), [
-    ("algo_trading_off", {"trading_allowed": 0, "bot_trading": 1}, 10027),
-    ("ea_trading_off", {"trading_allowed": 1, "bot_trading": 0}, 10026)])
+@pytest.mark.parametrize(
+    ("state", "switches", "retcode"),
+    [
+        ("algo_trading_off", {"trading_allowed": 0, "bot_trading": 1}, 10027),
+        ("ea_trading_off", {"trading_allowed": 1, "bot_trading": 0}, 10026),
+    ],
+)
 def test_json_api_broker_state_is_reported_and_refuses_trades(
-        zmq_sockets: ZmqSockets, sim: StartSim, state: str, switches: dict[str, int],
-        retcode: int) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim, state: str, switches: dict[str, int], retcode: int
+) -> None:
     """--broker-state: ACCOUNT reports the switch as 0; a TRADE is attempted and refused."""
     bridge = json_api(zmq_sockets, sim, "--broker-state", state)
     bridge.send(b'{"action": "ACCOUNT"}')
     assert bridge.ack() == b"OK"
     account = json.loads(bridge.receive())
-    bridge.send(b'{"action": "TRADE", "actionType": "ORDER_TYPE_BUY", "symbol": "EURUSD", '
-                b'"volume": 0.01}')
+    bridge.send(
+        b'{"action": "TRADE", "actionType": "ORDER_TYPE_BUY", "symbol": "EURUSD", "volume": 0.01}'
+    )
     assert bridge.ack() == b"OK"
     trade = json.loads(bridge.receive())
     assert {key: account[key] for key in switches} == switches
@@ -258,8 +316,7 @@ def test_json_api_broker_state_is_reported_and_refuses_trades(
     assert len(orders(bridge.sim, through=2, expected=1)) == 1  # attempted, then refused
 
 
-def test_json_api_never_answers_an_empty_request(zmq_sockets: ZmqSockets,
-                                                 sim: StartSim) -> None:
+def test_json_api_never_answers_an_empty_request(zmq_sockets: ZmqSockets, sim: StartSim) -> None:
     """b'' on System: taken, never answered (sim.empty_request); the next client's answer
     is the next message on Data."""
     bridge = json_api(zmq_sockets, sim)
@@ -270,15 +327,18 @@ def test_json_api_never_answers_an_empty_request(zmq_sockets: ZmqSockets,
     other.send(b'{"action": "BALANCE"}')
     assert other.poll(WAIT_MS)
     assert other.recv() == b"OK"
-    assert bridge.receive() == \
-        b'{"balance":10000.0,"equity":10000.0,"margin":0.0,"margin_free":10000.0}'
+    assert (
+        bridge.receive()
+        == b'{"balance":10000.0,"equity":10000.0,"margin":0.0,"margin_free":10000.0}'
+    )
     assert bridge.requests.poll(0) == 0
     logged_through(bridge.sim, 1)  # the BALANCE: the empty one is not counted
     assert [e["n"] for e in events(bridge.sim, "sim.request")] == [1]
 
 
 def test_json_api_reply_delay_holds_back_both_the_ok_and_the_data(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """--reply-delay S: the OK and the Data answer each come S seconds late, never sooner."""
     bridge = json_api(zmq_sockets, sim, "--reply-delay", "0.5")
     sent = time.monotonic()
@@ -296,17 +356,23 @@ def test_a_two_socket_bridge_exits_after_its_time(sim: StartSim) -> None:
 
 
 def test_trade_on_action_quotes_nested_and_sends_the_rest_to_ordersend(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """Direct_Zmq v5: GET_SYMBOL_INFO → prices under data with 5 decimals; any other
     message with action or magic is an order (refused for volume 0); else Unknown."""
     simulator, port = sim("--dialect", "trade-on-action")
     assert simulator.wait_for_event("sim.listening")["reply_port"] is None  # one socket
-    assert zmq_sockets.request(port, b'{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}') == \
-        b'{"status":"OK","data":{"bid":1.08501,"ask":1.08503}}'
-    assert zmq_sockets.request(port, b'{"action": "GET_SYMBOL_INFO", "symbol": "USDJPY"}') == \
-        b'{"status":"OK","data":{"bid":151.20001,"ask":151.20003}}'
-    assert zmq_sockets.request(port, b'{"action": "PING"}') == \
-        b'{"status":"ERROR", "retcode":10014}'
+    assert (
+        zmq_sockets.request(port, b'{"action":"GET_SYMBOL_INFO","symbol":"EURUSD"}')
+        == b'{"status":"OK","data":{"bid":1.08501,"ask":1.08503}}'
+    )
+    assert (
+        zmq_sockets.request(port, b'{"action": "GET_SYMBOL_INFO", "symbol": "USDJPY"}')
+        == b'{"status":"OK","data":{"bid":151.20001,"ask":151.20003}}'
+    )
+    assert (
+        zmq_sockets.request(port, b'{"action": "PING"}') == b'{"status":"ERROR", "retcode":10014}'
+    )
     filled = json.loads(zmq_sockets.request(port, b'{"magic": 7, "volume": 0.01}'))
     assert zmq_sockets.request(port, b'{"hello": 1}') == b'{"status":"ERROR","msg":"Unknown"}'
     assert (filled["status"], filled["retcode"]) == ("FILLED", 10009)
@@ -314,7 +380,8 @@ def test_trade_on_action_quotes_nested_and_sends_the_rest_to_ordersend(
 
 
 def test_no_safe_request_has_no_request_free_of_an_order(
-        zmq_sockets: ZmqSockets, sim: StartSim) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim
+) -> None:
     """Direct_Zmq v4: even the quote request is an order attempt."""
     simulator, port = sim("--dialect", "no-safe-request")
     for payload in (b'{"action": "PING"}', b'{"action":"GET_SYMBOL_INFO"}'):
@@ -324,34 +391,45 @@ def test_no_safe_request_has_no_request_free_of_an_order(
 
 
 def test_token_bridge_answers_health_unknown_action_and_unauthorized(
-        zmq_sockets: ZmqSockets, sim: StartSim, tmp_path: Path) -> None:
+    zmq_sockets: ZmqSockets, sim: StartSim, tmp_path: Path
+) -> None:
     """clotho2's bridge: health → ok and balance; PING → unknown_action; no or a wrong
     token → unauthorized (json.dumps spacing, as the bridge sends it)."""
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
     _simulator, port = sim("--dialect", "token", "--token-file", str(token_file))
-    assert zmq_sockets.request(port, b'{"action": "health", "token": "s3cret"}') == \
-        b'{"ok": true, "balance": 10000.0}'
-    assert zmq_sockets.request(port, b'{"action": "PING", "token": "s3cret"}') == \
-        b'{"ok": false, "error": "unknown_action"}'
+    assert (
+        zmq_sockets.request(port, b'{"action": "health", "token": "s3cret"}')
+        == b'{"ok": true, "balance": 10000.0}'
+    )
+    assert (
+        zmq_sockets.request(port, b'{"action": "PING", "token": "s3cret"}')
+        == b'{"ok": false, "error": "unknown_action"}'
+    )
     for payload in (b'{"action": "health"}', b'{"action": "health", "token": "guess"}'):
         assert zmq_sockets.request(port, payload) == b'{"ok": false, "error": "unauthorized"}'
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (["--dialect", "plain-ok", "--reply-port", "0"], "--reply-port"),
-    (["--broker-state", "EA_IS_DISABLED"], "--broker-state"),
-    (["--dialect", "dwx", "--broker-state", "algo_trading_off"], "algo_trading_off"),
-    (["--dialect", "mql5-json-api", "--broker-state", "NO_BROKER_CONNECTION"],
-     "NO_BROKER_CONNECTION"),
-    (["--dialect", "dwx", "--garbage"], "--garbage"),
-    (["--dialect", "dwx", "--bad-status"], "--bad-status"),
-    (["--dialect", "mql5-json-api", "--not-zmq"], "--not-zmq"),
-    (["--dialect", "mql5-json-api", "--tick-hz", "5"], "--tick-hz"),
-    (["--dialect", "dwx", "--port", "5600", "--reply-port", "5600"], "--reply-port 5600"),
-])
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--dialect", "plain-ok", "--reply-port", "0"], "--reply-port"),
+        (["--broker-state", "EA_IS_DISABLED"], "--broker-state"),
+        (["--dialect", "dwx", "--broker-state", "algo_trading_off"], "algo_trading_off"),
+        (
+            ["--dialect", "mql5-json-api", "--broker-state", "NO_BROKER_CONNECTION"],
+            "NO_BROKER_CONNECTION",
+        ),
+        (["--dialect", "dwx", "--garbage"], "--garbage"),
+        (["--dialect", "dwx", "--bad-status"], "--bad-status"),
+        (["--dialect", "mql5-json-api", "--not-zmq"], "--not-zmq"),
+        (["--dialect", "mql5-json-api", "--tick-hz", "5"], "--tick-hz"),
+        (["--dialect", "dwx", "--port", "5600", "--reply-port", "5600"], "--reply-port 5600"),
+    ],
+)
 def test_flags_that_do_not_fit_the_dialect_are_one_line_usage_errors(
-        args: list[str], named: str) -> None:
+    args: list[str], named: str
+) -> None:
     """Exit 64 and one gate.error line naming the flag or word, before anything is bound."""
     ran = run_gate(["sim", "--port", "0", "--pub-port", "0", *args])
     assert ran.code == 64

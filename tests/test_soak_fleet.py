@@ -24,9 +24,11 @@ def resources(pid: int) -> dict[str, int]:
         fields = dict(line.split(":", 1) for line in status)
     import os
 
-    return {"fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "threads": int(fields["Threads"].strip()),
-            "rss_kb": int(fields["VmRSS"].split()[0])}
+    return {
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": int(fields["Threads"].strip()),
+        "rss_kb": int(fields["VmRSS"].split()[0]),
+    }
 
 
 def baseline(pid: int, samples: int = 200) -> dict[str, int]:
@@ -71,11 +73,9 @@ def test_a_thousand_failed_attempts_leak_no_fd_thread_or_memory(gate: StartGate)
     assert late["rss_kb"] - early["rss_kb"] < 4 * 1024
 
 
-def test_the_soak_test_catches_a_leak_of_one_descriptor_per_100_attempts(
-        spawn: Spawn) -> None:
+def test_the_soak_test_catches_a_leak_of_one_descriptor_per_100_attempts(spawn: Spawn) -> None:
     """The same soak, with a leak injected into the real gate: the check above fails."""
-    proc = spawn([sys.executable, "-c", RUN, "leak-fd", *SOAK_ARGS, "--port",
-                  str(free_port())])
+    proc = spawn([sys.executable, "-c", RUN, "leak-fd", *SOAK_ARGS, "--port", str(free_port())])
     attempts, early, late = soak(proc)
     assert attempts >= 1000
     assert late["fds"] - early["fds"] > NOISE_FDS
@@ -86,27 +86,34 @@ def _when(event: dict[str, Any]) -> float:
 
 
 def _requests(sim: Proc, action: str) -> int:
-    return sum(action in str(e.get("request")) for e in sim.events()
-               if e["event"] == "sim.request")
+    return sum(action in str(e.get("request")) for e in sim.events() if e["event"] == "sim.request")
 
 
 def test_a_fleet_of_100_gates_gets_through_together_without_a_retry_storm(
-        sim: StartSim, gate: StartGate) -> None:
+    sim: StartSim, gate: StartGate
+) -> None:
     """100 gates start together and wait; then the gateway binds. Every gate is ready within
     1 s of the bind, the gateway sees at most 2 PINGs per gate, and the gates' backoff
     pauses differ (jitter drawn per process)."""
     fleet_size = 100
     port = free_port()
-    gates = [gate("wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "90")
-             for _ in range(fleet_size)]
+    gates = [
+        gate("wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "90")
+        for _ in range(fleet_size)
+    ]
     # The gateway binds only once every gate is waiting, three attempts refused: starting
     # 100 interpreters on 2 cores takes 5-15 s, and a gate that starts after the bind is
     # start-up, not the fleet behaviour under test (a fixed 10 s delay was not always
     # enough on a loaded machine: one gate started 4.4 s after the bind).
-    poll_until(lambda: all(sum(e["event"] == "gate.attempt_failed" for e in g.events()) >= 3
-                           for g in gates), COMMAND_S)
-    simulator, _ = sim("--port", str(port), "--pub-port", "0", "--tick-hz", "0",
-                       wait_listening=False)
+    poll_until(
+        lambda: all(
+            sum(e["event"] == "gate.attempt_failed" for e in g.events()) >= 3 for g in gates
+        ),
+        COMMAND_S,
+    )
+    simulator, _ = sim(
+        "--port", str(port), "--pub-port", "0", "--tick-hz", "0", wait_listening=False
+    )
     codes = [g.wait(timeout=COMMAND_S) for g in gates]
     outputs = ["\n".join(g.stderr_lines) for g in gates]
     bound = _when(simulator.wait_for_event("sim.listening"))
@@ -115,8 +122,13 @@ def test_a_fleet_of_100_gates_gets_through_together_without_a_retry_storm(
     # (A STATUS that timed out was abandoned on a LINGER 0 socket: it may never have
     # been delivered, and nothing promises it was.)
     answered_status = sum('"available": true' in out for out in outputs)
-    poll_until(lambda: _requests(simulator, "PING") >= fleet_size
-               and _requests(simulator, "STATUS") >= answered_status, 20)
+    poll_until(
+        lambda: (
+            _requests(simulator, "PING") >= fleet_size
+            and _requests(simulator, "STATUS") >= answered_status
+        ),
+        20,
+    )
     simulator.stop()  # here, not at teardown: the PINGs below are counted from its whole log
     assert codes == [0] * fleet_size
     logs = [parse_lines(out) for out in outputs]
@@ -124,11 +136,15 @@ def test_a_fleet_of_100_gates_gets_through_together_without_a_retry_storm(
     pings = _requests(simulator, "PING")
     # Pauses are logged to the millisecond, so single values collide by chance (the birthday
     # problem); the first three pauses of a gate, together, identify its random stream.
-    first_pauses = {tuple(e["next_retry_s"] for e in log
-                          if e["event"] == "gate.attempt_failed")[:3] for log in logs}
-    print(f"FIGURE fleet: ready lag after bind max {max(lags) * 1000:.0f} ms, "
-          f"median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms; {pings} PINGs for "
-          f"{fleet_size} gates; {len(first_pauses)} distinct backoff sequences")
+    first_pauses = {
+        tuple(e["next_retry_s"] for e in log if e["event"] == "gate.attempt_failed")[:3]
+        for log in logs
+    }
+    print(
+        f"FIGURE fleet: ready lag after bind max {max(lags) * 1000:.0f} ms, "
+        f"median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms; {pings} PINGs for "
+        f"{fleet_size} gates; {len(first_pauses)} distinct backoff sequences"
+    )
     # Each gate noticed the bind during the backoff pause it was in (its queued PING was
     # answered), before the attempt that pause led to: ready before that attempt's time,
     # whatever the machine's load. How soon after the bind is a figure (printed above;

@@ -44,25 +44,33 @@ RUN_AND_RECORD = (
     "        json.dump(seen, out)\n"
     "atexit.register(record)\n"
     "from entrypoint.__main__ import run as gate\n"
-    "sys.exit(gate())\n")
+    "sys.exit(gate())\n"
+)
 
 
 def collector_seen(args: list[str], tmp_path: Path) -> tuple[int, dict[str, object]]:
     out = tmp_path / "gc.json"
     env = {k: v for k, v in base_env(GC_OUT=str(out)).items() if not k.startswith("COVERAGE_")}
-    done = subprocess.run([sys.executable, "-c", RUN_AND_RECORD, *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=EXIT_S, check=False,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_AND_RECORD, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.exists(), done.stderr[-2000:]
     return done.returncode, json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("command", ["health", "wait"])
 def test_the_collector_is_off_while_starting_and_on_while_the_command_runs(
-        command: str, sim: StartSim, tmp_path: Path) -> None:
+    command: str, sim: StartSim, tmp_path: Path
+) -> None:
     _simulator, port = sim()
-    code, seen = collector_seen([command, "--host", "127.0.0.1", "--port", str(port)],
-                                tmp_path)
+    code, seen = collector_seen([command, "--host", "127.0.0.1", "--port", str(port)], tmp_path)
     assert code == 0
     assert seen["building"] is False
     assert seen["running"] is True
@@ -72,14 +80,16 @@ def test_the_collector_is_off_while_starting_and_on_while_the_command_runs(
 
 def test_a_usage_error_is_reported_with_the_collector_still_off(tmp_path: Path) -> None:
     """A start that fails before the command runs exits at once: nothing is frozen."""
-    code, seen = collector_seen(["health", "--host", "127.0.0.1", "--port",
-                                 str(free_port()), "--no-such-flag"], tmp_path)
+    code, seen = collector_seen(
+        ["health", "--host", "127.0.0.1", "--port", str(free_port()), "--no-such-flag"], tmp_path
+    )
     assert code == 1
     assert seen == {"building": False}
 
 
 def test_main_in_a_process_of_its_own_leaves_the_collector_alone(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Only the gate's own start turns the collector off; cli.main called by a program
     (this test) neither freezes that program's objects nor changes its collector."""
     from entrypoint.cli import main

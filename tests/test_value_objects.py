@@ -27,9 +27,17 @@ from entrypoint.gateway.requests import RequestTemplate, parse_request
 from entrypoint.options import ALL_OPTIONS, OPTION_GROUPS
 
 VALUES: list[Any] = [
-    ALL_OPTIONS[0], OPTION_GROUPS[0], GateSettings(host="gw"), REGISTRY[0], START,
-    DEFAULT_DIALECT, DEFAULT_DIALECT.ping, DEFAULT_DIALECT.judgement, PRESETS["dwx"],
-    STATES["ea_disabled"], GateSettings(host="gw").endpoint,
+    ALL_OPTIONS[0],
+    OPTION_GROUPS[0],
+    GateSettings(host="gw"),
+    REGISTRY[0],
+    START,
+    DEFAULT_DIALECT,
+    DEFAULT_DIALECT.ping,
+    DEFAULT_DIALECT.judgement,
+    PRESETS["dwx"],
+    STATES["ea_disabled"],
+    GateSettings(host="gw").endpoint,
 ]
 
 
@@ -96,12 +104,18 @@ def test_replace_keeps_what_was_not_replaced() -> None:
     faster = settings._replace(connect_timeout_s=0.5, reply_timeout_s=0.5)
     assert isinstance(faster, GateSettings)
     assert (faster.bridge, faster.dialect, faster.transport) == (
-        settings.bridge, settings.dialect, settings.transport)
+        settings.bridge,
+        settings.dialect,
+        settings.transport,
+    )
     assert faster.endpoint.connect_timeout_s == 0.5
     moved = faster.endpoint._replace(host="other", port=1)
     assert isinstance(moved, Endpoint)
     assert (moved.target, moved.dialect, moved.reply_port) == (
-        "other:1", settings.dialect, settings.reply_port)
+        "other:1",
+        settings.dialect,
+        settings.reply_port,
+    )
     no_status = settings.dialect._replace(status=None)
     assert isinstance(no_status, Dialect)
     assert no_status.ping == settings.dialect.ping

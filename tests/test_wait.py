@@ -71,12 +71,16 @@ def test_late_gateway_is_noticed_during_a_backoff_pause(gate: StartGate, sim: St
     assert ready["elapsed_s"] < 15
 
 
-@pytest.mark.parametrize(("handler", "reason"), [
-    (servers.banner, "not_zmq"),
-    (servers.http_like, "not_zmq"),
-])
+@pytest.mark.parametrize(
+    ("handler", "reason"),
+    [
+        (servers.banner, "not_zmq"),
+        (servers.http_like, "not_zmq"),
+    ],
+)
 def test_non_zeromq_service_is_a_configuration_error(
-        handler: Callable[..., None], reason: str) -> None:
+    handler: Callable[..., None], reason: str
+) -> None:
     """A port that speaks another protocol: exit 78 after 3 attempts, not after the deadline."""
     with servers.tcp_server(handler) as port:
         ran = run_gate(wait_args(port, "--timeout", "60"))
@@ -114,9 +118,11 @@ def test_a_request_sent_after_the_peer_refused_never_blocks(kind: int) -> None:
     --timeout (3 waits in 60 with both cores busy). Injected here on the socket's own
     state, every time: still protocol three times and exit 78, within the deadline."""
     with servers.zmq_server(kind) as port:
-        ran = run_gate(wait_args(port, "--timeout", "20", "--log-level", "debug"),
-                       command=[sys.executable, "-c", RUN, "send-after-refusal"],
-                       timeout=after_deadline(20))
+        ran = run_gate(
+            wait_args(port, "--timeout", "20", "--log-level", "debug"),
+            command=[sys.executable, "-c", RUN, "send-after-refusal"],
+            timeout=after_deadline(20),
+        )
     assert ran.code == 78
     assert failures(ran.events) == ["protocol"] * 3
     assert "gate.request" not in names(ran.events)  # never said to be sent: it was not
@@ -141,8 +147,9 @@ def test_oversized_reply_is_dropped_without_exhausting_memory() -> None:
 def test_silent_peer_is_no_reply_and_retried() -> None:
     """Accepts TCP, never speaks (a frozen gateway): no_reply, retried until the deadline."""
     with servers.tcp_server(servers.silent) as port:
-        ran = run_gate(wait_args(port, "--timeout", "3", "--connect-timeout",
-                                 "0.3", "--reply-timeout", "0.5"))
+        ran = run_gate(
+            wait_args(port, "--timeout", "3", "--connect-timeout", "0.3", "--reply-timeout", "0.5")
+        )
     assert ran.code == 69
     assert set(failures(ran.events)) == {"no_reply"}
 
@@ -196,14 +203,16 @@ os._exit(3)  # take the request and die without answering
 """
 
 
-def test_gateway_that_dies_mid_request_then_returns(spawn: Spawn, gate: StartGate,
-                                                    sim: StartSim) -> None:
+def test_gateway_that_dies_mid_request_then_returns(
+    spawn: Spawn, gate: StartGate, sim: StartSim
+) -> None:
     """A gateway dies holding our PING (reset), restarts, and the gate gets through."""
     port = free_port()
     dying = spawn([sys.executable, "-c", GATEWAY_THAT_DIES, str(port)])
     dying.wait_for_stdout("bound")
-    proc = gate(*wait_args(port, "--reply-timeout", "5", "--backoff-initial", "0.5",
-                           "--backoff-max", "0.5"))
+    proc = gate(
+        *wait_args(port, "--reply-timeout", "5", "--backoff-initial", "0.5", "--backoff-max", "0.5")
+    )
     assert dying.wait(timeout=EXIT_S) == 3
     first = proc.wait_for_event("gate.attempt_failed")
     assert first["reason"] == "reset"
@@ -216,6 +225,7 @@ def test_gateway_that_dies_mid_request_then_returns(spawn: Spawn, gate: StartGat
 
 def test_status_is_logged_as_unavailable_when_not_implemented() -> None:
     """A gateway that answers PING but not STATUS is still ready; STATUS logs unavailable."""
+
     def reply(req: list[bytes]) -> list[bytes] | None:
         return [b'{"status": "OK"}'] if b"PING" in req[0] else None
 
@@ -236,8 +246,9 @@ def test_reply_without_status_field_is_ready() -> None:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_while_blocked_in_a_zeromq_wait(sig: int, code: int, gate: StartGate,
-                                               sim: StartSim) -> None:
+def test_signal_while_blocked_in_a_zeromq_wait(
+    sig: int, code: int, gate: StartGate, sim: StartSim
+) -> None:
     """SIGTERM/SIGINT while waiting for a reply: exit 128+N at once, not at the end of the
     30 s reply timeout, logged.
 
@@ -258,7 +269,8 @@ def test_signal_while_blocked_in_a_zeromq_wait(sig: int, code: int, gate: StartG
 
 
 def test_a_second_signal_at_once_still_leaves_the_first_ones_line(
-        gate: StartGate, sim: StartSim) -> None:
+    gate: StartGate, sim: StartSim
+) -> None:
     """SIGINT and, before the gate wrote its gate.signal line, SIGTERM (a supervisor that
     escalates at once; the demo did under load): the gate exits on the spot, with the
     first signal's code and a line naming both. Before, it exited 143 and wrote nothing, so
@@ -277,8 +289,9 @@ def test_a_second_signal_at_once_still_leaves_the_first_ones_line(
 
 
 def timestamp(event: dict[str, object]) -> float:
-    return datetime.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")
-                                           ).timestamp()
+    return datetime.datetime.fromisoformat(
+        str(event["timestamp"]).replace("Z", "+00:00")
+    ).timestamp()
 
 
 def test_signals_at_random_moments_always_end_the_gate(gate: StartGate) -> None:
@@ -287,8 +300,17 @@ def test_signals_at_random_moments_always_end_the_gate(gate: StartGate) -> None:
     teardown."""
     rng = random.Random(20261122)
     for _ in range(40):
-        proc = gate("wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                    "--backoff-initial", "0.001", "--backoff-max", "0.002")
+        proc = gate(
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--backoff-initial",
+            "0.001",
+            "--backoff-max",
+            "0.002",
+        )
         proc.wait_for_event("gate.start")  # the retry loop is running from here on
         time.sleep(rng.uniform(0, 0.2))  # not synchronisation: this picks the moment
         sig = signal.SIGTERM if rng.random() < 0.5 else signal.SIGINT
@@ -297,13 +319,28 @@ def test_signals_at_random_moments_always_end_the_gate(gate: StartGate) -> None:
 
 
 def test_reply_slower_than_the_reply_timeout_is_not_ready_even_during_a_pause(
-        sim: StartSim) -> None:
+    sim: StartSim,
+) -> None:
     """A gateway answering in 1.5 s with --reply-timeout 0.5 is never ready: neither the
     attempts nor the PING queued during the pauses may accept its late answers."""
     _sim, port = sim("--reply-delay", "1.5")
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(port),
-                    "--reply-timeout", "0.5", "--backoff-initial", "4",
-                    "--backoff-max", "4", "--timeout", "6"])
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reply-timeout",
+            "0.5",
+            "--backoff-initial",
+            "4",
+            "--backoff-max",
+            "4",
+            "--timeout",
+            "6",
+        ]
+    )
     assert ran.code == 69
     assert set(failures(ran.events)) == {"no_reply"}
 
@@ -311,6 +348,7 @@ def test_reply_slower_than_the_reply_timeout_is_not_ready_even_during_a_pause(
 def test_a_gateway_without_status_delays_the_runner_only_briefly() -> None:
     """PING answered, STATUS never: the exec follows the ready event after STATUS's own
     short timeout, not after the reply timeout."""
+
     def reply(req: list[bytes]) -> list[bytes] | None:
         return [b'{"status": "OK"}'] if b"PING" in req[0] else None
 
@@ -326,9 +364,21 @@ def test_a_gateway_without_status_delays_the_runner_only_briefly() -> None:
 
 def test_long_outage_logs_are_rate_limited_in_a_real_process() -> None:
     """Hundreds of failed attempts: the first 10 are logged, the rest summarised."""
-    ran = run_gate(["wait", "--host", "127.0.0.1", "--port", str(free_port()),
-                    "--backoff-initial", "0.001", "--backoff-max", "0.005",
-                    "--timeout", "2"])
+    ran = run_gate(
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--backoff-initial",
+            "0.001",
+            "--backoff-max",
+            "0.005",
+            "--timeout",
+            "2",
+        ]
+    )
     assert ran.code == 69
     logged = [e["attempt"] for e in ran.events if e["event"] == "gate.attempt_failed"]
     assert logged[:10] == list(range(1, 11))
@@ -347,7 +397,6 @@ def test_ipv6_loopback_gateway(sim: StartSim) -> None:
 def test_host_name_resolves_each_attempt(sim: StartSim) -> None:
     """`localhost` is resolved and connected; the ready event names the address used."""
     _sim, port = sim()
-    ran = run_gate(["wait", "--host", "localhost", "--port", str(port), *FAST_WAIT],
-                   env=base_env())
+    ran = run_gate(["wait", "--host", "localhost", "--port", str(port), *FAST_WAIT], env=base_env())
     assert ran.code == 0
     assert ran.events[1]["address"] == "127.0.0.1"

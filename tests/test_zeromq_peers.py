@@ -26,8 +26,9 @@ def target(port: int) -> list[str]:
 
 
 def epoch(event: dict[str, Any]) -> float:
-    return datetime.datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")
-                                           ).timestamp()
+    return datetime.datetime.fromisoformat(
+        str(event["timestamp"]).replace("Z", "+00:00")
+    ).timestamp()
 
 
 def test_zmtp1_peer_passes_health_and_probe() -> None:
@@ -61,23 +62,33 @@ def test_a_peer_that_greets_only_after_the_client_is_still_zeromq() -> None:
     with zmtp1_rep_server(answer, speaks_first=False) as peer:
         health = run_gate(["health", *target(peer.port)])
         wait = run_gate(["wait", *target(peer.port), "--timeout", "10"])
-    with zmtp1_rep_server(lambda _request: None, speaks_first=False) as feed, \
-            zmtp1_rep_server(answer) as gateway:
-        probe = run_gate(["probe", *target(gateway.port), "--pub-port", str(feed.port),
-                          "--json"])
+    with (
+        zmtp1_rep_server(lambda _request: None, speaks_first=False) as feed,
+        zmtp1_rep_server(answer) as gateway,
+    ):
+        probe = run_gate(["probe", *target(gateway.port), "--pub-port", str(feed.port), "--json"])
     assert health.code == 0, health.stdout
     assert wait.code == 0, wait.events
     assert probe.code == 0, probe.stdout
-    pub = next(check for check in json.loads(probe.stdout)["checks"]
-               if check["name"] == "PUB port")
+    pub = next(check for check in json.loads(probe.stdout)["checks"] if check["name"] == "PUB port")
     assert pub["status"] == "pass", pub
 
 
 def test_silent_zmtp1_peer_is_no_reply_never_not_zmq() -> None:
     """A ZMTP 1.0 peer that takes the request and never answers: no_reply (retried)."""
     with zmtp1_rep_server(lambda _request: None) as peer:
-        ran = run_gate(["wait", *target(peer.port), "--reply-timeout", "0.5",
-                        "--timeout", "2", "--backoff-initial", "0.1"])
+        ran = run_gate(
+            [
+                "wait",
+                *target(peer.port),
+                "--reply-timeout",
+                "0.5",
+                "--timeout",
+                "2",
+                "--backoff-initial",
+                "0.1",
+            ]
+        )
     reasons = {e["reason"] for e in ran.events if e["event"] == "gate.attempt_failed"}
     assert ran.code == 69
     assert reasons == {"no_reply"}
@@ -89,8 +100,7 @@ def test_jeromq_gets_the_gate_ready_health_and_probe_pass(gate: StartGate) -> No
         proc = gate("wait", *target(jero.port), "--", *EXEC_PROBE)
         code = proc.wait(EXIT_S)
         health = run_gate(["health", *target(jero.port)])
-        probe = run_gate(["probe", *target(jero.port), "--pub-port", str(jero.pub_port),
-                          "--json"])
+        probe = run_gate(["probe", *target(jero.port), "--pub-port", str(jero.pub_port), "--json"])
     assert code == 0, proc.stderr_lines
     assert f"ready pid={proc.wait_for_event('gate.start')['pid']}" in proc.stdout_lines
     assert health.code == 0, health.stdout
@@ -100,14 +110,24 @@ def test_jeromq_gets_the_gate_ready_health_and_probe_pass(gate: StartGate) -> No
 
 
 def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip(
-        gate: StartGate) -> None:
+    gate: StartGate,
+) -> None:
     """The gate waits first; JeroMQ binds during a backoff pause. The queued request is
     answered and taken (never discarded as "too slow" for want of a handshake event), and
     its round trip counts from the connection, so it cannot exceed the time since the
     bind (it used to count from the pause's start: 0.5-1.2 s for a 2 ms reply)."""
     port = free_port()
-    proc = gate("wait", *target(port), "--backoff-initial", "2", "--backoff-max", "4",
-                "--timeout", "60", env=base_env())
+    proc = gate(
+        "wait",
+        *target(port),
+        "--backoff-initial",
+        "2",
+        "--backoff-max",
+        "4",
+        "--timeout",
+        "60",
+        env=base_env(),
+    )
     proc.wait_for_event("gate.attempt_failed", timeout=EVENT_S)
     with jeromq_rep_server(PONG.decode(), port=port) as jero:
         code = proc.wait(EXIT_S)
@@ -121,15 +141,20 @@ def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip(
     assert ready["rtt_ms"] <= since_bind_ms + 50, (ready["rtt_ms"], since_bind_ms)
 
 
-def test_a_secret_goes_to_a_zmtp2_peer_whose_greeting_names_its_rep_socket(
-        tmp_path: Any) -> None:
+def test_a_secret_goes_to_a_zmtp2_peer_whose_greeting_names_its_rep_socket(tmp_path: Any) -> None:
     """JeroMQ 0.3 greets with ZMTP 2.0 and names its socket type (REP): that proves it, so
     a request carrying a $file: token is sent and the gate gets ready."""
     token = tmp_path / "token"
     token.write_text("jero-token-6d1e2f\n")
     with jeromq_rep_server('{"status": "OK"}') as jero:
-        ran = run_gate(["wait", *target(jero.port), "--ping-request",
-                        f'{{"action":"PING","token":"$file:{token}"}}'])
+        ran = run_gate(
+            [
+                "wait",
+                *target(jero.port),
+                "--ping-request",
+                f'{{"action":"PING","token":"$file:{token}"}}',
+            ]
+        )
     assert ran.code == 0, ran.events
     assert "gate.ready" in {e["event"] for e in ran.events}
 
@@ -143,8 +168,9 @@ def test_a_secret_goes_to_a_zmtp1_peer_only_with_the_opt_in(tmp_path: Any) -> No
     with zmtp1_rep_server(answer) as peer:
         refused = run_gate(["wait", *target(peer.port), *request, "--timeout", "5"])
         received_before = list(peer.requests)
-        allowed = run_gate(["wait", *target(peer.port), *request],
-                           env=base_env(GATE_LEGACY_SECRETS="allow"))
+        allowed = run_gate(
+            ["wait", *target(peer.port), *request], env=base_env(GATE_LEGACY_SECRETS="allow")
+        )
     assert refused.code == 78
     error = next(e for e in refused.events if e["event"] == "gate.error")
     assert "GATE_LEGACY_SECRETS=allow" in error["error"]

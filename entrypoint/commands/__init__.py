@@ -24,8 +24,7 @@ class Command(Protocol):
     def add_arguments(self, parser: OptionParser) -> None:
         """Describe the command on ``parser`` and declare the option groups it uses."""
 
-    def run(self, args: argparse.Namespace, command: list[str],
-            environ: Mapping[str, str]) -> int:
+    def run(self, args: argparse.Namespace, command: list[str], environ: Mapping[str, str]) -> int:
         """Do the command's job; the exit code (or raise a GateError, see cli)."""
 
 
@@ -56,8 +55,12 @@ REGISTRY: tuple[Entry, ...] = (
     Entry("probe", "diagnose the gateway layer by layer, with troubleshooting steps"),
     Entry("health", "one bounded attempt, for container healthchecks", own_usage_errors=True),
     Entry("mesh", "check every dependency concurrently and score the mesh"),
-    Entry("explain", "read the gate's JSON log back: what it waited for, what went wrong, "
-                     "what to do", sockets=False, own_usage_errors=True),
+    Entry(
+        "explain",
+        "read the gate's JSON log back: what it waited for, what went wrong, what to do",
+        sockets=False,
+        own_usage_errors=True,
+    ),
     Entry("sim", "run a simulated MT5 gateway (REQ/REP and PUB) for development and tests"),
 )
 

@@ -42,11 +42,15 @@ class MeasuredWidthFormatter(argparse.HelpFormatter):
     would measure it, but in ``format_help``, the one place that uses it (--help, and the
     usage line of an error); a width given explicitly is used as it is."""
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
         # Any width will do until format_help measures the real one.
-        super().__init__(prog, indent_increment, max_help_position,
-                         80 if width is None else width)
+        super().__init__(prog, indent_increment, max_help_position, 80 if width is None else width)
         self._unmeasured = width is None
         self._asked_help_position = max_help_position
 
@@ -56,8 +60,9 @@ class MeasuredWidthFormatter(argparse.HelpFormatter):
 
             self._unmeasured = False
             self._width = shutil.get_terminal_size().columns - 2  # as argparse computes it
-            self._max_help_position = min(self._asked_help_position,
-                                          max(self._width - 20, self._indent_increment * 2))
+            self._max_help_position = min(
+                self._asked_help_position, max(self._width - 20, self._indent_increment * 2)
+            )
         return super().format_help()
 
 
@@ -68,12 +73,14 @@ class HelpFormatter(MeasuredWidthFormatter, argparse.RawDescriptionHelpFormatter
     def _split_lines(self, text: str, width: int) -> list[str]:
         import textwrap  # noqa: PLC0415 - only when --help is asked for
 
-        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
-                             break_on_hyphens=False)
+        return textwrap.wrap(
+            " ".join(text.split()), width, break_long_words=False, break_on_hyphens=False
+        )
 
 
-def describe(parser: argparse.ArgumentParser, description: str, epilog: str,
-             usage: str | None = None) -> None:
+def describe(
+    parser: argparse.ArgumentParser, description: str, epilog: str, usage: str | None = None
+) -> None:
     """A command's --help text (its own paragraphs, kept as written)."""
     parser.description, parser.epilog = description, epilog
     parser.formatter_class = HelpFormatter
@@ -94,9 +101,14 @@ def add_groups(parser: OptionParser, *groups: OptionGroup) -> None:
         for opt in group.options:
             parser.options[opt.flag or opt.env] = opt
             if opt.flag is not None:
-                section.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar,
-                                     default=None, action="append" if opt.repeat else "store",
-                                     help=_help(opt))
+                section.add_argument(
+                    opt.flag,
+                    dest=opt.field,
+                    metavar=opt.metavar,
+                    default=None,
+                    action="append" if opt.repeat else "store",
+                    help=_help(opt),
+                )
 
 
 def _help(opt: Option) -> str:
@@ -105,4 +117,3 @@ def _help(opt: Option) -> str:
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-

@@ -30,29 +30,42 @@ PARAGRAPH = 4  # the continuation lines of a text that starts at column 2
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, usage="mt5-gate explain [FILE] [--json] | --reason NAME",
-             description="Reads the gate's log lines from FILE or standard input (e.g. "
-                         "`docker logs mt5-strategy 2>&1 | mt5-gate explain`), skips every "
-                         "line that is not the gate's, and prints a three-sentence summary, "
-                         "the advice for the reason that mattered (hint, TROUBLESHOOTING "
-                         "section, next command) and a timeline per gate run (a restarted "
-                         "container has several). With --reason NAME, prints the "
-                         "troubleshooting section NAME instead (the command each hint names).",
-             epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
-                    "66 FILE cannot be read")
-    parser.add_argument("file", nargs="?", metavar="FILE", default=None,
-                        help="a log file (default: standard input; - is standard input)")
+    describe(
+        parser,
+        usage="mt5-gate explain [FILE] [--json] | --reason NAME",
+        description="Reads the gate's log lines from FILE or standard input (e.g. "
+        "`docker logs mt5-strategy 2>&1 | mt5-gate explain`), skips every "
+        "line that is not the gate's, and prints a three-sentence summary, "
+        "the advice for the reason that mattered (hint, TROUBLESHOOTING "
+        "section, next command) and a timeline per gate run (a restarted "
+        "container has several). With --reason NAME, prints the "
+        "troubleshooting section NAME instead (the command each hint names).",
+        epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
+        "66 FILE cannot be read",
+    )
+    parser.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        default=None,
+        help="a log file (default: standard input; - is standard input)",
+    )
     add_json_flag(parser)
-    parser.add_argument("--reason", metavar="NAME", default=None,
-                        help="print the troubleshooting section NAME and exit: a reason "
-                             "(refused, timeout, not_ready...), broker-states, a broker "
-                             "state (broker-state-ea-disabled...) or dependencies")
+    parser.add_argument(
+        "--reason",
+        metavar="NAME",
+        default=None,
+        help="print the troubleshooting section NAME and exit: a reason "
+        "(refused, timeout, not_ready...), broker-states, a broker "
+        "state (broker-state-ea-disabled...) or dependencies",
+    )
 
 
 # Said on stderr when standard input is a terminal: a person who typed `mt5-gate explain`
 # alone would otherwise see nothing happen while it waits for input.
-READING_A_TERMINAL = ("mt5-gate explain: reading a gate log from standard input (Ctrl-D "
-                      "ends it; or give a file)")
+READING_A_TERMINAL = (
+    "mt5-gate explain: reading a gate log from standard input (Ctrl-D ends it; or give a file)"
+)
 
 
 def run(args: argparse.Namespace, _command: list[str], _environ: Mapping[str, str]) -> int:
@@ -86,8 +99,10 @@ def _print_section(args: argparse.Namespace) -> int:
     sections = troubleshooting_sections()
     text = sections.get(args.reason)
     if text is None:
-        raise UsageError(f"mt5-gate explain: no troubleshooting section {args.reason!r}; "
-                         f"one of: {', '.join(sections)}")
+        raise UsageError(
+            f"mt5-gate explain: no troubleshooting section {args.reason!r}; "
+            f"one of: {', '.join(sections)}"
+        )
     sys.stdout.write(text)
     sys.stdout.flush()
     return 0
@@ -113,8 +128,12 @@ def render(summary: LogSummary, paint: Painter) -> str:
     started, indented (``report.hanging``); ``--json`` has each text on one line."""
     out = [*hanging("", _header(summary), len("mt5-gate explain: ")), ""]
     if not summary.runs:
-        out += hanging("", "No line of the gate was found: is this the log of a container "
-                           "whose entrypoint is mt5-gate, with GATE_LOG_FORMAT=json?", 0)
+        out += hanging(
+            "",
+            "No line of the gate was found: is this the log of a container "
+            "whose entrypoint is mt5-gate, with GATE_LOG_FORMAT=json?",
+            0,
+        )
         return "\n".join(out) + "\n"
     last = summary.runs[-1]
     out.append(paint.bold("In short"))  # a sentence a line: a fold never splits two
@@ -130,8 +149,13 @@ def render(summary: LogSummary, paint: Painter) -> str:
     out.append(paint.bold("Timeline"))
     if summary.earlier_outcomes:
         counted = ", ".join(f"{outcome} x{n}" for outcome, n in summary.earlier_outcomes.items())
-        out += hanging("  ", visible(f"({sum(summary.earlier_outcomes.values())} earlier runs "
-                                     f"not shown: {counted})"), PARAGRAPH)
+        out += hanging(
+            "  ",
+            visible(
+                f"({sum(summary.earlier_outcomes.values())} earlier runs not shown: {counted})"
+            ),
+            PARAGRAPH,
+        )
     first = summary.runs_seen - len(summary.runs) + 1
     for number, one in enumerate(summary.runs, start=first):
         for lead, text, indent in _timeline(one, number, summary.runs_seen):
@@ -161,8 +185,10 @@ def _story(run: Run, summary: LogSummary) -> list[str]:
     stories = []
     for name in targets:
         mine = [p for p in run.phases if p.target == name]
-        parts = [f"{_reason_text(p.reason)} for {duration(p.duration_s)} "
-                 f"({_attempts(p.attempts)})" for p in mine[-4:]]
+        parts = [
+            f"{_reason_text(p.reason)} for {duration(p.duration_s)} ({_attempts(p.attempts)})"
+            for p in mine[-4:]
+        ]
         earlier = "after earlier failures, " if len(mine) > 4 else ""
         who = "" if len(targets) == 1 else f"{name or 'the gateway'}: "
         stories.append(f"{who}{earlier}{', then '.join(parts)}")
@@ -172,9 +198,11 @@ def _story(run: Run, summary: LogSummary) -> list[str]:
         said.append("The gateway answered at once.")
     said.append(_ending(run))
     if summary.runs_seen > 1:
-        said.append(f"The log holds {summary.runs_seen} runs of the gate: the container "
-                    f"restarted {summary.runs_seen - 1} time"
-                    f"{'s' if summary.runs_seen > 2 else ''}.")
+        said.append(
+            f"The log holds {summary.runs_seen} runs of the gate: the container "
+            f"restarted {summary.runs_seen - 1} time"
+            f"{'s' if summary.runs_seen > 2 else ''}."
+        )
     return said
 
 
@@ -189,14 +217,20 @@ def _ending(run: Run) -> str:
         return f"It was ready after {after} (no command to start)."
     if run.outcome == "timeout":
         what = end.get("target") or "the gateway"
-        return (f"It gave up after {after}: {what} {_how_it_answered(run, what)} (exit "
-                f"{end.get('exit_code', 69)}); the runner never started.")
+        return (
+            f"It gave up after {after}: {what} {_how_it_answered(run, what)} (exit "
+            f"{end.get('exit_code', 69)}); the runner never started."
+        )
     if run.outcome == "signal":
-        return (f"It was stopped by {end.get('signal', 'a signal')} after {after} while "
-                f"waiting (exit {end.get('exit_code', '?')}); the runner never started.")
+        return (
+            f"It was stopped by {end.get('signal', 'a signal')} after {after} while "
+            f"waiting (exit {end.get('exit_code', '?')}); the runner never started."
+        )
     if run.outcome == "error":
-        return (f"It stopped after {after} with exit {end.get('exit_code', '?')}: "
-                f"{_short(str(end.get('error', 'an error')), 200)}.")
+        return (
+            f"It stopped after {after} with exit {end.get('exit_code', '?')}: "
+            f"{_short(str(end.get('error', 'an error')), 200)}."
+        )
     return f"The log ends while it was still waiting, {after} in."
 
 
@@ -210,8 +244,9 @@ def _how_it_answered(run: Run, what: str) -> str:
     target = GATEWAY if what == "the gateway" else what
     reasons = {p.reason for p in run.phases if p.target == target}
     refused = run.rejected is not None and (run.rejected.get("target") or GATEWAY) == target
-    answered = [ANSWERED[reason] for reason in ANSWERED if reason in reasons] or \
-        ([ANSWERED["not_ready"]] if refused else [])
+    answered = [ANSWERED[reason] for reason in ANSWERED if reason in reasons] or (
+        [ANSWERED["not_ready"]] if refused else []
+    )
     if not answered:
         return "never answered"
     said = " or ".join(answered)
@@ -230,8 +265,10 @@ def _advice(run: Run) -> list[str]:
         if reason:
             lines.append(f"More: {see(str(reason))}")
         if code == 70 and end.get("exception"):  # without one, the environment's doing
-            lines.append("This is a bug in the gate: report it with the gate.error line "
-                         "(its traceback has no local variables, so no secrets).")
+            lines.append(
+                "This is a bug in the gate: report it with the gate.error line "
+                "(its traceback has no local variables, so no secrets)."
+            )
         elif code == 64:
             lines.append("Next: fix the setting it names; `mt5-gate wait --help` lists them.")
         elif reason:
@@ -262,8 +299,10 @@ def _probe(run: Run, phase: Phase | None = None) -> str:
     """The command to run next, inside the container, with the real host and port."""
     if phase is not None and phase.target != GATEWAY:
         host, port = _host_port(run.target)
-        return (f"`mt5-gate wait --host {host} --port {port} --timeout 10 --also "
-                f"{phase.target}` in the container shows this dependency's attempts")
+        return (
+            f"`mt5-gate wait --host {host} --port {port} --timeout 10 --also "
+            f"{phase.target}` in the container shows this dependency's attempts"
+        )
     host, port = _host_port(run.target)
     if not host:
         return "`mt5-gate probe` in the container (it uses the same GATEWAY_* settings)"
@@ -276,23 +315,43 @@ def _timeline(run: Run, number: int, total: int) -> list[tuple[str, str, int | N
     start = _clock(run.started_at) if run.started_at else "(start not in the log)"
     pid = f", pid {run.pid}" if run.pid is not None else ""
     lines: list[tuple[str, str, int | None]] = [
-        ("  ", f"run {number} of {total}  {start}{pid}: waiting for {_short(run.target) or '?'}"
-         + (f", deadline {duration(run.deadline_s)}" if run.deadline_s else ""), PARAGRAPH)]
-    rows = [(p.started_s, f"{_who(p)}{_reason_text(p.reason)} for {duration(p.duration_s)} "
-                          f"({_attempts(p.attempts)})") for p in run.phases]
+        (
+            "  ",
+            f"run {number} of {total}  {start}{pid}: waiting for {_short(run.target) or '?'}"
+            + (f", deadline {duration(run.deadline_s)}" if run.deadline_s else ""),
+            PARAGRAPH,
+        )
+    ]
+    rows = [
+        (
+            p.started_s,
+            f"{_who(p)}{_reason_text(p.reason)} for {duration(p.duration_s)} "
+            f"({_attempts(p.attempts)})",
+        )
+        for p in run.phases
+    ]
     if run.phases_merged:
-        rows.append((run.phases[-1].started_s,
-                     f"({run.phases_merged} further changes of reason folded into the last "
-                     "line)"))
+        rows.append(
+            (
+                run.phases[-1].started_s,
+                f"({run.phases_merged} further changes of reason folded into the last line)",
+            )
+        )
     if run.ready is not None:
         ready = run.ready
         rtt = ready.get("rtt_ms")
         # Through the PING queued in a pause, `attempt` numbers the attempt that failed.
-        when = (f"during the pause after attempt {ready.get('attempt', '?')}"
-                if ready.get("via") == "pause" else f"attempt {ready.get('attempt', '?')}")
-        rows.append((run.ended_s if run.outcome == "ready" else _at(run, ready),
-                     f"ready ({when}"
-                     + (f", round trip {rtt} ms" if rtt is not None else "") + ")"))
+        when = (
+            f"during the pause after attempt {ready.get('attempt', '?')}"
+            if ready.get("via") == "pause"
+            else f"attempt {ready.get('attempt', '?')}"
+        )
+        rows.append(
+            (
+                run.ended_s if run.outcome == "ready" else _at(run, ready),
+                f"ready ({when}" + (f", round trip {rtt} ms" if rtt is not None else "") + ")",
+            )
+        )
     for name in run.dependencies_ready:
         rows.append((run.ended_s, f"{name or 'a dependency'} ready"))
     if run.outcome not in ("ready", "waiting"):
@@ -308,11 +367,14 @@ def _end_row(run: Run) -> str:
     end = run.end or {}
     if run.outcome == "exec":
         argv = end.get("argv")
-        return "exec " + _short(" ".join(str(a) for a in argv) if isinstance(argv, list)
-                                else "the runner")
+        return "exec " + _short(
+            " ".join(str(a) for a in argv) if isinstance(argv, list) else "the runner"
+        )
     if run.outcome == "timeout":
-        return (f"timeout, exit {end.get('exit_code', 69)} "
-                f"(last reason {end.get('last_reason') or '?'})")
+        return (
+            f"timeout, exit {end.get('exit_code', 69)} "
+            f"(last reason {end.get('last_reason') or '?'})"
+        )
     if run.outcome == "signal":
         return f"stopped by {end.get('signal')}, exit {end.get('exit_code')}"
     return f"error, exit {end.get('exit_code')}: {_short(str(end.get('error')), 120)}"
@@ -329,9 +391,13 @@ def _at(run: Run, event: dict[str, Any]) -> float:
 def as_json(summary: LogSummary) -> dict[str, Any]:
     last = summary.runs[-1] if summary.runs else None
     return {
-        "lines": {"total": summary.lines, "gate": summary.gate_lines,
-                  "other": summary.other_lines, "unreadable": summary.unreadable,
-                  "overlong": summary.overlong},
+        "lines": {
+            "total": summary.lines,
+            "gate": summary.gate_lines,
+            "other": summary.other_lines,
+            "unreadable": summary.unreadable,
+            "overlong": summary.overlong,
+        },
         "runs_seen": summary.runs_seen,
         "earlier_outcomes": dict(summary.earlier_outcomes),
         "runs": [_run_json(one) for one in summary.runs],
@@ -343,19 +409,34 @@ def as_json(summary: LogSummary) -> dict[str, Any]:
 def _run_json(run: Run) -> dict[str, Any]:
     dominant = run.dominant()
     return {
-        "started_at": run.started_at or None, "pid": run.pid, "target": run.target or None,
-        "deadline_s": run.deadline_s, "command": run.command, "also": run.also,
-        "outcome": run.outcome, "duration_s": round(run.ended_s, 3),
+        "started_at": run.started_at or None,
+        "pid": run.pid,
+        "target": run.target or None,
+        "deadline_s": run.deadline_s,
+        "command": run.command,
+        "also": run.also,
+        "outcome": run.outcome,
+        "duration_s": round(run.ended_s, 3),
         "exit_code": (run.end or {}).get("exit_code") if run.outcome != "exec" else None,
-        "phases": [{"target": p.target or None, "reason": p.reason,
-                    "started_s": round(p.started_s, 3), "duration_s": round(p.duration_s, 3),
-                    "attempts": p.attempts, "broker_state": p.broker_state or None}
-                   for p in run.phases],
+        "phases": [
+            {
+                "target": p.target or None,
+                "reason": p.reason,
+                "started_s": round(p.started_s, 3),
+                "duration_s": round(p.duration_s, 3),
+                "attempts": p.attempts,
+                "broker_state": p.broker_state or None,
+            }
+            for p in run.phases
+        ],
         "phases_folded": run.phases_merged,
         "dependencies_ready": run.dependencies_ready,
-        "diagnosis": None if dominant is None else {
+        "diagnosis": None
+        if dominant is None
+        else {
             **{k: v for k, v in dataclasses.asdict(dominant).items() if k != "target"},
-            "target": dominant.target or None},
+            "target": dominant.target or None,
+        },
     }
 
 
@@ -383,8 +464,11 @@ def _clock(stamp: str) -> str:
         parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         return stamp[:40]
-    return parsed.strftime("%Y-%m-%d %H:%M:%S UTC" if parsed.utcoffset() is not None and
-                           not parsed.utcoffset() else "%Y-%m-%d %H:%M:%S %z")
+    return parsed.strftime(
+        "%Y-%m-%d %H:%M:%S UTC"
+        if parsed.utcoffset() is not None and not parsed.utcoffset()
+        else "%Y-%m-%d %H:%M:%S %z"
+    )
 
 
 def _host_port(target: str) -> tuple[str, str]:
@@ -392,4 +476,3 @@ def _host_port(target: str) -> tuple[str, str]:
     if not host or not port.isdigit():
         return "", ""
     return host.strip("[]"), port
-

@@ -54,17 +54,20 @@ GROUPS = (CONNECTION, ATTEMPT, READINESS, HEALTH_DEADLINE, FEED, LOG_FORMAT, CUR
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, description="First, unhealthy while `mt5-gate wait` for the same gateway "
-                                 "still waits\n(its state file, see GATE_STATE_FILE: "
-                                 "attempt, reason, since when).\n"
-                                 "Then one TCP + readiness request attempt within --timeout "
-                                 "(--transport req).\n"
-                                 "For push-pull, req-pull and handshake, a passive check that "
-                                 "never disturbs the\nrunning strategy: the ZeroMQ handshake "
-                                 "with the bridge's request socket (and the PUB\nport when one "
-                                 "is configured); nothing sent, the reply port never touched.\n"
-                                 "Prints one short line.",
-             epilog="exit codes: 0 healthy, 1 unhealthy or misconfigured (never 2)")
+    describe(
+        parser,
+        description="First, unhealthy while `mt5-gate wait` for the same gateway "
+        "still waits\n(its state file, see GATE_STATE_FILE: "
+        "attempt, reason, since when).\n"
+        "Then one TCP + readiness request attempt within --timeout "
+        "(--transport req).\n"
+        "For push-pull, req-pull and handshake, a passive check that "
+        "never disturbs the\nrunning strategy: the ZeroMQ handshake "
+        "with the bridge's request socket (and the PUB\nport when one "
+        "is configured); nothing sent, the reply port never touched.\n"
+        "Prints one short line.",
+        epilog="exit codes: 0 healthy, 1 unhealthy or misconfigured (never 2)",
+    )
     add_groups(parser, *GROUPS)
 
 
@@ -85,8 +88,9 @@ def report_usage_error(exc: UsageError) -> int:
     return emit(sys.stdout, UNHEALTHY, f"unhealthy: {exc.message}")
 
 
-def run_health(settings: GateSettings, out: TextIO | None = None,
-               state_file: str | None = None) -> int:
+def run_health(
+    settings: GateSettings, out: TextIO | None = None, state_file: str | None = None
+) -> int:
     stream = out if out is not None else sys.stdout
     waiting = still_waiting(settings.target, state_file)  # the gate's word comes first
     if waiting is not None:
@@ -100,23 +104,34 @@ def run_health(settings: GateSettings, out: TextIO | None = None,
             ready = check.attempt(deadline)
     except NotReady as refused:
         state = f" ({refused.state.name}: {refused.state.advice()})" if refused.state else ""
-        return emit(stream, UNHEALTHY,
-                    f"unhealthy: {settings.target} {refused.reason}{state}: {refused.error}")
+        return emit(
+            stream,
+            UNHEALTHY,
+            f"unhealthy: {settings.target} {refused.reason}{state}: {refused.error}",
+        )
     except AttemptFailed as failure:
-        return emit(stream, UNHEALTHY,
-                    f"unhealthy: {settings.target} {failure.reason}: {failure.error}")
+        return emit(
+            stream, UNHEALTHY, f"unhealthy: {settings.target} {failure.reason}: {failure.error}"
+        )
     action = (settings.dialect.ping.action() or "").split()  # the request's own name
-    return emit(stream, HEALTHY, f"healthy: {settings.target} answered "
-                                 f"{action[0][:40] if action else 'the request'} in "
-                                 f"{ready.rtt_ms} ms")
+    return emit(
+        stream,
+        HEALTHY,
+        f"healthy: {settings.target} answered "
+        f"{action[0][:40] if action else 'the request'} in "
+        f"{ready.rtt_ms} ms",
+    )
 
 
-def _passive(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck,
-             deadline: Deadline) -> str:
+def _passive(
+    settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck, deadline: Deadline
+) -> str:
     """The handshakes only (see the module's docstring); AttemptFailed when one fails."""
     _address, took = check.passive(deadline)
-    line = (f"healthy: {settings.target} {settings.transport}: request socket handshake in "
-            f"{took:.1f} ms")
+    line = (
+        f"healthy: {settings.target} {settings.transport}: request socket handshake in "
+        f"{took:.1f} ms"
+    )
     if settings.feed_checked:
         feed = check_feed(gateway, settings.host, settings.pub_port, deadline)
         line += f", PUB {settings.pub_port} in {feed:.1f} ms"

@@ -39,8 +39,12 @@ from entrypoint.report import Painter, dump_json, hanging, percent, result_line,
 from entrypoint.targets import KINDS, build
 from entrypoint.targets.base import Context, Target
 
-PHASES = {"local": "Local environment", "network": "Network",
-          "application": "Application ports", "external": "External"}
+PHASES = {
+    "local": "Local environment",
+    "network": "Network",
+    "application": "Application ports",
+    "external": "External",
+}
 EXIT_ALL_PASS, EXIT_NON_CRITICAL, EXIT_CRITICAL = 0, 1, 2
 MIN_PYTHON = "3.11"
 
@@ -50,8 +54,13 @@ NO_HOST = "unset"
 
 
 def _label(target: Target) -> str:
-    names = {"zmq_ping": "gateway PING", "zmq_pub": "gateway PUB", "env": "env",
-             "python": "python >=", "postgres": "postgresql"}
+    names = {
+        "zmq_ping": "gateway PING",
+        "zmq_pub": "gateway PUB",
+        "env": "env",
+        "python": "python >=",
+        "postgres": "postgresql",
+    }
     return f"{names.get(target.kind.name, target.kind.name)} {target.shown}"
 
 
@@ -61,11 +70,14 @@ GROUPS = (CONNECTION, READINESS, FEED, LOG_FORMAT, CURVE, MESH)
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, description="Local environment, network (ICMP), application ports "
-                                 "(gateway REQ and PUB, Redis, PostgreSQL, HTTP) and external "
-                                 "(DNS, TCP), all at once.",
-             epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
-                    "2 a critical check failed, 64 usage error")
+    describe(
+        parser,
+        description="Local environment, network (ICMP), application ports "
+        "(gateway REQ and PUB, Redis, PostgreSQL, HTTP) and external "
+        "(DNS, TCP), all at once.",
+        epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
+        "2 a critical check failed, 64 usage error",
+    )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
 
@@ -77,19 +89,24 @@ def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str
     # mesh file's zmq_ping checks must send the configured request (an EA may trade on
     # any other) and judge by the configured rule. Only a missing host is tolerated; the
     # mesh reports it as a failed check.
-    configured = settings_for(args if host_given else argparse.Namespace(
-        **{**flags, "host": NO_HOST}), environ, options_of(*GROUPS))
+    configured = settings_for(
+        args if host_given else argparse.Namespace(**{**flags, "host": NO_HOST}),
+        environ,
+        options_of(*GROUPS),
+    )
     settings = configured if host_given else None
     path = resolve_option(declared("mesh_file"), flags, environ)
     document = load_mesh_file(path) if path else None
-    checks = build_checks(settings, environ, document, path or "", base=configured,
-                          host_given=host_given)
+    checks = build_checks(
+        settings, environ, document, path or "", base=configured, host_given=host_given
+    )
     configure_logging(configured.log_format, "warning")
     return run_mesh(checks, as_json=args.json)
 
 
-def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
-                  host_given: bool = False) -> list[dict[str, Any]]:
+def default_specs(
+    settings: GateSettings | None, environ: Mapping[str, str], host_given: bool = False
+) -> list[dict[str, Any]]:
     """The checks implied by the environment: gateway, Redis, PostgreSQL, HTTP, DNS...
 
     GATEWAY_HOST must be set in the environment the gate runs in, unless this run names the
@@ -101,12 +118,16 @@ def default_specs(settings: GateSettings | None, environ: Mapping[str, str],
     if settings is not None:
         specs += [
             {"kind": "icmp", "target": settings.host},
-            {"kind": "zmq_ping", "target": address_text(settings.host, settings.port),
-             "critical": True},
+            {
+                "kind": "zmq_ping",
+                "target": address_text(settings.host, settings.port),
+                "critical": True,
+            },
         ]
         if settings.feed_checked:
-            specs.append({"kind": "zmq_pub",
-                          "target": address_text(settings.host, settings.pub_port)})
+            specs.append(
+                {"kind": "zmq_pub", "target": address_text(settings.host, settings.pub_port)}
+            )
         if ip_family(settings.host) is None:
             specs.append({"kind": "dns", "target": settings.host, "critical": True})
     specs += [{"kind": "icmp", "target": host} for host in _from(environ, "mesh_icmp")]
@@ -138,9 +159,15 @@ def load_mesh_file(path: str) -> dict[str, Any]:
     return document
 
 
-def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
-                 document: dict[str, Any] | None, source: str = "", *,
-                 base: GateSettings | None = None, host_given: bool = False) -> list[Check]:
+def build_checks(
+    settings: GateSettings | None,
+    environ: Mapping[str, str],
+    document: dict[str, Any] | None,
+    source: str = "",
+    *,
+    base: GateSettings | None = None,
+    host_given: bool = False,
+) -> list[Check]:
     """Turn the default specs and the mesh file's ``[[check]]`` tables into Checks.
 
     ``settings``: the gateway's, None when no host is configured. ``base``: the options
@@ -151,8 +178,11 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
     message_within = document.get("pub_message_within")
     if message_within is not None:
         message_within = _number(message_within, f"{source}: pub_message_within")
-    specs = default_specs(settings, environ, host_given) \
-        if document.get("include_defaults", True) else []
+    specs = (
+        default_specs(settings, environ, host_given)
+        if document.get("include_defaults", True)
+        else []
+    )
     file_specs = document.get("check", [])
     if not isinstance(file_specs, list):
         raise UsageError(f"{source}: `check` must be an array of tables ([[check]])")
@@ -174,8 +204,11 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
         timeout = _number(spec.get("timeout", default_timeout), f"{where}: timeout")
         # A gateway check's stages are bounded by the check's own timeout, as
         # --connect-timeout and --reply-timeout would bound them.
-        context = Context(environ, base._replace(connect_timeout_s=timeout,
-                                                  reply_timeout_s=timeout), message_within)
+        context = Context(
+            environ,
+            base._replace(connect_timeout_s=timeout, reply_timeout_s=timeout),
+            message_within,
+        )
         try:
             target = build(kind, text, context)
         except ValueError as exc:
@@ -186,22 +219,32 @@ def build_checks(settings: GateSettings | None, environ: Mapping[str, str],
         phase = spec.get("phase", kind.phase)
         if phase not in PHASES:
             raise UsageError(f"{where}: phase must be one of {', '.join(PHASES)}")
-        checks.append(Check(
-            name=str(spec.get("name") or _label(target)), phase=phase, run=target.probe,
-            timeout_s=timeout, critical=critical,
-            about_gateway=(target.host, target.port) if kind.gateway else None))
+        checks.append(
+            Check(
+                name=str(spec.get("name") or _label(target)),
+                phase=phase,
+                run=target.probe,
+                timeout_s=timeout,
+                critical=critical,
+                about_gateway=(target.host, target.port) if kind.gateway else None,
+            )
+        )
     return checks
 
 
 def _number(value: Any, where: str) -> float:
     # TOML has inf and nan: neither is a timeout (inf would let a check hang the mesh).
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not 0 < value < float("inf"):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < float("inf")
+    ):
         raise UsageError(f"{where}: expected a finite number of seconds > 0")
     return float(value)
 
 
 # --- running and reporting -------------------------------------------------------------
+
 
 def exit_code(results: list[CheckResult]) -> int:
     failed = [r for r in results if r.status == FAIL]
@@ -218,9 +261,18 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
     passed, counted = score(results)
     code = exit_code(results)
     if as_json:
-        dump_json({"score": f"{passed}/{counted}", "percent": percent(passed, counted),
-                   "passed": passed, "counted": counted, "exit_code": code,
-                   "wall_ms": wall_ms, "checks": [r.as_dict() for r in results]}, stream)
+        dump_json(
+            {
+                "score": f"{passed}/{counted}",
+                "percent": percent(passed, counted),
+                "passed": passed,
+                "counted": counted,
+                "exit_code": code,
+                "wall_ms": wall_ms,
+                "checks": [r.as_dict() for r in results],
+            },
+            stream,
+        )
         return code
     paint = Painter(stream)
     width = min(40, max((len(r.name) for r in results), default=10))
@@ -234,10 +286,19 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
             if result.status == FAIL and result.hint:
                 stream.write("\n".join(hanging("      → ", result.hint)) + "\n")
         stream.write("\n")
-    verdict = {EXIT_ALL_PASS: "full mesh", EXIT_NON_CRITICAL: "partial",
-               EXIT_CRITICAL: "compromised (a critical check failed)"}[code]
-    stream.write("\n".join(hanging(
-        paint.bold(f"Score: {passed}/{counted} ({percent(passed, counted)})") + "  ",
-        f"{verdict}; {len(results)} checks in {wall_ms / 1000:.2f} s")) + "\n")
+    verdict = {
+        EXIT_ALL_PASS: "full mesh",
+        EXIT_NON_CRITICAL: "partial",
+        EXIT_CRITICAL: "compromised (a critical check failed)",
+    }[code]
+    stream.write(
+        "\n".join(
+            hanging(
+                paint.bold(f"Score: {passed}/{counted} ({percent(passed, counted)})") + "  ",
+                f"{verdict}; {len(results)} checks in {wall_ms / 1000:.2f} s",
+            )
+        )
+        + "\n"
+    )
     stream.flush()
     return code

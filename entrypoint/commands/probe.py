@@ -60,11 +60,19 @@ class _Layers:
         self.failed_port = settings.port
         self.fix: str | None = None  # a one-line fix for a not_ready reply
 
-    def run(self, name: str, layer: Callable[[], str], optional: bool = False,
-            port: int | None = None) -> bool:
+    def run(
+        self, name: str, layer: Callable[[], str], optional: bool = False, port: int | None = None
+    ) -> bool:
         port = self.settings.port if port is None else port
-        result = run_check(Check(name, "probe", lambda _deadline: layer(), 0.0,
-                                 about_gateway=(self.settings.host, port)))
+        result = run_check(
+            Check(
+                name,
+                "probe",
+                lambda _deadline: layer(),
+                0.0,
+                about_gateway=(self.settings.host, port),
+            )
+        )
         if result.status == FAIL and optional:
             result = dataclasses.replace(result, status=WARN)
         elif result.status == FAIL and self.first_failure is None and result.reason:
@@ -81,10 +89,13 @@ GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, FEED, LOG_FORMAT, LOG_LEVEL, C
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB "
-                                 "port, each with its timing; on failure, the reason and the "
-                                 "commands to run.",
-             epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error")
+    describe(
+        parser,
+        description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB "
+        "port, each with its timing; on failure, the reason and the "
+        "commands to run.",
+        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error",
+    )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
 
@@ -98,8 +109,10 @@ def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str
 def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     layers = _Layers(settings)
-    with ZmqGateway(curve=settings.curve) as gateway, \
-            GatewayCheck(settings.endpoint, gateway) as check:
+    with (
+        ZmqGateway(curve=settings.curve) as gateway,
+        GatewayCheck(settings.endpoint, gateway) as check,
+    ):
         _run_layers(settings, gateway, check, layers)
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
@@ -111,8 +124,9 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     return code
 
 
-def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck,
-                layers: _Layers) -> None:
+def _run_layers(
+    settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck, layers: _Layers
+) -> None:
     """The gate's one attempt (``GatewayCheck.attempt``, exactly what ``wait`` retries),
     shown stage by stage; then round trips, STATUS and the PUB port."""
     s = settings
@@ -138,8 +152,11 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
 
     def ping() -> str:
         if isinstance(outcome, NotReady):
-            layers.fix = (f"{outcome.state.name}: {outcome.state.advice()}" if outcome.state
-                          else suggest_fix(outcome.reply, s.dialect))
+            layers.fix = (
+                f"{outcome.state.name}: {outcome.state.advice()}"
+                if outcome.state
+                else suggest_fix(outcome.reply, s.dialect)
+            )
         if isinstance(outcome, AttemptFailed):
             raise outcome
         if not s.kind.sends_requests:
@@ -153,8 +170,10 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
             started = time.monotonic()
             check.attempt(Deadline(budget))
             times.append((time.monotonic() - started) * 1000)
-        return (f"min {min(times):.1f} / median {statistics.median(times):.1f} / "
-                f"max {max(times):.1f} ms over {RTT_PINGS} requests")
+        return (
+            f"min {min(times):.1f} / median {statistics.median(times):.1f} / "
+            f"max {max(times):.1f} ms over {RTT_PINGS} requests"
+        )
 
     if not layers.run("DNS", dns):
         for name in ("TCP connect", "ZeroMQ PING", "round trip", "STATUS", "PUB port"):
@@ -173,8 +192,7 @@ def _run_layers(settings: GateSettings, gateway: ZmqGateway, check: GatewayCheck
         layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
 
 
-def _after_ping(check: GatewayCheck, layers: _Layers, rtt: Callable[[], str],
-                address: str) -> None:
+def _after_ping(check: GatewayCheck, layers: _Layers, rtt: Callable[[], str], address: str) -> None:
     """Round trips and STATUS, once the request was answered (or the handshake done)."""
     if check.endpoint.kind.sends_requests:
         layers.run("round trip", rtt, optional=True)
@@ -190,14 +208,16 @@ def _status(check: GatewayCheck, address: str) -> str:
     try:
         reply = check.status(address, check.endpoint.reply_timeout_s)
     except NotReady as refused:  # shown as a warning with what the bridge said
-        raise AttemptFailed("reply", refused.reason,
-                            f"refused: {untrusted(refused.reply, 160)}") from None
+        raise AttemptFailed(
+            "reply", refused.reason, f"refused: {untrusted(refused.reply, 160)}"
+        ) from None
     return f"reply {untrusted(reply, 160)}"
 
 
 def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
-    took = check_feed(gateway, s.host, s.pub_port,
-                      Deadline(s.connect_timeout_s + s.reply_timeout_s))
+    took = check_feed(
+        gateway, s.host, s.pub_port, Deadline(s.connect_timeout_s + s.reply_timeout_s)
+    )
     return f"port {s.pub_port} handshake in {took:.1f} ms"
 
 
@@ -206,15 +226,24 @@ def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> d
     failure = layers.first_failure
     return {
         "target": settings.target,
-        "pub_port": settings.pub_port if settings.feed_checked else None, "ok": ok,
-        "bridge": settings.bridge.name, "transport": settings.transport,
+        "pub_port": settings.pub_port if settings.feed_checked else None,
+        "ok": ok,
+        "bridge": settings.bridge.name,
+        "transport": settings.transport,
         "reply_port": settings.reply_port,
-        "exit_code": code, "passed": passed, "total": counted,
+        "exit_code": code,
+        "passed": passed,
+        "total": counted,
         "skipped": len(layers.results) - counted,
         "checks": [r.as_dict() for r in layers.results],
-        "troubleshooting": None if failure is None else {
-            "reason": failure.value, "hint": failure.hint_for(settings.host, layers.failed_port),
-            "steps": _steps(failure, settings.host, layers.failed_port), "fix": layers.fix},
+        "troubleshooting": None
+        if failure is None
+        else {
+            "reason": failure.value,
+            "hint": failure.hint_for(settings.host, layers.failed_port),
+            "steps": _steps(failure, settings.host, layers.failed_port),
+            "fix": layers.fix,
+        },
     }
 
 
@@ -243,8 +272,11 @@ def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> Non
         stream.write(result_line(result, paint, name_width=12, whole=whole) + "\n")
     passed, counted = score(layers.results)
     skipped = len(layers.results) - counted
-    stream.write(f"\nResults: {passed}/{counted} checks passed"
-                 + (f" ({skipped} skipped)" if skipped else "") + "\n")
+    stream.write(
+        f"\nResults: {passed}/{counted} checks passed"
+        + (f" ({skipped} skipped)" if skipped else "")
+        + "\n"
+    )
     failure = layers.first_failure
     warnings = [r for r in layers.results if r.status in (FAIL, WARN) and r.reason]
     if failure is not None:

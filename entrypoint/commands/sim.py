@@ -53,50 +53,118 @@ def add_arguments(parser: OptionParser) -> None:
     describe(parser, description="A simulated MT5 ZeroMQ bridge with fault knobs.", epilog="")
     add = parser.add_argument
     add("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    add("--port", type=_argtype(_sim_port), default=5555,
+    add(
+        "--port",
+        type=_argtype(_sim_port),
+        default=5555,
         help="REQ/REP port (dwx: the PULL its commands come in on; mql5-json-api: the "
-             "System REP); 0 = any free port (default 5555)")
-    add("--pub-port", type=_argtype(_sim_port), default=5556,
+        "System REP); 0 = any free port (default 5555)",
+    )
+    add(
+        "--pub-port",
+        type=_argtype(_sim_port),
+        default=5556,
         help="PUB port for ticks (mql5-json-api: its chart PUB, bound and silent); "
-             "0 = any free port (default 5556)")
-    add("--reply-port", type=_argtype(_sim_port), default=None, metavar="PORT",
+        "0 = any free port (default 5556)",
+    )
+    add(
+        "--reply-port",
+        type=_argtype(_sim_port),
+        default=None,
+        metavar="PORT",
         help="with --dialect dwx or mql5-json-api: the PUSH port the bridge sends its "
-             "answers on (dwx: replies to the commands of the PULL on --port; "
-             "mql5-json-api: the Data socket); 0 = any free port (default 0)")
-    add("--broker-state", metavar="WORD", default=None,
+        "answers on (dwx: replies to the commands of the PULL on --port; "
+        "mql5-json-api: the Data socket); 0 = any free port (default 0)",
+    )
+    add(
+        "--broker-state",
+        metavar="WORD",
+        default=None,
         help="with --dialect dwx: refuse every command but HEARTBEAT with "
-             "{'_response': 'WORD__ABORTED_COMMAND'}, WORD one of "
-             + ", ".join(BROKER_STATES["dwx"])
-             + "; with --dialect mql5-json-api: algo_trading_off (ACCOUNT reports "
-               "trading_allowed 0) or ea_trading_off (bot_trading 0); either way a "
-               "TRADE is refused")
-    add("--start-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
-        help="wait S seconds before binding (a gateway that starts late)")
-    add("--reply-delay", type=_argtype(parse_seconds), default=0.0, metavar="S",
-        help="answer every request S seconds late")
-    add("--drop-first", type=_argtype(_count), default=0, metavar="N",
-        help="take the first N requests and never answer them")
-    add("--dialect", choices=ALL_DIALECTS, default="mt5-gate",
+        "{'_response': 'WORD__ABORTED_COMMAND'}, WORD one of "
+        + ", ".join(BROKER_STATES["dwx"])
+        + "; with --dialect mql5-json-api: algo_trading_off (ACCOUNT reports "
+        "trading_allowed 0) or ea_trading_off (bot_trading 0); either way a "
+        "TRADE is refused",
+    )
+    add(
+        "--start-delay",
+        type=_argtype(parse_seconds),
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before binding (a gateway that starts late)",
+    )
+    add(
+        "--reply-delay",
+        type=_argtype(parse_seconds),
+        default=0.0,
+        metavar="S",
+        help="answer every request S seconds late",
+    )
+    add(
+        "--drop-first",
+        type=_argtype(_count),
+        default=0,
+        metavar="N",
+        help="take the first N requests and never answer them",
+    )
+    add(
+        "--dialect",
+        choices=ALL_DIALECTS,
+        default="mt5-gate",
         help="which bridge to behave like (default mt5-gate; see docs/BRIDGES.md): "
-             + ", ".join(ALL_DIALECTS))
-    add("--token-file", metavar="PATH", default=None,
-        help="with --dialect token: the file holding the shared token requests must carry")
+        + ", ".join(ALL_DIALECTS),
+    )
+    add(
+        "--token-file",
+        metavar="PATH",
+        default=None,
+        help="with --dialect token: the file holding the shared token requests must carry",
+    )
     add("--garbage", action="store_true", help="answer with bytes that are not JSON")
-    add("--bad-status", action="store_true",
-        help='answer {"status": "MAINTENANCE"} (dialect mt5-gate)')
-    add("--not-zmq", action="store_true",
-        help="listen on --port as a plain TCP server that sends an HTTP-like banner")
-    add("--exit-after", type=_argtype(parse_seconds), default=None, metavar="S",
-        help="exit (code 0) S seconds after starting")
-    add("--tick-hz", type=_argtype(parse_seconds), default=None, metavar="HZ",
+    add(
+        "--bad-status",
+        action="store_true",
+        help='answer {"status": "MAINTENANCE"} (dialect mt5-gate)',
+    )
+    add(
+        "--not-zmq",
+        action="store_true",
+        help="listen on --port as a plain TCP server that sends an HTTP-like banner",
+    )
+    add(
+        "--exit-after",
+        type=_argtype(parse_seconds),
+        default=None,
+        metavar="S",
+        help="exit (code 0) S seconds after starting",
+    )
+    add(
+        "--tick-hz",
+        type=_argtype(parse_seconds),
+        default=None,
+        metavar="HZ",
         help="ticks per second on the PUB port (default 10; 0 = none; dwx publishes the "
-             "symbols a client asked for with TRACK_PRICES)")
-    add("--curve-secret-key-file", metavar="PATH", default=None,
-        help="serve with CURVE, using the secret key in PATH (Z85 or a zmq certificate)")
-    add("--curve-allow", metavar="PATH", default=None,
-        help="with CURVE, accept only the client public keys listed in PATH (one per line)")
-    add("--log-format", choices=("auto", "json", "console"), default="auto",
-        help="log format (default auto)")
+        "symbols a client asked for with TRACK_PRICES)",
+    )
+    add(
+        "--curve-secret-key-file",
+        metavar="PATH",
+        default=None,
+        help="serve with CURVE, using the secret key in PATH (Z85 or a zmq certificate)",
+    )
+    add(
+        "--curve-allow",
+        metavar="PATH",
+        default=None,
+        help="with CURVE, accept only the client public keys listed in PATH (one per line)",
+    )
+    add(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="log format (default auto)",
+    )
 
 
 def run(args: argparse.Namespace, _command: list[str], environ: Mapping[str, str]) -> int:

@@ -58,17 +58,30 @@ exit codes:
   130  SIGINT while waiting
   143  SIGTERM while waiting
 """
-GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, WAIT_DEADLINE, LOG_FORMAT, LOG_LEVEL,
-          CURVE, ALSO, STATE)
+GROUPS = (
+    CONNECTION,
+    ATTEMPT,
+    READINESS,
+    STATUS,
+    WAIT_DEADLINE,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    CURVE,
+    ALSO,
+    STATE,
+)
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, usage="mt5-gate wait [OPTIONS] [-- COMMAND [ARG...]]",
-             description="Retry a TCP connect and a ZeroMQ PING with exponential backoff "
-                         "until the gateway answers, then exec COMMAND (which keeps the PID). "
-                         "With no COMMAND, exit 0 once the gateway answers. --bridge NAME "
-                         "speaks a public bridge's protocol (see docs/BRIDGES.md).",
-             epilog=EXIT_CODES_HELP)
+    describe(
+        parser,
+        usage="mt5-gate wait [OPTIONS] [-- COMMAND [ARG...]]",
+        description="Retry a TCP connect and a ZeroMQ PING with exponential backoff "
+        "until the gateway answers, then exec COMMAND (which keeps the PID). "
+        "With no COMMAND, exit 0 once the gateway answers. --bridge NAME "
+        "speaks a public bridge's protocol (see docs/BRIDGES.md).",
+        epilog=EXIT_CODES_HELP,
+    )
     add_groups(parser, *GROUPS)
 
 
@@ -82,11 +95,17 @@ def run(args: argparse.Namespace, command: list[str], environ: Mapping[str, str]
     # A ZeroMQ --also URL with its own options may name a two-socket bridge: counted as one.
     two_socket = settings.kind.reply_port
     reply_sockets = two_socket + sum(
-        1 for other in others if other.kind.gateway and ("?" in other.text or two_socket))
+        1 for other in others if other.kind.gateway and ("?" in other.text or two_socket)
+    )
     fdlimit.require(fdlimit.needed(zmq_targets, len(others) - zmq_targets, reply_sockets))
     state_file = resolve_option(declared("state_file"), vars(args), environ)
-    with StateFile(state_file, settings.target, settings.transport, settings.bridge.name,
-                   [other.shown for other in others]) as state:  # removed at exit
+    with StateFile(
+        state_file,
+        settings.target,
+        settings.transport,
+        settings.bridge.name,
+        [other.shown for other in others],
+    ) as state:  # removed at exit
         return run_wait(settings, command, environ, others, state=state)
 
 
@@ -99,8 +118,13 @@ def _also_target(url: str, context: Context) -> Target:
         raise UsageError(f"--also / GATE_ALSO: {shown!r}: {exc}") from None
 
 
-def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[str, str],
-             dependencies: Sequence[Target] = (), state: StateFile | None = None) -> int:
+def run_wait(
+    settings: GateSettings,
+    command: Sequence[str],
+    environ: Mapping[str, str],
+    dependencies: Sequence[Target] = (),
+    state: StateFile | None = None,
+) -> int:
     """Wait until the gateway and every dependency are ready; then exec ``command`` (never
     returning) or return 0 when there is none. ``state`` is told each target's progress,
     for ``health``; it is removed before the exec."""
@@ -110,22 +134,35 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
     program = resolve_command(command, environ) if command else None
     deadline = Deadline(settings.timeout_s)
     backoff = BackoffWithJitter(settings.backoff_initial_s, settings.backoff_max_s)
-    emit(log, events.START, target=settings.target, pid=os.getpid(),
-         bridge=settings.bridge.name, transport=settings.transport,
-         reply_port=settings.reply_port,
-         deadline_s=settings.timeout_s or None, connect_timeout_s=settings.connect_timeout_s,
-         reply_timeout_s=settings.reply_timeout_s,
-         backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
-         expect_status=sorted(settings.expect_status), **settings.dialect.describe(),
-         command=list(command) or None,
-         also=[dep.shown for dep in dependencies] or None,
-         curve=settings.curve.describe() if settings.curve else None,
-         )
+    emit(
+        log,
+        events.START,
+        target=settings.target,
+        pid=os.getpid(),
+        bridge=settings.bridge.name,
+        transport=settings.transport,
+        reply_port=settings.reply_port,
+        deadline_s=settings.timeout_s or None,
+        connect_timeout_s=settings.connect_timeout_s,
+        reply_timeout_s=settings.reply_timeout_s,
+        backoff={"initial_s": settings.backoff_initial_s, "max_s": settings.backoff_max_s},
+        expect_status=sorted(settings.expect_status),
+        **settings.dialect.describe(),
+        command=list(command) or None,
+        also=[dep.shown for dep in dependencies] or None,
+        curve=settings.curve.describe() if settings.curve else None,
+    )
     state.start(log)
     others = None
     if dependencies:
-        others = AlsoWaiter(list(dependencies), deadline, log, backoff,
-                            settings.connect_timeout_s + settings.reply_timeout_s, state=state)
+        others = AlsoWaiter(
+            list(dependencies),
+            deadline,
+            log,
+            backoff,
+            settings.connect_timeout_s + settings.reply_timeout_s,
+            state=state,
+        )
 
     def hint(reason: Reason) -> str:
         return reason.hint_for(settings.host, settings.port)
@@ -133,12 +170,24 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
     with ZmqGateway(curve=settings.curve) as gateway:
         check = GatewayCheck(settings.endpoint, gateway, log=log)
         ready, attempts = wait_until_ready(
-            check, deadline, log, backoff=backoff,
+            check,
+            deadline,
+            log,
+            backoff=backoff,
             before_attempt=others.raise_if_failed_for_good if others else None,
-            hint=hint, on_failure=_told(state, settings.target, log, hint))
-        emit(log, events.READY, attempt=attempts, elapsed_s=round(deadline.elapsed(), 3),
-             rtt_ms=ready.rtt_ms, address=ready.address, via=ready.via,
-             reply=untrusted(ready.reply))
+            hint=hint,
+            on_failure=_told(state, settings.target, log, hint),
+        )
+        emit(
+            log,
+            events.READY,
+            attempt=attempts,
+            elapsed_s=round(deadline.elapsed(), 3),
+            rtt_ms=ready.rtt_ms,
+            address=ready.address,
+            via=ready.via,
+            reply=untrusted(ready.reply),
+        )
         state.ready(settings.target)
         emit(log, events.STATUS, **_status_fields(check, ready))
     if others is not None:
@@ -153,16 +202,18 @@ def run_wait(settings: GateSettings, command: Sequence[str], environ: Mapping[st
     raise AssertionError("exec_runner returned")  # pragma: no cover
 
 
-def _told(state: StateFile, name: str, log: Any, hint: Callable[[Reason], str]
-          ) -> Callable[[AttemptDetails], None]:
+def _told(
+    state: StateFile, name: str, log: Any, hint: Callable[[Reason], str]
+) -> Callable[[AttemptDetails], None]:
     """The hook of ``name``'s failed attempts: the usual log line, then the state file."""
     attempt_log = AttemptLog(log, hint=hint)
 
     def told(details: AttemptDetails) -> None:
         attempt_log(details)
         failure = details.failure
-        state.failed(name, details.attempt, failure.reason.value, failure.error,
-                     failure.broker_state)
+        state.failed(
+            name, details.attempt, failure.reason.value, failure.error, failure.broker_state
+        )
 
     return told
 
@@ -175,8 +226,13 @@ def _status_fields(check: GatewayCheck, ready: Ready) -> dict[str, Any]:
         reply = check.status(ready.address, check.status_timeout(ready))
     except NotReady as refused:  # an error-shaped reply: shown, not taken for a status
         state = {"broker_state": refused.state.name} if refused.state else {}
-        return {"available": False, "reason": refused.reason.value,
-                "reply": untrusted(refused.reply), "error": refused.error, **state}
+        return {
+            "available": False,
+            "reason": refused.reason.value,
+            "reply": untrusted(refused.reply),
+            "error": refused.error,
+            **state,
+        }
     except AttemptFailed as failure:
         return {"available": False, "reason": failure.reason.value, "error": failure.error}
     return {"available": True, "reply": untrusted(reply)}
@@ -201,32 +257,57 @@ class AlsoWaiter:
     outcome. A thread that ends other than "ready" leaves an error behind, so it can never
     be taken for ready."""
 
-    def __init__(self, others: list[Target], deadline: Deadline, log: Any,
-                 backoff: BackoffWithJitter, attempt_timeout: float, *,
-                 state: StateFile | None = None) -> None:
+    def __init__(
+        self,
+        others: list[Target],
+        deadline: Deadline,
+        log: Any,
+        backoff: BackoffWithJitter,
+        attempt_timeout: float,
+        *,
+        state: StateFile | None = None,
+    ) -> None:
         self._state = state if state is not None else StateFile.unkept()
         self._errors: list[Exception] = []
         self._ready: list[str] = []  # positive reports only: the exec needs one per target
         self._targets = [other.shown for other in others]
         self._threads = [
-            threading.Thread(target=self._wait_one, daemon=True, name=f"also-{i}",
-                             args=(other, deadline, log.bind(target=other.shown), backoff,
-                                   attempt_timeout))
-            for i, other in enumerate(others)]
+            threading.Thread(
+                target=self._wait_one,
+                daemon=True,
+                name=f"also-{i}",
+                args=(other, deadline, log.bind(target=other.shown), backoff, attempt_timeout),
+            )
+            for i, other in enumerate(others)
+        ]
         for thread in self._threads:
             thread.start()
 
-    def _wait_one(self, target: Target, deadline: Deadline, log: Any,
-                  backoff: BackoffWithJitter, attempt_timeout: float) -> None:
+    def _wait_one(
+        self,
+        target: Target,
+        deadline: Deadline,
+        log: Any,
+        backoff: BackoffWithJitter,
+        attempt_timeout: float,
+    ) -> None:
         def hint(reason: Reason) -> str:
-            return reason.hint_for(target.host, target.port) if target.kind.gateway \
+            return (
+                reason.hint_for(target.host, target.port)
+                if target.kind.gateway
                 else dependency_hint(reason, target.shown)
+            )
 
         try:
             detail, attempts = wait_until_ready(
-                _TargetCheck(target, attempt_timeout), deadline, log, backoff=backoff,
-                hint=hint, name=target.shown,
-                on_failure=_told(self._state, target.shown, log, hint))
+                _TargetCheck(target, attempt_timeout),
+                deadline,
+                log,
+                backoff=backoff,
+                hint=hint,
+                name=target.shown,
+                on_failure=_told(self._state, target.shown, log, hint),
+            )
         except GateError as exc:
             exc.target = target.shown
             self._errors.append(exc)
@@ -236,8 +317,13 @@ class AlsoWaiter:
             exc.add_note(f"in the --also check of {target.shown}")
             self._errors.append(exc)
             return
-        emit(log, events.DEPENDENCY_READY, attempt=attempts,
-             elapsed_s=round(deadline.elapsed(), 3), detail=detail)
+        emit(
+            log,
+            events.DEPENDENCY_READY,
+            attempt=attempts,
+            elapsed_s=round(deadline.elapsed(), 3),
+            detail=detail,
+        )
         self._state.ready(target.shown)
         self._ready.append(target.shown)
 

@@ -23,30 +23,39 @@ from entrypoint.logs import scrub, untrusted
 # env file, and to print on a terminal.
 _PLAIN_LITERAL = re.compile(r"[A-Za-z0-9 _.:/+-]{1,40}")
 _WORD = re.compile(r"[A-Za-z]+")
-_GENERIC = ("set GATE_READY_WHEN to an expression on this reply that is true only when the "
-            "bridge is ready (docs/BRIDGES.md)")
+_GENERIC = (
+    "set GATE_READY_WHEN to an expression on this reply that is true only when the "
+    "bridge is ready (docs/BRIDGES.md)"
+)
 
 
 def suggest_fix(reply: Any, dialect: Dialect) -> str:
     """One line for ``probe`` after a not_ready reply (see the module's rules)."""
     refusal = _refusal(reply)
     if refusal is not None:
-        return (f"the bridge refuses this request or is not ready ({refusal}): give it the "
-                "request it expects (GATE_PING_REQUEST: action, required fields, token as "
-                "\"$file:PATH\"), or wait until it is ready; see docs/BRIDGES.md")
+        return (
+            f"the bridge refuses this request or is not ready ({refusal}): give it the "
+            "request it expects (GATE_PING_REQUEST: action, required fields, token as "
+            '"$file:PATH"), or wait until it is ready; see docs/BRIDGES.md'
+        )
     if isinstance(reply, str):
         if _pasteable(reply):
-            return (f"the bridge answers plain text: if \"{reply}\" means ready, set "
-                    f"GATE_READY_WHEN=\"@ == '{reply}'\"")
+            return (
+                f'the bridge answers plain text: if "{reply}" means ready, set '
+                f"GATE_READY_WHEN=\"@ == '{reply}'\""
+            )
         return f"the bridge answers plain text: {_GENERIC}"
     if not isinstance(reply, dict):
-        return (f"the bridge answers a JSON {type(reply).__name__}, not an object: set "
-                "GATE_READY_WHEN to an expression that is true when it is ready")
-    status = next((value for key, value in reply.items() if str(key).lower() == "status"),
-                  None)
+        return (
+            f"the bridge answers a JSON {type(reply).__name__}, not an object: set "
+            "GATE_READY_WHEN to an expression that is true when it is ready"
+        )
+    status = next((value for key, value in reply.items() if str(key).lower() == "status"), None)
     if isinstance(status, str) and _pasteable(status) and not dialect.custom_judgement:
-        return (f"if status \"{status}\" means ready, set "
-                f"GATE_EXPECT_STATUS={status} (or GATE_READY_WHEN=\"status == '{status}'\")")
+        return (
+            f'if status "{status}" means ready, set '
+            f"GATE_EXPECT_STATUS={status} (or GATE_READY_WHEN=\"status == '{status}'\")"
+        )
     return _GENERIC
 
 
@@ -59,8 +68,15 @@ _MESSAGE_KEYS = frozenset({"message", "msg", "reason"})
 def _refusal(reply: Any) -> str | None:
     """What in the reply says "no", shown safely; None when nothing does. The bridge's
     error first (the heartbeat envelope's `error`, not its `req_id`)."""
-    top = [(str(key).lower(), value) for key, value in reply.items()
-           if isinstance(value, str) and value.strip()] if isinstance(reply, dict) else []
+    top = (
+        [
+            (str(key).lower(), value)
+            for key, value in reply.items()
+            if isinstance(value, str) and value.strip()
+        ]
+        if isinstance(reply, dict)
+        else []
+    )
     error = next((value for key, value in top if key in _ERROR_KEYS), None)
     if error is not None:
         return untrusted(error, 80)
@@ -78,8 +94,12 @@ def _strings(node: Any) -> list[str]:
     if isinstance(node, str):
         return [node]
     if isinstance(node, dict):
-        return [text for key, value in node.items() if not volatile_key(str(key))
-                for text in _strings(value)]
+        return [
+            text
+            for key, value in node.items()
+            if not volatile_key(str(key))
+            for text in _strings(value)
+        ]
     if isinstance(node, list):
         return [text for value in node for text in _strings(value)]
     return []

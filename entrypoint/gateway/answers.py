@@ -63,8 +63,7 @@ class Match(NamedTuple):
 class AnswerLedger:
     """The requests still waiting for their answer, oldest first."""
 
-    def __init__(self, reply_timeout_s: float, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+    def __init__(self, reply_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.lost_after_s = max(LOST_AFTER_MIN_S, LOST_AFTER_REPLY_TIMEOUTS * reply_timeout_s)
         self._clock = clock
         self._waiting: deque[Sent] = deque()
@@ -124,11 +123,16 @@ class ReplyChannel:
             self._address = address
         if self._opened is None:
             self._opened = self.gateway.open(
-                zmq.PULL, address, self.port,
-                Deadline(self.endpoint.connect_timeout_s), role=f"reply port {self.port}: ")
+                zmq.PULL,
+                address,
+                self.port,
+                Deadline(self.endpoint.connect_timeout_s),
+                role=f"reply port {self.port}: ",
+            )
             # Without it a connect into a DROP rule waits for the kernel (~2 min).
             self._opened.sock.setsockopt(
-                zmq.CONNECT_TIMEOUT, max(1, int(self.endpoint.connect_timeout_s * 1000)))
+                zmq.CONNECT_TIMEOUT, max(1, int(self.endpoint.connect_timeout_s * 1000))
+            )
             self._up = False
             self._connected_at = None
         return self._opened
@@ -144,9 +148,13 @@ class ReplyChannel:
             self.close()  # a fresh socket for a fresh diagnosis
             opened = self.socket_for(address)
         try:
-            self.gateway.await_(opened, deadline, until_handshake=True,
-                                connect_timeout_s=self.endpoint.connect_timeout_s,
-                                reply_timeout_s=reply_timeout_s)
+            self.gateway.await_(
+                opened,
+                deadline,
+                until_handshake=True,
+                connect_timeout_s=self.endpoint.connect_timeout_s,
+                reply_timeout_s=reply_timeout_s,
+            )
         except AttemptFailed:
             self.close()
             raise
@@ -167,8 +175,12 @@ class ReplyChannel:
             elif event == zmq.EVENT_DISCONNECTED:
                 self._up = False
                 self._connected_at = None
-        if (not self._up and self._connected_at is not None and opened.conn.seen is None
-                and time.monotonic() - self._connected_at >= GREETING_CHECK_AFTER_S):
+        if (
+            not self._up
+            and self._connected_at is not None
+            and opened.conn.seen is None
+            and time.monotonic() - self._connected_at >= GREETING_CHECK_AFTER_S
+        ):
             self._up = opened.conn.inspect().kind.is_zmq  # a legacy peer reports no handshake
         return self._up
 
@@ -182,14 +194,19 @@ class ReplyChannel:
             left_ms = int(waiting.remaining() * 1000)
             if left_ms <= 0 or not opened.sock.poll(max(1, min(left_ms, 100))):
                 if waiting.expired():
-                    raise AttemptFailed("zmq", Reason.NO_REPLY,
-                                        f"no answer on reply port {self.port} within "
-                                        f"{reply_timeout_s:g} s")
+                    raise AttemptFailed(
+                        "zmq",
+                        Reason.NO_REPLY,
+                        f"no answer on reply port {self.port} within {reply_timeout_s:g} s",
+                    )
                 if not self.refresh() and opened.conn.disconnected:
                     self.close()
-                    raise AttemptFailed("zmq", Reason.RESET,
-                                        f"reply port {self.port}: the bridge closed the "
-                                        "connection before answering")
+                    raise AttemptFailed(
+                        "zmq",
+                        Reason.RESET,
+                        f"reply port {self.port}: the bridge closed the "
+                        "connection before answering",
+                    )
                 continue
             match = self.ledger.take(opened.sock.recv_multipart())
             if match is None:
@@ -200,10 +217,13 @@ class ReplyChannel:
             if match.empty:
                 # darwinex/dwx-zeromq-connector answers a command it does not know with
                 # the empty message alone.
-                raise AttemptFailed("reply", Reason.NOT_READY,
-                                    "the bridge answered with an empty message only: it "
-                                    "does not know this request (an EA without "
-                                    "GET_ACCOUNT_INFO knows TRADE;GET_OPEN_TRADES)")
+                raise AttemptFailed(
+                    "reply",
+                    Reason.NOT_READY,
+                    "the bridge answered with an empty message only: it "
+                    "does not know this request (an EA without "
+                    "GET_ACCOUNT_INFO knows TRADE;GET_OPEN_TRADES)",
+                )
             return match.frames
 
     def read_late(self) -> None:

@@ -29,33 +29,60 @@ class BrokerState(NamedTuple):
         return f"{self.meaning}: {self.fix}. See {self.anchor}"
 
 
-STATES: dict[str, BrokerState] = {state.name: state for state in (
-    BrokerState("trading_not_allowed", "the terminal does not allow this EA to trade",
-                "press AutoTrading (Algo Trading in MT5) in the terminal's toolbar so it is "
-                "green, and tick \"Allow live trading\" on the Common tab of the EA's "
-                "properties (F7 on the chart)"),
-    BrokerState("ea_disabled", "Expert Advisors are disabled in the terminal",
-                "press AutoTrading (Algo Trading) in the toolbar, and check Tools > Options > "
-                "Expert Advisors does not disable them on account or profile change"),
-    BrokerState("trade_context_busy", "the terminal's trade context is busy with another "
-                "EA's or a manual order", "usually passes within seconds; if it stays, "
-                "find the EA or script that holds it and stop it"),
-    BrokerState("dlls_disabled", "the EA may not call DLLs (libzmq is one)",
-                "tick \"Allow DLL imports\" on the Common tab of the EA's properties (and in "
-                "Tools > Options > Expert Advisors), then reattach the EA"),
-    BrokerState("libs_disabled", "the EA may not import external libraries",
-                "tick \"Allow imports of external experts\" in the EA's properties (MT4), "
-                "then reattach the EA"),
-    BrokerState("no_broker_connection", "the terminal is not connected to the broker",
-                "check the terminal's login (File > Login to Trade Account), the server "
-                "name, and the connection status at the bottom right of the terminal"),
-    BrokerState("algo_trading_off", "the terminal's Algo Trading is off",
-                "press Algo Trading in the terminal's toolbar so it is green "
-                "(TERMINAL_TRADE_ALLOWED is 0)"),
-    BrokerState("ea_trading_off", "this EA is not allowed to trade",
-                "tick \"Allow Algo Trading\" on the Common tab of the EA's properties (F7 on "
-                "the chart) and reattach it (MQL_TRADE_ALLOWED is 0)"),
-)}
+STATES: dict[str, BrokerState] = {
+    state.name: state
+    for state in (
+        BrokerState(
+            "trading_not_allowed",
+            "the terminal does not allow this EA to trade",
+            "press AutoTrading (Algo Trading in MT5) in the terminal's toolbar so it is "
+            'green, and tick "Allow live trading" on the Common tab of the EA\'s '
+            "properties (F7 on the chart)",
+        ),
+        BrokerState(
+            "ea_disabled",
+            "Expert Advisors are disabled in the terminal",
+            "press AutoTrading (Algo Trading) in the toolbar, and check Tools > Options > "
+            "Expert Advisors does not disable them on account or profile change",
+        ),
+        BrokerState(
+            "trade_context_busy",
+            "the terminal's trade context is busy with another EA's or a manual order",
+            "usually passes within seconds; if it stays, "
+            "find the EA or script that holds it and stop it",
+        ),
+        BrokerState(
+            "dlls_disabled",
+            "the EA may not call DLLs (libzmq is one)",
+            'tick "Allow DLL imports" on the Common tab of the EA\'s properties (and in '
+            "Tools > Options > Expert Advisors), then reattach the EA",
+        ),
+        BrokerState(
+            "libs_disabled",
+            "the EA may not import external libraries",
+            'tick "Allow imports of external experts" in the EA\'s properties (MT4), '
+            "then reattach the EA",
+        ),
+        BrokerState(
+            "no_broker_connection",
+            "the terminal is not connected to the broker",
+            "check the terminal's login (File > Login to Trade Account), the server "
+            "name, and the connection status at the bottom right of the terminal",
+        ),
+        BrokerState(
+            "algo_trading_off",
+            "the terminal's Algo Trading is off",
+            "press Algo Trading in the terminal's toolbar so it is green "
+            "(TERMINAL_TRADE_ALLOWED is 0)",
+        ),
+        BrokerState(
+            "ea_trading_off",
+            "this EA is not allowed to trade",
+            'tick "Allow Algo Trading" on the Common tab of the EA\'s properties (F7 on '
+            "the chart) and reattach it (MQL_TRADE_ALLOWED is 0)",
+        ),
+    )
+}
 
 # The words darwinex/dwx-zeromq-connector's EA answers with, each `<WORD>__ABORTED_COMMAND`.
 _WORDS = {
@@ -88,9 +115,11 @@ def broker_state(reply: Any) -> BrokerState | None:
 
 
 def _says_off(value: Any) -> bool:
-    return value is False or (isinstance(value, int | float) and not isinstance(value, bool)
-                              and value == 0) or (
-        isinstance(value, str) and value.strip().lower() in ("0", "false"))
+    return (
+        value is False
+        or (isinstance(value, int | float) and not isinstance(value, bool) and value == 0)
+        or (isinstance(value, str) and value.strip().lower() in ("0", "false"))
+    )
 
 
 def _walk(node: Any) -> Iterator[Any]:

@@ -67,7 +67,8 @@ class GatewayCheck:
         self.gateway = gateway
         self.transport = transport_for(gateway, endpoint)
         self.transport.on_late = lambda frames, rtt_ms, via: self._judged(
-            via, "too_slow", frames, rtt_ms)
+            via, "too_slow", frames, rtt_ms
+        )
         self.log = log
         self.last_address: str | None = None
 
@@ -90,8 +91,10 @@ class GatewayCheck:
         self.last_address = None
         started = time.monotonic()
         addresses = resolve(e.host, e.port, deadline.capped(e.connect_timeout_s))
-        trace = Trace(tuple(address for _family, address in addresses),
-                      round((time.monotonic() - started) * 1000, 2))
+        trace = Trace(
+            tuple(address for _family, address in addresses),
+            round((time.monotonic() - started) * 1000, 2),
+        )
         self.last_address = addresses[0][1]
         failure: AttemptFailed | None = None
         for _family, address in addresses:
@@ -108,26 +111,45 @@ class GatewayCheck:
             self.last_address = address
             trace = trace._replace(address=address, connect_ms=exchange.connect_ms)
             if not e.kind.sends_requests:
-                return Ready(address, None, exchange.connect_ms, via="handshake",
-                             connect_ms=exchange.connect_ms, trace=trace)
+                return Ready(
+                    address,
+                    None,
+                    exchange.connect_ms,
+                    via="handshake",
+                    connect_ms=exchange.connect_ms,
+                    trace=trace,
+                )
             try:
                 reply = e.dialect.judge(exchange.frames)
             except AttemptFailed as refused:
                 refused.trace = trace
                 raise
-            return Ready(address, reply, exchange.rtt_ms, connect_ms=exchange.connect_ms,
-                         trace=trace)
+            return Ready(
+                address, reply, exchange.rtt_ms, connect_ms=exchange.connect_ms, trace=trace
+            )
         assert failure is not None
         raise failure
 
-    def exchange(self, address: str, request: RequestTemplate, deadline: Deadline,
-                 reply_timeout_s: float | None = None, via: str = "attempt") -> Exchange:
+    def exchange(
+        self,
+        address: str,
+        request: RequestTemplate,
+        deadline: Deadline,
+        reply_timeout_s: float | None = None,
+        via: str = "attempt",
+    ) -> Exchange:
         payload = request.render()
         return self.transport.exchange(
-            address, payload, deadline,
-            reply_timeout_s=self.endpoint.reply_timeout_s if reply_timeout_s is None
+            address,
+            payload,
+            deadline,
+            reply_timeout_s=self.endpoint.reply_timeout_s
+            if reply_timeout_s is None
             else reply_timeout_s,
-            on_sent=lambda: self._sent(address, payload, via), secret=request.secret, via=via)
+            on_sent=lambda: self._sent(address, payload, via),
+            secret=request.secret,
+            via=via,
+        )
 
     def passive(self, deadline: Deadline) -> tuple[str, float]:
         """The bridge's request socket shown to work with nothing sent, nothing taken from
@@ -138,15 +160,13 @@ class GatewayCheck:
         address = addresses[0][1]
         return address, self.transport.passive(address, deadline)
 
-
     def status(self, address: str, reply_timeout_s: float) -> Any:
         """The gateway's STATUS reply, judged like a PING's; AttemptFailed when it has none
         to give or refuses. Only called when a status request is configured."""
         dialect = self.endpoint.dialect
         assert dialect.status is not None
         deadline = Deadline(self.endpoint.connect_timeout_s + reply_timeout_s)
-        exchange = self.exchange(address, dialect.status, deadline, reply_timeout_s,
-                                 via="status")
+        exchange = self.exchange(address, dialect.status, deadline, reply_timeout_s, via="status")
         return dialect.judge(exchange.frames)
 
     def status_timeout(self, ready: Ready) -> float:
@@ -156,8 +176,9 @@ class GatewayCheck:
         margin = STATUS_TIMEOUT_MIN_S + 2 * (ready.rtt_ms or 0) / 1000
         return min(STATUS_TIMEOUT_MAX_S, margin, self.endpoint.reply_timeout_s)
 
-    def watch_pause(self, seconds: float, deadline: Deadline | None = None
-                    ) -> Ready | AttemptFailed | None:
+    def watch_pause(
+        self, seconds: float, deadline: Deadline | None = None
+    ) -> Ready | AttemptFailed | None:
         """Spend a backoff pause with a request pending on the bridge's transport; a valid
         reply within --reply-timeout of the request reaching the bridge is readiness. A
         reply that refuses is returned (not raised), so the wait counts it among the
@@ -168,9 +189,14 @@ class GatewayCheck:
             return None
         ping = self.endpoint.dialect.ping
         payload = ping.render()
-        caught = self.transport.watch(address, payload, pause, secret=ping.secret,
-                                      on_sent=lambda: self._sent(address, payload, "pause"),
-                                      until=deadline)
+        caught = self.transport.watch(
+            address,
+            payload,
+            pause,
+            secret=ping.secret,
+            on_sent=lambda: self._sent(address, payload, "pause"),
+            until=deadline,
+        )
         if caught is None:
             return None
         frames, rtt_ms = caught
@@ -189,20 +215,38 @@ class GatewayCheck:
 
     def _sent(self, address: str, payload: bytes, via: str) -> None:
         if self.log is not None:
-            emit(self.log, events.REQUEST, via=via, transport=self.endpoint.transport,
-                 to=address_text(address, self.endpoint.port),
-                 request=untrusted(payload, 200))
+            emit(
+                self.log,
+                events.REQUEST,
+                via=via,
+                transport=self.endpoint.transport,
+                to=address_text(address, self.endpoint.port),
+                request=untrusted(payload, 200),
+            )
 
-    def _judged(self, via: str, verdict: str, frames: list[bytes], rtt_ms: float | None,
-                failure: AttemptFailed | None = None) -> None:
+    def _judged(
+        self,
+        via: str,
+        verdict: str,
+        frames: list[bytes],
+        rtt_ms: float | None,
+        failure: AttemptFailed | None = None,
+    ) -> None:
         if self.log is None:
             return
         state = failure.state if isinstance(failure, NotReady) else None
         extra: dict[str, Any] = {"broker_state": state.name} if state is not None else {}
         if failure is not None:
             extra["error"] = failure.error
-        emit(self.log, events.REPLY, via=via, verdict=verdict, rtt_ms=rtt_ms,
-             reply=untrusted(b"".join(frames), 200), **extra)
+        emit(
+            self.log,
+            events.REPLY,
+            via=via,
+            verdict=verdict,
+            rtt_ms=rtt_ms,
+            reply=untrusted(b"".join(frames), 200),
+            **extra,
+        )
 
     def _address_for_pause(self, pause: Deadline) -> str | None:
         """The address to queue a request to; after a DNS failure, look the name up again
@@ -214,16 +258,24 @@ class GatewayCheck:
             if pause.expired():
                 return None
             try:
-                resolved = resolve(self.endpoint.host, self.endpoint.port,
-                                   pause.capped(self.endpoint.connect_timeout_s))
+                resolved = resolve(
+                    self.endpoint.host,
+                    self.endpoint.port,
+                    pause.capped(self.endpoint.connect_timeout_s),
+                )
             except AttemptFailed:
                 continue
             self.last_address = resolved[0][1]
         return self.last_address
 
 
-def check_feed(gateway: ZmqGateway, host: str, port: int, deadline: Deadline,
-               message_within_s: float | None = None) -> float:
+def check_feed(
+    gateway: ZmqGateway,
+    host: str,
+    port: int,
+    deadline: Deadline,
+    message_within_s: float | None = None,
+) -> float:
     """The PUB port: a SUB connection shown to work before ``deadline``; its time in ms."""
     addresses = resolve(host, port, deadline)
     return gateway.handshake(addresses[0][1], port, deadline, message_within_s)

@@ -29,15 +29,28 @@ from entrypoint.gateway.tcp import (
 )
 from entrypoint.reasons import Reason
 
-MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
-             | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-             | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                      zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+MONITORED = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_CLOSED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+)
 # Which peer each of our socket types needs, for "a socket of a type we cannot talk to".
-_PEERS_OF: dict[int, str] = {zmq.REQ: "REP or ROUTER", zmq.PUSH: "PULL", zmq.PULL: "PUSH",
-                             zmq.SUB: "PUB"}
+_PEERS_OF: dict[int, str] = {
+    zmq.REQ: "REP or ROUTER",
+    zmq.PUSH: "PULL",
+    zmq.PULL: "PUSH",
+    zmq.SUB: "PUB",
+}
 
 
 def peers_of(kind: int) -> str:
@@ -47,8 +60,11 @@ def peers_of(kind: int) -> str:
 # The socket types a ZMTP 2.0 greeting may name for each of ours (ZMTP 2.0 numbers them as
 # libzmq does: REP 4, ROUTER 6, PULL 7, PUSH 8, PUB 1).
 _COMPATIBLE: dict[int, frozenset[int]] = {
-    zmq.REQ: frozenset({zmq.REP, zmq.ROUTER}), zmq.PUSH: frozenset({zmq.PULL}),
-    zmq.PULL: frozenset({zmq.PUSH}), zmq.SUB: frozenset({zmq.PUB})}
+    zmq.REQ: frozenset({zmq.REP, zmq.ROUTER}),
+    zmq.PUSH: frozenset({zmq.PULL}),
+    zmq.PULL: frozenset({zmq.PUSH}),
+    zmq.SUB: frozenset({zmq.PUB}),
+}
 SECRETS_OPT_IN = "GATE_LEGACY_SECRETS=allow"
 
 
@@ -56,8 +72,9 @@ class Connection:
     """What the monitor has told us about one socket's connection so far; asks the TCP
     layer only when the events alone cannot say what went wrong."""
 
-    def __init__(self, address: str, port: int, curve: bool, stage: Deadline,
-                 role: str = "") -> None:
+    def __init__(
+        self, address: str, port: int, curve: bool, stage: Deadline, role: str = ""
+    ) -> None:
         self.address = address
         self.role = role  # "reply port " for a two-socket transport's second socket
         self.port = port
@@ -109,15 +126,19 @@ class Connection:
         try:
             connect([(family, self.address)], self.port, self.stage)
             if self.inspect().kind is Greeting.CLOSED:
-                self.failure = AttemptFailed("greeting", Reason.RESET,
-                                             describe_peer(self.inspect(), self.where))
+                self.failure = AttemptFailed(
+                    "greeting", Reason.RESET, describe_peer(self.inspect(), self.where)
+                )
         except AttemptFailed as failure:
             if failure.reason is Reason.RESET:
                 # The handshake completed and the peer reset the connection before our
                 # connect() returned (a port proxy without a backend, seen on a busy
                 # machine): TCP works, what listens there drops every connection.
-                failure = AttemptFailed("greeting", Reason.RESET, describe_peer(
-                    GreetingSeen(Greeting.CLOSED), self.where))
+                failure = AttemptFailed(
+                    "greeting",
+                    Reason.RESET,
+                    describe_peer(GreetingSeen(Greeting.CLOSED), self.where),
+                )
             if self.role:
                 failure.error = f"{self.role}{failure.error}"
             self.failure = failure
@@ -132,16 +153,18 @@ class Connection:
 
     def _handshake_failed(self, event: int, value: int) -> None:
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            self.failure = AttemptFailed("zmq", Reason.AUTH,
-                                         f"the gateway rejected this client's CURVE key "
-                                         f"(ZAP status {value})")
+            self.failure = AttemptFailed(
+                "zmq",
+                Reason.AUTH,
+                f"the gateway rejected this client's CURVE key (ZAP status {value})",
+            )
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
                 self.failure = AttemptFailed("zmq", Reason.AUTH, _mismatch(self.curve))
             else:
-                self.failure = AttemptFailed("zmq", Reason.PROTOCOL,
-                                             f"ZeroMQ handshake failed: protocol error "
-                                             f"{value:#x}")
+                self.failure = AttemptFailed(
+                    "zmq", Reason.PROTOCOL, f"ZeroMQ handshake failed: protocol error {value:#x}"
+                )
         else:  # EVENT_HANDSHAKE_FAILED_NO_DETAIL: the events cannot say; the greeting can
             self._expect_disconnect = True
             self.dropped(self.inspect())
@@ -154,19 +177,25 @@ class Connection:
             self.failure = AttemptFailed("greeting", reason, describe_peer(seen, self.where))
         elif self.curve and seen.mechanism != "CURVE":
             offered = seen.mechanism or f"no security ({seen.kind.value})"
-            self.failure = AttemptFailed("zmq", Reason.AUTH,
-                                         f"CURVE is configured on the gate, but the gateway "
-                                         f"offers {offered}: use CURVE on both sides, or on "
-                                         "neither")
+            self.failure = AttemptFailed(
+                "zmq",
+                Reason.AUTH,
+                f"CURVE is configured on the gate, but the gateway "
+                f"offers {offered}: use CURVE on both sides, or on "
+                "neither",
+            )
         elif self.curve:
             # A CURVE server that cannot decrypt our HELLO drops the connection without a
             # word: the key we hold for it is not its key.
-            self.failure = AttemptFailed("zmq", Reason.AUTH,
-                                         "the gateway dropped the CURVE handshake: the "
-                                         "server key is probably wrong")
+            self.failure = AttemptFailed(
+                "zmq",
+                Reason.AUTH,
+                "the gateway dropped the CURVE handshake: the server key is probably wrong",
+            )
         elif seen.mechanism not in (None, "NULL"):
-            self.failure = AttemptFailed("zmq", Reason.AUTH,
-                                         f"the gateway requires {seen.mechanism} security")
+            self.failure = AttemptFailed(
+                "zmq", Reason.AUTH, f"the gateway requires {seen.mechanism} security"
+            )
         else:
             self.dropped_in_handshake = True
 
@@ -179,46 +208,63 @@ class Connection:
         if self.handshake:
             return None
         seen = self.seen
-        if seen is not None and seen.kind is Greeting.ZMTP2 and \
-                seen.socket_type in _COMPATIBLE.get(kind, frozenset()):
+        if (
+            seen is not None
+            and seen.kind is Greeting.ZMTP2
+            and seen.socket_type in _COMPATIBLE.get(kind, frozenset())
+        ):
             return None
         if seen is not None and seen.kind is Greeting.ZMTP1 and legacy_allowed:
             return None
         if seen is not None and seen.kind is Greeting.ZMTP1:
-            return AttemptFailed("zmq", Reason.PROTOCOL,
-                                 f"{self.where} is a ZMTP 1.0 peer (libzmq 2.x), which cannot "
-                                 "prove it is the gateway, and the request carries a $file: "
-                                 f"secret: not sent. {SECRETS_OPT_IN} sends it anyway")
+            return AttemptFailed(
+                "zmq",
+                Reason.PROTOCOL,
+                f"{self.where} is a ZMTP 1.0 peer (libzmq 2.x), which cannot "
+                "prove it is the gateway, and the request carries a $file: "
+                f"secret: not sent. {SECRETS_OPT_IN} sends it anyway",
+            )
         shown = describe_peer(seen, self.where) if seen is not None else self.where
-        return AttemptFailed("zmq", Reason.PROTOCOL,
-                             f"{shown}: not a ZeroMQ peer of a type we talk to "
-                             f"({peers_of(kind)}); the request carries a $file: secret: "
-                             "not sent")
+        return AttemptFailed(
+            "zmq",
+            Reason.PROTOCOL,
+            f"{shown}: not a ZeroMQ peer of a type we talk to "
+            f"({peers_of(kind)}); the request carries a $file: secret: "
+            "not sent",
+        )
 
     def timed_out(self, waited_s: float) -> AttemptFailed:
         if self.handshake:
-            return AttemptFailed("zmq", Reason.NO_REPLY,
-                                 f"{self.role}no reply within {waited_s:g} s")
+            return AttemptFailed(
+                "zmq", Reason.NO_REPLY, f"{self.role}no reply within {waited_s:g} s"
+            )
         if self.dropped_in_handshake:
-            failure = AttemptFailed("zmq", Reason.RESET,
-                                    "the connection dropped during the ZeroMQ handshake")
+            failure = AttemptFailed(
+                "zmq", Reason.RESET, "the connection dropped during the ZeroMQ handshake"
+            )
             failure.inconclusive = True
             return failure
         if self.connected_at is not None:
-            return AttemptFailed("zmq", Reason.NO_REPLY,
-                                 f"TCP connected, but no ZeroMQ handshake or reply within "
-                                 f"{waited_s:g} s (gateway frozen or overloaded, a legacy "
-                                 "ZeroMQ peer that did not answer, or a silent non-ZeroMQ "
-                                 "service)")
-        return AttemptFailed("tcp", Reason.TIMEOUT,
-                             f"{self.where}: no answer within {waited_s:g} s")
+            return AttemptFailed(
+                "zmq",
+                Reason.NO_REPLY,
+                f"TCP connected, but no ZeroMQ handshake or reply within "
+                f"{waited_s:g} s (gateway frozen or overloaded, a legacy "
+                "ZeroMQ peer that did not answer, or a silent non-ZeroMQ "
+                "service)",
+            )
+        return AttemptFailed(
+            "tcp", Reason.TIMEOUT, f"{self.where}: no answer within {waited_s:g} s"
+        )
 
 
 def _mismatch(curve: bool) -> str:
     return "security mechanism mismatch: " + (
         "CURVE is configured on the gate, but the gateway does not use CURVE: use CURVE on "
-        "both sides, or on neither" if curve else
-        "the gateway requires CURVE: set GATEWAY_CURVE_SERVER_KEY")
+        "both sides, or on neither"
+        if curve
+        else "the gateway requires CURVE: set GATEWAY_CURVE_SERVER_KEY"
+    )
 
 
 def drain(monitor: zmq.Socket[Any]) -> Iterator[tuple[int, int]]:

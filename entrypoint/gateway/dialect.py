@@ -35,14 +35,24 @@ from entrypoint.gateway.requests import (
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
 
-__all__ = ["DEFAULT_DIALECT", "DEFAULT_PING_REQUEST", "DEFAULT_STATUS_REQUEST", "NO_REQUEST",
-           "REFUSING_WORDS", "Dialect", "NotReady", "decode_reply", "default_ready",
-           "dialect_from_values", "parse_request", "refusing_key"]
+__all__ = [
+    "DEFAULT_DIALECT",
+    "DEFAULT_PING_REQUEST",
+    "DEFAULT_STATUS_REQUEST",
+    "NO_REQUEST",
+    "REFUSING_WORDS",
+    "Dialect",
+    "NotReady",
+    "decode_reply",
+    "default_ready",
+    "dialect_from_values",
+    "parse_request",
+    "refusing_key",
+]
 
 # Keys whose values change from one reply to the next without saying anything about
 # readiness; ignored when deciding whether not_ready replies are "the same reply again".
-_VOLATILE_KEY = re.compile(r"time|date|stamp|uuid|nonce|^seq|^id$|_id$|^ts$|uptime",
-                           re.IGNORECASE)
+_VOLATILE_KEY = re.compile(r"time|date|stamp|uuid|nonce|^seq|^id$|_id$|^ts$|uptime", re.IGNORECASE)
 
 
 class Dialect(NamedTuple):
@@ -60,26 +70,32 @@ class Dialect(NamedTuple):
         try:
             ready = self.judgement.accepts(reply)
         except RecursionError:
-            raise AttemptFailed("reply", Reason.BAD_REPLY,
-                                "reply is nested too deeply to judge") from None
+            raise AttemptFailed(
+                "reply", Reason.BAD_REPLY, "reply is nested too deeply to judge"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the reply is the bridge's: see below
             # The expression is checked at start; what it meets here is whatever the bridge
             # sent (a price as a string compared with a number, NaN in floor()), and jmespath
             # raises TypeError, ValueError or OverflowError as readily as its own errors.
             # Any of them means "not shown ready": retried, never a crash, never ready.
-            raise AttemptFailed("reply", Reason.NOT_READY,
-                                f"reply {untrusted(reply, 200)}: {self.judgement.expression} "
-                                f"could not be evaluated on it "
-                                f"({untrusted(f'{type(exc).__name__}: {exc}', 120)})") from None
+            raise AttemptFailed(
+                "reply",
+                Reason.NOT_READY,
+                f"reply {untrusted(reply, 200)}: {self.judgement.expression} "
+                f"could not be evaluated on it "
+                f"({untrusted(f'{type(exc).__name__}: {exc}', 120)})",
+            ) from None
         if not ready:
             raise NotReady(reply, self.judgement.expression)
         return reply
 
     def describe(self) -> dict[str, Any]:
         """What gate.start logs: the templates as configured ($file: paths, not contents)."""
-        return {"ping_request": self.ping.describe(),
-                "status_request": self.status.describe() if self.status else None,
-                "ready_when": self.judgement.expression}
+        return {
+            "ping_request": self.ping.describe(),
+            "status_request": self.status.describe() if self.status else None,
+            "ready_when": self.judgement.expression,
+        }
 
 
 class NotReady(AttemptFailed):
@@ -87,8 +103,11 @@ class NotReady(AttemptFailed):
     perhaps why, in words a broker state names (``broker_states``)."""
 
     def __init__(self, reply: Any, expression: str) -> None:
-        super().__init__("reply", Reason.NOT_READY,
-                         f"reply {untrusted(reply, 200)} does not satisfy {expression}")
+        super().__init__(
+            "reply",
+            Reason.NOT_READY,
+            f"reply {untrusted(reply, 200)} does not satisfy {expression}",
+        )
         self.reply = reply
         self.state: BrokerState | None = broker_state(reply)
         if self.state is not None:
@@ -101,25 +120,40 @@ class NotReady(AttemptFailed):
 
 def _without_volatile(node: Any) -> Any:
     if isinstance(node, dict):
-        return {key: _without_volatile(value) for key, value in node.items()
-                if not _VOLATILE_KEY.search(str(key))}
+        return {
+            key: _without_volatile(value)
+            for key, value in node.items()
+            if not _VOLATILE_KEY.search(str(key))
+        }
     if isinstance(node, list):
         return [_without_volatile(value) for value in node]
     return node
 
 
-def dialect_from_values(ping: str, status: str, ready_when: str | None,
-                        statuses: frozenset[str], wheres: Mapping[str, str]) -> Dialect:
+def dialect_from_values(
+    ping: str,
+    status: str,
+    ready_when: str | None,
+    statuses: frozenset[str],
+    wheres: Mapping[str, str],
+) -> Dialect:
     """Build and validate the dialect; ``wheres`` names each option as "--flag / VAR"."""
     ping_template = parse_request(ping, wheres["ping_request"])
-    status_template = None if status.strip().lower() == NO_REQUEST else \
-        parse_request(status, wheres["status_request"])
+    status_template = (
+        None
+        if status.strip().lower() == NO_REQUEST
+        else parse_request(status, wheres["status_request"])
+    )
     if ready_when is None:
         return Dialect(ping_template, status_template, default_judgement(statuses))
     if not ready_when.strip():
         raise UsageError(f"{wheres['ready_when']}: must not be empty")
-    return Dialect(ping_template, status_template,
-                   parse_judgement(ready_when, wheres["ready_when"]), custom_judgement=True)
+    return Dialect(
+        ping_template,
+        status_template,
+        parse_judgement(ready_when, wheres["ready_when"]),
+        custom_judgement=True,
+    )
 
 
 def volatile_key(name: str) -> bool:
@@ -127,7 +161,14 @@ def volatile_key(name: str) -> bool:
 
 
 DEFAULT_DIALECT = dialect_from_values(
-    DEFAULT_PING_REQUEST, DEFAULT_STATUS_REQUEST, None,
+    DEFAULT_PING_REQUEST,
+    DEFAULT_STATUS_REQUEST,
+    None,
     frozenset({"OK", "PONG", "OPERATIONAL"}),
-    {"ping_request": "--ping-request", "status_request": "--status-request",
-     "expect_status": "--expect-status", "ready_when": "--ready-when"})
+    {
+        "ping_request": "--ping-request",
+        "status_request": "--status-request",
+        "expect_status": "--expect-status",
+        "ready_when": "--ready-when",
+    },
+)

@@ -34,19 +34,47 @@ class TransportKind(NamedTuple):
     build: str  # "module:Class" in entrypoint.gateway, imported when first used
 
 
-TRANSPORT_KINDS: dict[str, TransportKind] = {kind.name: kind for kind in (
-    TransportKind(REQ, "req (REQ/REP)", reply_port=False, sends_requests=True,
-                  passive_health=False, feed_by_default=True, build="transports:ReqTransport"),
-    TransportKind(PUSH_PULL, "push-pull (PUSH to --port, the answer on a PULL from "
-                  "--reply-port)", reply_port=True, sends_requests=True, passive_health=True,
-                  feed_by_default=False, build="transports:PushPullTransport"),
-    TransportKind(REQ_PULL, "req-pull (REQ acknowledged, the answer on --reply-port)",
-                  reply_port=True, sends_requests=True, passive_health=True,
-                  feed_by_default=False, build="transports:ReqPullTransport"),
-    TransportKind(HANDSHAKE, "handshake (no request: the ZeroMQ handshake only)",
-                  reply_port=False, sends_requests=False, passive_health=True,
-                  feed_by_default=False, build="transports:HandshakeTransport"),
-)}
+TRANSPORT_KINDS: dict[str, TransportKind] = {
+    kind.name: kind
+    for kind in (
+        TransportKind(
+            REQ,
+            "req (REQ/REP)",
+            reply_port=False,
+            sends_requests=True,
+            passive_health=False,
+            feed_by_default=True,
+            build="transports:ReqTransport",
+        ),
+        TransportKind(
+            PUSH_PULL,
+            "push-pull (PUSH to --port, the answer on a PULL from --reply-port)",
+            reply_port=True,
+            sends_requests=True,
+            passive_health=True,
+            feed_by_default=False,
+            build="transports:PushPullTransport",
+        ),
+        TransportKind(
+            REQ_PULL,
+            "req-pull (REQ acknowledged, the answer on --reply-port)",
+            reply_port=True,
+            sends_requests=True,
+            passive_health=True,
+            feed_by_default=False,
+            build="transports:ReqPullTransport",
+        ),
+        TransportKind(
+            HANDSHAKE,
+            "handshake (no request: the ZeroMQ handshake only)",
+            reply_port=False,
+            sends_requests=False,
+            passive_health=True,
+            feed_by_default=False,
+            build="transports:HandshakeTransport",
+        ),
+    )
+}
 TRANSPORTS = tuple(TRANSPORT_KINDS)
 TWO_SOCKET = frozenset(kind.name for kind in TRANSPORT_KINDS.values() if kind.reply_port)
 

@@ -61,13 +61,49 @@ _RESULT_KEYS = frozenset({"result"})
 _SAYS_NO = frozenset({"false", "0", "no"})
 # Words that mean "no" as a whole status or result: never accepted as a result, never
 # suggested as the status to accept (probe's fix line).
-REFUSING_WORDS = frozenset({
-    "ERROR", "ERR", "FAIL", "FAILED", "FAILURE", "DENIED", "UNAUTHORIZED", "UNAUTHORISED",
-    "FORBIDDEN", "INVALID", "REJECTED", "UNKNOWN", "MAINTENANCE", "DISCONNECTED", "DOWN",
-    "BUSY", "OFFLINE", "DEAD", "EXCEPTION", "TIMEOUT", "NOK", "KO", "NOT", "NO", "BAD",
-    "WRONG", "MISSING", "UNAVAILABLE", "STOPPED", "CLOSED", "HALTED", "REFUSED", "ABORTED",
-    "EXPIRED", "DISABLED", "UNSUPPORTED", "NONE", "NULL", "FALSE",
-})
+REFUSING_WORDS = frozenset(
+    {
+        "ERROR",
+        "ERR",
+        "FAIL",
+        "FAILED",
+        "FAILURE",
+        "DENIED",
+        "UNAUTHORIZED",
+        "UNAUTHORISED",
+        "FORBIDDEN",
+        "INVALID",
+        "REJECTED",
+        "UNKNOWN",
+        "MAINTENANCE",
+        "DISCONNECTED",
+        "DOWN",
+        "BUSY",
+        "OFFLINE",
+        "DEAD",
+        "EXCEPTION",
+        "TIMEOUT",
+        "NOK",
+        "KO",
+        "NOT",
+        "NO",
+        "BAD",
+        "WRONG",
+        "MISSING",
+        "UNAVAILABLE",
+        "STOPPED",
+        "CLOSED",
+        "HALTED",
+        "REFUSED",
+        "ABORTED",
+        "EXPIRED",
+        "DISABLED",
+        "UNSUPPORTED",
+        "NONE",
+        "NULL",
+        "FALSE",
+    }
+)
 
 
 def default_ready(reply: Any, statuses: Iterable[Any]) -> bool:
@@ -83,8 +119,11 @@ def default_ready(reply: Any, statuses: Iterable[Any]) -> bool:
     if broker_state(reply) is not None:  # the bridge says it cannot trade
         return False
     accepted = {_as_text(status).upper() for status in statuses}
-    return all(_as_text(value).upper() in accepted for key, value in reply.items()
-               if str(key).lower() in _STATUS_KEYS)
+    return all(
+        _as_text(value).upper() in accepted
+        for key, value in reply.items()
+        if str(key).lower() in _STATUS_KEYS
+    )
 
 
 def refusing_key(reply: dict[Any, Any]) -> Any:
@@ -94,10 +133,17 @@ def refusing_key(reply: dict[Any, Any]) -> Any:
     probe's fix line, so the two never disagree on what a refusal is."""
     for key, value in reply.items():
         name = str(key).lower()
-        if (name in _YES_NO_KEYS and _says_no(value)) or (
-                name in _ERROR_KEYS and not _is_empty(value)) or (
-                name in _RESULT_KEYS and (value is False or (
-                    isinstance(value, str) and value.strip().upper() in REFUSING_WORDS))):
+        if (
+            (name in _YES_NO_KEYS and _says_no(value))
+            or (name in _ERROR_KEYS and not _is_empty(value))
+            or (
+                name in _RESULT_KEYS
+                and (
+                    value is False
+                    or (isinstance(value, str) and value.strip().upper() in REFUSING_WORDS)
+                )
+            )
+        ):
             return key
     return None
 
@@ -117,8 +163,7 @@ def _says_no(value: Any) -> bool:
 
 def _is_empty(value: Any) -> bool:
     """null, false, "", [] or {}; the number 0 is an error code, not "no error"."""
-    return value is None or value is False or (
-        isinstance(value, (str, list, dict)) and not value)
+    return value is None or value is False or (isinstance(value, (str, list, dict)) and not value)
 
 
 class Judgement(NamedTuple):
@@ -186,5 +231,3 @@ def parse_judgement(expression: str, where: str) -> Judgement:
         raise UsageError(f"{where}: not a valid JMESPath expression: {first}") from None
     options = _options()
     return Judgement(expression, lambda reply: compiled.search(reply, options=options))
-
-

@@ -29,8 +29,9 @@ PENDING_RECONNECT_MS = 50
 PENDING_RECONNECT_MAX_MS = 150
 
 
-def pending_socket(gateway: ZmqGateway, kind: int, address: str, port: int,
-                   connect_timeout_s: float) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+def pending_socket(
+    gateway: ZmqGateway, kind: int, address: str, port: int, connect_timeout_s: float
+) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
     """A socket that keeps reconnecting fast during a pause, and its (connection and
     handshake) monitor. A signal landing mid-way leaves half-built sockets to ZmqGateway's
     exit, which hands them to the OS rather than wait for them."""
@@ -56,19 +57,32 @@ class PendingPing:
     handshake proved the peer (a legacy peer is left to the next attempt, which can tell).
     """
 
-    def __init__(self, gateway: ZmqGateway, address: str, port: int, payload: bytes,
-                 connect_timeout_s: float, *, secret: Secrecy | None = None) -> None:
-        self._sock, self._monitor = pending_socket(gateway, zmq.REQ, address, port,
-                                                   connect_timeout_s)
+    def __init__(
+        self,
+        gateway: ZmqGateway,
+        address: str,
+        port: int,
+        payload: bytes,
+        connect_timeout_s: float,
+        *,
+        secret: Secrecy | None = None,
+    ) -> None:
+        self._sock, self._monitor = pending_socket(
+            gateway, zmq.REQ, address, port, connect_timeout_s
+        )
         # Held until a handshake proved the peer: a request with a secret, and one that
         # could not be queued (the peer refused the handshake before we sent).
         self._payload: bytes | None = payload
         if secret is None and queue_without_blocking(self._sock, payload):
             self._payload = None
 
-    def wait(self, pause: Deadline, reply_timeout_s: float | None = None,
-             on_delivered: Callable[[], None] | None = None, until: Deadline | None = None
-             ) -> tuple[list[bytes], float | None] | None:
+    def wait(
+        self,
+        pause: Deadline,
+        reply_timeout_s: float | None = None,
+        on_delivered: Callable[[], None] | None = None,
+        until: Deadline | None = None,
+    ) -> tuple[list[bytes], float | None] | None:
         """(reply frames, ms since the PING could reach the gateway, or None if the monitor
         never said) if a reply arrives in time, else None. ``on_delivered`` is called once,
         when the PING could first reach the gateway. A gateway that completed the
@@ -89,15 +103,19 @@ class PendingPing:
             if self._monitor in ready or self._sock in ready:
                 for event, _value in drain(self._monitor):
                     if self._payload is not None:  # held back until proven
-                        if (event != zmq.EVENT_HANDSHAKE_SUCCEEDED
-                                or not queue_without_blocking(self._sock, self._payload)):
+                        if event != zmq.EVENT_HANDSHAKE_SUCCEEDED or not queue_without_blocking(
+                            self._sock, self._payload
+                        ):
                             continue
                         self._payload = None
                     if reached is None and on_delivered is not None:
                         on_delivered()
                     reached = time.monotonic()  # the latest (re)connection carried it
-                    if (event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not extended
-                            and reply_timeout_s is not None):
+                    if (
+                        event == zmq.EVENT_HANDSHAKE_SUCCEEDED
+                        and not extended
+                        and reply_timeout_s is not None
+                    ):
                         extended = True
                         end = max(end, min(reached + reply_timeout_s, latest))
             if self._sock in ready:
@@ -106,8 +124,12 @@ class PendingPing:
                 return frames, rtt
         # The pause ended: a connection made in its last moment may still have carried the
         # request, and is then told too (no request leaves unlogged).
-        if reached is None and on_delivered is not None and self._payload is None and any(
-                True for _event in drain(self._monitor)):
+        if (
+            reached is None
+            and on_delivered is not None
+            and self._payload is None
+            and any(True for _event in drain(self._monitor))
+        ):
             on_delivered()
         return None
 

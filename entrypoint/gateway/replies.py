@@ -34,8 +34,11 @@ def decode_reply(frames: list[bytes]) -> Any:
     Windows-1252, and taken only if that gives JSON: anything else is ``bad_reply``, never
     guessed at."""
     if len(frames) != 1:
-        raise AttemptFailed("reply", Reason.PROTOCOL,
-                            f"multipart reply with {len(frames)} frames; expected one frame")
+        raise AttemptFailed(
+            "reply",
+            Reason.PROTOCOL,
+            f"multipart reply with {len(frames)} frames; expected one frame",
+        )
     raw = frames[0]
     # A C string ends at its first NUL; MQL5 sends the terminator, or a whole fixed-size
     # buffer with stale bytes after it.
@@ -57,9 +60,11 @@ def decode_reply(frames: list[bytes]) -> Any:
             return _json(candidate)
         except ValueError:
             continue
-    raise AttemptFailed("reply", Reason.BAD_REPLY,
-                        f"reply is not UTF-8 (nor JSON in UTF-16 or Windows-1252): "
-                        f"{untrusted(raw[:80])}")
+    raise AttemptFailed(
+        "reply",
+        Reason.BAD_REPLY,
+        f"reply is not UTF-8 (nor JSON in UTF-16 or Windows-1252): {untrusted(raw[:80])}",
+    )
 
 
 def _json(text: str) -> Any:
@@ -69,17 +74,20 @@ def _json(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unambiguous)
     except RecursionError:
-        raise AttemptFailed("reply", Reason.BAD_REPLY,
-                            "reply is JSON nested too deeply to decode") from None
+        raise AttemptFailed(
+            "reply", Reason.BAD_REPLY, "reply is JSON nested too deeply to decode"
+        ) from None
 
 
 def _unambiguous(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj and obj[key] != value:
-            raise AttemptFailed("reply", Reason.BAD_REPLY,
-                                f"reply gives key {untrusted(key, 40)} twice, with different "
-                                "values")
+            raise AttemptFailed(
+                "reply",
+                Reason.BAD_REPLY,
+                f"reply gives key {untrusted(key, 40)} twice, with different values",
+            )
         obj[key] = value
     return obj
 
@@ -106,8 +114,6 @@ def _other_encodings(raw: bytes) -> Iterator[str]:
             continue
 
 
-
-
 class _NotLiteral(Exception):
     """The syntax tree holds something that is not a plain literal."""
 
@@ -129,21 +135,26 @@ def python_literal(text: str) -> dict[str, Any] | None:
     except (SyntaxError, ValueError, _NotLiteral, MemoryError, TypeError):
         return None
     except RecursionError:
-        raise AttemptFailed("reply", Reason.BAD_REPLY,
-                            "reply is a Python literal nested too deeply to decode") from None
+        raise AttemptFailed(
+            "reply", Reason.BAD_REPLY, "reply is a Python literal nested too deeply to decode"
+        ) from None
     return value if isinstance(value, dict) else None
 
 
 def _literal(node: ast.AST) -> Any:
     import ast  # noqa: PLC0415 - loaded by python_literal: a lookup in sys.modules
 
-    if (isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool)) \
-            or (isinstance(node, ast.Constant) and node.value is None):
+    if (isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool)) or (
+        isinstance(node, ast.Constant) and node.value is None
+    ):
         return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd) and \
-            isinstance(node.operand, ast.Constant) and \
-            isinstance(node.operand.value, int | float) and \
-            not isinstance(node.operand.value, bool):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub | ast.UAdd)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, int | float)
+        and not isinstance(node.operand.value, bool)
+    ):
         return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
     if isinstance(node, ast.List | ast.Tuple):
         return [_literal(item) for item in node.elts]
@@ -155,7 +166,6 @@ def _literal(node: ast.AST) -> Any:
             key = _literal(key_node)
             if isinstance(key, list):
                 raise _NotLiteral
-            pairs.append((key if isinstance(key, str) else json.dumps(key),
-                          _literal(value_node)))
+            pairs.append((key if isinstance(key, str) else json.dumps(key), _literal(value_node)))
         return _unambiguous(pairs)
     raise _NotLiteral

@@ -46,7 +46,9 @@ def _uuid(_arg: str) -> Any:
 
 
 _PER_REQUEST: dict[str, Callable[[str], Any]] = {
-    "$now": _now, "$now_epoch": _now_epoch, "$uuid": _uuid,
+    "$now": _now,
+    "$now_epoch": _now_epoch,
+    "$uuid": _uuid,
 }
 PLACEHOLDERS = (*_PER_REQUEST, "$file:PATH")
 
@@ -86,7 +88,10 @@ class RequestTemplate(NamedTuple):
     def __eq__(self, other: object) -> bool:
         # False, not NotImplemented, for another type: a plain tuple's == would answer.
         return type(other) is RequestTemplate and (self.text, self.is_json, self.secret) == (
-            other.text, other.is_json, other.secret)
+            other.text,
+            other.is_json,
+            other.secret,
+        )
 
     def __ne__(self, other: object) -> bool:  # tuple's own != would compare the body
         return not self.__eq__(other)
@@ -95,8 +100,9 @@ class RequestTemplate(NamedTuple):
         return hash((self.text, self.is_json, self.secret))
 
     def __repr__(self) -> str:
-        return (f"RequestTemplate(text={self.text!r}, is_json={self.is_json!r}, "
-                f"secret={self.secret!r})")
+        return (
+            f"RequestTemplate(text={self.text!r}, is_json={self.is_json!r}, secret={self.secret!r})"
+        )
 
     def render(self) -> bytes:
         if not self.is_json:
@@ -146,20 +152,27 @@ def parse_request(text: str, where: str) -> RequestTemplate:
         raise UsageError(f"{where}: must not be empty (an empty request may wedge a bridge)")
     if not text.lstrip().startswith(("{", "[", '"')):
         if "$" in text and any(name in text for name in (*_PER_REQUEST, "$file:")):
-            raise UsageError(f"{where}: placeholders work only in JSON requests; a text "
-                             "request is sent as it is written")
+            raise UsageError(
+                f"{where}: placeholders work only in JSON requests; a text "
+                "request is sent as it is written"
+            )
         if len(text.encode()) > MAX_FILE_PLACEHOLDER_BYTES:
             raise UsageError(f"{where}: longer than {MAX_FILE_PLACEHOLDER_BYTES} bytes")
         return RequestTemplate(text, None, is_json=False)
     try:
         body = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        detail = f"{exc.msg} at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) \
+        detail = (
+            f"{exc.msg} at character {exc.pos}"
+            if isinstance(exc, json.JSONDecodeError)
             else "nested too deeply"
+        )
         raise UsageError(f"{where}: not valid JSON ({detail})") from None
     if not isinstance(body, dict):
-        raise UsageError(f"{where}: must be a JSON object such as {DEFAULT_STATUS_REQUEST} "
-                         "(or plain text, sent as written)")
+        raise UsageError(
+            f"{where}: must be a JSON object such as {DEFAULT_STATUS_REQUEST} "
+            "(or plain text, sent as written)"
+        )
     located = _locate(body, where)
     return RequestTemplate(text, located, secret=_holds_secret(located))
 
@@ -184,15 +197,17 @@ def _locate(node: Any, where: str) -> Any:
     if node in _PER_REQUEST:
         return _Placeholder(node, _PER_REQUEST[node])
     if node.startswith("$file:"):
-        return _read_secret(node[len("$file:"):], where)
-    raise UsageError(f"{where}: unknown placeholder {untrusted(node, 40)}; known: "
-                     f"{', '.join(PLACEHOLDERS)} (write $$ for a literal $)")
+        return _read_secret(node[len("$file:") :], where)
+    raise UsageError(
+        f"{where}: unknown placeholder {untrusted(node, 40)}; known: "
+        f"{', '.join(PLACEHOLDERS)} (write $$ for a literal $)"
+    )
 
 
 def _read_secret(path: str, where: str) -> _Secret:
     # Errors name the path, never the content.
     if not path:
-        raise UsageError(f"{where}: $file: needs a path, e.g. \"$file:/run/secrets/token\"")
+        raise UsageError(f'{where}: $file: needs a path, e.g. "$file:/run/secrets/token"')
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_PLACEHOLDER_BYTES + 1)
@@ -207,8 +222,8 @@ def _read_secret(path: str, where: str) -> _Secret:
     if not text:
         raise UsageError(f"{where}: {path} is empty")
     if len(text.encode()) < MIN_SECRET_BYTES:
-        raise UsageError(f"{where}: the secret in {path} is shorter than {MIN_SECRET_BYTES} "
-                         "bytes: too short to protect (use a longer token)")
+        raise UsageError(
+            f"{where}: the secret in {path} is shorter than {MIN_SECRET_BYTES} "
+            "bytes: too short to protect (use a longer token)"
+        )
     return _Secret(path, text)
-
-

@@ -92,8 +92,9 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[tuple[int, str]]:
 
     threading.Thread(target=lookup, name="mt5-gate-resolve", daemon=True).start()
     if not done.wait(deadline.wait_s()):
-        raise AttemptFailed("dns", Reason.DNS,
-                            f"resolving {host!r} took longer than {deadline.limit_s:g} s")
+        raise AttemptFailed(
+            "dns", Reason.DNS, f"resolving {host!r} took longer than {deadline.limit_s:g} s"
+        )
     result = outcome[0]
     if isinstance(result, socket.gaierror):
         raise AttemptFailed("dns", Reason.DNS, f"cannot resolve {host!r}: {result.strerror}")
@@ -149,8 +150,7 @@ def connect(addresses: list[tuple[int, str]], port: int, deadline: Deadline) -> 
             return TcpResult(address, family, (time.monotonic() - started) * 1000)
         except AttemptFailed as failure:
             last = failure
-    raise last or AttemptFailed("tcp", Reason.TIMEOUT,
-                                f"no answer within {deadline.limit_s:g} s")
+    raise last or AttemptFailed("tcp", Reason.TIMEOUT, f"no answer within {deadline.limit_s:g} s")
 
 
 def _open(family: int, address: str, port: int, deadline: Deadline) -> socket.socket:
@@ -160,8 +160,11 @@ def _open(family: int, address: str, port: int, deadline: Deadline) -> socket.so
         sock.connect((address, port))
     except OSError as exc:
         sock.close()
-        raise AttemptFailed("tcp", classify_os_error(exc),
-                            f"{address_text(address, port)}: {_describe(exc, deadline)}") from None
+        raise AttemptFailed(
+            "tcp",
+            classify_os_error(exc),
+            f"{address_text(address, port)}: {_describe(exc, deadline)}",
+        ) from None
     return sock
 
 
@@ -180,8 +183,7 @@ def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSee
             # a peer that is not ZeroMQ stays silent, or answers in its own protocol.
             sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
             offered = True
-            received = _read_until(sock, _first_frame_complete,
-                                   deadline.capped(GREETING_WINDOW_S))
+            received = _read_until(sock, _first_frame_complete, deadline.capped(GREETING_WINDOW_S))
         if received is None:  # closed: at once, or (offered) on reading a ZeroMQ greeting
             return GreetingSeen(Greeting.SILENT if offered else Greeting.CLOSED)
         kind = _classify(received)
@@ -192,19 +194,21 @@ def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSee
             # mechanism.
             sock.sendall(OUR_SIGNATURE + OUR_MAJOR)
         wanted = ZMTP_SIGNATURE_LEN + 2 + MECHANISM_LEN
-        more = _read_until(sock, lambda got: len(got) >= wanted,
-                           deadline.capped(GREETING_WINDOW_S), received)
+        more = _read_until(
+            sock, lambda got: len(got) >= wanted, deadline.capped(GREETING_WINDOW_S), received
+        )
         got = more or received
         if len(got) <= ZMTP_SIGNATURE_LEN:
             return GreetingSeen(Greeting.ZMTP3, excerpt=got[:BANNER_EXCERPT])
         if got[ZMTP_SIGNATURE_LEN] < 3:  # revision 1: ZMTP 2.0, then its socket type
-            socket_type = got[ZMTP_SIGNATURE_LEN + 1] if len(got) > ZMTP_SIGNATURE_LEN + 1 \
-                else None
-            return GreetingSeen(Greeting.ZMTP2, excerpt=got[:BANNER_EXCERPT],
-                                socket_type=socket_type)
-        mechanism = got[ZMTP_SIGNATURE_LEN + 2:wanted].rstrip(b"\x00")
-        return GreetingSeen(Greeting.ZMTP3, mechanism.decode("ascii", "replace") or None,
-                            got[:BANNER_EXCERPT])
+            socket_type = got[ZMTP_SIGNATURE_LEN + 1] if len(got) > ZMTP_SIGNATURE_LEN + 1 else None
+            return GreetingSeen(
+                Greeting.ZMTP2, excerpt=got[:BANNER_EXCERPT], socket_type=socket_type
+            )
+        mechanism = got[ZMTP_SIGNATURE_LEN + 2 : wanted].rstrip(b"\x00")
+        return GreetingSeen(
+            Greeting.ZMTP3, mechanism.decode("ascii", "replace") or None, got[:BANNER_EXCERPT]
+        )
     except OSError:
         return GreetingSeen(Greeting.CLOSED)
     finally:
@@ -217,8 +221,9 @@ def _first_frame_complete(received: bytes) -> bool:
     return len(received) >= 2  # enough to tell a ZMTP 1.0 identity frame from a banner
 
 
-def _read_until(sock: socket.socket, enough: Callable[[bytes], bool], deadline: Deadline,
-                received: bytes = b"") -> bytes | None:
+def _read_until(
+    sock: socket.socket, enough: Callable[[bytes], bool], deadline: Deadline, received: bytes = b""
+) -> bytes | None:
     """Bytes read until ``enough`` or the deadline; None when the peer closed at once."""
     while not (received and enough(received)):
         if deadline.expired():

@@ -67,16 +67,31 @@ class Transport:
         self.endpoint = endpoint
         self.on_late: OnLate = _ignore_late
 
-    def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False, via: str = "attempt") -> Exchange:
+    def exchange(
+        self,
+        address: str,
+        payload: bytes,
+        deadline: Deadline,
+        *,
+        reply_timeout_s: float,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        via: str = "attempt",
+    ) -> Exchange:
         """One request and its answer. A ``secret`` payload is sent only to a peer that
         proved it is ZeroMQ with a socket type ours talks to (``ZmqGateway.prove``)."""
         raise NotImplementedError
 
-    def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False,
-              until: Deadline | None = None) -> Caught | None:
+    def watch(
+        self,
+        address: str,
+        payload: bytes,
+        pause: Deadline,
+        *,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        until: Deadline | None = None,
+    ) -> Caught | None:
         """A request pending through a backoff pause; its answer if one came in time. A
         request that reached the bridge is waited for past the pause, never past
         ``until`` (the wait's deadline)."""
@@ -91,30 +106,58 @@ class Transport:
     def passive(self, address: str, deadline: Deadline) -> float:
         """The handshake with the bridge's request socket, in ms; nothing is sent and the
         reply port is not touched."""
-        return self.gateway.handshake(address, self.endpoint.port, deadline,
-                                 kind=_KINDS[self.endpoint.handshake_socket])
+        return self.gateway.handshake(
+            address, self.endpoint.port, deadline, kind=_KINDS[self.endpoint.handshake_socket]
+        )
 
 
 class ReqTransport(Transport):
     name = REQ
 
-    def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False, via: str = "attempt") -> Exchange:
+    def exchange(
+        self,
+        address: str,
+        payload: bytes,
+        deadline: Deadline,
+        *,
+        reply_timeout_s: float,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        via: str = "attempt",
+    ) -> Exchange:
         # Queued at once; logged as sent when a connection could carry it to the peer.
-        return self.gateway.request(address, self.endpoint.port, payload, deadline,
-                                    connect_timeout_s=self.endpoint.connect_timeout_s,
-                                    reply_timeout_s=reply_timeout_s, on_connected=on_sent,
-                                    secret=self.secrecy(secret))
+        return self.gateway.request(
+            address,
+            self.endpoint.port,
+            payload,
+            deadline,
+            connect_timeout_s=self.endpoint.connect_timeout_s,
+            reply_timeout_s=reply_timeout_s,
+            on_connected=on_sent,
+            secret=self.secrecy(secret),
+        )
 
-    def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False,
-              until: Deadline | None = None) -> Caught | None:
-        with PendingPing(self.gateway, address, self.endpoint.port, payload,
-                         self.endpoint.connect_timeout_s,
-                         secret=self.secrecy(secret)) as pending:
-            return pending.wait(pause, self.endpoint.reply_timeout_s, on_delivered=on_sent,
-                                until=until)
+    def watch(
+        self,
+        address: str,
+        payload: bytes,
+        pause: Deadline,
+        *,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        until: Deadline | None = None,
+    ) -> Caught | None:
+        with PendingPing(
+            self.gateway,
+            address,
+            self.endpoint.port,
+            payload,
+            self.endpoint.connect_timeout_s,
+            secret=self.secrecy(secret),
+        ) as pending:
+            return pending.wait(
+                pause, self.endpoint.reply_timeout_s, on_delivered=on_sent, until=until
+            )
 
     def passive(self, address: str, deadline: Deadline) -> float:
         return self.gateway.handshake(address, self.endpoint.port, deadline, kind=zmq.REQ)
@@ -123,25 +166,42 @@ class ReqTransport(Transport):
 class HandshakeTransport(Transport):
     name = HANDSHAKE
 
-    def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False, via: str = "attempt") -> Exchange:
-        took = self.passive(address,
-                            deadline.capped(self.endpoint.connect_timeout_s + reply_timeout_s))
+    def exchange(
+        self,
+        address: str,
+        payload: bytes,
+        deadline: Deadline,
+        *,
+        reply_timeout_s: float,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        via: str = "attempt",
+    ) -> Exchange:
+        took = self.passive(
+            address, deadline.capped(self.endpoint.connect_timeout_s + reply_timeout_s)
+        )
         return Exchange([], round(took, 2), None)
 
-    def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False,
-              until: Deadline | None = None) -> Caught | None:
+    def watch(
+        self,
+        address: str,
+        payload: bytes,
+        pause: Deadline,
+        *,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        until: Deadline | None = None,
+    ) -> Caught | None:
         kind = _KINDS[self.endpoint.handshake_socket]
-        sock, monitor = pending_socket(self.gateway, kind, address, self.endpoint.port,
-                                       self.endpoint.connect_timeout_s)
+        sock, monitor = pending_socket(
+            self.gateway, kind, address, self.endpoint.port, self.endpoint.connect_timeout_s
+        )
         try:
             while not pause.expired():
                 raise_if_pending()
                 if monitor.poll(max(1, int(pause.remaining() * 1000))) and any(
-                        event == zmq.EVENT_HANDSHAKE_SUCCEEDED
-                        for event, _value in drain(monitor)):
+                    event == zmq.EVENT_HANDSHAKE_SUCCEEDED for event, _value in drain(monitor)
+                ):
                     return [], None
             return None
         finally:
@@ -162,21 +222,35 @@ class TwoSocketTransport(Transport):
     def _late(self, frames: list[bytes], rtt_ms: float | None, via: str) -> None:
         self.on_late(frames, rtt_ms, via)
 
-    def exchange(self, address: str, payload: bytes, deadline: Deadline, *,
-                 reply_timeout_s: float, on_sent: OnSent = _nothing,
-                 secret: bool = False, via: str = "attempt") -> Exchange:
+    def exchange(
+        self,
+        address: str,
+        payload: bytes,
+        deadline: Deadline,
+        *,
+        reply_timeout_s: float,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        via: str = "attempt",
+    ) -> Exchange:
         # The answer socket first: an answer pushed before it is connected is lost.
         replies = self.channel.connected(address, deadline, reply_timeout_s)
         connecting = deadline.capped(self.endpoint.connect_timeout_s)
-        requests = self.gateway.open(self.request_kind, address, self.endpoint.port,
-                                     connecting)
+        requests = self.gateway.open(self.request_kind, address, self.endpoint.port, connecting)
         try:
-            self.gateway.await_(requests, deadline, until_handshake=True,
-                                connect_timeout_s=self.endpoint.connect_timeout_s,
-                                reply_timeout_s=reply_timeout_s)
+            self.gateway.await_(
+                requests,
+                deadline,
+                until_handshake=True,
+                connect_timeout_s=self.endpoint.connect_timeout_s,
+                reply_timeout_s=reply_timeout_s,
+            )
             secrecy = self.secrecy(secret)
-            refusal = None if secrecy is None else requests.conn.refuse_secret(
-                requests.kind, secrecy.legacy_allowed)
+            refusal = (
+                None
+                if secrecy is None
+                else requests.conn.refuse_secret(requests.kind, secrecy.legacy_allowed)
+            )
             if refusal is not None:
                 raise refusal
             self.channel.read_late()  # what came before our request answers someone else's
@@ -184,18 +258,23 @@ class TwoSocketTransport(Transport):
             on_sent()
             ack = self._acknowledged(requests, deadline, reply_timeout_s)
             try:
-                frames = self.channel.answer(sent, deadline.capped(reply_timeout_s),
-                                             reply_timeout_s)
+                frames = self.channel.answer(
+                    sent, deadline.capped(reply_timeout_s), reply_timeout_s
+                )
             except AttemptFailed as failure:
                 if ack is not None and failure.reason is Reason.NO_REPLY:
-                    failure.error += (f" (the request port acknowledged with "
-                                      f"{untrusted(b''.join(ack), 60)}; if that was the "
-                                      "answer, this bridge speaks --transport req)")
+                    failure.error += (
+                        f" (the request port acknowledged with "
+                        f"{untrusted(b''.join(ack), 60)}; if that was the "
+                        "answer, this bridge speaks --transport req)"
+                    )
                 raise
-            connect_ms = None if replies.conn.connected_at is None else round(
-                (replies.conn.connected_at - replies.started) * 1000, 2)
-            return Exchange(frames, connect_ms,
-                            round((time.monotonic() - sent.at) * 1000, 2))
+            connect_ms = (
+                None
+                if replies.conn.connected_at is None
+                else round((replies.conn.connected_at - replies.started) * 1000, 2)
+            )
+            return Exchange(frames, connect_ms, round((time.monotonic() - sent.at) * 1000, 2))
         finally:
             requests.close()
 
@@ -204,21 +283,35 @@ class TwoSocketTransport(Transport):
         try:
             sock.send(payload, zmq.DONTWAIT)
         except zmq.Again:
-            raise AttemptFailed("zmq", Reason.NO_REPLY,
-                                "the request socket could not send (no peer took it)") from None
+            raise AttemptFailed(
+                "zmq", Reason.NO_REPLY, "the request socket could not send (no peer took it)"
+            ) from None
         return self.channel.ledger.sent(via)
 
-    def _acknowledged(self, requests: Monitored, deadline: Deadline,
-                      reply_timeout_s: float) -> list[bytes] | None:
+    def _acknowledged(
+        self, requests: Monitored, deadline: Deadline, reply_timeout_s: float
+    ) -> list[bytes] | None:
         return None
 
-    def watch(self, address: str, payload: bytes, pause: Deadline, *,
-              on_sent: OnSent = _nothing, secret: bool = False,
-              until: Deadline | None = None) -> Caught | None:
+    def watch(
+        self,
+        address: str,
+        payload: bytes,
+        pause: Deadline,
+        *,
+        on_sent: OnSent = _nothing,
+        secret: bool = False,
+        until: Deadline | None = None,
+    ) -> Caught | None:
         assert self.endpoint.reply_port is not None
         self.channel.socket_for(address)  # open (and reconnecting) through the pause
-        requests, monitor = pending_socket(self.gateway, self.request_kind, address,
-                                           self.endpoint.port, self.endpoint.connect_timeout_s)
+        requests, monitor = pending_socket(
+            self.gateway,
+            self.request_kind,
+            address,
+            self.endpoint.port,
+            self.endpoint.connect_timeout_s,
+        )
         try:
             # A secret waits for the request socket's ZMTP 3 handshake (a legacy peer is
             # left to the next attempt, which can read its greeting).
@@ -243,8 +336,9 @@ class TwoSocketTransport(Transport):
         finally:
             close_monitored(requests, monitor)
 
-    def _both_up(self, monitor: zmq.Socket[Any], pause: Deadline,
-                 handshake_only: bool = False) -> bool:
+    def _both_up(
+        self, monitor: zmq.Socket[Any], pause: Deadline, handshake_only: bool = False
+    ) -> bool:
         """Whether the reply channel and the request socket are both shown to work before
         the pause ends: a handshake, or (a legacy peer, which reports none) a connection
         that has stood for GREETING_CHECK_AFTER_S."""
@@ -252,9 +346,11 @@ class TwoSocketTransport(Transport):
         connected_at: float | None = None
         while not pause.expired():
             raise_if_pending()
-            request_up = handshake or (not handshake_only and connected_at is not None
-                                       and time.monotonic() - connected_at
-                                       >= GREETING_CHECK_AFTER_S)
+            request_up = handshake or (
+                not handshake_only
+                and connected_at is not None
+                and time.monotonic() - connected_at >= GREETING_CHECK_AFTER_S
+            )
             if self.channel.refresh() and request_up:
                 return True
             if monitor.poll(max(1, int(min(pause.remaining(), PAUSE_POLL_S) * 1000))):
@@ -278,8 +374,9 @@ class ReqPullTransport(TwoSocketTransport):
     name = REQ_PULL
     request_kind = zmq.REQ
 
-    def _acknowledged(self, requests: Monitored, deadline: Deadline,
-                      reply_timeout_s: float) -> list[bytes] | None:
+    def _acknowledged(
+        self, requests: Monitored, deadline: Deadline, reply_timeout_s: float
+    ) -> list[bytes] | None:
         """The REP's acknowledgement (khramkov/MQL5-JSON-API sends "OK" before it even
         reads the request); it is not the answer."""
         self.gateway.await_(requests, deadline, reply_timeout_s=reply_timeout_s)

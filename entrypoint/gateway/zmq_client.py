@@ -82,8 +82,9 @@ def _share(deadline: Deadline, seconds: float | None) -> Deadline:
 class ZmqGateway:
     """Owns the ZeroMQ context; every socket it makes is closed before ``close`` returns."""
 
-    def __init__(self, max_reply_bytes: int = MAX_REPLY_BYTES,
-                 curve: ClientSecurity | None = None) -> None:
+    def __init__(
+        self, max_reply_bytes: int = MAX_REPLY_BYTES, curve: ClientSecurity | None = None
+    ) -> None:
         self.max_reply_bytes = max_reply_bytes
         self.curve = curve
         self._ctx = zmq.Context(io_threads=1)
@@ -120,8 +121,9 @@ class ZmqGateway:
             self.curve.apply(sock)
         return sock
 
-    def open(self, kind: int, address: str, port: int, stage: Deadline, *,
-             role: str = "") -> Monitored:
+    def open(
+        self, kind: int, address: str, port: int, stage: Deadline, *, role: str = ""
+    ) -> Monitored:
         """A socket of ``kind`` connecting to address:port, with its monitor attached."""
         sock = self.socket(kind, address)
         try:
@@ -129,9 +131,13 @@ class ZmqGateway:
         except BaseException:
             sock.close(linger=0)
             raise
-        opened = Monitored(sock, monitor, kind,
-                           Connection(address, port, self.curve is not None, stage, role),
-                           time.monotonic())
+        opened = Monitored(
+            sock,
+            monitor,
+            kind,
+            Connection(address, port, self.curve is not None, stage, role),
+            time.monotonic(),
+        )
         try:
             sock.connect(endpoint(address, port))
         except BaseException:
@@ -139,8 +145,14 @@ class ZmqGateway:
             raise
         return opened
 
-    def handshake(self, address: str, port: int, deadline: Deadline,
-                  message_within_s: float | None = None, kind: int = zmq.SUB) -> float:
+    def handshake(
+        self,
+        address: str,
+        port: int,
+        deadline: Deadline,
+        message_within_s: float | None = None,
+        kind: int = zmq.SUB,
+    ) -> float:
         """Connect a socket of ``kind`` (SUB for a PUB port) and wait until its connection is
         shown to work (a handshake, a legacy peer's greeting, or a first message); the time
         that took in ms. Nothing is ever sent.
@@ -154,19 +166,28 @@ class ZmqGateway:
             self.await_(opened, deadline, until_handshake=True)
             conn = opened.conn
             took_ms = ((conn.reached_at or time.monotonic()) - opened.started) * 1000
-            if message_within_s is not None and not opened.sock.poll(
-                    int(message_within_s * 1000)):
-                raise AttemptFailed("zmq", Reason.NO_REPLY,
-                                    f"handshake done, but no message within "
-                                    f"{message_within_s:g} s")
+            if message_within_s is not None and not opened.sock.poll(int(message_within_s * 1000)):
+                raise AttemptFailed(
+                    "zmq",
+                    Reason.NO_REPLY,
+                    f"handshake done, but no message within {message_within_s:g} s",
+                )
             return took_ms
         finally:
             opened.close()
 
-    def request(self, address: str, port: int, payload: bytes, deadline: Deadline, *,
-                connect_timeout_s: float, reply_timeout_s: float,
-                on_connected: Callable[[], None] | None = None,
-                secret: Secrecy | None = None) -> Exchange:
+    def request(
+        self,
+        address: str,
+        port: int,
+        payload: bytes,
+        deadline: Deadline,
+        *,
+        connect_timeout_s: float,
+        reply_timeout_s: float,
+        on_connected: Callable[[], None] | None = None,
+        secret: Secrecy | None = None,
+    ) -> Exchange:
         """Send ``payload`` on a fresh REQ socket; the reply, or AttemptFailed saying why not.
 
         The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
@@ -186,8 +207,13 @@ class ZmqGateway:
                     told.append(True)
                     on_connected()
 
-            self.await_(opened, deadline, connect_timeout_s=connect_timeout_s,
-                        reply_timeout_s=reply_timeout_s, on_connected=tell_once)
+            self.await_(
+                opened,
+                deadline,
+                connect_timeout_s=connect_timeout_s,
+                reply_timeout_s=reply_timeout_s,
+                on_connected=tell_once,
+            )
             if not queued:  # await_ raised in every run seen; never wait on an empty socket
                 raise self._disconnected(opened)
             tell_once()  # a reply that beat the monitor's events proves it was delivered
@@ -196,21 +222,38 @@ class ZmqGateway:
         finally:
             opened.close()
 
-    def prove(self, opened: Monitored, deadline: Deadline, connect_timeout_s: float,
-              reply_timeout_s: float, secret: Secrecy) -> None:
+    def prove(
+        self,
+        opened: Monitored,
+        deadline: Deadline,
+        connect_timeout_s: float,
+        reply_timeout_s: float,
+        secret: Secrecy,
+    ) -> None:
         """Wait until the peer proved it is ZeroMQ with a socket type ours talks to, before
         a secret is queued (libzmq sends a queued message to anything it takes for ZMTP
         1.0: an SSH or HTTP server); AttemptFailed when it does not."""
-        self.await_(opened, deadline, connect_timeout_s=connect_timeout_s,
-                    reply_timeout_s=reply_timeout_s, until_handshake=True)
+        self.await_(
+            opened,
+            deadline,
+            connect_timeout_s=connect_timeout_s,
+            reply_timeout_s=reply_timeout_s,
+            until_handshake=True,
+        )
         refusal = opened.conn.refuse_secret(opened.kind, secret.legacy_allowed)
         if refusal is not None:
             raise refusal
 
-    def await_(self, opened: Monitored, deadline: Deadline, *,
-               connect_timeout_s: float | None = None, reply_timeout_s: float | None = None,
-               until_handshake: bool = False,
-               on_connected: Callable[[], None] | None = None) -> None:
+    def await_(
+        self,
+        opened: Monitored,
+        deadline: Deadline,
+        *,
+        connect_timeout_s: float | None = None,
+        reply_timeout_s: float | None = None,
+        until_handshake: bool = False,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
         """Wait until the socket is readable (or, ``until_handshake``, its connection is
         shown to work) while the monitor reports on the connection; AttemptFailed says why
         not. May be called again on the same socket: the connection's state carries over.
@@ -274,38 +317,49 @@ class ZmqGateway:
         """A connection with neither a handshake nor a reply a moment after connecting: a
         legacy peer (which never reports a handshake), a frozen gateway, or a service that
         is not ZeroMQ at all and left libzmq waiting. Only its greeting says which."""
-        return (conn.connected_at is not None and not conn.handshake and conn.seen is None
-                and time.monotonic() - conn.connected_at >= GREETING_CHECK_AFTER_S)
+        return (
+            conn.connected_at is not None
+            and not conn.handshake
+            and conn.seen is None
+            and time.monotonic() - conn.connected_at >= GREETING_CHECK_AFTER_S
+        )
 
     def _disconnected(self, opened: Monitored) -> AttemptFailed:
         conn = opened.conn
         if not conn.handshake:
             # libzmq emits no handshake-failure event when the peer's READY names a socket
             # type it cannot talk to (PUB, REQ, DEALER...); it just drops and never retries.
-            return AttemptFailed("zmq", Reason.PROTOCOL,
-                                 f"{conn.where} is a ZeroMQ socket of a type we cannot talk "
-                                 f"to (our {_name(opened.kind)} socket needs "
-                                 f"{peers_of(opened.kind)})")
+            return AttemptFailed(
+                "zmq",
+                Reason.PROTOCOL,
+                f"{conn.where} is a ZeroMQ socket of a type we cannot talk "
+                f"to (our {_name(opened.kind)} socket needs "
+                f"{peers_of(opened.kind)})",
+            )
         if not conn.retried and opened.monitor.poll(int(RETRY_EVENT_GRACE_S * 1000)):
             for event, _value in drain(opened.monitor):
                 if event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
                     conn.retried = True
         if conn.retried:
             who = f"{conn.role}the peer" if conn.role else "the gateway"
-            return AttemptFailed("zmq", Reason.RESET,
-                                 f"{who} closed the connection before replying")
-        return AttemptFailed("zmq", Reason.PROTOCOL,
-                             "libzmq dropped the connection: a reply larger than "
-                             f"{self.max_reply_bytes} bytes or malformed framing")
+            return AttemptFailed(
+                "zmq", Reason.RESET, f"{who} closed the connection before replying"
+            )
+        return AttemptFailed(
+            "zmq",
+            Reason.PROTOCOL,
+            "libzmq dropped the connection: a reply larger than "
+            f"{self.max_reply_bytes} bytes or malformed framing",
+        )
 
 
-def exchange_of(opened: Monitored, frames: list[bytes], sent_at: float | None = None
-                ) -> Exchange:
+def exchange_of(opened: Monitored, frames: list[bytes], sent_at: float | None = None) -> Exchange:
     """The Exchange for ``frames`` received on ``opened`` just now: the connection's time,
     and the round trip from ``sent_at`` (default: when the request could reach the peer)."""
     conn = opened.conn
-    connect_ms = None if conn.connected_at is None else \
-        round((conn.connected_at - opened.started) * 1000, 2)
+    connect_ms = (
+        None if conn.connected_at is None else round((conn.connected_at - opened.started) * 1000, 2)
+    )
     since = sent_at if sent_at is not None else conn.reached_at
     rtt_ms = None if since is None else round((time.monotonic() - since) * 1000, 2)
     return Exchange(frames, connect_ms, rtt_ms)

@@ -100,12 +100,18 @@ def _run(argv: Sequence[str] | None) -> int:
     import zmq  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
-        prog="demo_runner", description="\n\n".join((__doc__ or "").split("\n\n")[:2]),
+        prog="demo_runner",
+        description="\n\n".join((__doc__ or "").split("\n\n")[:2]),
         epilog="Ctrl-C (SIGINT) or SIGTERM: one line saying so, then exit 130 or 143.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--ticks", type=int, default=0, help="stop after N ticks (0 = never)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="give up (exit 1) when no message arrives for this many seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="give up (exit 1) when no message arrives for this many seconds",
+    )
     args = parser.parse_args(argv)
     host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
     port = os.environ.get("GATEWAY_PUB_PORT", "5556")
@@ -145,8 +151,11 @@ def _print_ticks(sub: zmq.Socket[bytes], limit: int, timeout_s: float) -> int:
         if not isinstance(message, dict) or message.get("type") != "tick":
             continue
         seen += 1
-        print(f"tick {seen}: {message.get('symbol')} bid={message.get('bid')} "
-              f"ask={message.get('ask')}", flush=True)
+        print(
+            f"tick {seen}: {message.get('symbol')} bid={message.get('bid')} "
+            f"ask={message.get('ask')}",
+            flush=True,
+        )
     print(f"received {seen} ticks; done", flush=True)
     return 0
 

@@ -50,8 +50,14 @@ TWO_SOCKET_DIALECTS = ("dwx", "mql5-json-api")
 # What ``--broker-state`` may say, per dialect: dwx's CheckOpsStatus refusals (the EA answers
 # "{'_response': 'WORD__ABORTED_COMMAND'}"), and the two switches MQL5-JSON-API reports.
 BROKER_STATES: dict[str, tuple[str, ...]] = {
-    "dwx": ("TRADING_IS_NOT_ALLOWED", "EA_IS_DISABLED", "TRADE_CONTEXT_BUSY",
-            "DLLS_DISABLED", "LIBS_DISABLED", "NO_BROKER_CONNECTION"),
+    "dwx": (
+        "TRADING_IS_NOT_ALLOWED",
+        "EA_IS_DISABLED",
+        "TRADE_CONTEXT_BUSY",
+        "DLLS_DISABLED",
+        "LIBS_DISABLED",
+        "NO_BROKER_CONNECTION",
+    ),
     "mql5-json-api": ("algo_trading_off", "ea_trading_off"),
 }
 
@@ -71,8 +77,13 @@ class SimState:
 def record_order(state: SimState, action: str | None, request: bytes) -> int:
     """Count and log one order attempt (``sim.order_attempt``); return its number."""
     state.orders += 1
-    emit(state.log, events.SIM_ORDER_ATTEMPT, order=state.orders, action=action or None,
-         request=request.decode("utf-8", "backslashreplace")[:200])
+    emit(
+        state.log,
+        events.SIM_ORDER_ATTEMPT,
+        order=state.orders,
+        action=action or None,
+        request=request.decode("utf-8", "backslashreplace")[:200],
+    )
     return state.orders
 
 
@@ -109,13 +120,27 @@ def mt5_gate(request: bytes, state: SimState) -> bytes:
     if state.bad_status:
         return _json({"status": "MAINTENANCE", "action": action})
     if action == "PING":
-        return _json({"status": "OK", "action": "PING", "message": "pong",
-                      "timestamp": now_iso(), "server": "mt5-gate-sim"})
+        return _json(
+            {
+                "status": "OK",
+                "action": "PING",
+                "message": "pong",
+                "timestamp": now_iso(),
+                "server": "mt5-gate-sim",
+            }
+        )
     if action == "STATUS":
-        return _json({"status": "OK", "action": "STATUS", "terminal_connected": True,
-                      "trade_allowed": True, "symbols": sorted(TICK_SYMBOLS),
-                      "uptime_s": round(time.monotonic() - state.started, 3),
-                      "timestamp": now_iso()})
+        return _json(
+            {
+                "status": "OK",
+                "action": "STATUS",
+                "terminal_connected": True,
+                "trade_allowed": True,
+                "symbols": sorted(TICK_SYMBOLS),
+                "uptime_s": round(time.monotonic() - state.started, 3),
+                "timestamp": now_iso(),
+            }
+        )
     return _json({"status": "ERROR", "message": f"unknown action {action!r}"})
 
 
@@ -124,35 +149,54 @@ def heartbeat(request: bytes, state: SimState) -> bytes:
     req_id = message.get("req_id") if isinstance(message, dict) else None
 
     def error(text: str) -> bytes:
-        return _json({"req_id": req_id if isinstance(req_id, str) else None,
-                      "status": "ERROR", "data": None, "error": text})
+        return _json(
+            {
+                "req_id": req_id if isinstance(req_id, str) else None,
+                "status": "ERROR",
+                "data": None,
+                "error": text,
+            }
+        )
 
-    if not (isinstance(message, dict) and isinstance(message.get("action"), str)
-            and isinstance(req_id, str) and req_id
-            and isinstance(message.get("payload"), dict) and _is_epoch(message)):
+    if not (
+        isinstance(message, dict)
+        and isinstance(message.get("action"), str)
+        and isinstance(req_id, str)
+        and req_id
+        and isinstance(message.get("payload"), dict)
+        and _is_epoch(message)
+    ):
         return error("Invalid request structure")
     if abs(time.time() - float(message["timestamp"])) > HEARTBEAT_MAX_SKEW_S:
         return error("Stale request")
     action = message["action"].upper()
     if action == "HEARTBEAT":
-        return _json({"req_id": req_id, "status": "SUCCESS", "data": {"status": "alive"},
-                      "error": None})
+        return _json(
+            {"req_id": req_id, "status": "SUCCESS", "data": {"status": "alive"}, "error": None}
+        )
     if action == "GET_ACCOUNT_INFO":
-        return _json({"req_id": req_id, "status": "SUCCESS",
-                      "data": {"login": 5001234, "balance": 10000.0, "currency": "USD"},
-                      "error": None})
+        return _json(
+            {
+                "req_id": req_id,
+                "status": "SUCCESS",
+                "data": {"login": 5001234, "balance": 10000.0, "currency": "USD"},
+                "error": None,
+            }
+        )
     return error(f"Unknown action: {message['action']}")
 
 
 def _is_epoch(message: dict[str, Any]) -> bool:
     stamp = message.get("timestamp")
-    return isinstance(stamp, int | float) and not isinstance(stamp, bool) and \
-        math.isfinite(stamp)
+    return isinstance(stamp, int | float) and not isinstance(stamp, bool) and math.isfinite(stamp)
 
 
 # The token bridge's read-only actions: no account positions, so close_all sends nothing.
-TOKEN_ANSWERS = {"health": {"ok": True, "balance": 10000.0},
-                 "positions": {"ok": True, "positions": []}, "close_all": {"ok": True}}
+TOKEN_ANSWERS = {
+    "health": {"ok": True, "balance": 10000.0},
+    "positions": {"ok": True, "positions": []},
+    "close_all": {"ok": True},
+}
 
 
 def token(request: bytes, state: SimState) -> bytes:
@@ -186,9 +230,9 @@ def _ea_value(text: str, key: str) -> str:
     if start < 0:
         return ""
     at = start + len(key) + 3
-    while text[at:at + 1] in (" ", ":"):
+    while text[at : at + 1] in (" ", ":"):
         at += 1
-    if text[at:at + 1] == '"':
+    if text[at : at + 1] == '"':
         at += 1
         end = text.find('"', at)
     else:
@@ -226,7 +270,10 @@ def trade_on_action(request: bytes, state: SimState) -> bytes:
     if not mql_double(_ea_value(text, "volume")) > 0:  # MT5 refuses an order of volume 0
         return b'{"status":"ERROR", "retcode":%d}' % MT5_TRADE_RETCODE_INVALID_VOLUME
     return b'{"status":"FILLED","retcode":%d,"ticket":%d,"deal":%d}' % (
-        MT5_TRADE_RETCODE_DONE, ticket, ticket)
+        MT5_TRADE_RETCODE_DONE,
+        ticket,
+        ticket,
+    )
 
 
 def no_safe_request(request: bytes, state: SimState) -> bytes:
@@ -240,8 +287,12 @@ def no_safe_request(request: bytes, state: SimState) -> bytes:
 
 # The bridges with one REQ/REP socket, each answer a function of the request.
 DIALECTS: dict[str, Callable[[bytes, SimState], bytes]] = {
-    "mt5-gate": mt5_gate, "heartbeat": heartbeat, "token": token, "plain-ok": plain_ok,
-    "trade-on-action": trade_on_action, "no-safe-request": no_safe_request,
+    "mt5-gate": mt5_gate,
+    "heartbeat": heartbeat,
+    "token": token,
+    "plain-ok": plain_ok,
+    "trade-on-action": trade_on_action,
+    "no-safe-request": no_safe_request,
 }
 # Every dialect, as `sim --dialect` offers them (a test checks each is offered once).
 ALL_DIALECTS: tuple[str, ...] = (*DIALECTS, *TWO_SOCKET_DIALECTS)

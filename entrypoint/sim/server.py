@@ -33,8 +33,9 @@ from entrypoint.sim.bridges import check_options, serve_bridge
 from entrypoint.sim.dialects import DEFAULT_TICK_HZ, DIALECTS, TICK_SYMBOLS, SimState, now_iso
 
 HEARTBEAT_INTERVAL_S = 1.0
-NOT_ZMQ_BANNER = (b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\n"
-                  b"Content-Length: 0\r\n\r\n")
+NOT_ZMQ_BANNER = (
+    b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\nContent-Length: 0\r\n\r\n"
+)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -73,12 +74,12 @@ def _curve_setup(args: argparse.Namespace) -> tuple[bytes, frozenset[bytes] | No
         return secret, None
     try:
         with open(args.curve_allow, encoding="ascii") as handle:
-            lines = [line.strip() for line in handle if line.strip()
-                     and not line.startswith("#")]
+            lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--curve-allow: cannot read {args.curve_allow}: {exc}") from None
-    allowed = frozenset(check_key(line, "--curve-allow", f"line {i}")
-                        for i, line in enumerate(lines, start=1))
+    allowed = frozenset(
+        check_key(line, "--curve-allow", f"line {i}") for i, line in enumerate(lines, start=1)
+    )
     return secret, allowed
 
 
@@ -107,8 +108,14 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((args.bind, args.port))
         server.listen(64)
-        emit(log, events.SIM_LISTENING, mode="not_zmq", port=server.getsockname()[1],
-             reply_port=None, pub_port=None)
+        emit(
+            log,
+            events.SIM_LISTENING,
+            mode="not_zmq",
+            port=server.getsockname()[1],
+            reply_port=None,
+            pub_port=None,
+        )
         while time.monotonic() < stop_at:
             server.settimeout(min(1.0, max(0.01, stop_at - time.monotonic())))
             try:
@@ -120,8 +127,13 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
 
 
 class _SimGateway:
-    def __init__(self, args: argparse.Namespace, log: Any, state: SimState,
-                 curve: tuple[bytes, frozenset[bytes] | None] | None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        log: Any,
+        state: SimState,
+        curve: tuple[bytes, frozenset[bytes] | None] | None,
+    ) -> None:
         self.args = args
         self.curve = curve
         self.log = log
@@ -129,7 +141,6 @@ class _SimGateway:
 
         self.dialect = DIALECTS.get(args.dialect)  # None: a bridge bridges.py serves
         self.requests = 0
-
 
         self.rng = random.Random()
         self.prices = dict(TICK_SYMBOLS)
@@ -145,8 +156,15 @@ class _SimGateway:
         mid = self.prices[symbol] * (1 + self.rng.gauss(0, 0.00005))
         self.prices[symbol] = mid
         spread = mid * 0.00002
-        return json.dumps({"type": "tick", "symbol": symbol, "bid": round(mid - spread, 5),
-                           "ask": round(mid + spread, 5), "time": _now_iso()}).encode()
+        return json.dumps(
+            {
+                "type": "tick",
+                "symbol": symbol,
+                "bid": round(mid - spread, 5),
+                "ask": round(mid + spread, 5),
+                "time": _now_iso(),
+            }
+        ).encode()
 
     def serve(self, stop_at: float) -> None:
 
@@ -170,15 +188,20 @@ class _SimGateway:
                 return sock
 
             if self.dialect is None:  # a bridge with a second socket
-
                 serve_bridge(self.args, self.log, self.state, bind, stop_at)
                 return
             rep = bind(zmq.ROUTER, self.args.port)
             pub = bind(zmq.PUB, self.args.pub_port)
-            emit(self.log, events.SIM_LISTENING, mode="zmq", port=_bound_port(rep),
-                 reply_port=None,
-                 pub_port=_bound_port(pub), curve=self.curve is not None,
-                 dialect=self.args.dialect)
+            emit(
+                self.log,
+                events.SIM_LISTENING,
+                mode="zmq",
+                port=_bound_port(rep),
+                reply_port=None,
+                pub_port=_bound_port(pub),
+                curve=self.curve is not None,
+                dialect=self.args.dialect,
+            )
             self._loop(zmq, rep, pub, stop_at)
         finally:
             if authenticator is not None:

@@ -37,13 +37,16 @@ class Context:
 
         environ = {} if "bridge" in options else self.environ
         try:
-            own = settings_from_sources({"host": host, "port": str(port), **options}, environ,
-                                        GATEWAY_OPTIONS)
+            own = settings_from_sources(
+                {"host": host, "port": str(port), **options}, environ, GATEWAY_OPTIONS
+            )
         except UsageError as exc:
             raise ValueError(exc.message) from None
-        return own.endpoint._replace(curve=self.settings.curve,
-                                     connect_timeout_s=self.settings.connect_timeout_s,
-                                     reply_timeout_s=self.settings.reply_timeout_s)
+        return own.endpoint._replace(
+            curve=self.settings.curve,
+            connect_timeout_s=self.settings.connect_timeout_s,
+            reply_timeout_s=self.settings.reply_timeout_s,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

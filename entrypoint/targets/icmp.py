@@ -37,8 +37,10 @@ def _open(family: int) -> tuple[socket.socket, bool]:
             return socket.socket(family, kind, proto), raw
         except PermissionError:
             continue
-    raise NotPermitted("ICMP not permitted here (no CAP_NET_RAW, and this group is outside "
-                       "net.ipv4.ping_group_range)")
+    raise NotPermitted(
+        "ICMP not permitted here (no CAP_NET_RAW, and this group is outside "
+        "net.ipv4.ping_group_range)"
+    )
 
 
 def echo(host: str, deadline: Deadline) -> float:
@@ -57,19 +59,25 @@ def echo(host: str, deadline: Deadline) -> float:
         sock.sendto(packet, (address, 0))
         while True:
             if deadline.expired():
-                raise AttemptFailed("icmp", Reason.TIMEOUT,
-                                    f"no echo reply from {address} within "
-                                    f"{deadline.limit_s:g} s (ICMP may be blocked by a "
-                                    "firewall)")
+                raise AttemptFailed(
+                    "icmp",
+                    Reason.TIMEOUT,
+                    f"no echo reply from {address} within "
+                    f"{deadline.limit_s:g} s (ICMP may be blocked by a "
+                    "firewall)",
+                )
             sock.settimeout(deadline.wait_s())
             try:
                 data = sock.recv(2048)
             except TimeoutError:
                 continue
             if raw and not v6:
-                data = data[(data[0] & 0x0F) * 4:]  # skip the IPv4 header
-            if len(data) >= 8 and data[0] == (ECHO_REPLY_V6 if v6 else ECHO_REPLY_V4) and (
-                    not raw or struct.unpack("!H", data[4:6])[0] == ident):
+                data = data[(data[0] & 0x0F) * 4 :]  # skip the IPv4 header
+            if (
+                len(data) >= 8
+                and data[0] == (ECHO_REPLY_V6 if v6 else ECHO_REPLY_V4)
+                and (not raw or struct.unpack("!H", data[4:6])[0] == ident)
+            ):
                 return (time.monotonic() - sent) * 1000
     except PermissionError as exc:
         raise NotPermitted(f"ICMP not permitted: {exc.strerror}") from None

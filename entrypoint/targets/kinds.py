@@ -37,13 +37,25 @@ class Kind:
     gateway: bool  # a gateway (ZeroMQ) port: the gateway's hints; its own context
     _build: str | Build  # "module:function" until first built
 
-    def __init__(self, name: str, phase: str,  # noqa: PLR0917 - the table's columns
-                 build: str | Build, schemes: tuple[str, ...] = (),
-                 whole_url: bool = False, needs: str | None = None,
-                 gateway: bool = False) -> None:
-        for field, value in (("name", name), ("phase", phase), ("_build", build),
-                             ("schemes", schemes), ("whole_url", whole_url), ("needs", needs),
-                             ("gateway", gateway)):
+    def __init__(  # noqa: PLR0917 - the table's columns
+        self,
+        name: str,
+        phase: str,
+        build: str | Build,
+        schemes: tuple[str, ...] = (),
+        whole_url: bool = False,
+        needs: str | None = None,
+        gateway: bool = False,
+    ) -> None:
+        for field, value in (
+            ("name", name),
+            ("phase", phase),
+            ("_build", build),
+            ("schemes", schemes),
+            ("whole_url", whole_url),
+            ("needs", needs),
+            ("gateway", gateway),
+        ):
             object.__setattr__(self, field, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -59,25 +71,35 @@ class Kind:
         build = self._build
         if isinstance(build, str):
             module, _, function = build.partition(":")
-            build = cast(Build, getattr(
-                importlib.import_module(f"entrypoint.targets.{module}"), function))
+            build = cast(
+                Build, getattr(importlib.import_module(f"entrypoint.targets.{module}"), function)
+            )
             object.__setattr__(self, "_build", build)
         return build
 
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("python", "local", "local:python"),
-    Kind("env", "local", "local:env"),
-    Kind("file", "local", "local:file"),
-    Kind("writable", "local", "local:writable"),
-    Kind("icmp", "network", "net:icmp"),
-    Kind("zmq_ping", "application", "zmq:request", ("zmq+req",), gateway=True),
-    Kind("zmq_pub", "application", "zmq:feed", ("zmq+sub",), gateway=True),
-    Kind("redis", "application", "services:redis", ("redis", "rediss"), True, "redis"),
-    Kind("postgres", "application", "services:postgres", ("postgresql", "postgres"), True,
-         "psycopg"),
-    Kind("http", "application", "services:http", ("http", "https"), True),
-    Kind("dns", "external", "net:dns"),
-    Kind("tcp", "external", "net:tcp", ("tcp",)),
-)}
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("python", "local", "local:python"),
+        Kind("env", "local", "local:env"),
+        Kind("file", "local", "local:file"),
+        Kind("writable", "local", "local:writable"),
+        Kind("icmp", "network", "net:icmp"),
+        Kind("zmq_ping", "application", "zmq:request", ("zmq+req",), gateway=True),
+        Kind("zmq_pub", "application", "zmq:feed", ("zmq+sub",), gateway=True),
+        Kind("redis", "application", "services:redis", ("redis", "rediss"), True, "redis"),
+        Kind(
+            "postgres",
+            "application",
+            "services:postgres",
+            ("postgresql", "postgres"),
+            True,
+            "psycopg",
+        ),
+        Kind("http", "application", "services:http", ("http", "https"), True),
+        Kind("dns", "external", "net:dns"),
+        Kind("tcp", "external", "net:tcp", ("tcp",)),
+    )
+}
 SCHEMES: dict[str, Kind] = {scheme: kind for kind in KINDS.values() for scheme in kind.schemes}

@@ -56,8 +56,10 @@ def _request_target(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     if not target.isascii() or any(ch <= " " or ch == "\x7f" for ch in target):
-        raise ValueError("the path and query must be ASCII without spaces or control "
-                         "characters (percent-encode them, e.g. %C3%A9 for \u00e9)")
+        raise ValueError(
+            "the path and query must be ASCII without spaces or control "
+            "characters (percent-encode them, e.g. %C3%A9 for \u00e9)"
+        )
     return target
 
 
@@ -90,12 +92,25 @@ def _validate_redis_url(url: str) -> None:
         raise ValueError(f"redis-py rejects it: {untrusted(str(exc), 160)}") from None
 
 
-_PG_INTEGERS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
-                "keepalives_count", "tcp_user_timeout", "port")
+_PG_INTEGERS = (
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "port",
+)
 _PG_CHOICES = {
     "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
-    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby",
-                             "prefer-standby"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
     "gssencmode": ("disable", "prefer", "require"),
     "channel_binding": ("disable", "prefer", "require"),
 }
@@ -110,8 +125,7 @@ def _validate_postgres_url(url: str) -> None:
     try:  # libpq's own parser: unknown parameters and malformed URIs are refused here
         params = conninfo.conninfo_to_dict(url)
     except psycopg.Error as exc:
-        raise ValueError(f"libpq rejects it: {untrusted(_first_line(str(exc)), 160)}"
-                         ) from None
+        raise ValueError(f"libpq rejects it: {untrusted(_first_line(str(exc)), 160)}") from None
     # libpq checks these values only when it connects; check them now.
     for key in _PG_INTEGERS:
         value = params.get(key)
@@ -135,14 +149,16 @@ def check_http(url: str, deadline: Deadline) -> str:
     """GET ``url`` directly (no proxy: this checks this container's own path); 2xx/3xx pass."""
     import http.client  # noqa: PLC0415 - with ssl, ~15 ms of start-up `wait` rarely needs
     import ssl  # noqa: PLC0415
+
     host, port = host_port(url)
     _reach_first(url, deadline)
     left = deadline.wait_s()
     parts = urllib.parse.urlsplit(url)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(host, port, timeout=left,
-                                           context=ssl.create_default_context())
+        conn = http.client.HTTPSConnection(
+            host, port, timeout=left, context=ssl.create_default_context()
+        )
     else:
         conn = http.client.HTTPConnection(host, port, timeout=left)
     try:
@@ -151,11 +167,13 @@ def check_http(url: str, deadline: Deadline) -> str:
     except ssl.SSLError as exc:
         raise AttemptFailed("http", Reason.PROTOCOL, f"TLS failed: {exc.reason}") from None
     except TimeoutError:
-        raise AttemptFailed("http", Reason.NO_REPLY, f"no response within {deadline.limit_s:g} s"
-                            ) from None
+        raise AttemptFailed(
+            "http", Reason.NO_REPLY, f"no response within {deadline.limit_s:g} s"
+        ) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise AttemptFailed("http", Reason.BAD_REPLY, f"HTTP failed: {untrusted(str(exc), 120)}"
-                            ) from None
+        raise AttemptFailed(
+            "http", Reason.BAD_REPLY, f"HTTP failed: {untrusted(str(exc), 120)}"
+        ) from None
     finally:
         conn.close()
     if not 200 <= status < 400:
@@ -181,14 +199,16 @@ def check_redis(url: str, deadline: Deadline) -> str:
     except redis.exceptions.AuthenticationError:
         raise AttemptFailed("redis", Reason.AUTH, "Redis rejected the credentials") from None
     except redis.exceptions.ResponseError as exc:
-        reason = Reason.AUTH if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else \
-            Reason.BAD_REPLY
+        reason = (
+            Reason.AUTH if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else Reason.BAD_REPLY
+        )
         raise AttemptFailed("redis", reason, f"Redis said {untrusted(str(exc), 120)}") from None
     except redis.exceptions.TimeoutError:
         raise AttemptFailed("redis", Reason.NO_REPLY, f"no PONG within {left:.3g} s") from None
     except redis.exceptions.RedisError as exc:
-        raise AttemptFailed("redis", Reason.BAD_REPLY,
-                            f"Redis failed: {untrusted(str(exc), 120)}") from None
+        raise AttemptFailed(
+            "redis", Reason.BAD_REPLY, f"Redis failed: {untrusted(str(exc), 120)}"
+        ) from None
     finally:
         client.close()
         pool.disconnect()
@@ -205,23 +225,31 @@ def check_postgres(url: str, deadline: Deadline) -> str:
     try:
         # libpq rounds connect_timeout to whole seconds (minimum 2); statement_timeout
         # bounds the query itself.
-        with psycopg.connect(url, connect_timeout=max(2, round(left)),
-                             options=f"-c statement_timeout={int(left * 1000)}") as conn:
+        with psycopg.connect(
+            url,
+            connect_timeout=max(2, round(left)),
+            options=f"-c statement_timeout={int(left * 1000)}",
+        ) as conn:
             row = conn.execute("SELECT 1").fetchone()
     except psycopg.OperationalError as exc:
         text = str(exc)
         if "password authentication failed" in text or "pg_hba.conf" in text:
-            raise AttemptFailed("postgres", Reason.AUTH,
-                                "PostgreSQL rejected the credentials") from None
+            raise AttemptFailed(
+                "postgres", Reason.AUTH, "PostgreSQL rejected the credentials"
+            ) from None
         if "timeout" in text.lower():
-            raise AttemptFailed("postgres", Reason.NO_REPLY,
-                                f"no answer within {left:.3g} s") from None
-        raise AttemptFailed("postgres", Reason.BAD_REPLY,
-                            f"PostgreSQL failed: {untrusted(_first_line(text), 160)}") from None
+            raise AttemptFailed(
+                "postgres", Reason.NO_REPLY, f"no answer within {left:.3g} s"
+            ) from None
+        raise AttemptFailed(
+            "postgres", Reason.BAD_REPLY, f"PostgreSQL failed: {untrusted(_first_line(text), 160)}"
+        ) from None
     except psycopg.Error as exc:
-        raise AttemptFailed("postgres", Reason.BAD_REPLY,
-                            f"PostgreSQL failed: {untrusted(_first_line(str(exc)), 160)}"
-                            ) from None
+        raise AttemptFailed(
+            "postgres",
+            Reason.BAD_REPLY,
+            f"PostgreSQL failed: {untrusted(_first_line(str(exc)), 160)}",
+        ) from None
     if row != (1,):
         raise AttemptFailed("postgres", Reason.BAD_REPLY, f"SELECT 1 returned {row!r}")
     return "SELECT 1 ok"

@@ -40,8 +40,9 @@ def _options(query: str) -> dict[str, str]:
     for pair in filter(None, query.split("&")):
         name, equals, value = pair.partition("=")
         if name not in URL_OPTIONS or not equals or not value:
-            raise ValueError(f"the query may set {', '.join(o + '=' for o in URL_OPTIONS)} "
-                             f"(got {pair[:40]!r})")
+            raise ValueError(
+                f"the query may set {', '.join(o + '=' for o in URL_OPTIONS)} (got {pair[:40]!r})"
+            )
         options[name] = value
     return options
 

@@ -109,10 +109,20 @@ def run_timer(stopper: Stopper, period_s: float, on_timer: Callable[[], None]) -
 def common_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--start-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="sleep this long before binding (a bridge that comes up late)")
-    parser.add_argument("--exit-after", type=float, default=None, metavar="SECONDS",
-                        help="exit 0 this long after start (default: run until SIGTERM/SIGINT)")
+    parser.add_argument(
+        "--start-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="sleep this long before binding (a bridge that comes up late)",
+    )
+    parser.add_argument(
+        "--exit-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit 0 this long after start (default: run until SIGTERM/SIGINT)",
+    )
     return parser
 
 
@@ -122,8 +132,12 @@ def begin(events: Events, stopper: Stopper, start_delay: float) -> bool:
     return stopper.sleep(start_delay) if start_delay > 0 else not stopper.stopped
 
 
-def bind_all(events: Events, host: str, sockets: Sequence[tuple[str, Socket, int]],
-             after_bind: Callable[[str, Socket], None] | None = None) -> dict[str, int] | None:
+def bind_all(
+    events: Events,
+    host: str,
+    sockets: Sequence[tuple[str, Socket, int]],
+    after_bind: Callable[[str, Socket], None] | None = None,
+) -> dict[str, int] | None:
     """Bind each (name, socket, port) in order (port 0: any free port); the bound ports.
 
     ``after_bind`` runs right after each socket's bind, for bridges that set options then.

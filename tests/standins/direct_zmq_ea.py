@@ -59,9 +59,9 @@ def json_value(msg: str, key: str) -> str:
     if start == -1:
         return ""
     start += len(search)
-    while msg[start:start + 1] in (" ", ":"):
+    while msg[start : start + 1] in (" ", ":"):
         start += 1
-    if msg[start:start + 1] == '"':
+    if msg[start : start + 1] == '"':
         start += 1
         end = msg.find('"', start)
     else:
@@ -130,18 +130,32 @@ class DirectZmqEa:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = rt.common_parser("python -m tests.standins.direct_zmq_ea",
-                           "luzhengheng/MT5 Direct_Zmq EA stand-in")
+    parser = rt.common_parser(
+        "python -m tests.standins.direct_zmq_ea", "luzhengheng/MT5 Direct_Zmq EA stand-in"
+    )
     parser.add_argument("--version", choices=("v5", "v4"), default="v5")
     parser.add_argument("--port", type=int, default=5555, help="REP: requests and replies")
     parser.add_argument("--pub-port", type=int, default=5556, help="PUB: ticks (never sent)")
-    parser.add_argument("--timer-ms", type=rt.parse_ms, default=1000.0,
-                        help="OnTimer period (EventSetTimer(1): 1000 ms)")
+    parser.add_argument(
+        "--timer-ms",
+        type=rt.parse_ms,
+        default=1000.0,
+        help="OnTimer period (EventSetTimer(1): 1000 ms)",
+    )
     parser.add_argument("--chart-symbol", default="EURUSD", help="the chart's _Symbol")
-    parser.add_argument("--quote", type=parse_quote, action="append", metavar="SYMBOL=BID/ASK",
-                        help="a symbol SymbolInfoTick knows (repeatable)")
-    parser.add_argument("--order-retcode", type=int, default=10009,
-                        help="OrderSend's retcode for an order with a volume (10009 DONE)")
+    parser.add_argument(
+        "--quote",
+        type=parse_quote,
+        action="append",
+        metavar="SYMBOL=BID/ASK",
+        help="a symbol SymbolInfoTick knows (repeatable)",
+    )
+    parser.add_argument(
+        "--order-retcode",
+        type=int,
+        default=10009,
+        help="OrderSend's retcode for an order with a volume (10009 DONE)",
+    )
     return parser.parse_args(argv)
 
 
@@ -153,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     try:
         rep, pub = ctx.socket(zmq.REP), ctx.socket(zmq.PUB)
-        ports = rt.bind_all(events, args.bind,
-                            [("rep", rep, args.port), ("pub", pub, args.pub_port)])
+        ports = rt.bind_all(
+            events, args.bind, [("rep", rep, args.port), ("pub", pub, args.pub_port)]
+        )
         if ports is None:
             return 1
         events.emit("listening", ports=ports)

@@ -52,23 +52,63 @@ import zmq
 
 from tests import standins as rt
 
-CHECKS = ("TRADING_IS_NOT_ALLOWED", "EA_IS_DISABLED", "TRADE_CONTEXT_BUSY",
-          "DLLS_DISABLED", "LIBS_DISABLED", "NO_BROKER_CONNECTION")
+CHECKS = (
+    "TRADING_IS_NOT_ALLOWED",
+    "EA_IS_DISABLED",
+    "TRADE_CONTEXT_BUSY",
+    "DLLS_DISABLED",
+    "LIBS_DISABLED",
+    "NO_BROKER_CONNECTION",
+)
 HEARTBEAT = "{'_action': 'heartbeat', '_response': 'loud and clear!'}"
-TRADE_ACTIONS = {"OPEN": 1, "MODIFY": 2, "CLOSE": 3, "CLOSE_PARTIAL": 4, "CLOSE_MAGIC": 5,
-                 "CLOSE_ALL": 6, "GET_OPEN_TRADES": 7, "GET_ACCOUNT_INFO": 11}
+TRADE_ACTIONS = {
+    "OPEN": 1,
+    "MODIFY": 2,
+    "CLOSE": 3,
+    "CLOSE_PARTIAL": 4,
+    "CLOSE_MAGIC": 5,
+    "CLOSE_ALL": 6,
+    "GET_OPEN_TRADES": 7,
+    "GET_ACCOUNT_INFO": 11,
+}
 OTHER_ACTIONS = {"HIST": 8, "TRACK_PRICES": 9, "TRACK_RATES": 10}
-TIMEFRAMES = {1: "M1", 5: "M5", 15: "M15", 30: "M30", 60: "H1", 240: "H4", 1440: "D1",
-              10080: "W1", 43200: "MN1"}
-ERRORS = {2: "common error", 6: "no connection with trade server", 129: "invalid price",
-          130: "invalid stops", 131: "invalid trade volume", 132: "market is closed",
-          133: "trade is disabled", 134: "not enough money", 146: "trade context is busy"}
-FIXED = {2: "'_action': 'MODIFY', '_response': 'NOT_FOUND'",
-         6: "'_action': 'CLOSE_ALL', '_responses': {}, '_response': 'NOT_FOUND'",
-         7: "'_action': 'OPEN_TRADES', '_trades': {}"}
+TIMEFRAMES = {
+    1: "M1",
+    5: "M5",
+    15: "M15",
+    30: "M30",
+    60: "H1",
+    240: "H4",
+    1440: "D1",
+    10080: "W1",
+    43200: "MN1",
+}
+ERRORS = {
+    2: "common error",
+    6: "no connection with trade server",
+    129: "invalid price",
+    130: "invalid stops",
+    131: "invalid trade volume",
+    132: "market is closed",
+    133: "trade is disabled",
+    134: "not enough money",
+    146: "trade context is busy",
+}
+FIXED = {
+    2: "'_action': 'MODIFY', '_response': 'NOT_FOUND'",
+    6: "'_action': 'CLOSE_ALL', '_responses': {}, '_response': 'NOT_FOUND'",
+    7: "'_action': 'OPEN_TRADES', '_trades': {}",
+}
 MAXIMUM_LOT_SIZE = 0.01
-ACCOUNT = {"number": 12345678, "name": "DWX Stand-in", "balance": 10000.0, "equity": 10000.0,
-           "profit": 0.0, "free_margin": 10000.0, "leverage": 100}
+ACCOUNT = {
+    "number": 12345678,
+    "name": "DWX Stand-in",
+    "balance": 10000.0,
+    "equity": 10000.0,
+    "profit": 0.0,
+    "free_margin": 10000.0,
+    "leverage": 100,
+}
 
 
 def str_to_int(text: str) -> int:
@@ -94,8 +134,9 @@ def name_list(names: Sequence[str]) -> str:
 
 
 class DwxEa:
-    def __init__(self, args: argparse.Namespace, events: rt.Events, pull: rt.Socket,
-                 push: rt.Socket) -> None:
+    def __init__(
+        self, args: argparse.Namespace, events: rt.Events, pull: rt.Socket, push: rt.Socket
+    ) -> None:
         self.events, self.pull, self.push = events, pull, push
         self.account_info: bool = not args.no_account_info
         self.order_error: int = args.order_error
@@ -144,43 +185,56 @@ class DwxEa:
             return FIXED[action]
         if action == 1:
             if str_to_double(f[8]) > MAXIMUM_LOT_SIZE:
-                return ("'_action': 'EXECUTION', '_response': 'LOT_SIZE_ERROR', "
-                        "'response_value': 'MAX_LOT_SIZE_EXCEEDED'")
-            return (f"'_action': 'EXECUTION', '_response': '{self.order_error}', "
-                    f"'response_value': '{ERRORS[self.order_error]}'")
+                return (
+                    "'_action': 'EXECUTION', '_response': 'LOT_SIZE_ERROR', "
+                    "'response_value': 'MAX_LOT_SIZE_EXCEEDED'"
+                )
+            return (
+                f"'_action': 'EXECUTION', '_response': '{self.order_error}', "
+                f"'response_value': '{ERRORS[self.order_error]}'"
+            )
         if action in (3, 4):
             word = "NOT_FOUND" if action == 3 else "CLOSE_PARTIAL_FAILED"
             return f"'_action': 'CLOSE', '_ticket': {str_to_int(f[10])}, '_response': '{word}'"
         if action == 5:
-            return (f"'_action': 'CLOSE_ALL_MAGIC', '_magic': {str_to_int(f[9])}, "
-                    "'_responses': {}, '_response': 'NOT_FOUND'")
+            return (
+                f"'_action': 'CLOSE_ALL_MAGIC', '_magic': {str_to_int(f[9])}, "
+                "'_responses': {}, '_response': 'NOT_FOUND'"
+            )
         return self.data_command(action, f)
 
     def data_command(self, action: int, f: list[str]) -> str:
         if action == 8:
             timeframe = TIMEFRAMES.get(str_to_int(f[2]), "UNKNOWN")
-            return (f"'_action': 'HIST', '_symbol': '{f[1]}_{timeframe}', "
-                    "'_response': 'NOT_AVAILABLE'")
+            return (
+                f"'_action': 'HIST', '_symbol': '{f[1]}_{timeframe}', '_response': 'NOT_AVAILABLE'"
+            )
         if action == 9:
             failed: list[str] = [name for name in f[1:] if not name]
-            return ("'_action': 'TRACK_PRICES', '_data': {'symbol_count':"
-                    f"{len(f) - 1}, 'error_symbols':{name_list(failed)}}}")
+            return (
+                "'_action': 'TRACK_PRICES', '_data': {'symbol_count':"
+                f"{len(f) - 1}, 'error_symbols':{name_list(failed)}}}"
+            )
         if action == 10:
             count = (len(f) - 1) // 2
             failed = [f[2 * i + 1] for i in range(count) if not f[2 * i + 1]]
-            return ("'_action': 'TRACK_RATES', '_data': {'instrument_count':"
-                    f"{count}, 'error_symbols':{name_list(failed)}}}")
+            return (
+                "'_action': 'TRACK_RATES', '_data': {'instrument_count':"
+                f"{count}, 'error_symbols':{name_list(failed)}}}"
+            )
         return self.account()
 
     def account(self) -> str:
         now = datetime.now(UTC).strftime("%Y.%m.%d %H:%M")
-        return (f"'_action': 'GET_ACCOUNT_INFORMATION', 'account_number':{ACCOUNT['number']}"
-                f", '_data': [{{'currenttime': '{now}', 'account_name':'{ACCOUNT['name']}'"
-                f", 'account_balance':{ACCOUNT['balance']:.8f}"
-                f", 'account_equity':{ACCOUNT['equity']:.8f}"
-                f", 'account_profit':{ACCOUNT['profit']:.8f}"
-                f", 'account_free_margin':{ACCOUNT['free_margin']:.8f}"
-                f", 'account_leverage' :{ACCOUNT['leverage']}}}]")
+        return (
+            f"'_action': 'GET_ACCOUNT_INFORMATION', 'account_number':{ACCOUNT['number']}"
+            f", '_data': [{{'currenttime': '{now}', 'account_name':'{ACCOUNT['name']}'"
+            f", 'account_balance':{ACCOUNT['balance']:.8f}"
+            f", 'account_equity':{ACCOUNT['equity']:.8f}"
+            f", 'account_profit':{ACCOUNT['profit']:.8f}"
+            f", 'account_free_margin':{ACCOUNT['free_margin']:.8f}"
+            f", 'account_leverage' :{ACCOUNT['leverage']}}}]"
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -189,15 +243,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--push-port", type=int, default=32769, help="EA PUSH: replies out")
     parser.add_argument("--pub-port", type=int, default=32770, help="EA PUB (never sends)")
     parser.add_argument("--timer-ms", type=rt.parse_ms, default=1.0, help="timer period (1 ms)")
-    parser.add_argument("--fail", choices=CHECKS, default=None,
-                        help="the first permission check that fails (default: all pass)")
-    parser.add_argument("--state-file", default=None, metavar="PATH",
-                        help="file holding the failing WORD (empty: all pass); re-read on "
-                             "change, overrides --fail while it exists")
-    parser.add_argument("--no-account-info", action="store_true",
-                        help="behave as the primary darwinex EA: GET_ACCOUNT_INFO unknown")
-    parser.add_argument("--order-error", type=int, choices=sorted(ERRORS), default=132,
-                        help="MT4 error code OrderSend fails with (default 132)")
+    parser.add_argument(
+        "--fail",
+        choices=CHECKS,
+        default=None,
+        help="the first permission check that fails (default: all pass)",
+    )
+    parser.add_argument(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help="file holding the failing WORD (empty: all pass); re-read on "
+        "change, overrides --fail while it exists",
+    )
+    parser.add_argument(
+        "--no-account-info",
+        action="store_true",
+        help="behave as the primary darwinex EA: GET_ACCOUNT_INFO unknown",
+    )
+    parser.add_argument(
+        "--order-error",
+        type=int,
+        choices=sorted(ERRORS),
+        default=132,
+        help="MT4 error code OrderSend fails with (default 132)",
+    )
     return parser.parse_args(argv)
 
 
@@ -215,9 +285,16 @@ def main(argv: list[str] | None = None) -> int:
             sock.setsockopt(zmq.RCVHWM if name == "pull" else zmq.SNDHWM, 1)
             sock.setsockopt(zmq.LINGER, 0)
 
-        ports = rt.bind_all(events, args.bind, [("push", push, args.push_port),
-                                             ("pull", pull, args.pull_port),
-                                             ("pub", pub, args.pub_port)], options)
+        ports = rt.bind_all(
+            events,
+            args.bind,
+            [
+                ("push", push, args.push_port),
+                ("pull", pull, args.pull_port),
+                ("pub", pub, args.pub_port),
+            ],
+            options,
+        )
         if ports is None:
             return 1
         events.emit("listening", ports={k: ports[k] for k in ("pull", "push", "pub")})

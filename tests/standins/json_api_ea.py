@@ -50,13 +50,28 @@ import zmq
 from tests import standins as rt
 
 MARKET = ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL")
-PENDING = ("ORDER_TYPE_BUY_LIMIT", "ORDER_TYPE_SELL_LIMIT", "ORDER_TYPE_BUY_STOP",
-           "ORDER_TYPE_SELL_STOP")
-MANAGE = ("POSITION_MODIFY", "POSITION_PARTIAL", "POSITION_CLOSE_ID", "POSITION_CLOSE_SYMBOL",
-          "ORDER_MODIFY", "ORDER_CANCEL")
-RETCODES = {10008: "TRADE_RETCODE_PLACED", 10009: "TRADE_RETCODE_DONE",
-            10014: "TRADE_RETCODE_INVALID_VOLUME", 10026: "TRADE_RETCODE_SERVER_DISABLES_AT",
-            10027: "TRADE_RETCODE_CLIENT_DISABLES_AT", 10031: "TRADE_RETCODE_CONNECTION"}
+PENDING = (
+    "ORDER_TYPE_BUY_LIMIT",
+    "ORDER_TYPE_SELL_LIMIT",
+    "ORDER_TYPE_BUY_STOP",
+    "ORDER_TYPE_SELL_STOP",
+)
+MANAGE = (
+    "POSITION_MODIFY",
+    "POSITION_PARTIAL",
+    "POSITION_CLOSE_ID",
+    "POSITION_CLOSE_SYMBOL",
+    "ORDER_MODIFY",
+    "ORDER_CANCEL",
+)
+RETCODES = {
+    10008: "TRADE_RETCODE_PLACED",
+    10009: "TRADE_RETCODE_DONE",
+    10014: "TRADE_RETCODE_INVALID_VOLUME",
+    10026: "TRADE_RETCODE_SERVER_DISABLES_AT",
+    10027: "TRADE_RETCODE_CLIENT_DISABLES_AT",
+    10031: "TRADE_RETCODE_CONNECTION",
+}
 STATE_KEYS = ("trading_allowed", "bot_trading", "logged_in")
 BID, ASK, BALANCE = 1.08501, 1.08503, 10000.0
 
@@ -80,14 +95,20 @@ def serialize(*pairs: tuple[str, Any]) -> bytes:
 
 
 def done_or_error(code: int, function: str, description: str) -> bytes:
-    return serialize(("error", code != 0), ("lastError", str(code)),
-                     ("description", description), ("function", function))
+    return serialize(
+        ("error", code != 0),
+        ("lastError", str(code)),
+        ("description", description),
+        ("function", function),
+    )
 
 
-FIXED = {"CONFIG": done_or_error(0, "ScriptConfiguration", "ERR_SUCCESS"),
-         "RESET": done_or_error(0, "ResetSubscriptionsAndIndicators", "ERR_SUCCESS"),
-         "POSITIONS": serialize(("positions", [])),
-         "ORDERS": serialize(("error", False), ("orders", []))}
+FIXED = {
+    "CONFIG": done_or_error(0, "ScriptConfiguration", "ERR_SUCCESS"),
+    "RESET": done_or_error(0, "ResetSubscriptionsAndIndicators", "ERR_SUCCESS"),
+    "POSITIONS": serialize(("positions", [])),
+    "ORDERS": serialize(("error", False), ("orders", [])),
+}
 
 
 def to_str(value: Any) -> str:
@@ -102,11 +123,15 @@ def to_float(value: Any) -> float:
 
 
 class JsonApiEa:
-    def __init__(self, args: argparse.Namespace, events: rt.Events, system: rt.Socket,
-                 data: rt.Socket) -> None:
+    def __init__(
+        self, args: argparse.Namespace, events: rt.Events, system: rt.Socket, data: rt.Socket
+    ) -> None:
         self.events, self.system, self.data = events, system, data
-        self.defaults = {"trading_allowed": args.trading_allowed,
-                         "bot_trading": args.bot_trading, "logged_in": 1}
+        self.defaults = {
+            "trading_allowed": args.trading_allowed,
+            "bot_trading": args.bot_trading,
+            "logged_in": 1,
+        }
         self.state = dict(self.defaults)
         self.control = rt.WatchedFile(args.state_file)
         self.next_ticket = 500000000
@@ -162,18 +187,25 @@ class JsonApiEa:
 
     def money(self) -> list[tuple[str, Any]]:
         balance = BALANCE if self.state["logged_in"] else 0.0
-        return [("balance", balance), ("equity", balance), ("margin", 0.0),
-                ("margin_free", balance), ("margin_level", 0.0)]
+        return [
+            ("balance", balance),
+            ("equity", balance),
+            ("margin", 0.0),
+            ("margin_free", balance),
+            ("margin_level", 0.0),
+        ]
 
     def account(self) -> bytes:
         logged_in = bool(self.state["logged_in"])
-        return serialize(("error", False),
-                         ("broker", "Stand-in Markets Ltd" if logged_in else ""),
-                         ("currency", "USD" if logged_in else ""),
-                         ("server", "StandIn-Demo" if logged_in else ""),
-                         ("trading_allowed", self.state["trading_allowed"]),
-                         ("bot_trading", self.state["bot_trading"] if logged_in else 0),
-                         *self.money())
+        return serialize(
+            ("error", False),
+            ("broker", "Stand-in Markets Ltd" if logged_in else ""),
+            ("currency", "USD" if logged_in else ""),
+            ("server", "StandIn-Demo" if logged_in else ""),
+            ("trading_allowed", self.state["trading_allowed"]),
+            ("bot_trading", self.state["bot_trading"] if logged_in else 0),
+            *self.money(),
+        )
 
     def trade(self, fields: dict[str, Any], request: bytes) -> None:
         kind = to_str(fields.get("actionType"))
@@ -199,15 +231,33 @@ class JsonApiEa:
             if kind in PENDING:
                 price = to_float(fields.get("price"))
             code = 10009 if kind in MARKET else 10008
-            self.push(self.result(code, order=self.next_ticket, volume=volume, price=price,
-                                  bid=BID, ask=ASK))
+            self.push(
+                self.result(
+                    code, order=self.next_ticket, volume=volume, price=price, bid=BID, ask=ASK
+                )
+            )
 
-    def result(self, code: int, *, order: int = 0, volume: float = 0.0, price: float = 0.0,
-               bid: float = 0.0, ask: float = 0.0) -> bytes:
-        return serialize(("error", code not in (10008, 10009)), ("retcode", code),
-                         ("desription", RETCODES.get(code, f"TRADE_RETCODE_UNKNOWN={code}")),
-                         ("order", order), ("volume", volume), ("price", price),
-                         ("bid", bid), ("ask", ask), ("function", "TradingModule"))
+    def result(
+        self,
+        code: int,
+        *,
+        order: int = 0,
+        volume: float = 0.0,
+        price: float = 0.0,
+        bid: float = 0.0,
+        ask: float = 0.0,
+    ) -> bytes:
+        return serialize(
+            ("error", code not in (10008, 10009)),
+            ("retcode", code),
+            ("desription", RETCODES.get(code, f"TRADE_RETCODE_UNKNOWN={code}")),
+            ("order", order),
+            ("volume", volume),
+            ("price", price),
+            ("bid", bid),
+            ("ask", ask),
+            ("function", "TradingModule"),
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -219,8 +269,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timer-ms", type=rt.parse_ms, default=1.0, help="timer period (1 ms)")
     parser.add_argument("--trading-allowed", type=int, choices=(0, 1), default=1)
     parser.add_argument("--bot-trading", type=int, choices=(0, 1), default=1)
-    parser.add_argument("--state-file", default=None, metavar="PATH",
-                        help="key=value lines (trading_allowed, bot_trading, logged_in)")
+    parser.add_argument(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help="key=value lines (trading_allowed, bot_trading, logged_in)",
+    )
     return parser.parse_args(argv)
 
 
@@ -236,9 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         for sock in (system, *pushes):
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, 1000)
-        ports = rt.bind_all(events, args.bind, [
-            ("system", system, args.system_port), ("data", pushes[0], args.data_port),
-            ("live", pushes[1], args.live_port), ("stream", pushes[2], args.stream_port)])
+        ports = rt.bind_all(
+            events,
+            args.bind,
+            [
+                ("system", system, args.system_port),
+                ("data", pushes[0], args.data_port),
+                ("live", pushes[1], args.live_port),
+                ("stream", pushes[2], args.stream_port),
+            ],
+        )
         if ports is None:
             return 1
         events.emit("listening", ports=ports)

@@ -52,8 +52,9 @@ def parse_retcode(text: str) -> int | None:
 
 
 class WolfeBridge:
-    def __init__(self, args: argparse.Namespace, events: rt.Events, rep: rt.Socket,
-                 token: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, events: rt.Events, rep: rt.Socket, token: str
+    ) -> None:
         self.events, self.rep, self.token = events, rep, token
         self.balance: float | None = None if args.no_account else args.balance
         self.order_retcode: int | None = args.order_retcode
@@ -97,17 +98,29 @@ class WolfeBridge:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = rt.common_parser("python -m tests.standins.wolfe_bridge",
-                           "Wolfe-Trading-Desk MT5 bridge server stand-in")
+    parser = rt.common_parser(
+        "python -m tests.standins.wolfe_bridge", "Wolfe-Trading-Desk MT5 bridge server stand-in"
+    )
     parser.add_argument("--port", type=int, default=5557, help="REP: requests and replies")
     parser.add_argument("--pub-port", type=int, default=5556, help="PUB: ticks (never sent)")
-    parser.add_argument("--token-file", default=None, metavar="PATH",
-                        help="file holding the token (stripped); default token 'change-me'")
+    parser.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help="file holding the token (stripped); default token 'change-me'",
+    )
     parser.add_argument("--balance", type=float, default=10000.0)
-    parser.add_argument("--no-account", action="store_true",
-                        help="account_info() is None: health reports a null balance")
-    parser.add_argument("--order-retcode", type=parse_retcode, default=10009,
-                        help="order_send's retcode (10009 DONE), or 'none' for no result")
+    parser.add_argument(
+        "--no-account",
+        action="store_true",
+        help="account_info() is None: health reports a null balance",
+    )
+    parser.add_argument(
+        "--order-retcode",
+        type=parse_retcode,
+        default=10009,
+        help="order_send's retcode (10009 DONE), or 'none' for no result",
+    )
     return parser.parse_args(argv)
 
 
@@ -125,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         rep, pub = ctx.socket(zmq.REP), ctx.socket(zmq.PUB)
         for sock in (rep, pub):
             sock.setsockopt(zmq.LINGER, 0)
-        ports = rt.bind_all(events, args.bind,
-                            [("rep", rep, args.port), ("pub", pub, args.pub_port)])
+        ports = rt.bind_all(
+            events, args.bind, [("rep", rep, args.port), ("pub", pub, args.pub_port)]
+        )
         if ports is None:
             return 1
         events.emit("listening", ports=ports)

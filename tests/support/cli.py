@@ -49,12 +49,19 @@ class Ran:
     took: float
 
 
-def run_gate(args: Sequence[str], env: Mapping[str, str] | None = None, *,
-             timeout: float = EXIT_S, stdin: bytes | None = None,
-             log: Literal["json", "text"] = "json",
-             tty: Literal["stdout", "stderr"] | None = None, in_process: bool = False,
-             command: Sequence[str] = GATE, internal_error: bool = False,
-             **popen: Any) -> Ran:
+def run_gate(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    timeout: float = EXIT_S,
+    stdin: bytes | None = None,
+    log: Literal["json", "text"] = "json",
+    tty: Literal["stdout", "stderr"] | None = None,
+    in_process: bool = False,
+    command: Sequence[str] = GATE,
+    internal_error: bool = False,
+    **popen: Any,
+) -> Ran:
     """Run ``mt5-gate ARGS`` to its exit (see the module's doc). ``env``: the gate's whole
     environment (default ``base_env()``; in-process, nothing but ``GATE_LOG_FORMAT=json``);
     ``timeout``: the hang guard of a subprocess."""
@@ -66,13 +73,20 @@ def run_gate(args: Sequence[str], env: Mapping[str, str] | None = None, *,
             raise ValueError("in-process runs take only args and env")
         code, stdout, stderr = _in_process(args, env or {})
     elif tty:
-        code, stdout, stderr = _on_a_terminal([*command, *args], dict(env or base_env()),
-                                              tty, stdin, timeout)
+        code, stdout, stderr = _on_a_terminal(
+            [*command, *args], dict(env or base_env()), tty, stdin, timeout
+        )
     else:
-        code, stdout, stderr = _subprocess([*command, *args], dict(env or base_env()),
-                                           stdin, timeout, popen)
-    ran = Ran(code, stdout, stderr, parse_lines(stderr) if log == "json" else [],
-              time.monotonic() - started)
+        code, stdout, stderr = _subprocess(
+            [*command, *args], dict(env or base_env()), stdin, timeout, popen
+        )
+    ran = Ran(
+        code,
+        stdout,
+        stderr,
+        parse_lines(stderr) if log == "json" else [],
+        time.monotonic() - started,
+    )
     output = stdout + stderr
     if internal_error:
         assert not any(line.startswith("Traceback") for line in output.splitlines()), output
@@ -90,28 +104,38 @@ def _in_process(args: Sequence[str], env: Mapping[str, str]) -> tuple[int, str, 
     return code, out.getvalue(), err.getvalue()
 
 
-def _subprocess(argv: list[str], env: dict[str, str], stdin: bytes | None, timeout: float,
-                popen: dict[str, Any]) -> tuple[int, str, str]:
+def _subprocess(
+    argv: list[str], env: dict[str, str], stdin: bytes | None, timeout: float, popen: dict[str, Any]
+) -> tuple[int, str, str]:
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     if stdin is None:
         streams["stdin"] = subprocess.DEVNULL
-    done = subprocess.run(argv, env=env, cwd=REPO, input=stdin, timeout=timeout, check=False,
-                          **streams)
-    return (done.returncode, (done.stdout or b"").decode(),
-            (done.stderr or b"").decode("utf-8", "replace"))
+    done = subprocess.run(
+        argv, env=env, cwd=REPO, input=stdin, timeout=timeout, check=False, **streams
+    )
+    return (
+        done.returncode,
+        (done.stdout or b"").decode(),
+        (done.stderr or b"").decode("utf-8", "replace"),
+    )
 
 
-def _on_a_terminal(argv: list[str], env: dict[str, str], stream: str, stdin: bytes | None,
-                   timeout: float) -> tuple[int, str, str]:
+def _on_a_terminal(
+    argv: list[str], env: dict[str, str], stream: str, stdin: bytes | None, timeout: float
+) -> tuple[int, str, str]:
     """``argv`` with ``stream`` on a pseudo-terminal, read until the child closes it."""
     import pty
 
     leader, follower = pty.openpty()
     on_tty = stream == "stdout"
-    proc = subprocess.Popen(argv, env=env, cwd=REPO,
-                            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                            stdout=follower if on_tty else subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL if on_tty else follower)
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+        stdout=follower if on_tty else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if on_tty else follower,
+    )
     os.close(follower)
     output = b""
     deadline = time.monotonic() + timeout

@@ -25,9 +25,21 @@ IMAGE = "localhost/mt5-strategy:test"
 # The hardened run the README documents: what OpenShift and a careful Docker user impose.
 # `--read-only-tmpfs=false` because podman (unlike Docker) would otherwise mount a writable
 # /tmp into a read-only container: the gate must not need one.
-HARDENED = ("--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
-            "--security-opt", "no-new-privileges", "--user", "1000650000:0",
-            "--memory", "64m", "--memory-swap", "64m", "--pids-limit", "32")
+HARDENED = (
+    "--read-only",
+    "--read-only-tmpfs=false",
+    "--cap-drop=ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--user",
+    "1000650000:0",
+    "--memory",
+    "64m",
+    "--memory-swap",
+    "64m",
+    "--pids-limit",
+    "32",
+)
 
 
 @contextmanager
@@ -52,23 +64,36 @@ def require_podman() -> None:
         problem = "container tests need root (rootful podman)"
     elif shutil.which("podman") is None:
         problem = "container tests need podman: run scripts/setup_containers.sh"
-    elif subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False,
-                        timeout=60).returncode != 0:
+    elif (
+        subprocess.run(
+            ["podman", "image", "exists", BASE_IMAGE], check=False, timeout=60
+        ).returncode
+        != 0
+    ):
         problem = f"base image {BASE_IMAGE} missing: run scripts/setup_containers.sh"
     if problem:
         skip_or_fail(problem)
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
-                          check=check)
+def podman(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
 
 
 def build_image() -> str:
     env = {**os.environ, "PYTHON": sys.executable, "BASE_IMAGE": BASE_IMAGE}
-    done = subprocess.run([str(REPO / "scripts" / "build_image.sh"), IMAGE], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "build_image.sh"), IMAGE],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return IMAGE
 
@@ -84,8 +109,11 @@ def compose_binary() -> str:
 def podman_api() -> Iterator[str]:
     """`podman system service` on a private socket; yields its DOCKER_HOST."""
     socket_path = os.path.join(tempfile.mkdtemp(prefix="mt5-gate-podman-"), "api.sock")
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         poll_until(lambda: os.path.exists(socket_path), 30)
         yield f"unix://{socket_path}"
@@ -106,8 +134,14 @@ def healthcheck_driver(project: str, interval: float = 1.0) -> Iterator[None]:
 
     def loop() -> None:
         while not stop.is_set():
-            ids = podman("ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
-                         check=False, timeout=30).stdout.split()
+            ids = podman(
+                "ps",
+                "-q",
+                "--filter",
+                f"label=com.docker.compose.project={project}",
+                check=False,
+                timeout=30,
+            ).stdout.split()
             for cid in ids:
                 podman("healthcheck", "run", cid, check=False, timeout=30)
             stop.wait(interval)
@@ -128,19 +162,35 @@ class Compose:
         self.project = project
         self.env = {**os.environ, "DOCKER_HOST": docker_host, **env}
 
-    def run(self, *args: str, timeout: float = 180, check: bool = True
-            ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([compose_binary(), "-p", self.project, "-f",
-                               "docker-compose.prod.yml", "--profile", "sim", *args], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+    def run(
+        self, *args: str, timeout: float = 180, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [
+                compose_binary(),
+                "-p",
+                self.project,
+                "-f",
+                "docker-compose.prod.yml",
+                "--profile",
+                "sim",
+                *args,
+            ],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check:
             assert done.returncode == 0, f"compose {args}: {done.stdout}{done.stderr}"
         return done
 
     def logs(self, service: str) -> list[str]:
-        return self.run("logs", "--no-color", "--no-log-prefix", service,
-                        timeout=60).stdout.splitlines()
+        return self.run(
+            "logs", "--no-color", "--no-log-prefix", service, timeout=60
+        ).stdout.splitlines()
 
     def container(self, service: str) -> str:
         return f"{self.project}-{service}-1"

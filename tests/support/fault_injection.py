@@ -12,8 +12,10 @@ import socket
 import threading
 from typing import Any, NoReturn
 
-RUN = ("import sys; from tests.support.fault_injection import install; install(sys.argv.pop(1)); "
-       "from entrypoint.__main__ import run; sys.exit(run())")
+RUN = (
+    "import sys; from tests.support.fault_injection import install; install(sys.argv.pop(1)); "
+    "from entrypoint.__main__ import run; sys.exit(run())"
+)
 
 
 def _boom(*_args: Any, **_kwargs: Any) -> NoReturn:
@@ -68,28 +70,36 @@ def install(kind: str) -> None:
         owner, name = raising[kind]
         setattr(owner, name, _boom)
     elif kind == "stop-rule":  # tenacity's stop: has the deadline passed?
+
         def stop_at(deadline: Any) -> Any:  # retry.stop_at's signature
             return _boom
+
         retry.stop_at = stop_at
     elif kind == "also-silent-death":  # the thread ends without an Exception or a report
+
         def leave(*_args: Any) -> NoReturn:
             raise SystemExit(0)
+
         wait._TargetCheck.attempt = leave  # type: ignore[method-assign,assignment]
     elif kind == "resolve":  # the name-lookup thread
+
         def lookup(*_args: Any, **_kwargs: Any) -> NoReturn:
             raise ValueError("injected failure in getaddrinfo")
+
         socket.getaddrinfo = lookup
     elif kind in ("log-processor", "dependency-ready-log"):
         # a structlog processor, on the ready event; or on the --also thread's
         # gate.dependency_ready (so the log call itself raises, inside that thread)
-        failing = ("gate.ready", "gate.error") if kind == "log-processor" else \
-            ("gate.dependency_ready",)
+        failing = (
+            ("gate.ready", "gate.error") if kind == "log-processor" else ("gate.dependency_ready",)
+        )
         original = logs._order_keys
 
         def order_keys(logger: Any, name: str, event: Any) -> Any:
             if event.get("event") in failing:
                 raise RuntimeError("injected failure in a log processor")
             return original(logger, name, event)
+
         logs._order_keys = order_keys  # type: ignore[assignment]
     elif kind == "signal-in-finalizer":  # SIGTERM handled while a __del__ runs
         original_check = check.GatewayCheck.attempt
@@ -101,6 +111,7 @@ def install(kind: str) -> None:
                 signalled.append(True)
                 _SignalsInDelete()
             return original_check(self, deadline)
+
         check.GatewayCheck.attempt = attempt_then_signal  # type: ignore[method-assign]
     elif kind in _SET_UP_BY_A_FUNCTION:
         _SET_UP_BY_A_FUNCTION[kind]()
@@ -115,6 +126,7 @@ def install(kind: str) -> None:
             else:  # an exception in __del__ (a garbage-collector callback)
                 _RaisesOnDelete()
             return original_attempt(self, deadline)
+
         check.GatewayCheck.attempt = attempt  # type: ignore[method-assign]
     else:
         raise ValueError(f"unknown injection {kind!r}")
@@ -139,6 +151,7 @@ def _signal_once_the_first_stop_handler_is_in() -> None:
             for _ in range(1000):  # bytecodes for the handler to run in, still inside
                 pass
         return previous
+
     signal.signal = set_then_signal  # type: ignore[assignment]
 
 
@@ -152,6 +165,7 @@ def _signal_in_a_finalizer_between_the_two_installs() -> None:
     def install_then_signal() -> None:
         original_install()
         _SignalsInDelete()
+
     failclosed.install = install_then_signal
 
 
@@ -177,6 +191,7 @@ def _send_only_once_the_peer_refused() -> None:
         opened = original_open(self, *args, **kwargs)
         no_pipe_left(opened.sock)
         return opened
+
     zmq_client.ZmqGateway.open = open_then_wait  # type: ignore[method-assign]
 
     original_pending = pending.pending_socket
@@ -185,6 +200,7 @@ def _send_only_once_the_peer_refused() -> None:
         sock, monitor = original_pending(*args, **kwargs)
         no_pipe_left(sock)
         return sock, monitor
+
     pending.pending_socket = pending_then_wait
 
 
@@ -203,6 +219,7 @@ def _leak_one_descriptor_per_100_attempts() -> None:
         if calls[0] % 100 == 0:
             leaked.append(os.open(os.devnull, os.O_RDONLY))
         return original(self, deadline)
+
     check.GatewayCheck.attempt = attempt_leaking  # type: ignore[method-assign]
 
 

@@ -31,8 +31,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def base_env(**extra: str) -> dict[str, str]:
     """The environment a gate subprocess gets: ours minus GATE_*/GATEWAY_*, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GATE_", "GATEWAY_")) and k != "NO_COLOR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GATE_", "GATEWAY_")) and k != "NO_COLOR"
+    }
     env["PYTHONPATH"] = str(REPO)
     env["GATE_LOG_FORMAT"] = "json"
     # A child that hangs is sent SIGABRT before it is killed (Proc.wait): with this set,

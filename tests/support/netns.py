@@ -45,7 +45,8 @@ class NetnsPair:
             # inside its own namespace (nothing listens there), and its hosts file is ours.
             self._etc.mkdir(parents=True, exist_ok=True)
             (self._etc / "resolv.conf").write_text(
-                "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+                "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+            )
             (self._etc / "hosts").touch()
             self.name_gateway(GATEWAY_IP)
         except BaseException:

@@ -52,22 +52,31 @@ def first_child(pid: int) -> int | None:
 class Proc:
     """A child process whose stderr JSON lines are collected as they arrive."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None,
-                 **popen: Any) -> None:
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, **popen: Any
+    ) -> None:
         self.argv = list(argv)
         self.started = time.monotonic()
         # stdin: nothing to read, unless the test gives one (a pseudo-terminal).
         popen.setdefault("stdin", subprocess.DEVNULL)
-        self.popen = subprocess.Popen(argv, env=env or base_env(), cwd=REPO,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+        self.popen = subprocess.Popen(
+            argv,
+            env=env or base_env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **popen,
+        )
         self._lines: queue.Queue[str] = queue.Queue()
         self.stderr_lines: list[str] = []
         self.stdout_lines: list[str] = []
         self._readers = [
-            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr_lines),
-                             daemon=True),
-            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout_lines),
-                             daemon=True),
+            threading.Thread(
+                target=self._read, args=(self.popen.stderr, self.stderr_lines), daemon=True
+            ),
+            threading.Thread(
+                target=self._read, args=(self.popen.stdout, self.stdout_lines), daemon=True
+            ),
         ]
         for reader in self._readers:
             reader.start()
@@ -116,8 +125,7 @@ class Proc:
                 self.popen.wait(AFTER_SIGNAL_S)
             self.kill()
             stacks = "\n".join(self.stderr_lines[-60:])
-            pytest.fail(f"{self.argv} did not exit within {timeout} s; its last output:\n"
-                        f"{stacks}")
+            pytest.fail(f"{self.argv} did not exit within {timeout} s; its last output:\n{stacks}")
         self._finish()
         return code
 
@@ -182,31 +190,44 @@ class Processes:
     def __enter__(self) -> Processes:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
         self._ends.close()
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None,
-              **popen: Any) -> Proc:
+    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None, **popen: Any) -> Proc:
         """Any program (a ``Proc``), killed at the end; with ``start_new_session=True`` its
         whole process group is."""
         proc = Proc(argv, env=env, **popen)
         self._ends.callback(_end, proc, bool(popen.get("start_new_session")))
         return proc
 
-    def gate(self, *args: str, env: dict[str, str] | None = None,
-             netns: NetnsPair | None = None, **popen: Any) -> Proc:
+    def gate(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        netns: NetnsPair | None = None,
+        **popen: Any,
+    ) -> Proc:
         """``mt5-gate ARGS`` (``gate("wait", "--port", ...)``), killed at the end; with
         ``netns``, in the client namespace."""
         argv = [*GATE, *args]
         return self.spawn(netns.in_client(*argv) if netns else argv, env=env, **popen)
 
-    def sim(self, *args: str, env: dict[str, str] | None = None, wait_listening: bool = True,
-            bind: str | None = "127.0.0.1", netns: NetnsPair | None = None
-            ) -> tuple[Proc, int]:
+    def sim(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait_listening: bool = True,
+        bind: str | None = "127.0.0.1",
+        netns: NetnsPair | None = None,
+    ) -> tuple[Proc, int]:
         """``mt5-gate sim --bind BIND ARGS`` (ports 0 unless ARGS name them; ``bind=None``:
         the simulator's own default address; with ``netns``, in the gateway namespace):
         the process and its REP port once it listens (0 with ``wait_listening=False``).

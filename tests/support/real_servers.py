@@ -30,8 +30,21 @@ def redis_server(password: str | None = None) -> Iterator[str]:
         skip_or_fail("redis-server is not installed (apt-get install redis-server)")
     assert binary is not None
     port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
     if password:
         argv += ["--requirepass", password]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,13 +83,40 @@ def postgres_server() -> Iterator[str]:
             shutil.chown(workdir, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
         data = os.path.join(workdir, "data")
-        subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-U", "gate",
-                        f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                *as_user,
+                f"{bindir}/initdb",
+                "-D",
+                data,
+                "-U",
+                "gate",
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         proc = subprocess.Popen(
-            [*as_user, f"{bindir}/postgres", "-D", data, "-p", str(port), "-k", workdir,
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                *as_user,
+                f"{bindir}/postgres",
+                "-D",
+                data,
+                "-p",
+                str(port),
+                "-k",
+                workdir,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         poll_until(lambda: _accepts(port), 30)
         yield f"postgresql://gate:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:

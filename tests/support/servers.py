@@ -74,8 +74,9 @@ def http_like(conn: socket.socket) -> None:
 
 
 @contextmanager
-def zmq_server(kind: int, reply: Callable[[list[bytes]], list[bytes] | None] | None = None
-               ) -> Iterator[int]:
+def zmq_server(
+    kind: int, reply: Callable[[list[bytes]], list[bytes] | None] | None = None
+) -> Iterator[int]:
     """A ZeroMQ socket of ``kind`` on loopback; for ROUTER, ``reply`` builds each answer
     from the request frames (without the envelope), or returns None to stay silent."""
     ctx = zmq.Context()
@@ -116,7 +117,9 @@ class Recorder:
     SMTP), answers once spoken to (HTTP), or never says a thing (silent)."""
 
     GREETINGS: ClassVar[dict[str, bytes]] = {
-        "ssh": b"SSH-2.0-OpenSSH_9.2p1\r\n", "smtp": b"220 mail.example.test ESMTP Postfix\r\n"}
+        "ssh": b"SSH-2.0-OpenSSH_9.2p1\r\n",
+        "smtp": b"220 mail.example.test ESMTP Postfix\r\n",
+    }
 
     def __init__(self, speak: str) -> None:
         self.speak = speak
@@ -155,9 +158,14 @@ class Recorder:
 
 
 # Every connection event a healthy gateway's own monitors can report.
-_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_EVENTS = (
+    zmq.EVENT_ACCEPTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 @contextmanager

@@ -193,8 +193,9 @@ class _Zmtp1Rep:
 
 
 @contextmanager
-def zmtp1_rep_server(reply: Callable[[bytes], bytes | None],
-                     speaks_first: bool = True) -> Iterator[Peer]:
+def zmtp1_rep_server(
+    reply: Callable[[bytes], bytes | None], speaks_first: bool = True
+) -> Iterator[Peer]:
     """A ZMTP 1.0 (libzmq 2.x) REP peer on 127.0.0.1 and an OS-chosen port, one thread per
     connection. ``reply(body)`` gets the last frame of each request and returns the answer
     body, or None to stay silent on that connection. ``speaks_first=False``: it sends its
@@ -236,8 +237,12 @@ def _owned_private_dir(path: Path) -> bool:
         info = path.lstat()
     except FileNotFoundError:
         return False
-    return path.is_dir() and not path.is_symlink() and info.st_uid == os.getuid() \
+    return (
+        path.is_dir()
+        and not path.is_symlink()
+        and info.st_uid == os.getuid()
         and not info.st_mode & 0o022
+    )
 
 
 def _compiled(javac: str, jar: str) -> Path:
@@ -250,8 +255,12 @@ def _compiled(javac: str, jar: str) -> Path:
     # Compile into a private directory and rename it into place: concurrent test runs
     # either win the rename or find a complete cache, never a half-written class file.
     work = Path(tempfile.mkdtemp(prefix="mt5-gate-jerorep-"))
-    done = subprocess.run([javac, "-encoding", "UTF-8", "-cp", jar, "-d", str(work),
-                           str(JAVA_SOURCE)], capture_output=True, timeout=120, check=False)
+    done = subprocess.run(
+        [javac, "-encoding", "UTF-8", "-cp", jar, "-d", str(work), str(JAVA_SOURCE)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     if done.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
         pytest.fail(f"javac {JAVA_SOURCE.name} failed:\n{done.stderr.decode(errors='replace')}")
@@ -271,15 +280,23 @@ def _pump(stream: IO[bytes], sink: Callable[[str], None]) -> None:
 
 
 @contextmanager
-def jeromq_rep_server(reply_json: str, port: int = 0,
-                      pub_port: int | None = None) -> Iterator[JeroPeer]:
+def jeromq_rep_server(
+    reply_json: str, port: int = 0, pub_port: int | None = None
+) -> Iterator[JeroPeer]:
     """JeroMQ 0.3.6 REP on tcp://127.0.0.1:``port`` (0: a free one) answering every request
     with ``reply_json``; with ``pub_port`` (0: a free one) also a PUB sending
     ``{"type":"heartbeat"}`` every 100 ms. Yields once the server has bound."""
     javac, java, jar = shutil.which("javac"), shutil.which("java"), _jeromq_jar()
     if javac is None or java is None or jar is None:
-        missing = [name for name, have in (("javac", javac), ("java", java),
-                                           ("/usr/share/java/jeromq.jar", jar)) if not have]
+        missing = [
+            name
+            for name, have in (
+                ("javac", javac),
+                ("java", java),
+                ("/usr/share/java/jeromq.jar", jar),
+            )
+            if not have
+        ]
         skip_or_fail(f"the JeroMQ peer needs {', '.join(missing)} ({_INSTALL})")
     assert javac is not None
     assert java is not None
@@ -290,8 +307,9 @@ def jeromq_rep_server(reply_json: str, port: int = 0,
         argv.append(str(pub_port))
     # stdin is a pipe we never write: JeroRep exits at its end of file, so the JVM goes away
     # with us even if this process is killed before the finally below runs.
-    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+    popen = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert popen.stdout is not None
     assert popen.stderr is not None
     bound: list[str] = []
@@ -304,8 +322,10 @@ def jeromq_rep_server(reply_json: str, port: int = 0,
         elif line.startswith("bound "):
             bound.append(line)
 
-    readers = [threading.Thread(target=_pump, args=(popen.stdout, on_stdout), daemon=True),
-               threading.Thread(target=_pump, args=(popen.stderr, stderr.append), daemon=True)]
+    readers = [
+        threading.Thread(target=_pump, args=(popen.stdout, on_stdout), daemon=True),
+        threading.Thread(target=_pump, args=(popen.stderr, stderr.append), daemon=True),
+    ]
     for reader in readers:
         reader.start()
     try:
@@ -313,13 +333,18 @@ def jeromq_rep_server(reply_json: str, port: int = 0,
         if not bound:
             # The process exited first: give its reason, not just "timed out".
             readers[1].join(5)
-            pytest.fail(f"JeroRep exited with {popen.returncode} before binding:\n"
-                        + "\n".join(stderr))
+            pytest.fail(
+                f"JeroRep exited with {popen.returncode} before binding:\n" + "\n".join(stderr)
+            )
         fields = dict(item.split("=", 1) for item in bound[0].split()[1:])
-        yield JeroPeer(port=int(fields["port"]),
-                       pub_port=int(fields["pub_port"]) if pub_port is not None else None,
-                       bound_at=int(fields["at_ms"]) / 1000, requests=requests, popen=popen,
-                       stderr=stderr)
+        yield JeroPeer(
+            port=int(fields["port"]),
+            pub_port=int(fields["pub_port"]) if pub_port is not None else None,
+            bound_at=int(fields["at_ms"]) / 1000,
+            requests=requests,
+            popen=popen,
+            stderr=stderr,
+        )
     finally:
         _stop(popen)
         for reader in readers:
