@@ -101,311 +101,111 @@ class OptionGroup(NamedTuple):
     options: tuple[Option, ...]
 
 
-CONNECTION = OptionGroup(
-    "connection",
-    (
-        Option(
-            "host",
-            "--host",
-            "GATEWAY_HOST",
-            None,
-            parse_host,
-            "gateway host name, IPv4 or IPv6 literal (required)",
-            "HOST",
-        ),
-        Option(
-            "bridge",
-            "--bridge",
-            "GATE_BRIDGE",
-            None,
-            parse_bridge,
-            f"a named bridge preset: {', '.join(PRESETS)}; sets the transport, ports, "
-            "request, judgement and STATUS policy, each still overridden by its own flag or "
-            "variable (see docs/BRIDGES.md)",
-            "NAME",
-            optional=True,
-            default_help="mt5-gate",
-        ),
-        Option(
-            "transport",
-            "--transport",
-            "GATE_TRANSPORT",
-            REQ,
-            _choice(TRANSPORTS),
-            "how requests reach the bridge: "
-            + ", ".join(kind.summary for kind in TRANSPORT_KINDS.values()),
-            "NAME",
-        ),
-        Option(
-            "port",
-            "--port",
-            "GATEWAY_PORT",
-            "5555",
-            parse_port,
-            "gateway request port (REP, or the bridge's PULL for push-pull)",
-            "PORT",
-        ),
-        Option(
-            "reply_port",
-            "--reply-port",
-            "GATEWAY_REPLY_PORT",
-            None,
-            parse_port,
-            "the bridge's PUSH port that carries answers (push-pull and req-pull)",
-            "PORT",
-            optional=True,
-        ),
-    ),
-)
+CONNECTION = OptionGroup("connection", (
+    Option("host", "--host", "GATEWAY_HOST", None, parse_host,
+           "gateway host name, IPv4 or IPv6 literal (required)", "HOST"),
+    Option("bridge", "--bridge", "GATE_BRIDGE", None, parse_bridge,
+           f"a named bridge preset: {', '.join(PRESETS)}; sets the transport, ports, "
+           "request, judgement and STATUS policy, each still overridden by its own flag or "
+           "variable (see docs/BRIDGES.md)", "NAME", optional=True, default_help="mt5-gate"),
+    Option("transport", "--transport", "GATE_TRANSPORT", REQ, _choice(TRANSPORTS),
+           "how requests reach the bridge: "
+           + ", ".join(kind.summary for kind in TRANSPORT_KINDS.values()), "NAME"),
+    Option("port", "--port", "GATEWAY_PORT", "5555", parse_port,
+           "gateway request port (REP, or the bridge's PULL for push-pull)", "PORT"),
+    Option("reply_port", "--reply-port", "GATEWAY_REPLY_PORT", None, parse_port,
+           "the bridge's PUSH port that carries answers (push-pull and req-pull)", "PORT",
+           optional=True),
+))
 
 # Per-attempt limits (wait, probe, health); mesh bounds each check by its own timeout.
-ATTEMPT = OptionGroup(
-    "per-attempt limits",
-    (
-        Option(
-            "connect_timeout_s",
-            "--connect-timeout",
-            "GATE_CONNECT_TIMEOUT",
-            "2",
-            parse_positive_seconds,
-            "per-attempt TCP connect limit",
-        ),
-        Option(
-            "reply_timeout_s",
-            "--reply-timeout",
-            "GATE_REPLY_TIMEOUT",
-            "5",
-            parse_positive_seconds,
-            "per-attempt limit for the PING reply",
-        ),
-    ),
-)
+ATTEMPT = OptionGroup("per-attempt limits", (
+    Option("connect_timeout_s", "--connect-timeout", "GATE_CONNECT_TIMEOUT", "2",
+           parse_positive_seconds, "per-attempt TCP connect limit"),
+    Option("reply_timeout_s", "--reply-timeout", "GATE_REPLY_TIMEOUT", "5",
+           parse_positive_seconds, "per-attempt limit for the PING reply"),
+))
 
-READINESS = OptionGroup(
-    "readiness request and judgement",
-    (
-        Option(
-            "expect_status",
-            "--expect-status",
-            "GATE_EXPECT_STATUS",
-            "OK,PONG,OPERATIONAL",
-            parse_status_list,
-            "accepted values of a reply's status field (case-insensitive)",
-            "LIST",
-        ),
-        Option(
-            "ping_request",
-            "--ping-request",
-            "GATE_PING_REQUEST",
-            DEFAULT_PING_REQUEST,
-            str,
-            'the readiness request, a JSON object; placeholders "$now", "$now_epoch", '
-            '"$uuid", "$file:PATH" (see docs/BRIDGES.md)',
-            "JSON",
-        ),
-        Option(
-            "ready_when",
-            "--ready-when",
-            "GATE_READY_WHEN",
-            None,
-            str,
-            "JMESPath expression on the reply; truthy (not 0) = ready (see docs/BRIDGES.md); "
-            "replaces --expect-status",
-            "EXPR",
-            optional=True,
-            default_help="built from --expect-status",
-        ),
-        Option(
-            "legacy_secrets",
-            "--legacy-secrets",
-            "GATE_LEGACY_SECRETS",
-            "refuse",
-            _choice(("refuse", "allow")),
-            "`allow` sends a request carrying a $file: secret to a ZMTP 1.0 peer (libzmq "
-            "2.x), which cannot prove it is ZeroMQ; by default such a request goes only to a "
-            "peer whose greeting proved ZMTP 2.0+ with the right socket type",
-            "WORD",
-        ),
-    ),
-)
+READINESS = OptionGroup("readiness request and judgement", (
+    Option("expect_status", "--expect-status", "GATE_EXPECT_STATUS", "OK,PONG,OPERATIONAL",
+           parse_status_list, "accepted values of a reply's status field (case-insensitive)",
+           "LIST"),
+    Option("ping_request", "--ping-request", "GATE_PING_REQUEST", DEFAULT_PING_REQUEST, str,
+           "the readiness request, a JSON object; placeholders \"$now\", \"$now_epoch\", "
+           "\"$uuid\", \"$file:PATH\" (see docs/BRIDGES.md)", "JSON"),
+    Option("ready_when", "--ready-when", "GATE_READY_WHEN", None, str,
+           "JMESPath expression on the reply; truthy (not 0) = ready (see docs/BRIDGES.md); "
+           "replaces --expect-status", "EXPR", optional=True,
+           default_help="built from --expect-status"),
+    Option("legacy_secrets", "--legacy-secrets", "GATE_LEGACY_SECRETS", "refuse",
+           _choice(("refuse", "allow")),
+           "`allow` sends a request carrying a $file: secret to a ZMTP 1.0 peer (libzmq "
+           "2.x), which cannot prove it is ZeroMQ; by default such a request goes only to a "
+           "peer whose greeting proved ZMTP 2.0+ with the right socket type", "WORD"),
+))
 
 # STATUS is asked once the gateway is ready (wait) or as a layer of its own (probe);
 # health and mesh never send it.
-STATUS = OptionGroup(
-    "status request",
-    (
-        Option(
-            "status_request",
-            "--status-request",
-            "GATE_STATUS_REQUEST",
-            DEFAULT_STATUS_REQUEST,
-            str,
-            "the informational request sent once ready; `none` skips it, and is the "
-            "default when --ping-request is set",
-            "JSON",
-        ),
-    ),
-)
+STATUS = OptionGroup("status request", (
+    Option("status_request", "--status-request", "GATE_STATUS_REQUEST", DEFAULT_STATUS_REQUEST,
+           str, "the informational request sent once ready; `none` skips it, and is the "
+                "default when --ping-request is set", "JSON"),
+))
 
-WAIT_DEADLINE = OptionGroup(
-    "deadline and backoff",
-    (
-        Option(
-            "timeout_s",
-            "--timeout",
-            "GATE_TIMEOUT",
-            "600",
-            parse_seconds,
-            "seconds until the gate gives up; 0 = wait forever",
-        ),
-        Option(
-            "backoff_initial_s",
-            "--backoff-initial",
-            "GATE_BACKOFF_INITIAL",
-            "0.5",
-            parse_positive_seconds,
-            "first backoff step (doubles per attempt, equal jitter)",
-        ),
-        Option(
-            "backoff_max_s",
-            "--backoff-max",
-            "GATE_BACKOFF_MAX",
-            "10",
-            parse_positive_seconds,
-            "largest backoff step",
-        ),
-    ),
-)
+WAIT_DEADLINE = OptionGroup("deadline and backoff", (
+    Option("timeout_s", "--timeout", "GATE_TIMEOUT", "600", parse_seconds,
+           "seconds until the gate gives up; 0 = wait forever"),
+    Option("backoff_initial_s", "--backoff-initial", "GATE_BACKOFF_INITIAL", "0.5",
+           parse_positive_seconds, "first backoff step (doubles per attempt, equal jitter)"),
+    Option("backoff_max_s", "--backoff-max", "GATE_BACKOFF_MAX", "10",
+           parse_positive_seconds, "largest backoff step"),
+))
 
 # `health` runs one attempt under a healthcheck's own timeout: it must not inherit the
 # 10-minute GATE_TIMEOUT of the container's wait, so it has its own variable.
-HEALTH_DEADLINE = OptionGroup(
-    "deadline",
-    (
-        Option(
-            "timeout_s",
-            "--timeout",
-            "GATE_HEALTH_TIMEOUT",
-            "3",
-            parse_positive_seconds,
-            "limit for the single attempt",
-        ),
-    ),
-)
+HEALTH_DEADLINE = OptionGroup("deadline", (
+    Option("timeout_s", "--timeout", "GATE_HEALTH_TIMEOUT", "3", parse_positive_seconds,
+           "limit for the single attempt"),
+))
 
-FEED = OptionGroup(
-    "price feed",
-    (
-        Option(
-            "pub_port",
-            "--pub-port",
-            "GATEWAY_PUB_PORT",
-            "5556",
-            parse_port,
-            "gateway PUB port (ticks)",
-            "PORT",
-        ),
-    ),
-)
+FEED = OptionGroup("price feed", (
+    Option("pub_port", "--pub-port", "GATEWAY_PUB_PORT", "5556", parse_port,
+           "gateway PUB port (ticks)", "PORT"),
+))
 
-LOG_FORMAT = OptionGroup(
-    "log format",
-    (
-        Option(
-            "log_format",
-            "--log-format",
-            "GATE_LOG_FORMAT",
-            "auto",
-            _choice(LOG_FORMATS),
-            "json, console, or auto (console only when stderr is a TTY)",
-            "FORMAT",
-        ),
-    ),
-)
+LOG_FORMAT = OptionGroup("log format", (
+    Option("log_format", "--log-format", "GATE_LOG_FORMAT", "auto", _choice(LOG_FORMATS),
+           "json, console, or auto (console only when stderr is a TTY)", "FORMAT"),
+))
 
-LOG_LEVEL = OptionGroup(
-    "log level",
-    (
-        Option(
-            "log_level",
-            "--log-level",
-            "GATE_LOG_LEVEL",
-            "info",
-            _choice(LOG_LEVELS),
-            "debug, info, warning or error",
-            "LEVEL",
-        ),
-    ),
-)
+LOG_LEVEL = OptionGroup("log level", (
+    Option("log_level", "--log-level", "GATE_LOG_LEVEL", "info", _choice(LOG_LEVELS),
+           "debug, info, warning or error", "LEVEL"),
+))
 
 # CURVE keys (see curve.py, which reads and checks them): declared here with the other
 # options so that building the command line does not import the key handling.
-CURVE = OptionGroup(
-    "CURVE",
-    (
-        Option(
-            "curve_server_key",
-            "--curve-server-key",
-            "GATEWAY_CURVE_SERVER_KEY",
-            None,
-            str,
-            "the gateway's CURVE public key (40-character Z85); enables CURVE",
-            "KEY",
-            optional=True,
-        ),
-        Option(
-            "curve_server_key_file",
-            "--curve-server-key-file",
-            "GATEWAY_CURVE_SERVER_KEY_FILE",
-            None,
-            str,
-            "file holding the gateway's CURVE public key",
-            "PATH",
-            optional=True,
-        ),
-        Option(
-            "curve_secret_key_file",
-            "--curve-secret-key-file",
-            "GATE_CURVE_SECRET_KEY_FILE",
-            None,
-            str,
-            "file holding this client's CURVE secret key (default: a fresh ephemeral keypair)",
-            "PATH",
-            optional=True,
-        ),
-        Option(
-            "curve_public_key_file",
-            "--curve-public-key-file",
-            "GATE_CURVE_PUBLIC_KEY_FILE",
-            None,
-            str,
-            "file holding this client's CURVE public key (checked against the secret key)",
-            "PATH",
-            optional=True,
-        ),
-    ),
-)
+CURVE = OptionGroup("CURVE", (
+    Option("curve_server_key", "--curve-server-key", "GATEWAY_CURVE_SERVER_KEY", None, str,
+           "the gateway's CURVE public key (40-character Z85); enables CURVE", "KEY",
+           optional=True),
+    Option("curve_server_key_file", "--curve-server-key-file", "GATEWAY_CURVE_SERVER_KEY_FILE",
+           None, str, "file holding the gateway's CURVE public key", "PATH", optional=True),
+    Option("curve_secret_key_file", "--curve-secret-key-file", "GATE_CURVE_SECRET_KEY_FILE",
+           None, str, "file holding this client's CURVE secret key (default: a fresh "
+                        "ephemeral keypair)", "PATH", optional=True),
+    Option("curve_public_key_file", "--curve-public-key-file", "GATE_CURVE_PUBLIC_KEY_FILE",
+           None, str, "file holding this client's CURVE public key (checked against the "
+                        "secret key)", "PATH", optional=True),
+))
 
-ALSO = OptionGroup(
-    "other dependencies",
-    (
-        Option(
-            "also",
-            "--also",
-            "GATE_ALSO",
-            None,
-            str,
-            "another target that must be ready too (repeatable; the variable "
-            "comma-separated): zmq+req://, zmq+sub://, redis://, rediss://, postgresql://, "
-            "postgres://, http://, https://, tcp:// (see README); zmq+req is another bridge, "
-            "asked and judged like the gateway",
-            "URL",
-            optional=True,
-            repeat=True,
-        ),
-    ),
-)
-
+ALSO = OptionGroup("other dependencies", (
+    Option("also", "--also", "GATE_ALSO", None, str,
+           "another target that must be ready too (repeatable; the variable "
+           "comma-separated): zmq+req://, zmq+sub://, redis://, rediss://, postgresql://, "
+           "postgres://, http://, https://, tcp:// (see README); zmq+req is another bridge, "
+           "asked and judged like the gateway", "URL", optional=True, repeat=True),
+))
 
 def parse_absolute_path(text: str) -> str:
     if not os.path.isabs(text):
@@ -416,129 +216,45 @@ def parse_absolute_path(text: str) -> str:
 # Where `wait` tells `health` what it still waits for (gatestate.py). Only a variable: the
 # gate and its healthcheck must agree on it, and one variable in the container's
 # environment is seen by both, where a flag would have to be repeated in the HEALTHCHECK.
-STATE = OptionGroup(
-    "state file",
-    (
-        Option(
-            "state_file",
-            None,
-            "GATE_STATE_FILE",
-            None,
-            parse_absolute_path,
-            "where wait says what it still waits for; health reads it first (an absolute path)",
-            optional=True,
-            default_help="a new file in /dev/shm",
-        ),
-    ),
-)
+STATE = OptionGroup("state file", (
+    Option("state_file", None, "GATE_STATE_FILE", None, parse_absolute_path,
+           "where wait says what it still waits for; health reads it first (an absolute "
+           "path)", optional=True,
+           default_help="a new file in /dev/shm"),
+))
 
-MESH = OptionGroup(
-    "mesh targets",
-    (
-        Option(
-            "mesh_file",
-            "--file",
-            "GATE_MESH_FILE",
-            None,
-            parse_existing_file,
-            "a TOML mesh file adding checks",
-            "PATH",
-            optional=True,
-        ),
-        Option(
-            "mesh_icmp",
-            None,
-            "GATE_MESH_ICMP",
-            None,
-            str,
-            "hosts to ping (ICMP echo), comma-separated",
-            optional=True,
-            repeat=True,
-        ),
-        Option(
-            "mesh_http",
-            None,
-            "GATE_MESH_HTTP",
-            None,
-            str,
-            "HTTP(S) URLs that must answer 2xx/3xx, comma-separated",
-            optional=True,
-            repeat=True,
-        ),
-        Option(
-            "mesh_dns",
-            None,
-            "GATE_MESH_DNS",
-            None,
-            str,
-            "names that must resolve, comma-separated",
-            optional=True,
-            repeat=True,
-        ),
-        Option(
-            "mesh_tcp",
-            None,
-            "GATE_MESH_TCP",
-            None,
-            str,
-            "host:port endpoints that must accept TCP, comma-separated",
-            optional=True,
-            repeat=True,
-        ),
-        Option(
-            "redis_url",
-            None,
-            "REDIS_URL",
-            None,
-            str,
-            "Redis to PING (redis://[:password@]host:port/db)",
-            optional=True,
-        ),
-        Option(
-            "database_url",
-            None,
-            "DATABASE_URL",
-            None,
-            str,
-            "PostgreSQL to SELECT 1 from (postgresql://user:password@host:port/db)",
-            optional=True,
-        ),
-    ),
-)
+MESH = OptionGroup("mesh targets", (
+    Option("mesh_file", "--file", "GATE_MESH_FILE", None, parse_existing_file,
+           "a TOML mesh file adding checks", "PATH", optional=True),
+    Option("mesh_icmp", None, "GATE_MESH_ICMP", None, str,
+           "hosts to ping (ICMP echo), comma-separated", optional=True, repeat=True),
+    Option("mesh_http", None, "GATE_MESH_HTTP", None, str,
+           "HTTP(S) URLs that must answer 2xx/3xx, comma-separated", optional=True,
+           repeat=True),
+    Option("mesh_dns", None, "GATE_MESH_DNS", None, str,
+           "names that must resolve, comma-separated", optional=True, repeat=True),
+    Option("mesh_tcp", None, "GATE_MESH_TCP", None, str,
+           "host:port endpoints that must accept TCP, comma-separated", optional=True,
+           repeat=True),
+    Option("redis_url", None, "REDIS_URL", None, str,
+           "Redis to PING (redis://[:password@]host:port/db)", optional=True),
+    Option("database_url", None, "DATABASE_URL", None, str,
+           "PostgreSQL to SELECT 1 from (postgresql://user:password@host:port/db)",
+           optional=True),
+))
 
 # How an option group is offered on the command line, in --help's order.
-OPTION_GROUPS = (
-    CONNECTION,
-    ATTEMPT,
-    READINESS,
-    STATUS,
-    WAIT_DEADLINE,
-    HEALTH_DEADLINE,
-    FEED,
-    LOG_FORMAT,
-    LOG_LEVEL,
-    CURVE,
-    ALSO,
-    STATE,
-    MESH,
-)
-ALL_OPTIONS: tuple[Option, ...] = tuple(opt for group in OPTION_GROUPS for opt in group.options)
+OPTION_GROUPS = (CONNECTION, ATTEMPT, READINESS, STATUS, WAIT_DEADLINE, HEALTH_DEADLINE, FEED,
+                 LOG_FORMAT, LOG_LEVEL, CURVE, ALSO, STATE, MESH)
+ALL_OPTIONS: tuple[Option, ...] = tuple(opt for group in OPTION_GROUPS
+                                        for opt in group.options)
 # What a gateway check is configured with (an --also zmq+req:// URL's own options too).
-GATEWAY_OPTIONS: tuple[Option, ...] = (
-    *CONNECTION.options,
-    *ATTEMPT.options,
-    *READINESS.options,
-    *STATUS.options,
-)
+GATEWAY_OPTIONS: tuple[Option, ...] = (*CONNECTION.options, *ATTEMPT.options,
+                                       *READINESS.options, *STATUS.options)
 CURVE_OPTIONS = CURVE.options
 # Every setting of GateSettings, with wait's deadline: for a caller that names no command.
-EVERY_SETTING: tuple[Option, ...] = (
-    *GATEWAY_OPTIONS,
-    *WAIT_DEADLINE.options,
-    *FEED.options,
-    *LOG_FORMAT.options,
-    *LOG_LEVEL.options,
-)
+EVERY_SETTING: tuple[Option, ...] = (*GATEWAY_OPTIONS, *WAIT_DEADLINE.options, *FEED.options,
+                                     *LOG_FORMAT.options, *LOG_LEVEL.options)
 # By field; `timeout_s` is wait's (health's has its own variable and default).
 _BY_FIELD: dict[str, Option] = {opt.field: opt for opt in reversed(ALL_OPTIONS)}
 
@@ -547,9 +263,8 @@ def options_of(*groups: OptionGroup) -> tuple[Option, ...]:
     return tuple(opt for group in groups for opt in group.options)
 
 
-def option_source(
-    option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
-) -> tuple[Any, str] | None:
+def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
+                  ) -> tuple[Any, str] | None:
     """(raw value, where it came from) when the flag or the variable is set, else None.
 
     The one place where a flag beats its variable. A repeatable option's flag value is the
@@ -567,12 +282,8 @@ def declared(field: str) -> Option:
     return _BY_FIELD[field]
 
 
-def resolve_option(
-    option: Option,
-    flags: Mapping[str, Any],
-    environ: Mapping[str, str],
-    preset: Preset | None = None,
-) -> Any:
+def resolve_option(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str],
+                   preset: Preset | None = None) -> Any:
     """The option's value: the flag, else its variable, else the bridge preset's, else its
     default; parsed, or UsageError. ``flags`` maps field names to what argparse read. "Both
     beat the preset" is decided here, "a flag beats its variable" in ``option_source``."""
@@ -600,4 +311,5 @@ def _parsed(option: Option, raw: str, source: str) -> Any:
     try:
         return option.parse(raw)
     except ValueError as exc:
-        raise UsageError(f"invalid value for {option.names} ({source}): {raw!r}: {exc}") from None
+        raise UsageError(
+            f"invalid value for {option.names} ({source}): {raw!r}: {exc}") from None

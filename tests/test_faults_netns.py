@@ -146,7 +146,7 @@ def test_unresolvable_name_is_dns_with_a_hint(gate_in: GateIn) -> None:
     assert reasons(gate) == {"dns"}
     failed = next(e for e in gate.events() if e["event"] == "gate.attempt_failed")
     assert failed["stage"] == "dns"
-    assert "#dns" in failed["hint"]
+    assert "mt5-gate explain --reason dns" in failed["hint"], failed
 
 
 def test_name_is_resolved_again_on_every_attempt(

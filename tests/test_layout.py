@@ -164,12 +164,14 @@ def test_only_the_sim_command_imports_the_simulator() -> None:
     assert importers == {"commands.sim"}
 
 
-def test_no_module_is_over_400_lines() -> None:
-    """Small modules with one responsibility each: a module past 400 lines is split."""
+def test_no_module_is_over_500_lines() -> None:
+    """Small modules with one responsibility each: a module past 500 lines is split. (400
+    before `ruff format`, which puts each argument of a wrapped call on a line of its own:
+    the same code takes about 1.3 times the lines.)"""
     long = {
         module_name(path): n
         for path in PACKAGE.rglob("*.py")
-        if (n := len(path.read_text().splitlines())) > 400
+        if (n := len(path.read_text().splitlines())) > 500
     }
     assert long == {}
 
