@@ -141,12 +141,12 @@ class ReplyChannel:
         """The channel, its connection shown to work before the request is sent (a bridge's
         PUSH drops an answer while no PULL is connected); AttemptFailed says why not."""
         opened = self.socket_for(address)
-        self.refresh()
-        if self._up:
+        if self.refresh():
             return opened
-        if opened.conn.failure is not None or opened.conn.disconnected:
-            self.close()  # a fresh socket for a fresh diagnosis
-            opened = self.socket_for(address)
+        # Not up: a fresh socket, so that the attempt diagnoses this connection (refused,
+        # not ZeroMQ...) rather than inherit what the pause's reconnects left behind.
+        self.close()
+        opened = self.socket_for(address)
         try:
             self.gateway.await_(
                 opened,

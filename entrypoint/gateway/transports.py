@@ -257,10 +257,11 @@ class TwoSocketTransport(Transport):
             sent = self._send(requests.sock, payload, via)
             on_sent()
             ack = self._acknowledged(requests, deadline, reply_timeout_s)
+            # --reply-timeout counts from the request leaving, the acknowledgement's wait
+            # included: an answer is never judged when its request is older than that.
+            left_s = max(0.0, reply_timeout_s - (time.monotonic() - sent.at))
             try:
-                frames = self.channel.answer(
-                    sent, deadline.capped(reply_timeout_s), reply_timeout_s
-                )
+                frames = self.channel.answer(sent, deadline.capped(left_s), reply_timeout_s)
             except AttemptFailed as failure:
                 if ack is not None and failure.reason is Reason.NO_REPLY:
                     failure.error += (
