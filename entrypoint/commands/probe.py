@@ -61,8 +61,15 @@ class _Layers:
         self.fix: str | None = None  # a one-line fix for a not_ready reply
 
     def run(
-        self, name: str, layer: Callable[[], str], optional: bool = False, port: int | None = None
+        self,
+        name: str,
+        layer: Callable[[], str],
+        optional: bool = False,
+        port: int | None = None,
+        took_ms: float | None = None,
     ) -> bool:
+        """Run ``layer``; ``took_ms``: the stage's own time, when the attempt measured it
+        (the layer then only renders what the attempt found)."""
         port = self.settings.port if port is None else port
         result = run_check(
             Check(
@@ -73,6 +80,8 @@ class _Layers:
                 about_gateway=(self.settings.host, port),
             )
         )
+        if took_ms is not None:
+            result = dataclasses.replace(result, duration_ms=round(took_ms, 1))
         if result.status == FAIL and optional:
             result = dataclasses.replace(result, status=WARN)
         elif result.status == FAIL and self.first_failure is None and result.reason:
@@ -132,11 +141,20 @@ def _run_layers(
     s = settings
     budget = s.connect_timeout_s * 2 + s.reply_timeout_s  # the lookup, connect, reply
     outcome: Ready | AttemptFailed
+    started = time.monotonic()
     try:
         outcome = check.attempt(Deadline(budget))
     except AttemptFailed as failure:
         outcome = failure
+    attempt_ms = (time.monotonic() - started) * 1000
     trace: Trace = outcome.trace if outcome.trace is not None else Trace()
+    failed_at = outcome.stage if isinstance(outcome, AttemptFailed) else None
+    # Each layer shows its stage's own time; the stage that failed, the attempt's.
+    took = {
+        "dns": attempt_ms if failed_at == "dns" else trace.dns_ms,
+        "tcp": attempt_ms if failed_at == "tcp" else trace.connect_ms,
+        "reply": outcome.rtt_ms if isinstance(outcome, Ready) else attempt_ms,
+    }
 
     def dns() -> str:
         if isinstance(outcome, AttemptFailed) and outcome.stage == "dns":
@@ -175,12 +193,14 @@ def _run_layers(
             f"max {max(times):.1f} ms over {RTT_PINGS} requests"
         )
 
-    if not layers.run("DNS", dns):
+    if not layers.run("DNS", dns, took_ms=took["dns"]):
         for name in ("TCP connect", "ZeroMQ PING", "round trip", "STATUS", "PUB port"):
             layers.skip(name, "skipped: the name does not resolve")
         return
-    if layers.run("TCP connect", tcp) and layers.run("ZeroMQ PING", ping):
-        assert isinstance(outcome, tuple)
+    if layers.run("TCP connect", tcp, took_ms=took["tcp"]) and layers.run(
+        "ZeroMQ PING", ping, took_ms=took["reply"]
+    ):
+        assert isinstance(outcome, Ready)
         _after_ping(check, layers, rtt, outcome.address)
     else:
         for name in ("ZeroMQ PING", "round trip", "STATUS"):

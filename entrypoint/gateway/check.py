@@ -51,8 +51,7 @@ class Ready(NamedTuple):
     reply: Any  # the decoded reply that satisfied the judgement (None: a handshake)
     rtt_ms: float | None
     via: str = "attempt"
-    connect_ms: float | None = None
-    trace: Trace = Trace()
+    trace: Trace = Trace()  # its stages (the connection's time is trace.connect_ms)
 
 
 class GatewayCheck:
@@ -111,22 +110,13 @@ class GatewayCheck:
             self.last_address = address
             trace = trace._replace(address=address, connect_ms=exchange.connect_ms)
             if not e.kind.sends_requests:
-                return Ready(
-                    address,
-                    None,
-                    exchange.connect_ms,
-                    via="handshake",
-                    connect_ms=exchange.connect_ms,
-                    trace=trace,
-                )
+                return Ready(address, None, exchange.connect_ms, via="handshake", trace=trace)
             try:
                 reply = e.dialect.judge(exchange.frames)
             except AttemptFailed as refused:
                 refused.trace = trace
                 raise
-            return Ready(
-                address, reply, exchange.rtt_ms, connect_ms=exchange.connect_ms, trace=trace
-            )
+            return Ready(address, reply, exchange.rtt_ms, trace=trace)
         assert failure is not None
         raise failure
 

@@ -36,6 +36,7 @@ from entrypoint.gateway.zmq_client import (
     Monitored,
     Secrecy,
     ZmqGateway,
+    exchange_of,
 )
 from entrypoint.logs import untrusted
 from entrypoint.reasons import Reason
@@ -270,12 +271,7 @@ class TwoSocketTransport(Transport):
                         "answer, this bridge speaks --transport req)"
                     )
                 raise
-            connect_ms = (
-                None
-                if replies.conn.connected_at is None
-                else round((replies.conn.connected_at - replies.started) * 1000, 2)
-            )
-            return Exchange(frames, connect_ms, round((time.monotonic() - sent.at) * 1000, 2))
+            return exchange_of(replies, frames, sent.at)
         finally:
             requests.close()
 
