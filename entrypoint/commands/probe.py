@@ -139,7 +139,7 @@ def _run_layers(
     """The gate's one attempt (``GatewayCheck.attempt``, exactly what ``wait`` retries),
     shown stage by stage; then round trips, STATUS and the PUB port."""
     s = settings
-    budget = s.connect_timeout_s * 2 + s.reply_timeout_s  # the lookup, connect, reply
+    budget = s.endpoint.timeouts.total_s
     outcome: Ready | AttemptFailed
     started = time.monotonic()
     try:
@@ -235,9 +235,7 @@ def _status(check: GatewayCheck, address: str) -> str:
 
 
 def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
-    took = check_feed(
-        gateway, s.host, s.pub_port, Deadline(s.connect_timeout_s + s.reply_timeout_s)
-    )
+    took = check_feed(gateway, s.host, s.pub_port, Deadline(s.endpoint.timeouts.exchange_s))
     return f"port {s.pub_port} handshake in {took:.1f} ms"
 
 

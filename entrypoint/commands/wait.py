@@ -160,7 +160,7 @@ def run_wait(
             deadline,
             log,
             backoff,
-            settings.connect_timeout_s + settings.reply_timeout_s,
+            settings.endpoint.timeouts.exchange_s,
             state=state,
         )
 

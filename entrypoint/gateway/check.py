@@ -155,7 +155,7 @@ class GatewayCheck:
         to give or refuses. Only called when a status request is configured."""
         dialect = self.endpoint.dialect
         assert dialect.status is not None
-        deadline = Deadline(self.endpoint.connect_timeout_s + reply_timeout_s)
+        deadline = Deadline(self.endpoint.timeouts._replace(reply_s=reply_timeout_s).exchange_s)
         exchange = self.exchange(address, dialect.status, deadline, reply_timeout_s, via="status")
         return dialect.judge(exchange.frames)
 

@@ -79,6 +79,25 @@ TRANSPORTS = tuple(TRANSPORT_KINDS)
 TWO_SOCKET = frozenset(kind.name for kind in TRANSPORT_KINDS.values() if kind.reply_port)
 
 
+class AttemptTimeouts(NamedTuple):
+    """One attempt's limits, and what they add up to (httpx's ``Timeout``): nobody sums
+    them by hand. The name lookup and the connection get at most ``connect_s`` each, the
+    reply ``reply_s`` from the connection."""
+
+    connect_s: float
+    reply_s: float
+
+    @property
+    def exchange_s(self) -> float:
+        """A connection and its reply (an address already known)."""
+        return self.connect_s + self.reply_s
+
+    @property
+    def total_s(self) -> float:
+        """The whole attempt: the lookup, the connection, the reply."""
+        return self.connect_s + self.exchange_s
+
+
 class ClientSecurity(Protocol):
     """What the ZeroMQ client needs of CURVE keys (``curve.CurveKeys``)."""
 
@@ -112,3 +131,7 @@ class Endpoint(NamedTuple):
     @property
     def kind(self) -> TransportKind:
         return TRANSPORT_KINDS[self.transport]
+
+    @property
+    def timeouts(self) -> AttemptTimeouts:
+        return AttemptTimeouts(self.connect_timeout_s, self.reply_timeout_s)

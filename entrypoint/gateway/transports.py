@@ -179,7 +179,8 @@ class HandshakeTransport(Transport):
         via: str = "attempt",
     ) -> Exchange:
         took = self.passive(
-            address, deadline.capped(self.endpoint.connect_timeout_s + reply_timeout_s)
+            address,
+            deadline.capped(self.endpoint.timeouts._replace(reply_s=reply_timeout_s).exchange_s),
         )
         return Exchange([], round(took, 2), None)
 
