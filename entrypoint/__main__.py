@@ -14,13 +14,13 @@ import sys
 
 def run() -> int:
     from entrypoint.errors import GateSignal  # noqa: PLC0415 - light: before the heavy ones
-    from entrypoint.signals import install_stop_handlers  # noqa: PLC0415
+    from entrypoint.process.signals import install_stop_handlers  # noqa: PLC0415
 
     try:  # from here on a SIGTERM is a GateSignal: everything below is inside the try
         install_stop_handlers()
         return _start_with_gc_off()
     except (GateSignal, KeyboardInterrupt) as stop:  # stopped while starting: no logging yet
-        from entrypoint import events  # noqa: PLC0415 - a declaration table, no logging
+        from entrypoint.log import events  # noqa: PLC0415 - a declaration table, no logging
 
         # A Ctrl-C before its handler was in place is Python's KeyboardInterrupt: the same
         # stop, said the same way.
@@ -40,7 +40,7 @@ def run() -> int:
     except BaseException as exc:  # noqa: BLE001 - the last line of defence
         # Only reached when the error boundary in cli.main failed itself (logging broke,
         # say): still one JSON line and exit 70, never a raw traceback or another code.
-        from entrypoint import events  # noqa: PLC0415
+        from entrypoint.log import events  # noqa: PLC0415
 
         _write_plain(
             {
@@ -65,7 +65,7 @@ def _start_with_gc_off() -> int:
     # (a usage error, --help) exits at once.
     gc.disable()
     _open_missing_standard_streams()
-    from entrypoint import failclosed  # noqa: PLC0415
+    from entrypoint.process import failclosed  # noqa: PLC0415
 
     failclosed.install()
     from entrypoint.cli import main  # noqa: PLC0415

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from entrypoint import __version__, commands, events, fdlimit
+from entrypoint import __version__, commands
 from entrypoint.commands import Command, Entry
 from entrypoint.commands.arguments import HelpFormatter, MeasuredWidthFormatter, OptionParser
 from entrypoint.errors import (
@@ -26,10 +26,12 @@ from entrypoint.errors import (
     GatewayTimeout,
     UsageError,
 )
-from entrypoint.events import emit
-from entrypoint.logs import configure_logging, get_logger
-from entrypoint.options import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
-from entrypoint.signals import install_stop_handlers
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import configure_logging, get_logger
+from entrypoint.process import fdlimit
+from entrypoint.process.signals import install_stop_handlers
+from entrypoint.settings.options import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
 
 
 def build_parser(only: str | None = None) -> OptionParser:

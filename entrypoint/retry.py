@@ -21,13 +21,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import tenacity
 
-from entrypoint import events
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GatewayMisconfigured, GatewayTimeout
-from entrypoint.events import emit
-from entrypoint.logs import untrusted
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import untrusted
+from entrypoint.process.signals import raise_if_pending
 from entrypoint.reasons import Reason
-from entrypoint.signals import raise_if_pending
 
 CONFIG_ERRORS_BEFORE_GIVING_UP = 3
 # The same not_ready reply this many times in a row is worth saying plainly, once: the

@@ -11,7 +11,7 @@ import pytest
 from entrypoint.cli import build_parser, main
 from entrypoint.commands import wait
 from entrypoint.commands.wait import EXIT_CODES_HELP
-from entrypoint.options import options_of
+from entrypoint.settings.options import options_of
 from tests.support.cli import run_gate
 from tests.support.helpers import REPO, base_env, free_port
 
@@ -126,7 +126,7 @@ def test_unexpected_exception_is_one_event_and_exit_70(capsys: pytest.CaptureFix
     import json
 
     from entrypoint.cli import _guarded
-    from entrypoint.logs import configure_logging
+    from entrypoint.log.logs import configure_logging
 
     configure_logging("json", "info")
 

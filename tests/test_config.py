@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from entrypoint.commands import wait
-from entrypoint.config import GateSettings, settings_from_sources
 from entrypoint.errors import EXIT_USAGE, UsageError
-from entrypoint.options import declared, options_of
+from entrypoint.settings.config import GateSettings, settings_from_sources
+from entrypoint.settings.options import declared, options_of
 
 
 def test_defaults_match_the_documented_interface() -> None:

@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entrypoint.consolelog import WIDTH, fold, pack, visible_len
-from entrypoint.logs import configure_logging, get_logger
+from entrypoint.log.consolelog import WIDTH, fold, pack, visible_len
+from entrypoint.log.logs import configure_logging, get_logger
 from tests.support.bounds import EXIT_S, FAST_WAIT, after_deadline
 from tests.support.cli import run_gate
 from tests.support.helpers import base_env, free_port, parse_lines

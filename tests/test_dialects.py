@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from entrypoint.config import settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.dialect import DEFAULT_DIALECT, NotReady, parse_request
+from entrypoint.settings.config import settings_from_sources
 from tests.support.bounds import FAST_ATTEMPT
 from tests.support.cli import run_gate
 from tests.support.processes import StartSim

@@ -1,4 +1,4 @@
-"""Log events are declared once (entrypoint/events.py) and the README's tables are them.
+"""Log events are declared once (entrypoint/log/events.py) and the README's tables are them.
 
 The other half of the contract, that every JSON line a gate writes in this suite is a
 declared event with declared fields, is checked where every test reads a gate's lines
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from entrypoint import events
+from entrypoint.log import events
 from tests.support.helpers import REPO
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint import fdlimit
+from entrypoint.process import fdlimit
 from tests.support.bounds import FAST_WAIT, after_deadline
 from tests.support.cli import Ran, run_gate
 from tests.support.fault_injection import RUN

@@ -1,7 +1,7 @@
 """`mt5-gate health` while `mt5-gate wait` still waits: the gate's state file comes first.
 
 A passive check of a two-socket bridge (nothing sent) cannot see that the bridge answers
-"no broker"; the waiting gate can, and says so in its state file (entrypoint/gatestate.py),
+"no broker"; the waiting gate can, and says so in its state file (entrypoint/process/gatestate.py),
 which health trusts only while the gate holds its lock and only for its own target.
 """
 

@@ -6,7 +6,7 @@ paid thousands of times a day. These tests read the modules a real gate process 
 check module names only, so they hold however the command line is parsed and dispatched:
 
 * with JSON logs, nothing imports structlog (its ``__init__`` imports asyncio): the JSON
-  lines are written by ``entrypoint.logs``; structlog renders the console format only;
+  lines are written by ``entrypoint.log.logs``; structlog renders the console format only;
 * ``health`` with the default judgement imports neither jmespath nor tenacity;
 * ``health`` imports no ``dataclasses`` (nor the ``inspect`` it imports): its value objects
   are NamedTuples; no ``shutil`` (argparse's terminal-size query, made only when help is
@@ -289,7 +289,7 @@ def test_the_default_judgement_is_what_its_jmespath_expression_says(
 def test_jmespath_is_imported_for_a_written_expression_only() -> None:
     """--ready-when (or a preset's judgement) still brings jmespath, and only then."""
     code = (
-        "import sys; from entrypoint.config import settings_from_sources as s; "
+        "import sys; from entrypoint.settings.config import settings_from_sources as s; "
         "s({'host': 'gw'}, {}); a = 'jmespath' in sys.modules; "
         "s({'host': 'gw', 'ready_when': 'connected'}, {}); "
         "print(a, 'jmespath' in sys.modules)"

@@ -1,6 +1,6 @@
 """The JSON log lines, written without structlog, are the lines structlog wrote.
 
-``entrypoint.logs`` writes the JSON format itself (``import structlog`` imports asyncio,
+``entrypoint.log.logs`` writes the JSON format itself (``import structlog`` imports asyncio,
 which a healthcheck every 10 s would pay for). Each test here logs the same events through
 the configuration the gate used to give structlog and through ``configure_logging("json")``
 and compares the lines byte for byte, the timestamp's value aside (its format is checked).
@@ -19,7 +19,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from entrypoint import logs
+from entrypoint.log import logs
 
 TIMESTAMP = re.compile(r'"timestamp": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z)"')
 

@@ -23,21 +23,23 @@ PACKAGE = REPO / "entrypoint"
 LAYERS: list[set[str]] = [
     {
         "entrypoint",
+        "log",
+        "process",
         "addresses",
         "deadline",
-        "logs",
+        "log.logs",
         "reasons",
         "errors",
-        "signals",
-        "handoff",
+        "process.signals",
+        "process.handoff",
         "checks",
         "report",
-        "gatelog",
-        "failclosed",
-        "fdlimit",
-        "consolelog",
-        "events",
-        "gatestate",
+        "log.gatelog",
+        "process.failclosed",
+        "process.fdlimit",
+        "log.consolelog",
+        "log.events",
+        "process.gatestate",
     },
     {
         "gateway",
@@ -56,8 +58,8 @@ LAYERS: list[set[str]] = [
         "gateway.answers",
     },
     {"gateway.transports", "gateway.check", "retry"},
-    {"options"},
-    {"config", "curve"},
+    {"settings", "settings.options"},
+    {"settings.config", "settings.curve"},
     {
         "targets.base",
         "targets.icmp",
@@ -180,9 +182,12 @@ def test_the_gateway_layer_does_not_import_the_configuration() -> None:
     """gateway/ receives an Endpoint value object, never GateSettings."""
     edges = graph()
     assert {
-        name: sorted(t for t in targets if t in ("options", "config", "curve"))
+        name: sorted(
+            t for t in targets if t in ("settings.options", "settings.config", "settings.curve")
+        )
         for name, targets in edges.items()
-        if name.startswith("gateway") and {"options", "config", "curve"} & targets
+        if name.startswith("gateway")
+        and {"settings.options", "settings.config", "settings.curve"} & targets
     } == {}
 
 

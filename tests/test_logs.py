@@ -8,7 +8,7 @@ import json
 import pytest
 import zmq
 
-from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.log.logs import configure_logging, get_logger, untrusted
 from tests.support import servers
 from tests.support.bounds import after_deadline
 from tests.support.cli import run_gate

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from entrypoint.commands import probe
-from entrypoint.config import settings_from_sources
 from entrypoint.errors import AttemptFailed, UsageError
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.replies import decode_reply, python_literal
-from entrypoint.options import options_of
+from entrypoint.settings.config import settings_from_sources
+from entrypoint.settings.options import options_of
 from tests.support.cli import run_gate
 
 

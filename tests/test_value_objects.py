@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 
 from entrypoint.commands import REGISTRY, Entry
-from entrypoint.config import GateSettings, settings_from_sources
-from entrypoint.events import GATE_EVENTS, START
 from entrypoint.gateway.broker_states import STATES
 from entrypoint.gateway.dialect import DEFAULT_DIALECT, Dialect
 from entrypoint.gateway.endpoint import Endpoint
 from entrypoint.gateway.judgement import Judgement, default_judgement, parse_judgement
 from entrypoint.gateway.presets import PRESETS
 from entrypoint.gateway.requests import RequestTemplate, parse_request
-from entrypoint.options import ALL_OPTIONS, OPTION_GROUPS
+from entrypoint.log.events import GATE_EVENTS, START
+from entrypoint.settings.config import GateSettings, settings_from_sources
+from entrypoint.settings.options import ALL_OPTIONS, OPTION_GROUPS
 
 VALUES: list[Any] = [
     ALL_OPTIONS[0],

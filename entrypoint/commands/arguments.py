@@ -13,7 +13,7 @@ import re
 from typing import NoReturn
 
 from entrypoint.errors import UsageError
-from entrypoint.options import Option, OptionGroup
+from entrypoint.settings.options import Option, OptionGroup
 
 
 class OptionParser(argparse.ArgumentParser):

@@ -20,7 +20,7 @@ from typing import Any
 
 from entrypoint.commands.arguments import OptionParser, add_json_flag, describe
 from entrypoint.errors import UsageError
-from entrypoint.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
+from entrypoint.log.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
 from entrypoint.reasons import see, troubleshooting_sections
 from entrypoint.report import Painter, dump_json, duration, hanging, visible
 

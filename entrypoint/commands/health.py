@@ -22,15 +22,15 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
-from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
-from entrypoint.gatestate import still_waiting
 from entrypoint.gateway.check import GatewayCheck, check_feed
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.zmq_client import ZmqGateway
-from entrypoint.logs import configure_logging
-from entrypoint.options import (
+from entrypoint.log.logs import configure_logging
+from entrypoint.process.gatestate import still_waiting
+from entrypoint.settings.config import GateSettings, settings_for
+from entrypoint.settings.options import (
     ATTEMPT,
     CONNECTION,
     CURVE,

@@ -20,10 +20,11 @@ from typing import Any, TextIO
 from entrypoint.addresses import address_text, ip_family, redact_url
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
-from entrypoint.config import GateSettings, settings_for
 from entrypoint.errors import UsageError
-from entrypoint.logs import configure_logging
-from entrypoint.options import (
+from entrypoint.log.logs import configure_logging
+from entrypoint.report import Painter, dump_json, hanging, percent, result_line, score
+from entrypoint.settings.config import GateSettings, settings_for
+from entrypoint.settings.options import (
     CONNECTION,
     CURVE,
     FEED,
@@ -35,7 +36,6 @@ from entrypoint.options import (
     options_of,
     resolve_option,
 )
-from entrypoint.report import Painter, dump_json, hanging, percent, result_line, score
 from entrypoint.targets import KINDS, build
 from entrypoint.targets.base import Context, Target
 

@@ -20,15 +20,17 @@ from typing import Any, TextIO
 
 from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_check
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
-from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.check import GatewayCheck, Ready, Trace, check_feed
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.zmq_client import ZmqGateway
-from entrypoint.logs import configure_logging, untrusted
-from entrypoint.options import (
+from entrypoint.log.logs import configure_logging, untrusted
+from entrypoint.reasons import STEPS, Reason
+from entrypoint.report import WHOLE, Painter, dump_json, hanging, result_line, score
+from entrypoint.settings.config import GateSettings, settings_for
+from entrypoint.settings.options import (
     ATTEMPT,
     CONNECTION,
     CURVE,
@@ -39,8 +41,6 @@ from entrypoint.options import (
     STATUS,
     options_of,
 )
-from entrypoint.reasons import STEPS, Reason
-from entrypoint.report import WHOLE, Painter, dump_json, hanging, result_line, score
 
 RTT_PINGS = 5
 # The layers whose detail shows the bridge's reply: a reply too long for a line (one word,

@@ -20,7 +20,7 @@ from typing import Any
 
 from entrypoint.addresses import parse_port
 from entrypoint.commands.arguments import OptionParser, describe
-from entrypoint.options import parse_seconds
+from entrypoint.settings.options import parse_seconds
 from entrypoint.sim.dialects import ALL_DIALECTS, BROKER_STATES
 from entrypoint.sim.server import serve
 

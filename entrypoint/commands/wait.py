@@ -14,20 +14,24 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from entrypoint import events, failclosed, fdlimit, targets
+from entrypoint import targets
 from entrypoint.addresses import redact_url
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
-from entrypoint.config import GateSettings, settings_for
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateError, GatewayTimeout, UsageError
-from entrypoint.events import emit
-from entrypoint.gatestate import StateFile
 from entrypoint.gateway.check import GatewayCheck, Ready
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.zmq_client import ZmqGateway
-from entrypoint.handoff import exec_runner, resolve_command
-from entrypoint.logs import configure_logging, get_logger, untrusted
-from entrypoint.options import (
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import configure_logging, get_logger, untrusted
+from entrypoint.process import failclosed, fdlimit
+from entrypoint.process.gatestate import StateFile
+from entrypoint.process.handoff import exec_runner, resolve_command
+from entrypoint.reasons import Reason, dependency_hint
+from entrypoint.retry import AttemptDetails, AttemptLog, BackoffWithJitter, wait_until_ready
+from entrypoint.settings.config import GateSettings, settings_for
+from entrypoint.settings.options import (
     ALSO,
     ATTEMPT,
     CONNECTION,
@@ -42,8 +46,6 @@ from entrypoint.options import (
     options_of,
     resolve_option,
 )
-from entrypoint.reasons import Reason, dependency_hint
-from entrypoint.retry import AttemptDetails, AttemptLog, BackoffWithJitter, wait_until_ready
 from entrypoint.targets.base import Context, Target
 
 EXIT_CODES_HELP = """\

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from entrypoint.gateway.dialect import REFUSING_WORDS, Dialect, refusing_key, volatile_key
-from entrypoint.logs import scrub, untrusted
+from entrypoint.log.logs import scrub, untrusted
 
 # Safe to paste between the quotes of GATE_READY_WHEN="status == '...'" in a shell or an
 # env file, and to print on a terminal.

@@ -29,8 +29,8 @@ from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.connection import drain
 from entrypoint.gateway.endpoint import Endpoint
 from entrypoint.gateway.zmq_client import GREETING_CHECK_AFTER_S, Monitored, ZmqGateway
+from entrypoint.process.signals import raise_if_pending
 from entrypoint.reasons import Reason
-from entrypoint.signals import raise_if_pending
 
 # An unanswered request is given up as lost (the bridge restarted, say) after this many
 # reply timeouts, and at least LOST_AFTER_MIN_S: from then on the next answer is matched to

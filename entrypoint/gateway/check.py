@@ -14,18 +14,18 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
-from entrypoint import events
 from entrypoint.addresses import address_text
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
-from entrypoint.events import emit
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.endpoint import Endpoint
 from entrypoint.gateway.requests import RequestTemplate
 from entrypoint.gateway.tcp import resolve
 from entrypoint.gateway.transports import transport_for
 from entrypoint.gateway.zmq_client import Exchange, ZmqGateway
-from entrypoint.logs import untrusted
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import untrusted
 
 # STATUS is informational and optional: a gateway that ignores it must not hold the runner
 # back for long. Its timeout is a margin over the PING's own round trip, within these bounds.

@@ -32,7 +32,7 @@ from entrypoint.gateway.requests import (
     RequestTemplate,
     parse_request,
 )
-from entrypoint.logs import untrusted
+from entrypoint.log.logs import untrusted
 from entrypoint.reasons import Reason
 
 __all__ = [

@@ -19,7 +19,7 @@ from entrypoint.addresses import endpoint
 from entrypoint.deadline import Deadline
 from entrypoint.gateway.connection import close_monitored, drain, queue_without_blocking
 from entrypoint.gateway.zmq_client import Secrecy, ZmqGateway
-from entrypoint.signals import raise_if_pending
+from entrypoint.process.signals import raise_if_pending
 
 # How often libzmq retries a connect while a request waits in a pending socket during a
 # backoff pause: it bounds how late we notice a gateway that binds during the pause, and

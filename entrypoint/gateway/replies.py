@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import AttemptFailed
-from entrypoint.logs import untrusted
+from entrypoint.log.logs import untrusted
 from entrypoint.reasons import Reason
 
 if TYPE_CHECKING:  # imported where a literal is parsed: only a Python-literal reply needs it

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from entrypoint.errors import UsageError
-from entrypoint.logs import register_secret, untrusted
+from entrypoint.log.logs import register_secret, untrusted
 
 DEFAULT_PING_REQUEST = '{"action":"PING","timestamp":"$now","source":"mt5-gate"}'
 DEFAULT_STATUS_REQUEST = '{"action":"STATUS"}'

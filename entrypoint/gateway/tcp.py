@@ -23,7 +23,7 @@ from typing import NamedTuple
 from entrypoint.addresses import address_text, ip_family, socket_family
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
-from entrypoint.logs import untrusted
+from entrypoint.log.logs import untrusted
 from entrypoint.reasons import Reason
 
 ZMTP_SIGNATURE_FIRST = 0xFF

@@ -38,9 +38,9 @@ from entrypoint.gateway.zmq_client import (
     ZmqGateway,
     exchange_of,
 )
-from entrypoint.logs import untrusted
+from entrypoint.log.logs import untrusted
+from entrypoint.process.signals import raise_if_pending
 from entrypoint.reasons import Reason
-from entrypoint.signals import raise_if_pending
 
 OnSent = Callable[[], None]
 # An answer that came too late to be judged: its frames, its round trip, its request's via.

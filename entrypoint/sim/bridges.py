@@ -32,10 +32,10 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from entrypoint import events
 from entrypoint.errors import UsageError
-from entrypoint.events import emit
-from entrypoint.logs import untrusted
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import untrusted
 from entrypoint.sim.dialects import (
     BROKER_STATES,
     DEFAULT_TICK_HZ,

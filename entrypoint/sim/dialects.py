@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from entrypoint import events
-from entrypoint.events import emit
+from entrypoint.log import events
+from entrypoint.log.events import emit
 
 TICK_SYMBOLS = {"EURUSD": 1.0850, "GBPUSD": 1.2650, "USDJPY": 151.20}
 # The heartbeat bridge refuses requests whose timestamp is this far from its clock

@@ -24,11 +24,11 @@ from typing import Any
 
 import zmq
 
-from entrypoint import events
-from entrypoint.curve import check_key, read_key
 from entrypoint.errors import UsageError
-from entrypoint.events import emit
-from entrypoint.logs import configure_logging, get_logger, untrusted
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import configure_logging, get_logger, untrusted
+from entrypoint.settings.curve import check_key, read_key
 from entrypoint.sim.bridges import check_options, serve_bridge
 from entrypoint.sim.dialects import DEFAULT_TICK_HZ, DIALECTS, TICK_SYMBOLS, SimState, now_iso
 

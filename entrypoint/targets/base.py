@@ -12,8 +12,8 @@ from entrypoint.errors import UsageError
 from entrypoint.targets.kinds import Kind
 
 if TYPE_CHECKING:
-    from entrypoint.config import GateSettings
     from entrypoint.gateway.endpoint import Endpoint
+    from entrypoint.settings.config import GateSettings
 
 Probe = Callable[[Deadline], str]
 
@@ -32,8 +32,8 @@ class Context:
         invalid. With its own ``bridge``, none of the gateway's dialect applies to it."""
         if not options:
             return self.settings.endpoint._replace(host=host, port=port)
-        from entrypoint.config import settings_from_sources  # noqa: PLC0415
-        from entrypoint.options import GATEWAY_OPTIONS  # noqa: PLC0415
+        from entrypoint.settings.config import settings_from_sources  # noqa: PLC0415
+        from entrypoint.settings.options import GATEWAY_OPTIONS  # noqa: PLC0415
 
         environ = {} if "bridge" in options else self.environ
         try:

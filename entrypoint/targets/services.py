@@ -16,7 +16,7 @@ from entrypoint.addresses import host_port
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, MissingExtra
 from entrypoint.gateway.tcp import reach
-from entrypoint.logs import untrusted
+from entrypoint.log.logs import untrusted
 from entrypoint.reasons import Reason
 from entrypoint.targets.kinds import MESH_EXTRA_HINT
 

@@ -8,7 +8,7 @@ from entrypoint.addresses import split_host_port
 from entrypoint.deadline import Deadline
 from entrypoint.gateway.check import GatewayCheck, check_feed
 from entrypoint.gateway.zmq_client import ZmqGateway
-from entrypoint.logs import untrusted
+from entrypoint.log.logs import untrusted
 
 if TYPE_CHECKING:
     from entrypoint.targets.base import Context, Probe

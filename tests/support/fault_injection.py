@@ -61,9 +61,10 @@ def _raising_methods() -> dict[str, tuple[Any, str]]:
 
 
 def install(kind: str) -> None:
-    from entrypoint import logs, retry
+    from entrypoint import retry
     from entrypoint.commands import wait
     from entrypoint.gateway import check
+    from entrypoint.log import logs
 
     raising = _raising_methods()
     if kind in raising:
@@ -158,7 +159,7 @@ def _signal_once_the_first_stop_handler_is_in() -> None:
 def _signal_in_a_finalizer_between_the_two_installs() -> None:
     """A SIGTERM swallowed by a finalizer after __main__ installed the stop handlers and
     before cli.main installs them again (which used to forget it)."""
-    from entrypoint import failclosed
+    from entrypoint.process import failclosed
 
     original_install = failclosed.install
 

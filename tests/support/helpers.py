@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint.events import BY_NAME
+from entrypoint.log.events import BY_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 GATE = [sys.executable, "-m", "entrypoint"]
@@ -66,7 +66,7 @@ def poll_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 def parse_lines(text: str) -> list[dict[str, Any]]:
     """Every non-empty line must be one JSON object; return them in order. A line of the
-    gate or the simulator must be a declared event (entrypoint/events.py) with declared
+    gate or the simulator must be a declared event (entrypoint/log/events.py) with declared
     fields only: every test that reads a gate's log checks the declarations too."""
     events = []
     for line in text.splitlines():
@@ -83,7 +83,7 @@ def check_declared(event: dict[str, Any]) -> None:
     if not isinstance(name, str) or not name.startswith(("gate.", "sim.")):
         return  # a runner's own line, say
     declared = BY_NAME.get(name)
-    assert declared is not None, f"undeclared event {name!r} (entrypoint/events.py)"
+    assert declared is not None, f"undeclared event {name!r} (entrypoint/log/events.py)"
     undeclared = sorted(key for key in event if not declared.allows(key))
     assert not undeclared, f"{name}: fields {undeclared} are not declared in events.py"
     assert event.get("level") == declared.level, f"{name}: level {event.get('level')!r}"

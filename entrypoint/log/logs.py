@@ -128,7 +128,7 @@ class _ConsoleOnFirstUse:
 
     def __call__(self, method: str, event: dict[str, Any]) -> str:
         if self._render is None:
-            from entrypoint.consolelog import ConsoleLines  # noqa: PLC0415 - see the docstring
+            from entrypoint.log.consolelog import ConsoleLines  # noqa: PLC0415 - see the docstring
 
             self._render = ConsoleLines(self._colors)
         return self._render(method, event)

@@ -17,9 +17,9 @@ import stat
 import sys
 from collections.abc import Mapping, Sequence
 
-from entrypoint import failclosed, fdlimit
 from entrypoint.errors import CommandNotExecutable, CommandNotFound
-from entrypoint.signals import raise_if_pending
+from entrypoint.process import failclosed, fdlimit
+from entrypoint.process.signals import raise_if_pending
 
 _RESET_SIGNALS = (
     "SIGPIPE",

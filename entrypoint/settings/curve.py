@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from entrypoint.errors import UsageError
-from entrypoint.options import CURVE_OPTIONS, Option, option_source
+from entrypoint.settings.options import CURVE_OPTIONS, Option, option_source
 
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 # zmq certificate files (zmq.auth.create_certificates) hold `public-key = "..."` lines.

@@ -34,9 +34,9 @@ import threading
 import time
 from typing import Any
 
-from entrypoint import events
-from entrypoint.events import emit
-from entrypoint.logs import scrub
+from entrypoint.log import events
+from entrypoint.log.events import emit
+from entrypoint.log.logs import scrub
 
 # A shared directory, but nothing here trusts a name: files are created O_EXCL|O_NOFOLLOW
 # under a random name, and a reader believes only a file a live gate holds locked.

@@ -23,7 +23,7 @@ from entrypoint.gateway.endpoint import (
     TransportKind,
 )
 from entrypoint.gateway.presets import DEFAULT_PRESET, Preset
-from entrypoint.options import (
+from entrypoint.settings.options import (
     CURVE_OPTIONS,
     EVERY_SETTING,
     GATEWAY_OPTIONS,
@@ -95,7 +95,7 @@ def settings_for(
     curve = [opt for opt in options if opt in CURVE_OPTIONS]
     if not any(option_source(opt, flags, environ) for opt in curve):
         return settings
-    from entrypoint.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
+    from entrypoint.settings.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
 
     return settings._replace(curve=curve_from_sources(flags, environ))
 

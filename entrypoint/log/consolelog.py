@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from entrypoint import events
+from entrypoint.log import events
 
 WIDTH = 160
 INDENT = " " * 4  # a line of further fields

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from entrypoint import events
+from entrypoint.log import events
 
 MAX_LINE_BYTES = 256 * 1024  # a gate line is < 4 KiB; anything longer is someone else's
 MAX_PHASES = 50
