@@ -28,9 +28,9 @@ from entrypoint.settings.options import (
     EVERY_SETTING,
     GATEWAY_OPTIONS,
     Option,
+    Sources,
     declared,
-    option_source,
-    resolve_option,
+    one_of,
 )
 
 
@@ -90,14 +90,13 @@ def settings_for(
 ) -> GateSettings:
     """A command's validated settings from its flags and the environment, CURVE included
     (when the command takes the CURVE options and one of them is set)."""
-    flags = vars(args)
-    settings = settings_from_sources(flags, environ, options)
-    curve = [opt for opt in options if opt in CURVE_OPTIONS]
-    if not any(option_source(opt, flags, environ) for opt in curve):
+    sources = Sources(vars(args), environ)
+    settings = _settings(sources, options)
+    if not any(sources.given(opt) for opt in options if opt in CURVE_OPTIONS):
         return settings
     from entrypoint.settings.curve import curve_from_sources  # noqa: PLC0415 - only when CURVE is used
 
-    return settings._replace(curve=curve_from_sources(flags, environ))
+    return settings._replace(curve=curve_from_sources(sources))
 
 
 def settings_from_sources(
@@ -107,9 +106,15 @@ def settings_from_sources(
 ) -> GateSettings:
     """Build and validate ``GateSettings`` from ``options`` (a command's gateway options:
     any it does not take keep their defaults); ``flags`` maps field names to raw flag text."""
+    return _settings(Sources(flags, environ), options)
+
+
+def _settings(sources: Sources, options: tuple[Option, ...]) -> GateSettings:
+    """Every option asked once (``sources`` keeps where each value came from), then the
+    settings validated whole."""
     options = tuple(opt for opt in options if opt.field in _SETTINGS_FIELDS)
-    preset = resolve_option(declared("bridge"), flags, environ) or DEFAULT_PRESET
-    values = {opt.field: resolve_option(opt, flags, environ, preset) for opt in options}
+    preset = sources.resolve(declared("bridge")) or DEFAULT_PRESET
+    values = {opt.field: sources.resolve(opt, preset) for opt in options}
     values["bridge"] = preset
     # A command that does not take --status-request never sends STATUS (health, mesh).
     values["dialect"] = _dialect(
@@ -117,15 +122,11 @@ def settings_from_sources(
         values.pop("status_request", "none"),
         values.pop("ready_when", None),
         values["expect_status"],
-        flags=flags,
-        environ=environ,
-        preset=preset,
+        sources,
     )
-    _check_transport(values, flags, environ, preset)
+    _check_transport(values, sources, preset)
     if "pub_port" in values:
-        values["pub_port_set"] = bool(
-            option_source(declared("pub_port"), flags, environ) or "pub_port" in preset.values
-        )
+        values["pub_port_set"] = bool(sources.given("pub_port") or "pub_port" in preset.values)
     if values.get("backoff_max_s", 1) < values.get("backoff_initial_s", 0):
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "
@@ -147,14 +148,12 @@ _SETTINGS_FIELDS = frozenset(opt.field for opt in GATEWAY_OPTIONS) | {
 }
 
 
-def _check_transport(
-    values: dict[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str], preset: Preset
-) -> None:
+def _check_transport(values: dict[str, Any], sources: Sources, preset: Preset) -> None:
     """The transport and its ports and requests, validated together; the preset's safety
     rule applied to the requests actually configured."""
     transport = values["transport"]
     kind = TRANSPORT_KINDS[transport]
-    reply_given = option_source(declared("reply_port"), flags, environ)
+    reply_given = sources.given("reply_port")
     if kind.reply_port and values["reply_port"] is None:
         raise UsageError(
             f"--transport / GATE_TRANSPORT {transport} needs --reply-port / "
@@ -163,17 +162,18 @@ def _check_transport(
     if not kind.reply_port:
         if reply_given:
             raise UsageError(
-                f"{reply_given[1]} has no effect with --transport {transport}: "
+                f"{reply_given.where} has no effect with --transport {transport}: "
                 "only push-pull and req-pull take a reply port"
             )
         values["reply_port"] = None
     dialect: Dialect = values["dialect"]
     if not kind.sends_requests:
         for field in ("ping_request", "status_request", "ready_when", "expect_status"):
-            given = option_source(declared(field), flags, environ)
+            given = sources.given(field)
             if given:
                 raise UsageError(
-                    f"{given[1]} has no effect with --transport handshake, which sends no request"
+                    f"{given.where} has no effect with --transport handshake, which sends no "
+                    "request"
                 )
         values["dialect"] = dialect._replace(status=None)
         return
@@ -194,31 +194,23 @@ def _dialect(
     status: str,
     ready_when: str | None,
     statuses: frozenset[str],
-    *,
-    flags: Mapping[str, Any],
-    environ: Mapping[str, str],
-    preset: Preset = DEFAULT_PRESET,
+    sources: Sources,
 ) -> Dialect:
     """The dialect options, validated together (see dialect.py for what each means)."""
-    ready_source = option_source(declared("ready_when"), flags, environ)
-    status_source = option_source(declared("expect_status"), flags, environ)
-    if status_source and not ready_source:
+    _ready_source, status_source = one_of(
+        sources.given("ready_when"),
+        sources.given("expect_status"),
+        lambda ready, status: (
+            f"{ready.where} and {status.where} are both set: "
+            "--ready-when replaces --expect-status; give one of them"
+        ),
+    )
+    if status_source:
         ready_when = None  # --expect-status replaces the preset's judgement
-    if ready_source and status_source:
-        if ready_source[1].startswith("--") == status_source[1].startswith("--"):
-            raise UsageError(
-                f"{ready_source[1]} and {status_source[1]} are both set: "
-                "--ready-when replaces --expect-status; give one of them"
-            )
-        # A flag beats a variable: keep whichever came from the command line.
-        if status_source[1].startswith("--"):
-            ready_when = None
     # A bridge that needs its own readiness request may not know STATUS, and an EA that
     # trades on any request with an "action" would place an order: unless asked for,
     # no STATUS is sent to a bridge whose PING request was customised.
-    if option_source(declared("ping_request"), flags, environ) and not option_source(
-        declared("status_request"), flags, environ
-    ):
+    if sources.given("ping_request") and not sources.given("status_request"):
         status = "none"
     wheres = {
         field: f"{declared(field).flag} / {declared(field).env}"

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import zmq
 
 from entrypoint.errors import UsageError
-from entrypoint.settings.options import CURVE_OPTIONS, Option, option_source
+from entrypoint.settings.options import CURVE_OPTIONS, Option, Sources, one_of
 
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 # zmq certificate files (zmq.auth.create_certificates) hold `public-key = "..."` lines.
@@ -71,29 +70,24 @@ def check_key(key: str, where: str, what: str) -> bytes:
     return key.encode("ascii")
 
 
-def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> CurveKeys | None:
+def curve_from_sources(sources: Sources) -> CurveKeys | None:
     """The CURVE keys the flags and variables describe, or None when CURVE is not used."""
-    inline = option_source(_option("curve_server_key"), flags, environ)
-    in_file = option_source(_option("curve_server_key_file"), flags, environ)
-    secret = option_source(_option("curve_secret_key_file"), flags, environ)
-    public = option_source(_option("curve_public_key_file"), flags, environ)
-    if inline and in_file:
-        flag_level = inline[1].startswith("--") == in_file[1].startswith("--")
-        if flag_level:
-            raise UsageError(
-                f"give the gateway's key once: {inline[1]} and {in_file[1]} are both set"
-            )
-        # A flag beats a variable: keep whichever came from the command line.
-        inline, in_file = (inline, None) if inline[1].startswith("--") else (None, in_file)
+    inline, in_file = one_of(
+        sources.given(_option("curve_server_key")),
+        sources.given(_option("curve_server_key_file")),
+        lambda key, path: f"give the gateway's key once: {key.where} and {path.where} are both set",
+    )
+    secret = sources.given(_option("curve_secret_key_file"))
+    public = sources.given(_option("curve_public_key_file"))
     if inline:
-        server = check_key(inline[0], inline[1], "the value")
+        server = check_key(inline.raw, inline.where, "the value")
     elif in_file:
-        server = read_key(in_file[0], "public", in_file[1])
+        server = read_key(in_file.raw, "public", in_file.where)
     else:
-        if secret or public:
-            where = (secret or public or ("", ""))[1]
+        client_key = secret or public
+        if client_key is not None:
             raise UsageError(
-                f"{where} needs the gateway's key: set --curve-server-key / "
+                f"{client_key.where} needs the gateway's key: set --curve-server-key / "
                 "GATEWAY_CURVE_SERVER_KEY (or its _FILE variant)"
             )
         return None
@@ -102,14 +96,14 @@ def curve_from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> 
     if secret is None:
         if public:
             raise UsageError(
-                f"{public[1]} needs --curve-secret-key-file / GATE_CURVE_SECRET_KEY_FILE"
+                f"{public.where} needs --curve-secret-key-file / GATE_CURVE_SECRET_KEY_FILE"
             )
         client_public, client_secret = zmq.curve_keypair()
         return CurveKeys(server, client_public, client_secret, ephemeral=True)
-    client_secret = read_key(secret[0], "secret", secret[1])
+    client_secret = read_key(secret.raw, "secret", secret.where)
     client_public = zmq.curve_public(client_secret)
-    if public and read_key(public[0], "public", public[1]) != client_public:
+    if public and read_key(public.raw, "public", public.where) != client_public:
         raise UsageError(
-            f"{public[1]}: this public key does not belong to the secret key in {secret[1]}"
+            f"{public.where}: this public key does not belong to the secret key in {secret.where}"
         )
     return CurveKeys(server, client_public, client_secret)

@@ -5,7 +5,9 @@ options a command takes together (``CONNECTION``, ``READINESS``, ``WAIT_DEADLINE
 each command names the groups it uses (see ``commands/``), so argparse, validation,
 ``--help`` and the README table cannot drift apart, and a flag that would do nothing on a
 command is not accepted there. ``option_source`` is the one place where a flag beats its
-variable, ``resolve_option`` where both beat a bridge preset and the default.
+variable, ``resolve_option`` where both beat a bridge preset and the default; ``Sources``
+asks each option once and keeps where its value came from (``Given``), so validation never
+asks again or guesses the source from its name.
 """
 
 from __future__ import annotations
@@ -263,18 +265,58 @@ def options_of(*groups: OptionGroup) -> tuple[Option, ...]:
     return tuple(opt for group in groups for opt in group.options)
 
 
+class Given(NamedTuple):
+    """A value given on the command line or in the environment, and where it came from."""
+
+    raw: Any
+    where: str  # the flag or the variable: what a message names
+    by_flag: bool
+
+
 def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
-                  ) -> tuple[Any, str] | None:
-    """(raw value, where it came from) when the flag or the variable is set, else None.
+                  ) -> Given | None:
+    """The raw value and where it came from when the flag or the variable is set, else None.
 
     The one place where a flag beats its variable. A repeatable option's flag value is the
     list of its occurrences; an empty variable counts as unset (no-color.org's rule)."""
     if option.flag is not None and flags.get(option.field) is not None:
         value = flags[option.field]
-        return (list(value) if option.repeat else str(value)), option.flag
+        return Given(list(value) if option.repeat else str(value), option.flag, True)
     if environ.get(option.env, "") != "":
-        return environ[option.env], option.env
+        return Given(environ[option.env], option.env, False)
     return None
+
+
+def one_of(first: Given | None, second: Given | None,
+           clash: Callable[[Given, Given], str]) -> tuple[Given | None, Given | None]:
+    """Two options that say one thing two ways: given at the same level (two flags, or two
+    variables) they clash, a UsageError saying ``clash``; otherwise the flag's wins and the
+    other is dropped, as a flag beats a variable everywhere."""
+    if first is None or second is None:
+        return first, second
+    if first.by_flag == second.by_flag:
+        raise UsageError(clash(first, second))
+    return (first, None) if first.by_flag else (None, second)
+
+
+class Sources:
+    """The flags argparse read and the environment: each option asked once, with where its
+    value came from kept (``given``), and resolved against a preset (``resolve``)."""
+
+    def __init__(self, flags: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        self.flags = flags
+        self.environ = environ
+        self._given: dict[Option, Given | None] = {}
+
+    def given(self, option: Option | str) -> Given | None:
+        """Where ``option`` (or the declared option of that field) was set, if it was."""
+        opt = declared(option) if isinstance(option, str) else option
+        if opt not in self._given:
+            self._given[opt] = option_source(opt, self.flags, self.environ)
+        return self._given[opt]
+
+    def resolve(self, option: Option, preset: Preset | None = None) -> Any:
+        return _resolved(option, self.given(option), preset)
 
 
 def declared(field: str) -> Option:
@@ -287,10 +329,13 @@ def resolve_option(option: Option, flags: Mapping[str, Any], environ: Mapping[st
     """The option's value: the flag, else its variable, else the bridge preset's, else its
     default; parsed, or UsageError. ``flags`` maps field names to what argparse read. "Both
     beat the preset" is decided here, "a flag beats its variable" in ``option_source``."""
-    given = option_source(option, flags, environ)
+    return _resolved(option, option_source(option, flags, environ), preset)
+
+
+def _resolved(option: Option, given: Given | None, preset: Preset | None) -> Any:
     preset_value = preset.values.get(option.field) if preset is not None else None
     if given is not None:
-        raw, source = given
+        raw, source = given.raw, given.where
     elif preset_value is not None:
         raw, source = preset_value, f"--bridge {preset.name}"  # type: ignore[union-attr]
     elif option.default is not None:
