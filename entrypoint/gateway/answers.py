@@ -143,10 +143,13 @@ class ReplyChannel:
         opened = self.socket_for(address)
         if self.refresh():
             return opened
-        # Not up: a fresh socket, so that the attempt diagnoses this connection (refused,
-        # not ZeroMQ...) rather than inherit what the pause's reconnects left behind.
-        self.close()
-        opened = self.socket_for(address)
+        if opened.conn.failure is not None or opened.conn.disconnected:
+            # A fresh socket for a fresh diagnosis (refused, not ZeroMQ...). Only then: a
+            # connection still being made is waited for, never replaced, since while the
+            # bridge holds two of our PULLs it deals one answer's messages over both (DWX's
+            # answer to one, its empty trailer to the other, read as an empty answer).
+            self.close()
+            opened = self.socket_for(address)
         try:
             self.gateway.await_(
                 opened,
