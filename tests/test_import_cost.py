@@ -92,7 +92,17 @@ def test_health_with_json_logs_imports_no_structlog_asyncio_jmespath_or_kinds(
 
 # What `import dataclasses` brings (inspect and what inspect imports), and what argparse's
 # width query and the literal parser import: none of it is needed by a healthcheck.
-NOT_FOR_HEALTH = {"dataclasses", "inspect", "dis", "tokenize", "shutil", "ast"}
+# And the two-socket transports' machinery: a `req` healthcheck never uses it.
+NOT_FOR_HEALTH = {
+    "dataclasses",
+    "inspect",
+    "dis",
+    "tokenize",
+    "shutil",
+    "ast",
+    "entrypoint.gateway.two_socket",
+    "entrypoint.gateway.answers",
+}
 
 
 def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim, tmp_path: Path) -> None:

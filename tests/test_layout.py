@@ -57,7 +57,7 @@ LAYERS: list[set[str]] = [
         "gateway.pending",
         "gateway.answers",
     },
-    {"gateway.transports", "gateway.check", "retry"},
+    {"gateway.transports", "gateway.two_socket", "gateway.check", "retry"},
     {"settings", "settings.options"},
     {"settings.config", "settings.curve"},
     {

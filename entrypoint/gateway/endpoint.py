@@ -53,7 +53,7 @@ TRANSPORT_KINDS: dict[str, TransportKind] = {
             sends_requests=True,
             passive_health=True,
             feed_by_default=False,
-            build="transports:PushPullTransport",
+            build="two_socket:PushPullTransport",
         ),
         TransportKind(
             REQ_PULL,
@@ -62,7 +62,7 @@ TRANSPORT_KINDS: dict[str, TransportKind] = {
             sends_requests=True,
             passive_health=True,
             feed_by_default=False,
-            build="transports:ReqPullTransport",
+            build="two_socket:ReqPullTransport",
         ),
         TransportKind(
             HANDSHAKE,
