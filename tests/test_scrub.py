@@ -92,7 +92,7 @@ def _echo(shape: Callable[[bytes], bytes]) -> Callable[[list[bytes]], list[bytes
 
 
 def _secret_of(request: bytes) -> bytes:
-    return json.loads(request)["token"].encode()
+    return str(json.loads(request)["token"]).encode()
 
 
 ECHOES: dict[str, Callable[[bytes], bytes]] = {

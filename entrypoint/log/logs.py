@@ -123,7 +123,8 @@ def scrub(text: str) -> str:
     spans = sorted(span for secret in _SECRETS for span in secret.spans(text))
     if not spans:
         return text
-    kept, at = [], 0
+    kept: list[str] = []
+    at = 0
     run_start, run_end = spans[0]
     for start, end in spans[1:]:
         if start <= run_end:
