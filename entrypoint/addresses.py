@@ -137,6 +137,7 @@ def url_error(url: str, problem: str) -> str:
     """``'URL': problem`` for a usage error: the URL keys only, and the problem (which a
     parser may have written with a piece of the URL in it) without the URL's user
     information or query values."""
+    import re  # noqa: PLC0415 - see redact_url
     import urllib.parse  # noqa: PLC0415 - see redact_url
 
     _scheme, sep, rest = url.partition("://")
@@ -148,10 +149,11 @@ def url_error(url: str, problem: str) -> str:
         value = pair.partition("=")[2]
         values += [value, urllib.parse.unquote_plus(value)]
     values += [rest.partition("#")[2]]
-    # Longest first, so a value holding another is hidden whole; a value of one or two
-    # characters (?x=1) would blank ordinary words and protects nothing.
+    # Longest first, so a value holding another is hidden whole; only where it stands as a
+    # word of its own (?transport=req must not turn "request" into "***uest"); a value of
+    # one or two characters (?x=1) would blank ordinary words and protects nothing.
     for value in sorted({v for v in values if len(v) >= 3}, key=len, reverse=True):
-        problem = problem.replace(value, "***")
+        problem = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "***", problem)
     return f"{url_keys_only(url)!r}: {problem}"
 
 
