@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from entrypoint.addresses import address_text, ip_family, redact_url
+from entrypoint.addresses import address_text, ip_family, url_error
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.errors import UsageError
@@ -212,7 +212,7 @@ def build_checks(
         try:
             target = build(kind, text, context)
         except ValueError as exc:
-            raise UsageError(f"{where}: target {redact_url(text)!r}: {exc}") from None
+            raise UsageError(f"{where}: target {url_error(text, str(exc))}") from None
         critical = spec.get("critical", kind.name == "zmq_ping")
         if not isinstance(critical, bool):  # "no" would otherwise count as true
             raise UsageError(f"{where}: critical must be true or false")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from entrypoint import targets
-from entrypoint.addresses import redact_url
+from entrypoint.addresses import url_error
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateError, GatewayTimeout, UsageError
@@ -116,8 +116,7 @@ def _also_target(url: str, context: Context) -> Target:
     try:
         return targets.from_url(url, context)
     except ValueError as exc:
-        shown = redact_url(url)
-        raise UsageError(f"--also / GATE_ALSO: {shown!r}: {exc}") from None
+        raise UsageError(f"--also / GATE_ALSO: {url_error(url, str(exc))}") from None
 
 
 def run_wait(

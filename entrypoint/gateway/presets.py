@@ -6,22 +6,123 @@ the STATUS policy; any flag or variable still overrides each of them. "Ready" me
 strategy could trade now: a preset's request is the bridge's own side-effect-free
 question whose answer says so (account data, algo trading on), never a bare heartbeat.
 A preset also refuses, at start, a configured request that its bridge would route to
-trading. Sources (repository, file, commit) are in docs/BRIDGES.md.
+trading: ``TRADING``, one table, is what each bridge routes to trading and how it matches
+a request; every door (wait, probe, health, mesh, ``--also ...?bridge=``) goes through
+the settings, which apply it. Sources (repository, file, commit) are in docs/BRIDGES.md.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, TRANSPORTS
 from entrypoint.gateway.requests import RequestTemplate
 
-Refusal = Callable[[RequestTemplate], str | None]
+# What a request looks like to the bridge: the rendered text, and its JSON object (or
+# None for a text request). Rendered, so a "$file:" holding an action is judged too.
+Matcher = Callable[["Sent", tuple[str, ...]], str | None]
 
 
-def _no_refusal(_request: RequestTemplate) -> str | None:
+class Sent(NamedTuple):
+    text: str
+    body: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, request: RequestTemplate) -> Sent:
+        text = request.render().decode()
+        body = json.loads(text) if request.is_json else None
+        return cls(text, body if isinstance(body, dict) else None)
+
+
+def _normal(word: str) -> str:
+    """Wider than any bridge's own test (they compare exactly): a case or white-space
+    variant of a trading action is refused too, at no cost to a safe request."""
+    return word.strip().casefold()
+
+
+def _json_action(sent: Sent, actions: tuple[str, ...]) -> str | None:
+    """The bridge reads the top-level ``action`` of a JSON object (clotho2/Wolfe:
+    ``req.get("action") == "order_send"``; khramkov: ``message["action"] == "TRADE"``).
+    Every key spelled ``action`` in any case is looked at, and every value that is text."""
+    if sent.body is None:
+        return None
+    trading = {_normal(action): action for action in actions}
+    for key, value in sent.body.items():
+        if _normal(key) == "action" and isinstance(value, str) and _normal(value) in trading:
+            return f'"action": "{trading[_normal(value)]}" is routed to trading'
     return None
+
+
+def _dwx_command(sent: Sent, commands: tuple[str, ...]) -> str | None:
+    """darwinex's EA splits the text on ";" and routes ``TRADE;OPEN``, ``TRADE;MODIFY`` and
+    every ``TRADE;CLOSE...`` to OrderSend, OrderModify and OrderClose: a field that starts
+    with one of them is refused (CLOSE_PARTIAL, CLOSE_MAGIC, CLOSE_ALL included)."""
+    if sent.body is not None:
+        return None
+    fields = [field.strip().upper() for field in sent.text.split(";")]
+    if fields[0] == "TRADE" and len(fields) > 1 and fields[1].startswith(commands):
+        return f"{';'.join(fields[:2])} opens, modifies or closes orders"
+    return None
+
+
+def _any_word_but(sent: Sent, words: tuple[str, ...]) -> str | None:
+    """luzhengheng's Direct_Zmq EA sends any message containing "action" or "magic" to
+    OrderSend (a substring test on the whole message), v5 unless it holds GET_SYMBOL_INFO
+    (matched exactly, as the EA does; the trigger words in any case)."""
+    *triggers, exception = words
+    text = sent.text
+    if exception and exception in text:
+        return None
+    if any(word in text.casefold() for word in triggers):
+        unless = f" unless it holds {exception}" if exception else ""
+        return f'this EA sends every message with "action" or "magic" to OrderSend{unless}'
+    return None
+
+
+class Trading(NamedTuple):
+    """What one bridge routes to trading (``words``, as the bridge spells them), and how it
+    matches a request against them (``match``)."""
+
+    words: tuple[str, ...]
+    match: Matcher
+    example: str = ""  # a request the bridge would route to trading (docs, tests)
+
+    def refusal(self, request: RequestTemplate) -> str | None:
+        return self.match(Sent.of(request), self.words) if self.words else None
+
+
+def _nothing(_sent: Sent, _words: tuple[str, ...]) -> str | None:
+    return None
+
+
+# THE table: each preset's trading actions. The rehearsal dialects (mt5-gate, heartbeat,
+# plain-ok) are mt5-gate sim's, which trade on nothing.
+TRADING: dict[str, Trading] = {
+    "mt5-gate": Trading((), _nothing),
+    "heartbeat": Trading((), _nothing),
+    "plain-ok": Trading((), _nothing),
+    # clotho2/Wolfe-Trading-Desk scripts/mt5_bridge_server.py: both call mt5.order_send.
+    "token": Trading(
+        ("order_send", "close_all"),
+        _json_action,
+        '{"action":"order_send","symbol":"EURUSD","side":"BUY","qty":0.01}',
+    ),
+    # khramkov/MQL5-JSON-API: "TRADE" goes to TradingModule (open, modify, close, cancel).
+    "mql5-json-api": Trading(
+        ("TRADE",), _json_action, '{"action":"TRADE","actionType":"ORDER_TYPE_BUY"}'
+    ),
+    # darwinex/dwx-zeromq-connector: TRADE;OPEN / MODIFY / CLOSE*.
+    "dwx": Trading(
+        ("OPEN", "MODIFY", "CLOSE"), _dwx_command, "TRADE;OPEN;0;EURUSD;0;0;0;0.01;1;x;0"
+    ),
+    # luzhengheng/MT5 Direct_Zmq v5 and v4 (the last word is the exception; v4 has none).
+    "trade-on-action": Trading(
+        ("action", "magic", "GET_SYMBOL_INFO"), _any_word_but, '{"action":"BUY","symbol":"EURUSD"}'
+    ),
+    "no-safe-request": Trading(("action", "magic", ""), _any_word_but, '{"action":"PING"}'),
+}
 
 
 class Preset(NamedTuple):
@@ -29,42 +130,10 @@ class Preset(NamedTuple):
     summary: str
     values: dict[str, str]  # option field -> raw value, as a variable would give it
     handshake_socket: str = "req"  # what a handshake (and passive health) connects
-    refuses: Refusal = _no_refusal
 
-
-def _dwx_trading(request: RequestTemplate) -> str | None:
-    """darwinex/dwx-zeromq-connector routes ``TRADE;OPEN|MODIFY|CLOSE...`` to OrderSend,
-    OrderModify and OrderClose (any CLOSE_* variant closes positions)."""
-    if request.is_json:
-        return None
-    fields = [field.strip().upper() for field in request.text.split(";")]
-    if (
-        fields[0] == "TRADE"
-        and len(fields) > 1
-        and fields[1].startswith(("OPEN", "MODIFY", "CLOSE"))
-    ):
-        return f"{';'.join(fields[:2])} opens, modifies or closes orders"
-    return None
-
-
-def _json_api_trading(request: RequestTemplate) -> str | None:
-    """khramkov/MQL5-JSON-API dispatches ``"action": "TRADE"`` to its trading module."""
-    action = request.action()
-    if request.is_json and action is not None and action.upper() == "TRADE":
-        return '"action": "TRADE" places, modifies or closes orders'
-    return None
-
-
-def _trade_on_action(request: RequestTemplate) -> str | None:
-    """luzhengheng/MT5's Direct_Zmq EA sends any message holding "action" or "magic" to
-    OrderSend, unless it holds GET_SYMBOL_INFO (a substring test on the whole message)."""
-    text = request.text
-    if "GET_SYMBOL_INFO" not in text and ("action" in text or "magic" in text):
-        return (
-            'this EA sends every message with "action" or "magic" to OrderSend unless '
-            "it holds GET_SYMBOL_INFO"
-        )
-    return None
+    def refuses(self, request: RequestTemplate) -> str | None:
+        """Why this preset's bridge would trade on ``request``, or None (``TRADING``)."""
+        return TRADING[self.name].refusal(request)
 
 
 PRESETS: dict[str, Preset] = {
@@ -105,7 +174,6 @@ PRESETS: dict[str, Preset] = {
                 "status_request": "none",
                 "ready_when": "status == 'OK' && data.bid > `0` && data.ask > `0`",
             },
-            refuses=_trade_on_action,
         ),
         Preset(
             "dwx",
@@ -120,7 +188,6 @@ PRESETS: dict[str, Preset] = {
                 "ready_when": "_action == 'GET_ACCOUNT_INFORMATION' && length(_data || `[]`) > `0`",
             },
             handshake_socket="push",
-            refuses=_dwx_trading,
         ),
         Preset(
             "mql5-json-api",
@@ -135,7 +202,6 @@ PRESETS: dict[str, Preset] = {
                 "ready_when": "error == `false` && contains([`1`, `true`], trading_allowed) && "
                 "contains([`1`, `true`], bot_trading)",
             },
-            refuses=_json_api_trading,
         ),
         Preset(
             "no-safe-request",
@@ -145,6 +211,7 @@ PRESETS: dict[str, Preset] = {
     )
 }
 DEFAULT_PRESET = PRESETS["mt5-gate"]
+assert set(TRADING) == set(PRESETS), "every preset has its row of refusals"
 assert all(p.values.get("transport", REQ) in TRANSPORTS for p in PRESETS.values())
 
 

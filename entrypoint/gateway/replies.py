@@ -60,10 +60,12 @@ def decode_reply(frames: list[bytes]) -> Any:
             return _json(candidate)
         except ValueError:
             continue
+    # The whole reply goes to untrusted, which scrubs before it cuts: cut first, a secret
+    # the bridge echoed could lose the head that made it recognisable (issue 27).
     raise AttemptFailed(
         "reply",
         Reason.BAD_REPLY,
-        f"reply is not UTF-8 (nor JSON in UTF-16 or Windows-1252): {untrusted(raw[:80])}",
+        f"reply is not UTF-8 (nor JSON in UTF-16 or Windows-1252): {untrusted(raw, 160)}",
     )
 
 

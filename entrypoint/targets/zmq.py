@@ -40,8 +40,10 @@ def _options(query: str) -> dict[str, str]:
     for pair in filter(None, query.split("&")):
         name, equals, value = pair.partition("=")
         if name not in URL_OPTIONS or not equals or not value:
+            # The key only: a value may be a credential (?token=...), never echoed.
+            got = f"key {untrusted(name, 40)}" if name else "an empty key"
             raise ValueError(
-                f"the query may set {', '.join(o + '=' for o in URL_OPTIONS)} (got {pair[:40]!r})"
+                f"the query may set {', '.join(o + '=' for o in URL_OPTIONS)} (got {got})"
             )
         options[name] = value
     return options
