@@ -114,6 +114,19 @@ def test_a_postgresql_that_never_answers_the_query_ends_the_wait_at_the_deadline
     assert queries == [b"SELECT 1"], queries
 
 
+@pytest.mark.parametrize("scheme", ["zmq+req", "zmq+sub"])
+def test_the_other_kinds_drip_fed_end_at_the_deadline_too(scheme: str, sim: StartSim) -> None:
+    """A guard, not a regression (these passed before): a peer dripping a ZeroMQ greeting
+    (the signature's first bytes, then a zero every 0.5 s) holds a ZeroMQ check no longer
+    than the deadline, since libzmq is polled against it. (A tcp:// check only connects.)"""
+    _simulator, port = sim()
+    with peer(dripping(b"\xff\x00", b"\x00")) as drip_port:
+        url = f"{scheme}://127.0.0.1:{drip_port}"
+        ran = wait_with_also(port, url)
+    timeout = assert_ended_at_the_deadline_naming(ran, url)
+    assert timeout["last_reason"] == "no_reply", timeout
+
+
 def test_each_attempt_is_bounded_by_its_own_budget_not_only_the_deadline(
     sim: StartSim, gate: StartGate
 ) -> None:
