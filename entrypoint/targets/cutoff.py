@@ -70,6 +70,9 @@ class CutOff:
         with self._lock:
             if self._closed:
                 return
+            inode = os.fstat(fileno).st_ino  # a TLS socket wraps a watched one: one is enough
+            if any(os.fstat(watched.fileno()).st_ino == inode for watched in self._watched):
+                return
             duplicate = socket.socket(fileno=os.dup(fileno))
             self._watched.append(duplicate)
             if self._fired:
