@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
+from entrypoint.deadline import Deadline
+from entrypoint.targets.cutoff import CutOff
 from tests.support.bounds import COMMAND_S, EVENT_S, FAST_BACKOFF, after_deadline
 from tests.support.cli import Ran, run_gate
 from tests.support.fault_injection import RUN
+from tests.support.helpers import poll_until
 from tests.support.processes import StartGate, StartSim
 from tests.support.slow_peers import dripping, peer, postgres_that_never_answers
 
@@ -211,3 +214,21 @@ def test_a_check_that_never_returns_cannot_hold_the_gate_past_its_deadline(
     timeout = assert_ended_at_the_deadline_naming(ran, url)
     assert "still running at the deadline" in timeout["error"], timeout
     assert "explain --reason dependencies" in timeout["hint"], timeout
+
+
+def test_the_cut_off_never_touches_a_socket_that_reused_a_closed_descriptor() -> None:
+    """The library may close its connection before the deadline, and the number of its
+    descriptor be reused by another connection (another check's, the gateway's): the
+    cut-off shuts down only the connection it watched, through its own duplicate."""
+    watched, watched_peer = socket.socketpair()
+    with watched_peer, CutOff(Deadline(0.2)) as cut:
+        number = watched.fileno()
+        cut.watch(number)
+        watched.close()  # the library is done with it
+        reused, reused_peer = socket.socketpair()
+        with reused, reused_peer:
+            poll_until(lambda: cut.fired, EVENT_S)
+            reused.sendall(b"still open")
+            assert reused_peer.recv(64) == b"still open"
+            # The watched connection itself was shut down: its peer reads end-of-file.
+            assert watched_peer.recv(64) == b""
