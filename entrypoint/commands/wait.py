@@ -48,6 +48,10 @@ from entrypoint.settings.options import (
 )
 from entrypoint.targets.base import Context, Target
 
+# How long past the deadline the main thread waits for a dependency's own wait to end and
+# say why: its last attempt is cut off at the deadline, so it reports within milliseconds.
+REPORT_GRACE_S = 0.5
+
 EXIT_CODES_HELP = """\
 exit codes:
   0    ready (and no COMMAND); otherwise COMMAND replaces the gate and its code is final
@@ -161,7 +165,9 @@ def run_wait(
             deadline,
             log,
             backoff,
-            settings.endpoint.timeouts.exchange_s,
+            # An attempt at a dependency is bounded as a whole by what one at the gateway
+            # may take (its lookup, its connection, its reply), and by the deadline.
+            settings.endpoint.timeouts.total_s,
             state=state,
         )
 
@@ -271,7 +277,9 @@ class AlsoWaiter:
         self._state = state if state is not None else StateFile.unkept()
         self._errors: list[Exception] = []
         self._ready: list[str] = []  # positive reports only: the exec needs one per target
-        self._targets = [other.shown for other in others]
+        self._deadline = deadline
+        self._others = others
+        self._last_failure: dict[str, AttemptDetails] = {}  # per target, for a stuck one
         self._threads = [
             threading.Thread(
                 target=self._wait_one,
@@ -292,12 +300,12 @@ class AlsoWaiter:
         backoff: BackoffWithJitter,
         attempt_timeout: float,
     ) -> None:
-        def hint(reason: Reason) -> str:
-            return (
-                reason.hint_for(target.host, target.port)
-                if target.kind.gateway
-                else dependency_hint(reason, target.shown)
-            )
+        hint = _hint_for(target)
+        told = _told(self._state, target.shown, log, hint)
+
+        def on_failure(details: AttemptDetails) -> None:
+            self._last_failure[target.shown] = details
+            told(details)
 
         try:
             detail, attempts = wait_until_ready(
@@ -307,7 +315,7 @@ class AlsoWaiter:
                 backoff=backoff,
                 hint=hint,
                 name=target.shown,
-                on_failure=_told(self._state, target.shown, log, hint),
+                on_failure=on_failure,
             )
         except GateError as exc:
             exc.target = target.shown
@@ -343,12 +351,50 @@ class AlsoWaiter:
                 raise error
 
     def join(self) -> None:
-        """Block until every target is ready (signals still interrupt); raise a failure."""
+        """Block until every target is ready (signals still interrupt), or at most until the
+        deadline and a moment for a target's own wait to say why it ended; raise a failure.
+        A target still checking then (a client library that ignored its budget) ends the
+        wait as a timeout naming it: its daemon thread is left behind, not waited for."""
+        if self._deadline.timeout_s > 0:
+            until = Deadline(self._deadline.remaining() + REPORT_GRACE_S)
+        else:
+            until = Deadline(0)  # --timeout 0: the targets' own waits never end either
         for thread in self._threads:
-            thread.join()
+            thread.join(None if until.timeout_s <= 0 else until.wait_s())
         self.raise_if_failed()
+        for other, thread in zip(self._others, self._threads, strict=True):
+            if thread.is_alive():
+                raise self._still_checking(other)
         # Fail closed: a thread that ended without saying "ready" (killed by something
         # that is not an Exception, say) is not ready.
-        missing = sorted(set(self._targets) - set(self._ready))
+        missing = sorted({other.shown for other in self._others} - set(self._ready))
         if missing:
             raise RuntimeError(f"--also checks ended without reporting ready: {missing}")
+
+    def _still_checking(self, target: Target) -> GatewayTimeout:
+        last = self._last_failure.get(target.shown)
+        reason = last.failure.reason if last is not None else Reason.NO_REPLY
+        error = GatewayTimeout(
+            f"{target.shown} did not answer within {self._deadline.timeout_s:g} s "
+            "(its check was still running at the deadline)",
+            hint=_hint_for(target)(reason),
+            attempts=last.attempt + 1 if last is not None else 1,
+            last_reason=reason.value,
+            elapsed_s=round(self._deadline.elapsed(), 3),
+        )
+        error.target = target.shown
+        return error
+
+
+def _hint_for(target: Target) -> Callable[[Reason], str]:
+    """A dependency's hints: a gateway's for a ZeroMQ target, else what the reason means
+    for any service."""
+
+    def hint(reason: Reason) -> str:
+        return (
+            reason.hint_for(target.host, target.port)
+            if target.kind.gateway
+            else dependency_hint(reason, target.shown)
+        )
+
+    return hint

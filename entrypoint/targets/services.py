@@ -9,7 +9,9 @@ leaves this module: what is shown is ``addresses.redact_url``.
 
 from __future__ import annotations
 
+import socket
 import urllib.parse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.addresses import host_port
@@ -18,6 +20,7 @@ from entrypoint.errors import AttemptFailed, MissingExtra
 from entrypoint.gateway.tcp import reach
 from entrypoint.log.logs import untrusted
 from entrypoint.reasons import Reason
+from entrypoint.targets.cutoff import CutOff
 from entrypoint.targets.kinds import MESH_EXTRA_HINT
 
 if TYPE_CHECKING:
@@ -146,73 +149,122 @@ def _reach_first(url: str, deadline: Deadline) -> None:
 
 
 def check_http(url: str, deadline: Deadline) -> str:
-    """GET ``url`` directly (no proxy: this checks this container's own path); 2xx/3xx pass."""
+    """GET ``url`` directly (no proxy: this checks this container's own path); 2xx/3xx pass.
+
+    The deadline bounds the whole exchange, TLS handshake and headers included: http.client
+    gives each read the full timeout, so a server sending a byte every 0.5 s would never be
+    late; the ``CutOff`` shuts the connection down when the deadline passes."""
     import http.client  # noqa: PLC0415 - with ssl, ~15 ms of start-up `wait` rarely needs
     import ssl  # noqa: PLC0415
 
     host, port = host_port(url)
     _reach_first(url, deadline)
-    left = deadline.wait_s()
     parts = urllib.parse.urlsplit(url)
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            host, port, timeout=left, context=ssl.create_default_context()
-        )
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=left)
-    try:
-        conn.request("GET", _request_target(url), headers={"User-Agent": "mt5-gate"})
-        status = conn.getresponse().status
-    except ssl.SSLError as exc:
-        raise AttemptFailed("http", Reason.PROTOCOL, f"TLS failed: {exc.reason}") from None
-    except TimeoutError:
-        raise AttemptFailed(
-            "http", Reason.NO_REPLY, f"no response within {deadline.limit_s:g} s"
-        ) from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise AttemptFailed(
-            "http", Reason.BAD_REPLY, f"HTTP failed: {untrusted(str(exc), 120)}"
-        ) from None
-    finally:
-        conn.close()
+    with CutOff(deadline) as cut:
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                host, port, timeout=deadline.wait_s(), context=ssl.create_default_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=deadline.wait_s())
+        # http.client makes its socket with this attribute (since Python 3.0).
+        conn._create_connection = _watched_connection(cut)  # type: ignore[attr-defined]
+        try:
+            conn.request("GET", _request_target(url), headers={"User-Agent": "mt5-gate"})
+            status = conn.getresponse().status
+            # http.client takes the end-of-file of a cut-off for the end of the headers: a
+            # response completed by the cut-off is no response.
+            cut.raise_if_fired("http", "complete response")
+        except ssl.SSLError as exc:
+            cut.raise_if_fired("http", "complete response")
+            raise AttemptFailed("http", Reason.PROTOCOL, f"TLS failed: {exc.reason}") from None
+        except TimeoutError:
+            raise AttemptFailed(
+                "http", Reason.NO_REPLY, f"no response within {deadline.limit_s:g} s"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            cut.raise_if_fired("http", "complete response")
+            raise AttemptFailed(
+                "http", Reason.BAD_REPLY, f"HTTP failed: {untrusted(str(exc), 120)}"
+            ) from None
+        finally:
+            conn.close()
     if not 200 <= status < 400:
         raise AttemptFailed("http", Reason.BAD_REPLY, f"HTTP status {status}")
     return f"HTTP {status}"
 
 
+def _watched_connection(cut: CutOff) -> Callable[..., socket.socket]:
+    """http.client's ``_create_connection`` whose socket ``cut`` shuts down at the deadline
+    (before any TLS handshake, which can drip as well as the headers)."""
+
+    def create(*args: Any, **kwargs: Any) -> socket.socket:
+        sock = socket.create_connection(*args, **kwargs)
+        cut.watch(sock.fileno())
+        return sock
+
+    return create
+
+
 def check_redis(url: str, deadline: Deadline) -> str:
     try:
         import redis  # noqa: PLC0415 - optional extra, imported only when used
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
     except ImportError:
         raise MissingExtra(f"the Redis check needs redis-py: {MESH_EXTRA_HINT}") from None
     _reach_first(url, deadline)
     # redis-py needs a usable socket timeout even when the connect took nearly all of it.
     left = max(REDIS_MIN_TIMEOUT_S, deadline.remaining())
-    # The deadline, not the URL, bounds the client's waits (a URL's socket_timeout=3600
-    # must not hold the gate past its deadline).
-    pool: Any = redis.ConnectionPool.from_url(url)
-    pool.connection_kwargs.update(socket_connect_timeout=left, socket_timeout=left)
-    client: Any = redis.Redis(connection_pool=pool)
-    try:
-        client.ping()
-    except redis.exceptions.AuthenticationError:
-        raise AttemptFailed("redis", Reason.AUTH, "Redis rejected the credentials") from None
-    except redis.exceptions.ResponseError as exc:
-        reason = (
-            Reason.AUTH if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else Reason.BAD_REPLY
+    with CutOff(deadline) as cut:
+        # The deadline, not the URL, bounds the client's waits (a URL's socket_timeout=3600
+        # must not hold the gate past its deadline); redis-py's timeouts are per read, so the
+        # CutOff bounds the whole exchange, and its own retries are off: the gate retries.
+        pool: Any = redis.ConnectionPool.from_url(url)
+        pool.connection_class = _watched_redis_connection(pool.connection_class, cut)
+        pool.connection_kwargs.update(
+            socket_connect_timeout=left, socket_timeout=left, retry=Retry(NoBackoff(), 0)
         )
-        raise AttemptFailed("redis", reason, f"Redis said {untrusted(str(exc), 120)}") from None
-    except redis.exceptions.TimeoutError:
-        raise AttemptFailed("redis", Reason.NO_REPLY, f"no PONG within {left:.3g} s") from None
-    except redis.exceptions.RedisError as exc:
-        raise AttemptFailed(
-            "redis", Reason.BAD_REPLY, f"Redis failed: {untrusted(str(exc), 120)}"
-        ) from None
-    finally:
-        client.close()
-        pool.disconnect()
+        client: Any = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+        try:
+            client.ping()
+            cut.raise_if_fired("redis", "PONG")
+        except redis.exceptions.AuthenticationError:
+            raise AttemptFailed("redis", Reason.AUTH, "Redis rejected the credentials") from None
+        except redis.exceptions.ResponseError as exc:
+            reason = (
+                Reason.AUTH if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else Reason.BAD_REPLY
+            )
+            raise AttemptFailed("redis", reason, f"Redis said {untrusted(str(exc), 120)}") from None
+        except redis.exceptions.TimeoutError:
+            raise AttemptFailed("redis", Reason.NO_REPLY, f"no PONG within {left:.3g} s") from None
+        except redis.exceptions.RedisError as exc:
+            cut.raise_if_fired("redis", "PONG")
+            raise AttemptFailed(
+                "redis", Reason.BAD_REPLY, f"Redis failed: {untrusted(str(exc), 120)}"
+            ) from None
+        finally:
+            client.close()
+            pool.disconnect()
     return "PONG"
+
+
+def _watched_redis_connection(base: type[Any], cut: CutOff) -> type[Any]:
+    """redis-py's connection class (plain or TLS) whose socket ``cut`` shuts down at the
+    deadline: watched as soon as it is connected, before a TLS handshake or AUTH."""
+
+    class Watched(base):  # type: ignore[misc]
+        def _connect(self) -> Any:
+            sock = super()._connect()
+            cut.watch(sock.fileno())
+            return sock
+
+        def _wrap_socket_with_ssl(self, sock: Any) -> Any:  # rediss://: the raw socket
+            cut.watch(sock.fileno())
+            return super()._wrap_socket_with_ssl(sock)
+
+    return Watched
 
 
 def check_postgres(url: str, deadline: Deadline) -> str:
@@ -222,16 +274,26 @@ def check_postgres(url: str, deadline: Deadline) -> str:
         raise MissingExtra(f"the PostgreSQL check needs psycopg: {MESH_EXTRA_HINT}") from None
     _reach_first(url, deadline)
     left = max(POSTGRES_MIN_TIMEOUT_S, deadline.remaining())
+    cut = CutOff(deadline)
     try:
-        # libpq rounds connect_timeout to whole seconds (minimum 2); statement_timeout
-        # bounds the query itself.
-        with psycopg.connect(
-            url,
-            connect_timeout=max(2, round(left)),
-            options=f"-c statement_timeout={int(left * 1000)}",
-        ) as conn:
+        # psycopg bounds the connection's establishment by connect_timeout, in whole seconds
+        # (2 at least, as libpq). The query has no client-side limit at all: statement_timeout
+        # asks the server to end it, and the CutOff ends it when the server does not (a
+        # pgbouncer with an exhausted pool queues it for 120 s, and ignores the option).
+        with (
+            cut,
+            psycopg.connect(
+                url,
+                autocommit=True,  # the one query, without a BEGIN's round trip before it
+                connect_timeout=max(2, round(left)),
+                options=f"-c statement_timeout={int(left * 1000)}",
+            ) as conn,
+        ):
+            cut.watch(conn.pgconn.socket)
             row = conn.execute("SELECT 1").fetchone()
+            cut.raise_if_fired("postgres", "answer to SELECT 1")
     except psycopg.OperationalError as exc:
+        cut.raise_if_fired("postgres", "answer to SELECT 1")
         text = str(exc)
         if "password authentication failed" in text or "pg_hba.conf" in text:
             raise AttemptFailed(
@@ -245,6 +307,7 @@ def check_postgres(url: str, deadline: Deadline) -> str:
             "postgres", Reason.BAD_REPLY, f"PostgreSQL failed: {untrusted(_first_line(text), 160)}"
         ) from None
     except psycopg.Error as exc:
+        cut.raise_if_fired("postgres", "answer to SELECT 1")
         raise AttemptFailed(
             "postgres",
             Reason.BAD_REPLY,

@@ -224,7 +224,20 @@ def _leak_one_descriptor_per_100_attempts() -> None:
     check.GatewayCheck.attempt = attempt_leaking  # type: ignore[method-assign]
 
 
+def _an_also_attempt_that_never_returns() -> None:
+    """A client library that ignores every budget (a lookup stuck inside it, say): the
+    main thread must still end the wait at the deadline."""
+    from entrypoint.commands import wait
+
+    def block(*_args: Any) -> NoReturn:
+        threading.Event().wait()
+        raise AssertionError("unreachable")
+
+    wait._TargetCheck.attempt = block  # type: ignore[method-assign,assignment]
+
+
 _SET_UP_BY_A_FUNCTION = {
+    "also-never-returns": _an_also_attempt_that_never_returns,
     "signal-while-installing": _signal_once_the_first_stop_handler_is_in,
     "signal-in-finalizer-at-start": _signal_in_a_finalizer_between_the_two_installs,
     "leak-fd": _leak_one_descriptor_per_100_attempts,
