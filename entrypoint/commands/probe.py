@@ -22,6 +22,7 @@ from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_ch
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.files import write_report
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.check import GatewayCheck, Ready, Trace, check_feed
 from entrypoint.gateway.dialect import NotReady
@@ -126,10 +127,14 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
     code = 0 if ok else 1
-    if as_json:
-        dump_json(_document(settings, layers, ok, code), stream)
-    else:
-        _print_human(settings, layers, stream)
+
+    def report() -> None:
+        if as_json:
+            dump_json(_document(settings, layers, ok, code), stream)
+        else:
+            _print_human(settings, layers, stream)
+
+    write_report("probe", report)  # a full stdout: exit 74, whatever the probe found
     return code
 
 
