@@ -42,7 +42,7 @@ def add_arguments(parser: OptionParser) -> None:
         "container has several). With --reason NAME, prints the "
         "troubleshooting section NAME instead (the command each hint names).",
         epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
-        "66 FILE cannot be read",
+        "66 FILE cannot be read, 74 the report cannot be written to stdout",
     )
     parser.add_argument(
         "file",

@@ -104,7 +104,8 @@ def add_arguments(parser: OptionParser) -> None:
         description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB "
         "port, each with its timing; on failure, the reason and the "
         "commands to run.",
-        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error",
+        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error, 74 the "
+        "report cannot be written to stdout",
     )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
