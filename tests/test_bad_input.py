@@ -252,6 +252,24 @@ def test_explain_with_stdout_on_a_full_device_exits_74(args: list[str]) -> None:
     ), ran.stderr
 
 
+def test_mesh_with_stdout_on_a_full_device_exits_74(closed_port: int) -> None:
+    args = ["mesh", "--host", LOOPBACK, "--port", str(closed_port)]
+    with open("/dev/full", "wb") as full:
+        ran = run_gate(args, buffered_env(), timeout=COMMAND_S, stdout=full)
+    one_error(ran, 74, "mt5-gate mesh: cannot write the report to stdout")
+
+
+def test_health_with_stdout_on_a_full_device_keeps_its_verdict(closed_port: int) -> None:
+    """Docker reads health's exit code: a line nobody can read does not change it."""
+    with open("/dev/full", "wb") as full:
+        ran = run_gate(
+            ["health", "--host", LOOPBACK, "--port", str(closed_port)],
+            buffered_env(),
+            stdout=full,
+        )
+    assert (ran.code, ran.stderr) == (1, ""), (ran.code, ran.stderr)
+
+
 def test_a_timeout_exits_69_with_stderr_on_a_full_device(closed_port: int) -> None:
     with open("/dev/full", "wb") as full:
         ran = run_gate(

@@ -21,7 +21,7 @@ from entrypoint.addresses import address_text, ip_family, url_error
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.errors import UsageError
-from entrypoint.files import read_regular_file
+from entrypoint.files import read_regular_file, write_report
 from entrypoint.log.logs import configure_logging
 from entrypoint.report import Painter, dump_json, hanging, percent, result_line, score
 from entrypoint.settings.config import GateSettings, settings_for
@@ -78,7 +78,8 @@ def add_arguments(parser: OptionParser) -> None:
         "(gateway REQ and PUB, Redis, PostgreSQL, HTTP) and external "
         "(DNS, TCP), all at once.",
         epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
-        "2 a critical check failed, 64 usage error",
+        "2 a critical check failed, 64 usage error, 74 the report cannot be written to "
+        "stdout",
     )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
@@ -277,8 +278,16 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
     started = time.monotonic()
     results = run_concurrently(checks)
     wall_ms = round((time.monotonic() - started) * 1000, 1)
-    passed, counted = score(results)
     code = exit_code(results)
+    # A full stdout: exit 74 (EX_IOERR), whatever the checks found.
+    write_report("mesh", lambda: _report(results, code, wall_ms, as_json, stream))
+    return code
+
+
+def _report(
+    results: list[CheckResult], code: int, wall_ms: float, as_json: bool, stream: TextIO
+) -> None:
+    passed, counted = score(results)
     if as_json:
         dump_json(
             {
@@ -292,7 +301,7 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
             },
             stream,
         )
-        return code
+        return
     paint = Painter(stream)
     width = min(40, max((len(r.name) for r in results), default=10))
     for phase, title in PHASES.items():
@@ -320,4 +329,3 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
         + "\n"
     )
     stream.flush()
-    return code
