@@ -22,6 +22,7 @@ from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_ch
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.files import write_report
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.check import GatewayCheck, Ready, Trace, check_feed
 from entrypoint.gateway.dialect import NotReady
@@ -103,7 +104,8 @@ def add_arguments(parser: OptionParser) -> None:
         description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB "
         "port, each with its timing; on failure, the reason and the "
         "commands to run.",
-        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error",
+        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error, 74 the "
+        "report cannot be written to stdout",
     )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
@@ -126,10 +128,14 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
     code = 0 if ok else 1
-    if as_json:
-        dump_json(_document(settings, layers, ok, code), stream)
-    else:
-        _print_human(settings, layers, stream)
+
+    def report() -> None:
+        if as_json:
+            dump_json(_document(settings, layers, ok, code), stream)
+        else:
+            _print_human(settings, layers, stream)
+
+    write_report("probe", report)  # a full stdout: exit 74, whatever the probe found
     return code
 
 

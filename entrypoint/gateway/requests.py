@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from entrypoint.errors import UsageError
+from entrypoint.files import read_regular_file
 from entrypoint.log.logs import register_secret, untrusted
 
 DEFAULT_PING_REQUEST = '{"action":"PING","timestamp":"$now","source":"mt5-gate"}'
@@ -209,8 +210,7 @@ def _read_secret(path: str, where: str) -> _Secret:
     if not path:
         raise UsageError(f'{where}: $file: needs a path, e.g. "$file:/run/secrets/token"')
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_PLACEHOLDER_BYTES + 1)
+        raw = read_regular_file(path, MAX_FILE_PLACEHOLDER_BYTES)
     except OSError as exc:
         raise UsageError(f"{where}: cannot read {path}: {exc.strerror}") from None
     if len(raw) > MAX_FILE_PLACEHOLDER_BYTES:
