@@ -134,8 +134,8 @@ def _passive(
         f"{took:.1f} ms"
     )
     if settings.feed_checked:
-        feed = check_feed(gateway, settings.host, settings.pub_port, deadline)
-        line += f", PUB {settings.pub_port} in {feed:.1f} ms"
+        feed = check_feed(gateway, settings.host, settings.feed_port, deadline)
+        line += f", PUB {settings.feed_port} in {feed:.1f} ms"
     return line + " (passive: nothing sent)"
 
 

@@ -129,7 +129,7 @@ def default_specs(
         ]
         if settings.feed_checked:
             specs.append(
-                {"kind": "zmq_pub", "target": address_text(settings.host, settings.pub_port)}
+                {"kind": "zmq_pub", "target": address_text(settings.host, settings.feed_port)}
             )
         if ip_family(settings.host) is None:
             specs.append({"kind": "dns", "target": settings.host, "critical": True})

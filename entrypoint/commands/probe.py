@@ -215,7 +215,7 @@ def _run_layers(
     if not s.feed_checked:
         layers.skip("PUB port", f"not configured (--pub-port; --transport {s.transport})")
     else:
-        layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
+        layers.run("PUB port", lambda: _feed(gateway, s), port=s.feed_port)
 
 
 def _after_ping(check: GatewayCheck, layers: _Layers, rtt: Callable[[], str], address: str) -> None:
@@ -241,8 +241,8 @@ def _status(check: GatewayCheck, address: str) -> str:
 
 
 def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
-    took = check_feed(gateway, s.host, s.pub_port, Deadline(s.endpoint.timeouts.exchange_s))
-    return f"port {s.pub_port} handshake in {took:.1f} ms"
+    took = check_feed(gateway, s.host, s.feed_port, Deadline(s.endpoint.timeouts.exchange_s))
+    return f"port {s.feed_port} handshake in {took:.1f} ms"
 
 
 def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> dict[str, Any]:
@@ -250,7 +250,7 @@ def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> d
     failure = layers.first_failure
     return {
         "target": settings.target,
-        "pub_port": settings.pub_port if settings.feed_checked else None,
+        "pub_port": settings.feed_port if settings.feed_checked else None,
         "ok": ok,
         "bridge": settings.bridge.name,
         "transport": settings.transport,
@@ -286,7 +286,7 @@ def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> Non
     how = f"--bridge {settings.bridge.name}, --transport {settings.transport}"
     if settings.kind.reply_port:
         how += f", reply port {settings.reply_port}"
-    feed = f", PUB port {settings.pub_port}" if settings.feed_checked else ""
+    feed = f", PUB port {settings.feed_port}" if settings.feed_checked else ""
     title = "mt5-gate probe: "
     for line in hanging(title, f"gateway {settings.target}{feed} ({how})"):
         stream.write(paint.bold(line) + "\n")
