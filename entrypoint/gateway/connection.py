@@ -82,6 +82,8 @@ class Connection:
         self.connected_at: float | None = None
         self.reached_at: float | None = None  # the latest connection or handshake
         self.retried = False
+        # False on a socket that holds a secret: its one connection is never replaced.
+        self.reconnects = True
         self.handshake = False
         self.disconnected = False
         self.failure: AttemptFailed | None = None
