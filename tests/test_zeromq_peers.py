@@ -141,22 +141,26 @@ def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip(
     assert ready["rtt_ms"] <= since_bind_ms + 50, (ready["rtt_ms"], since_bind_ms)
 
 
-def test_a_secret_goes_to_a_zmtp2_peer_whose_greeting_names_its_rep_socket(tmp_path: Any) -> None:
-    """JeroMQ 0.3 greets with ZMTP 2.0 and names its socket type (REP): that proves it, so
-    a request carrying a $file: token is sent and the gate gets ready."""
+def test_a_secret_goes_to_a_zmtp2_peer_only_with_the_opt_in(tmp_path: Any) -> None:
+    """JeroMQ 0.3 greets with ZMTP 2.0 and names its socket type (REP), but libzmq reports
+    no handshake for it: the greeting can only be read on a connection of the gate's own,
+    which proves nothing about the one the request would go over. So no secret without
+    GATE_LEGACY_SECRETS=allow (and the gate says why); with it, the gate gets ready."""
     token = tmp_path / "token"
     token.write_text("jero-token-6d1e2f\n")
+    request = ["--ping-request", f'{{"action":"PING","token":"$file:{token}"}}']
     with jeromq_rep_server('{"status": "OK"}') as jero:
-        ran = run_gate(
-            [
-                "wait",
-                *target(jero.port),
-                "--ping-request",
-                f'{{"action":"PING","token":"$file:{token}"}}',
-            ]
+        refused = run_gate(["wait", *target(jero.port), *request, "--timeout", "5"])
+        allowed = run_gate(
+            ["wait", *target(jero.port), *request], env=base_env(GATE_LEGACY_SECRETS="allow")
         )
-    assert ran.code == 0, ran.events
-    assert "gate.ready" in {e["event"] for e in ran.events}
+    assert refused.code == 78, refused.events
+    error = next(e for e in refused.events if e["event"] == "gate.error")
+    assert "ZMTP 2.0" in error["error"], error
+    assert "GATE_LEGACY_SECRETS=allow" in error["error"], error
+    assert "gate.request" not in {e["event"] for e in refused.events}, refused.events
+    assert allowed.code == 0, allowed.events
+    assert "gate.ready" in {e["event"] for e in allowed.events}
 
 
 def test_a_secret_goes_to_a_zmtp1_peer_only_with_the_opt_in(tmp_path: Any) -> None:

@@ -203,21 +203,33 @@ class Connection:
 
     def refuse_secret(self, kind: int, legacy_allowed: bool) -> AttemptFailed | None:
         """Why a request carrying a secret may not go to this peer yet, or None when the
-        peer proved it is ZeroMQ with a socket type ours talks to: a ZMTP 3 handshake
-        (libzmq checks the type in it; with CURVE, the key too), or a ZMTP 2.0 greeting
-        naming a compatible type. A ZMTP 1.0 greeting names no type and is what libzmq
-        takes any non-ZeroMQ first byte for: only with the documented opt-in."""
+        peer proved it is ZeroMQ with a socket type ours talks to: a ZMTP 3 handshake on
+        this very connection (libzmq checks the type in it; with CURVE, the key too). A
+        legacy peer proves nothing on it: libzmq reports no handshake for ZMTP 2.0 or 1.0,
+        so a ZMTP 2.0 greeting naming a compatible type is read on a connection of the
+        gate's own, which says nothing of the one the secret would go over, and a ZMTP 1.0
+        greeting names no type at all. Either only with the documented opt-in."""
         if self.handshake:
             return None
         seen = self.seen
-        if (
-            seen is not None
-            and seen.kind is Greeting.ZMTP2
-            and seen.socket_type in _COMPATIBLE.get(kind, frozenset())
-        ):
+        legacy = seen is not None and (
+            seen.kind is Greeting.ZMTP1
+            or (
+                seen.kind is Greeting.ZMTP2
+                and seen.socket_type in _COMPATIBLE.get(kind, frozenset())
+            )
+        )
+        if legacy and legacy_allowed:
             return None
-        if seen is not None and seen.kind is Greeting.ZMTP1 and legacy_allowed:
-            return None
+        if seen is not None and seen.kind is Greeting.ZMTP2 and legacy:
+            return AttemptFailed(
+                "zmq",
+                Reason.PROTOCOL,
+                f"{self.where} is a ZMTP 2.0 peer (libzmq 3.x, JeroMQ 0.3), which proves "
+                "its socket type only on a connection of the gate's own, not on the one a "
+                f"request would go over, and the request carries a $file: secret: not sent. "
+                f"{SECRETS_OPT_IN} sends it anyway",
+            )
         if seen is not None and seen.kind is Greeting.ZMTP1:
             return AttemptFailed(
                 "zmq",

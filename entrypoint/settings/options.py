@@ -149,9 +149,10 @@ READINESS = OptionGroup("readiness request and judgement", (
            default_help="built from --expect-status"),
     Option("legacy_secrets", "--legacy-secrets", "GATE_LEGACY_SECRETS", "refuse",
            _choice(("refuse", "allow")),
-           "`allow` sends a request carrying a $file: secret to a ZMTP 1.0 peer (libzmq "
-           "2.x), which cannot prove it is ZeroMQ; by default such a request goes only to a "
-           "peer whose greeting proved ZMTP 2.0+ with the right socket type", "WORD"),
+           "`allow` sends a request carrying a $file: secret to a legacy peer (ZMTP 1.0 or "
+           "2.0: libzmq 2.x/3.x, JeroMQ 0.3), which cannot prove itself on the connection "
+           "the request goes over; by default it goes only after a ZMTP 3 handshake on that "
+           "connection", "WORD"),
 ))
 
 # STATUS is asked once the gateway is ready (wait) or as a layer of its own (probe);
