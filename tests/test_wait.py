@@ -19,6 +19,7 @@ from tests.support.cli import run_gate
 from tests.support.fault_injection import RUN
 from tests.support.helpers import base_env, free_port, names
 from tests.support.processes import Spawn, StartGate, StartSim
+from tests.support.sockets import held_closed_port
 
 
 def wait_args(port: int, *extra: str) -> list[str]:
@@ -44,7 +45,7 @@ def test_ready_against_the_simulated_gateway_exits_0(sim: StartSim) -> None:
 
 def test_refused_is_retried_until_the_deadline_then_69() -> None:
     """Nothing listening: reason refused on every attempt, then gate.timeout and exit 69."""
-    ran = run_gate(wait_args(free_port(), "--timeout", "1.5"))
+    ran = run_gate(wait_args(held_closed_port(), "--timeout", "1.5"))
     assert ran.code == 69
     assert set(failures(ran.events)) == {"refused"}
     assert ran.events[-1]["event"] == "gate.timeout"
@@ -305,7 +306,7 @@ def test_signals_at_random_moments_always_end_the_gate(gate: StartGate) -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--backoff-initial",
             "0.001",
             "--backoff-max",
@@ -370,7 +371,7 @@ def test_long_outage_logs_are_rate_limited_in_a_real_process() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--backoff-initial",
             "0.001",
             "--backoff-max",
