@@ -7,15 +7,18 @@ import sys
 from tests.support import servers
 from tests.support.bounds import EXIT_S
 from tests.support.cli import run_gate
-from tests.support.helpers import base_env, free_port
+from tests.support.helpers import base_env
 from tests.support.processes import Spawn, StartGate, StartSim
+from tests.support.sockets import held_closed_port
 
 
 def test_health_healthy_and_unhealthy_with_one_short_line(sim: StartSim) -> None:
     """health: exit 0 with one line when the gateway answers, 1 with one line when not."""
     _simulator, port = sim()
     good = run_gate(["health"], base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port)))
-    bad = run_gate(["health"], base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(free_port())))
+    bad = run_gate(
+        ["health"], base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(held_closed_port()))
+    )
     assert good.code == 0
     assert good.stdout.startswith("healthy: ")
     assert bad.code == 1

@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 from entrypoint.gateway.judgement import default_expression, default_judgement, parse_judgement
 from entrypoint.targets import KINDS, SCHEMES
 from tests.support.bounds import EXIT_S
-from tests.support.helpers import REPO, base_env, free_port
+from tests.support.helpers import REPO, base_env
 from tests.support.processes import StartSim
+from tests.support.sockets import held_closed_port
 
 KIND_MODULES = {
     "entrypoint.targets.local",
@@ -110,7 +111,7 @@ def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim, tmp_
     pyzmq); the help formatter asks the terminal's width only for help; ``ast`` comes with
     a Python-literal reply only. Checked for the healthy and the unhealthy check."""
     _simulator, port = sim()
-    for port_, verdict in ((port, "healthy"), (free_port(), "unhealthy")):
+    for port_, verdict in ((port, "healthy"), (held_closed_port(), "unhealthy")):
         code, modules, stdout = imported(
             ["health", "--host", "127.0.0.1", "--port", str(port_)], tmp_path
         )
@@ -122,7 +123,7 @@ def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> N
     """No module ``health`` imports defines a dataclass: each would bring dataclasses back
     (and cost ~0.4 ms to create). Read from the modules a real healthcheck imported."""
     code, modules, _ = imported(
-        ["health", "--host", "127.0.0.1", "--port", str(free_port())], tmp_path
+        ["health", "--host", "127.0.0.1", "--port", str(held_closed_port())], tmp_path
     )
     assert code == 1
     ours = sorted(name for name in modules if name.startswith("entrypoint."))
@@ -136,7 +137,7 @@ def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> N
 def test_an_unhealthy_check_imports_no_structlog_either(tmp_path: Path) -> None:
     """The failing healthcheck (refused) is as lean: its one line is not a log event."""
     code, modules, stdout = imported(
-        ["health", "--host", "127.0.0.1", "--port", str(free_port())], tmp_path
+        ["health", "--host", "127.0.0.1", "--port", str(held_closed_port())], tmp_path
     )
     assert (code, stdout.split(":")[0]) == (1, "unhealthy")
     assert modules & {"structlog", "asyncio", "jmespath"} == set()
@@ -176,7 +177,7 @@ def test_the_console_format_is_still_rendered_by_structlog(tmp_path: Path) -> No
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.2",
             "--log-format",

@@ -12,6 +12,7 @@ from tests.support.bounds import EVENT_S, EXIT_S
 from tests.support.cli import run_gate
 from tests.support.helpers import EXEC_PROBE, base_env, free_port
 from tests.support.processes import StartGate
+from tests.support.sockets import held_closed_port
 from tests.support.zmq_peers import jeromq_rep_server, zmtp1_rep_server
 
 PONG = b'{"status": "OK", "message": "pong"}'
@@ -35,7 +36,7 @@ def test_zmtp1_peer_passes_health_and_probe() -> None:
     """A libzmq 2.x-style peer is a ZeroMQ peer: healthy, and probe's TCP and PING pass."""
     with zmtp1_rep_server(answer) as peer:
         health = run_gate(["health", *target(peer.port)])
-        probe = run_gate(["probe", *target(peer.port), "--pub-port", str(free_port())])
+        probe = run_gate(["probe", *target(peer.port), "--pub-port", str(held_closed_port())])
     assert health.code == 0, health.stdout
     assert health.stdout.startswith("healthy:")
     assert probe.code == 0, probe.stdout

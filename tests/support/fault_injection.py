@@ -172,25 +172,21 @@ def _signal_in_a_finalizer_between_the_two_installs() -> None:
 
 def _send_only_once_the_peer_refused() -> None:
     """The gate scheduled late, as on a loaded machine: each request is queued only once
-    the peer's refusal of the handshake has torn the socket's pipe down (no POLLOUT), which
-    is when a blocking send waited forever. Polled on the socket's own state, with a bound:
-    a peer that never refuses is not held up longer than 5 s."""
-    import time
-
-    import zmq
-
+    the peer has refused the socket's connection (its monitor said so: the handshake
+    failed, or the peer closed it), which is when a blocking send waited forever (libzmq
+    had torn the pipe down). Waited for on that event, as long as it takes: a fixed
+    give-up (5 s) let the request go out before the refusal it assumes, and the test saw
+    a pause 5 s long (issue 27). The gate still gets every monitor event it asked for."""
     from entrypoint.gateway import pending, zmq_client
+    from tests.support import watched_monitors
 
-    def no_pipe_left(sock: Any) -> None:
-        end = time.monotonic() + 5
-        while sock.get(zmq.EVENTS) & zmq.POLLOUT and time.monotonic() < end:
-            time.sleep(0.005)
+    watched_monitors.watch_every_monitor()
 
     original_open = zmq_client.ZmqGateway.open
 
     def open_then_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
         opened = original_open(self, *args, **kwargs)
-        no_pipe_left(opened.sock)
+        watched_monitors.wait_for_refusal(opened.sock)
         return opened
 
     zmq_client.ZmqGateway.open = open_then_wait  # type: ignore[method-assign]
@@ -199,10 +195,18 @@ def _send_only_once_the_peer_refused() -> None:
 
     def pending_then_wait(*args: Any, **kwargs: Any) -> Any:
         sock, monitor = original_pending(*args, **kwargs)
-        no_pipe_left(sock)
+        watched_monitors.wait_for_refusal(sock)
         return sock, monitor
 
     pending.pending_socket = pending_then_wait
+
+    original_close = zmq_client.ZmqGateway.close
+
+    def close_after_the_watches(self: Any) -> None:
+        watched_monitors.stop_all(self._ctx)
+        original_close(self)
+
+    zmq_client.ZmqGateway.close = close_after_the_watches  # type: ignore[method-assign]
 
 
 def _leak_one_descriptor_per_100_attempts() -> None:
