@@ -108,6 +108,7 @@ NOT_FOR_HEALTH = {
     "socket",
     "selectors",
     "datetime",  # "$now" is written with the time module
+    "signal",  # the handlers are installed with _signal, the C module it wraps
     "locale",  # argparse's words are not looked up in a catalogue (commands/arguments.py)
     "entrypoint.commands.contract",  # the commands' Protocols, for the type checker only
 }
