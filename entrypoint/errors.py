@@ -5,7 +5,6 @@ Only ``cli.main`` converts these into exit codes; everything below it raises.
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 from entrypoint.reasons import Reason
@@ -105,6 +104,8 @@ class GateSignal(BaseException):
 
     @property
     def name(self) -> str:
+        import signal  # noqa: PLC0415 - only when a stop is reported: not on a healthcheck's path
+
         return signal.Signals(self.signum).name
 
 

@@ -9,8 +9,9 @@ check module names only, so they hold however the command line is parsed and dis
   lines are written by ``entrypoint.log.logs``; structlog renders the console format only;
 * ``health`` with the default judgement imports neither jmespath nor tenacity;
 * ``health`` imports no ``dataclasses`` (nor the ``inspect`` it imports): its value objects
-  are NamedTuples; no ``shutil`` (argparse's terminal-size query, made only when help is
-  formatted) and no ``ast`` (parsed only for a Python-literal reply);
+  are NamedTuples; no ``socket`` module (``_socket`` does), ``datetime`` or ``locale``
+  (argparse's gettext lookups); no ``shutil`` (argparse's terminal-size query, made only
+  when help is formatted) and no ``ast`` (parsed only for a Python-literal reply);
 * a target kind's module (``entrypoint.targets.*``) is imported only when that kind is used.
 """
 
@@ -103,6 +104,13 @@ NOT_FOR_HEALTH = {
     "ast",
     "entrypoint.gateway.two_socket",
     "entrypoint.gateway.answers",
+    # socket.py (with selectors and array): the gate uses _socket, the C module it wraps
+    "socket",
+    "selectors",
+    "datetime",  # "$now" is written with the time module
+    "signal",  # the handlers are installed with _signal, the C module it wraps
+    "locale",  # argparse's words are not looked up in a catalogue (commands/arguments.py)
+    "entrypoint.commands.contract",  # the commands' Protocols, for the type checker only
 }
 
 

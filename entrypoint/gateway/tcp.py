@@ -12,9 +12,11 @@ that failed: ``connect`` for the errno of a connection libzmq could not make, an
 
 from __future__ import annotations
 
+# The C module that socket.py wraps: all that is used here is the same in both, and
+# socket.py's own imports (selectors, array...) cost every healthcheck ~2 ms.
+import _socket as socket
 import enum
 import errno
-import socket
 import threading
 import time
 from collections.abc import Callable
