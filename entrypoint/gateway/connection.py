@@ -10,6 +10,7 @@ connection but never a handshake.
 
 from __future__ import annotations
 
+import errno
 import struct
 import time
 from collections.abc import Iterator
@@ -124,6 +125,17 @@ class Connection:
         errno. If that connect succeeds, either the gateway has just come up (keep waiting)
         or what listens there resets every connection, faster than libzmq's connect
         completes on a loaded machine: its greeting (a close at once) tells which."""
+        try:
+            self._diagnose_connect_failure()
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            # No descriptor for a socket of our own: the process is at its limit for a
+            # moment (libzmq closes a previous socket's descriptors in its own thread, and
+            # `ulimit -n 16` leaves little room). libzmq retries the connection itself; the
+            # attempt's deadline bounds the wait. No diagnosis is better than a crash.
+
+    def _diagnose_connect_failure(self) -> None:
         family = socket_family(self.address)
         try:
             connect([(family, self.address)], self.port, self.stage)

@@ -8,7 +8,8 @@ is code that has no failure mode a real input can trigger (that is the point of 
 
 from __future__ import annotations
 
-import socket
+import _signal  # type: ignore[import-not-found]  # no stub
+import _socket
 import threading
 from typing import Any, NoReturn
 
@@ -87,7 +88,9 @@ def install(kind: str) -> None:
         def lookup(*_args: Any, **_kwargs: Any) -> NoReturn:
             raise ValueError("injected failure in getaddrinfo")
 
-        socket.getaddrinfo = lookup
+        # The C function itself: the gate calls _socket's (gateway/tcp.py), socket.py's
+        # getaddrinfo calls it too (the --also checks' libraries).
+        _socket.getaddrinfo = lookup
     elif kind in ("log-processor", "dependency-ready-log"):
         # a structlog processor, on the ready event; or on the --also thread's
         # gate.dependency_ready (so the log call itself raises, inside that thread)
@@ -137,23 +140,25 @@ def _signal_once_the_first_stop_handler_is_in() -> None:
     """A SIGTERM the moment the gate's SIGTERM handler is in place, while the SIGINT one is
     still being set: the window a supervisor hits when it signals as soon as /proc shows
     the handler (5 runs in 300 with both cores busy). It lasts microseconds, so the signal
-    is sent from inside, by wrapping signal.signal for the gate's first call."""
+    is sent from inside, by wrapping the function the gate installs its handlers with
+    (``_signal.signal``, which ``signal.signal`` wraps) for ``process/signals.py``'s first
+    call (``__main__``'s first-line handler, installed before, is left alone)."""
     import os
-    import signal
 
-    original = signal.signal
+    original = _signal.signal
     sent: list[bool] = []
 
     def set_then_signal(signum: Any, handler: Any) -> Any:
         previous = original(signum, handler)
-        if not sent and signum == signal.SIGTERM and callable(handler):
+        ours = getattr(handler, "__module__", None) == "entrypoint.process.signals"
+        if not sent and signum == _signal.SIGTERM and ours:
             sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), _signal.SIGTERM)
             for _ in range(1000):  # bytecodes for the handler to run in, still inside
                 pass
         return previous
 
-    signal.signal = set_then_signal  # type: ignore[assignment]
+    _signal.signal = set_then_signal
 
 
 def _signal_in_a_finalizer_between_the_two_installs() -> None:
