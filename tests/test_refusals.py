@@ -58,6 +58,20 @@ ROUTED: dict[str, list[str]] = {
         '{"magic":1}',
         "MAGIC;1",
     ],
+    "ejtrader": [
+        '{"action":"TRADE","actionType":"ORDER_TYPE_BUY","symbol":"EURUSD","volume":0.01}',
+        '{"action":"CONFIG","symbol":"EURUSD","chartTF":"M1"}',
+        '{"Action":" trade "}',
+    ],
+    "pymetatrader": [
+        "OPEN_ORDER;EURUSD;buy;0.01;0;0;0;0",
+        "MODIFY_ORDER;1;0;0;0;0",
+        "CANCEL_ORDER;1",
+        "MODIFY_TRADE;1;0;0",
+        " close_trade ;1",
+        "SUB_BARS;EURUSD;M1",
+        "UNSUB_ALL",
+    ],
 }
 CASES = [(name, request) for name, requests in ROUTED.items() for request in requests]
 
