@@ -58,6 +58,11 @@ ROUTED: dict[str, list[str]] = {
         '{"magic":1}',
         "MAGIC;1",
     ],
+    "heartbeat": [
+        '{"action":"OPEN_ORDER","req_id":"1","timestamp":1,"payload":{"symbol":"EURUSD"}}',
+        '{"action":"CLOSE_POSITION","req_id":"1","timestamp":1,"payload":{"ticket":1}}',
+        '{"ACTION":" kill_switch ","req_id":"1","timestamp":1,"payload":{}}',
+    ],
     "ejtrader": [
         '{"action":"TRADE","actionType":"ORDER_TYPE_BUY","symbol":"EURUSD","volume":0.01}',
         '{"action":"CONFIG","symbol":"EURUSD","chartTF":"M1"}',

@@ -114,11 +114,18 @@ def _nothing(_sent: Sent, _words: tuple[str, ...]) -> str | None:
     return None
 
 
-# THE table: each preset's trading actions. The rehearsal dialects (mt5-gate, heartbeat,
-# plain-ok) are mt5-gate sim's, which trade on nothing.
+# THE table: each preset's trading actions. The rehearsal dialects mt5-gate and plain-ok
+# are mt5-gate sim's, which trade on nothing.
 TRADING: dict[str, Trading] = {
     "mt5-gate": Trading((), _nothing),
-    "heartbeat": Trading((), _nothing),
+    # luzhengheng/MT5's Work Order #022 gateway (src/gateway/zmq_service.py) speaks the
+    # heartbeat envelope: OPEN_ORDER, CLOSE_POSITION and KILL_SWITCH (which closes every
+    # position) reach the terminal.
+    "heartbeat": Trading(
+        ("OPEN_ORDER", "CLOSE_POSITION", "KILL_SWITCH"),
+        _json_action,
+        '{"action":"KILL_SWITCH","req_id":"1","timestamp":1,"payload":{}}',
+    ),
     "plain-ok": Trading((), _nothing),
     # clotho2/Wolfe-Trading-Desk scripts/mt5_bridge_server.py: both call mt5.order_send.
     "token": Trading(
@@ -188,7 +195,7 @@ PRESETS: dict[str, Preset] = {
         Preset("mt5-gate", "the gate's own PING/STATUS dialect (the default)", {}),
         Preset(
             "heartbeat",
-            "a request envelope with HEARTBEAT (mt5-gate sim --dialect heartbeat)",
+            "luzhengheng/MT5's Work Order #022 gateway: a request envelope with HEARTBEAT",
             {
                 "ping_request": '{"action":"HEARTBEAT","req_id":"$uuid","timestamp":"$now_epoch",'
                 '"payload":{}}',
