@@ -133,6 +133,9 @@ def test_no_ea_attached_is_said_as_such_not_as_a_bridge_down(
     assert {(e["reason"], e["broker_state"]) for e in failed} == {("no_reply", "no_ea_attached")}
     assert "no EA attached to the broker" in failed[0]["error"]
     assert "--reason broker-state-no-ea-attached" in failed[0]["hint"]
+    timeout = next(e for e in ran.events if e["event"] == "gate.timeout")
+    assert "was not ready (no_ea_attached)" in timeout["error"], timeout  # not "did not answer"
+    assert "--reason broker-state-no-ea-attached" in timeout["hint"], timeout
     health = run_gate(["health", *FAST_ATTEMPT], env=env)
     assert health.code == 1, health.stdout
     assert "no EA attached to the broker" in health.stdout, health.stdout
