@@ -339,16 +339,20 @@ def wait_until_ready(
     except (_DeadlinePassed, AttemptFailed) as exc:
         if isinstance(exc, AttemptFailed):  # the deadline ran out during it: not yet told
             wait.report(exc, None)
-        reason = wait.last_failure.reason if wait.last_failure else Reason.TIMEOUT
-        # A bridge that answered with a refusal did answer: say so.
+        last = wait.last_failure
+        reason = last.reason if last else Reason.TIMEOUT
+        # A bridge that answered with a refusal did answer: say so. A silence with a known
+        # meaning (a broker with no EA attached) is said in its words, not as a dead bridge.
         verdict = (
             "was not ready (it answered with a refusal)"
             if reason is Reason.NOT_READY
+            else f"was not ready ({last.broker_state})"
+            if last is not None and last.broker_state is not None
             else "did not answer"
         )
         raise GatewayTimeout(
             f"{name} {verdict} within {deadline.timeout_s:g} s",
-            hint=hint(reason),
+            hint=last.advice if last is not None and last.advice else hint(reason),
             attempts=wait.attempts,
             last_reason=reason.value,
             elapsed_s=round(deadline.elapsed(), 3),

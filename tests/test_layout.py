@@ -50,7 +50,7 @@ LAYERS: list[set[str]] = [
         "gateway.judgement",
         "gateway.broker_states",
     },
-    {"gateway.dialect", "gateway.advice", "gateway.connection"},
+    {"gateway.dialect", "gateway.advice", "gateway.connection", "gateway.text_fields"},
     {
         "gateway.endpoint",
         "gateway.presets",

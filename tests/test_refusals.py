@@ -58,6 +58,25 @@ ROUTED: dict[str, list[str]] = {
         '{"magic":1}',
         "MAGIC;1",
     ],
+    "heartbeat": [
+        '{"action":"OPEN_ORDER","req_id":"1","timestamp":1,"payload":{"symbol":"EURUSD"}}',
+        '{"action":"CLOSE_POSITION","req_id":"1","timestamp":1,"payload":{"ticket":1}}',
+        '{"ACTION":" kill_switch ","req_id":"1","timestamp":1,"payload":{}}',
+    ],
+    "ejtrader": [
+        '{"action":"TRADE","actionType":"ORDER_TYPE_BUY","symbol":"EURUSD","volume":0.01}',
+        '{"action":"CONFIG","symbol":"EURUSD","chartTF":"M1"}',
+        '{"Action":" trade "}',
+    ],
+    "pymetatrader": [
+        "OPEN_ORDER;EURUSD;buy;0.01;0;0;0;0",
+        "MODIFY_ORDER;1;0;0;0;0",
+        "CANCEL_ORDER;1",
+        "MODIFY_TRADE;1;0;0",
+        " close_trade ;1",
+        "SUB_BARS;EURUSD;M1",
+        "UNSUB_ALL",
+    ],
 }
 CASES = [(name, request) for name, requests in ROUTED.items() for request in requests]
 

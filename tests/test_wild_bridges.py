@@ -10,9 +10,7 @@ trade it is never ready, and the state is named with what to do.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
@@ -28,29 +26,19 @@ from tests.support.bounds import (
     after_deadline,
 )
 from tests.support.cli import run_gate
-from tests.support.helpers import EXEC_PROBE, REPO, base_env, free_port, poll_until
+from tests.support.helpers import EXEC_PROBE, base_env, free_port, poll_until
 from tests.support.processes import StartGate, StartSim, StartStandIn
+from tests.support.recipes import (
+    RECIPES,
+    TOKEN,
+    blocks,
+    events_of,
+    failures,
+    recipe_env,
+    start_ejtrader,
+    start_pymetatrader,
+)
 from tests.support.sockets import ZmqSockets
-
-DOC_TOKEN_PATH = "/run/secrets/bridge_token"
-TOKEN = "tok-3f9a1c77e2-wolfe"
-ALL_PORTS_FREE = ("0",)
-
-
-def blocks(kind: str) -> dict[str, dict[str, str]]:
-    """The ``# KIND: NAME`` env blocks of docs/BRIDGES.md, as variables."""
-    text = (REPO / "docs" / "BRIDGES.md").read_text()
-    found: dict[str, dict[str, str]] = {}
-    for block in re.findall(r"```env\n(.*?)```", text, re.DOTALL):
-        lines = block.strip().splitlines()
-        if lines[0].startswith(f"# {kind}: "):
-            found[lines[0].split(": ", 1)[1].strip()] = dict(
-                line.split("=", 1) for line in lines[1:]
-            )
-    return found
-
-
-RECIPES = blocks("recipe")
 
 
 def start_bridge(
@@ -92,6 +80,10 @@ def start_bridge(
             *extra,
         )
         ports = {"GATEWAY_PORT": ea.ports["rep"]}
+    elif recipe == "ejtrader":
+        return start_ejtrader(standin, *extra)
+    elif recipe == "pymetatrader":
+        return start_pymetatrader(standin, *extra)
     else:  # trade-on-action (v5) and no-safe-request (v4): luzhengheng's Direct_Zmq
         version = "v5" if recipe == "trade-on-action" else "v4"
         ea = standin(
@@ -99,27 +91,6 @@ def start_bridge(
         )
         ports = {"GATEWAY_PORT": ea.ports["rep"]}
     return ea, {key: str(value) for key, value in ports.items()}
-
-
-def recipe_env(
-    recipe: str, ports: dict[str, str], tmp_path: Path, token: str = TOKEN, **extra: str
-) -> dict[str, str]:
-    token_file = tmp_path / "bridge_token"
-    token_file.write_text(token + "\n")
-    variables = {
-        key: value.replace(DOC_TOKEN_PATH, str(token_file))
-        for key, value in RECIPES[recipe].items()
-    }
-    variables.update(GATEWAY_HOST="127.0.0.1", **ports, **extra)
-    return base_env(**variables)
-
-
-def events_of(ea: StandIn, name: str) -> list[dict[str, Any]]:
-    return [e for e in ea.events() if e.get("event") == name]
-
-
-def failures(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in events if e["event"] == "gate.attempt_failed"]
 
 
 def test_the_document_names_a_recipe_for_every_preset() -> None:

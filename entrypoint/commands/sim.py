@@ -90,7 +90,8 @@ def add_arguments(parser: OptionParser) -> None:
         + ", ".join(BROKER_STATES["dwx"])
         + "; with --dialect mql5-json-api: algo_trading_off (ACCOUNT reports "
         "trading_allowed 0) or ea_trading_off (bot_trading 0); either way a "
-        "TRADE is refused",
+        "TRADE is refused; with --dialect ejtrader: those two or not_logged_in; "
+        "with --dialect pymetatrader: not_logged_in (ACCOUNT answers id=0)",
     )
     add(
         "--start-delay",

@@ -76,6 +76,20 @@ STATES: dict[str, BrokerState] = {
             "(TERMINAL_TRADE_ALLOWED is 0)",
         ),
         BrokerState(
+            "not_logged_in",
+            "the terminal is not logged in to a trade account",
+            "log in (File > Login to Trade Account) with the account's trading password, "
+            "check the server name, and wait for the connection status at the bottom "
+            "right of the terminal to show the ping",
+        ),
+        BrokerState(
+            "no_ea_attached",
+            "no EA attached to the broker: it holds the request for a worker, then drops it",
+            "attach the bridge's EA (PyMetaTrader's MTServer) to a chart with Algo Trading "
+            "on; its Server_Request_URL must reach the broker's worker port (22990), where "
+            "it says READY. The broker's log shows 'New work connected' when it does",
+        ),
+        BrokerState(
             "ea_trading_off",
             "this EA is not allowed to trade",
             'tick "Allow Algo Trading" on the Common tab of the EA\'s properties (F7 on '
@@ -96,6 +110,11 @@ _WORDS = {
 # Flags a reply may carry as 0/1 or false/true (khramkov/MQL5-JSON-API's ACCOUNT reply).
 _FLAGS = {"trading_allowed": "algo_trading_off", "bot_trading": "ea_trading_off"}
 _MAX_NODES = 2000  # a reply is small; a hostile one is not walked without bound
+# An MT5 account record as the EAs send it (ACCOUNT_SERVER and ACCOUNT_CURRENCY side by
+# side: ejtraderMT, MQL5-JSON-API, PyMetaTrader); with no account logged in, the strings
+# are empty (JAson writes null) and PyMetaTrader's id (ACCOUNT_LOGIN) is 0.
+_ACCOUNT_KEYS = frozenset({"server", "currency"})
+_LOGIN_KEYS = ("id", "login")
 
 
 def broker_state(reply: Any) -> BrokerState | None:
@@ -107,11 +126,24 @@ def broker_state(reply: Any) -> BrokerState | None:
                 if word in upper:
                     return STATES[name]
         elif isinstance(node, dict):
+            if _logged_out(node):  # before its flags: no account means no permission either
+                return STATES["not_logged_in"]
             for key, value in node.items():
                 flag = _FLAGS.get(str(key).lower())
                 if flag is not None and _says_off(value):
                     return STATES[flag]
     return None
+
+
+def _logged_out(record: dict[Any, Any]) -> bool:
+    if not {str(key).lower() for key in record} >= _ACCOUNT_KEYS:
+        return False
+    fields = {str(key).lower(): value for key, value in record.items()}
+    empty_server = fields["server"] is None or (
+        isinstance(fields["server"], str) and not fields["server"].strip()
+    )
+    no_login = any(key in fields and str(fields[key]).strip() in ("0", "") for key in _LOGIN_KEYS)
+    return empty_server or no_login
 
 
 def _says_off(value: Any) -> bool:

@@ -63,11 +63,14 @@ class Dialect(NamedTuple):
     status: RequestTemplate | None
     judgement: Judgement
     custom_judgement: bool = False  # --ready-when was given (not built from statuses)
+    # Replies are OK|key=value|... or KO|<text> (a preset's: PyMetaTrader), decoded into a
+    # document by ``text_fields``.
+    text_fields: bool = False
 
     def judge(self, frames: list[bytes]) -> Any:
         """The decoded reply when it says ready; otherwise AttemptFailed (``not_ready``,
         ``bad_reply`` or ``protocol``)."""
-        reply = decode_reply(frames)
+        reply = self.decode(frames)
         try:
             ready = self.judgement.accepts(reply)
         except RecursionError:
@@ -89,6 +92,14 @@ class Dialect(NamedTuple):
         if not ready:
             raise NotReady(reply, self.judgement.expression)
         return reply
+
+    def decode(self, frames: list[bytes]) -> Any:
+        if not self.text_fields:
+            return decode_reply(frames)
+        # Imported only for the bridge that needs it: no other healthcheck pays for it.
+        from entrypoint.gateway.text_fields import decode_text_fields  # noqa: PLC0415
+
+        return decode_text_fields(frames)
 
     def describe(self) -> dict[str, Any]:
         """What gate.start logs: the templates as configured ($file: paths, not contents)."""

@@ -123,6 +123,11 @@ class Endpoint(NamedTuple):
     # A request carrying a $file: secret may go to a ZMTP 1.0 peer, which cannot prove it
     # is ZeroMQ (GATE_LEGACY_SECRETS=allow).
     legacy_secrets: bool = False
+    # Every request socket gets its own printable identity, never reused (a bridge that
+    # routes its answer by the identity as text: PyMetaTrader's broker and EA).
+    named_requests: bool = False
+    # The broker state that a handshake followed by silence means (``broker_states``).
+    silent_state: str | None = None
 
     @property
     def target(self) -> str:

@@ -31,12 +31,18 @@ PENDING_RECONNECT_MAX_MS = 150
 
 
 def pending_socket(
-    gateway: ZmqGateway, kind: int, address: str, port: int, connect_timeout_s: float
+    gateway: ZmqGateway,
+    kind: int,
+    address: str,
+    port: int,
+    connect_timeout_s: float,
+    *,
+    identity: bytes | None = None,
 ) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
     """A socket that keeps reconnecting fast during a pause, and its (connection and
     handshake) monitor. A signal landing mid-way leaves half-built sockets to ZmqGateway's
     exit, which hands them to the OS rather than wait for them."""
-    sock = gateway.socket(kind, address, reconnect_ms=PENDING_RECONNECT_MS)
+    sock = gateway.socket(kind, address, reconnect_ms=PENDING_RECONNECT_MS, identity=identity)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, PENDING_RECONNECT_MAX_MS)
     # Without it a connect into a DROP rule waits for the kernel (~2 min).
     sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
@@ -116,9 +122,11 @@ class PendingPing:
         port: int,
         payload: bytes,
         connect_timeout_s: float,
+        *,
+        identity: bytes | None = None,
     ) -> None:
         self._sock, self._monitor = pending_socket(
-            gateway, zmq.REQ, address, port, connect_timeout_s
+            gateway, zmq.REQ, address, port, connect_timeout_s, identity=identity
         )
         # Held until a handshake: a request that could not be queued (the peer refused
         # the handshake before we sent).

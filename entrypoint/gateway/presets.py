@@ -93,15 +93,39 @@ class Trading(NamedTuple):
         return self.match(Sent.of(request), self.words) if self.words else None
 
 
+def _first_field(sent: Sent, commands: tuple[str, ...]) -> str | None:
+    """AwesomeTrading/PyMetaTrader's EA splits the text on ";" and compares the first field
+    exactly (``OPEN_ORDER;EURUSD;...``); its broker routes every first field that starts
+    with SUB or UNSUB to the EA that publishes. A first field equal to one of ``commands``
+    (``SUB_``/``UNSUB_`` as prefixes) is refused, any case, trimmed."""
+    if sent.body is not None:
+        return None
+    first = _normal(sent.text.split(";", 1)[0]).upper()
+    exact = {command for command in commands if not command.endswith("_")}
+    prefixes = tuple(command for command in commands if command.endswith("_"))
+    if first in exact:
+        return f"{first} opens, modifies, cancels or closes orders"
+    if first.startswith(prefixes):
+        return f"{first} changes the EA's subscriptions"
+    return None
+
+
 def _nothing(_sent: Sent, _words: tuple[str, ...]) -> str | None:
     return None
 
 
-# THE table: each preset's trading actions. The rehearsal dialects (mt5-gate, heartbeat,
-# plain-ok) are mt5-gate sim's, which trade on nothing.
+# THE table: each preset's trading actions. The rehearsal dialects mt5-gate and plain-ok
+# are mt5-gate sim's, which trade on nothing.
 TRADING: dict[str, Trading] = {
     "mt5-gate": Trading((), _nothing),
-    "heartbeat": Trading((), _nothing),
+    # luzhengheng/MT5's Work Order #022 gateway (src/gateway/zmq_service.py) speaks the
+    # heartbeat envelope: OPEN_ORDER, CLOSE_POSITION and KILL_SWITCH (which closes every
+    # position) reach the terminal.
+    "heartbeat": Trading(
+        ("OPEN_ORDER", "CLOSE_POSITION", "KILL_SWITCH"),
+        _json_action,
+        '{"action":"KILL_SWITCH","req_id":"1","timestamp":1,"payload":{}}',
+    ),
     "plain-ok": Trading((), _nothing),
     # clotho2/Wolfe-Trading-Desk scripts/mt5_bridge_server.py: both call mt5.order_send.
     "token": Trading(
@@ -122,6 +146,27 @@ TRADING: dict[str, Trading] = {
         ("action", "magic", "GET_SYMBOL_INFO"), _any_word_but, '{"action":"BUY","symbol":"EURUSD"}'
     ),
     "no-safe-request": Trading(("action", "magic", ""), _any_word_but, '{"action":"PING"}'),
+    # ejtraderLabs' ejtraderMT.mq5: "TRADE" goes to TradingModule; "CONFIG" adds a symbol
+    # subscription (a state change). An empty request is refused for every preset
+    # (requests.parse_request): this EA never answers one and its REP stays stuck.
+    "ejtrader": Trading(
+        ("TRADE", "CONFIG"), _json_action, '{"action":"TRADE","actionType":"ORDER_TYPE_BUY"}'
+    ),
+    # AwesomeTrading/PyMetaTrader Server.mqh: the five order commands; SUB_*/UNSUB_* change
+    # what the EA publishes.
+    "pymetatrader": Trading(
+        (
+            "OPEN_ORDER",
+            "MODIFY_ORDER",
+            "CANCEL_ORDER",
+            "MODIFY_TRADE",
+            "CLOSE_TRADE",
+            "SUB_",
+            "UNSUB_",
+        ),
+        _first_field,
+        "OPEN_ORDER;EURUSD;buy;0.01;0;0;0;0",
+    ),
 }
 
 
@@ -130,6 +175,14 @@ class Preset(NamedTuple):
     summary: str
     values: dict[str, str]  # option field -> raw value, as a variable would give it
     handshake_socket: str = "req"  # what a handshake (and passive health) connects
+    publishes: bool = True  # it has a PUB port (checked by default on a req transport)
+    # Each request socket gets its own printable identity: the bridge routes its answer by
+    # the identity turned into text (PyMetaTrader), so an automatic one would be lost.
+    named_requests: bool = False
+    # The broker state a silence means: the handshake done, never an answer (a broker
+    # that holds the request for a worker that is not there).
+    silent_state: str | None = None
+    text_fields: bool = False  # replies are OK|key=value|... or KO|<text> (PyMetaTrader)
 
     def refuses(self, request: RequestTemplate) -> str | None:
         """Why this preset's bridge would trade on ``request``, or None (``TRADING``)."""
@@ -142,7 +195,7 @@ PRESETS: dict[str, Preset] = {
         Preset("mt5-gate", "the gate's own PING/STATUS dialect (the default)", {}),
         Preset(
             "heartbeat",
-            "a request envelope with HEARTBEAT (mt5-gate sim --dialect heartbeat)",
+            "luzhengheng/MT5's Work Order #022 gateway: a request envelope with HEARTBEAT",
             {
                 "ping_request": '{"action":"HEARTBEAT","req_id":"$uuid","timestamp":"$now_epoch",'
                 '"payload":{}}',
@@ -202,6 +255,34 @@ PRESETS: dict[str, Preset] = {
                 "ready_when": "error == `false` && contains([`1`, `true`], trading_allowed) && "
                 "contains([`1`, `true`], bot_trading)",
             },
+        ),
+        Preset(
+            "ejtrader",
+            "ejtraderLabs' ejtraderMT EA: one REP on 15557, ACCOUNT says whether it can trade",
+            {
+                "port": "15557",
+                "ping_request": '{"action":"ACCOUNT"}',
+                "status_request": "none",
+                # As mql5-json-api (its ancestor), and logged in: the EA has no login field,
+                # an empty server (null in its JSON) is a terminal with no account.
+                "ready_when": "error == `false` && contains([`1`, `true`], trading_allowed) && "
+                "contains([`1`, `true`], bot_trading) && length(server || '') > `0`",
+            },
+            publishes=False,
+        ),
+        Preset(
+            "pymetatrader",
+            "AwesomeTrading/PyMetaTrader: REQ to its broker, ACCOUNT answered OK|id=<login>|...",
+            {
+                "port": "22880",
+                "pub_port": "22881",
+                "ping_request": "ACCOUNT",
+                "status_request": "none",
+                "ready_when": "status == 'OK' && data.id != '0' && length(data.server || '') > `0`",
+            },
+            named_requests=True,
+            silent_state="no_ea_attached",
+            text_fields=True,
         ),
         Preset(
             "no-safe-request",

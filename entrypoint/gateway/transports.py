@@ -23,6 +23,8 @@ from collections.abc import Callable
 import zmq
 
 from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
+from entrypoint.gateway.broker_states import STATES
 from entrypoint.gateway.connection import close_monitored, drain
 from entrypoint.gateway.endpoint import HANDSHAKE, REQ, Endpoint
 from entrypoint.gateway.pending import PendingPing, ProvenPing, pending_socket
@@ -30,8 +32,10 @@ from entrypoint.gateway.zmq_client import (
     Exchange,
     Secrecy,
     ZmqGateway,
+    request_identity,
 )
 from entrypoint.process.signals import raise_if_pending
+from entrypoint.reasons import Reason
 
 OnSent = Callable[[], None]
 # An answer that came too late to be judged: its frames, its round trip, its request's via.
@@ -106,6 +110,10 @@ class Transport:
 class ReqTransport(Transport):
     name = REQ
 
+    def identity(self) -> bytes | None:
+        """A fresh identity for each request socket, when the bridge routes by it."""
+        return request_identity() if self.endpoint.named_requests else None
+
     def exchange(
         self,
         address: str,
@@ -118,16 +126,22 @@ class ReqTransport(Transport):
         via: str = "attempt",
     ) -> Exchange:
         # Queued at once; logged as sent when a connection could carry it to the peer.
-        return self.gateway.request(
-            address,
-            self.endpoint.port,
-            payload,
-            deadline,
-            connect_timeout_s=self.endpoint.connect_timeout_s,
-            reply_timeout_s=reply_timeout_s,
-            on_connected=on_sent,
-            secret=self.secrecy(secret),
-        )
+        try:
+            return self.gateway.request(
+                address,
+                self.endpoint.port,
+                payload,
+                deadline,
+                connect_timeout_s=self.endpoint.connect_timeout_s,
+                reply_timeout_s=reply_timeout_s,
+                on_connected=on_sent,
+                secret=self.secrecy(secret),
+                identity=self.identity(),
+            )
+        except AttemptFailed as failed:
+            if self.endpoint.silent_state is not None:
+                name_the_silence(failed, self.endpoint.silent_state)
+            raise
 
     def watch(
         self,
@@ -146,7 +160,12 @@ class ReqTransport(Transport):
             )
             if secret
             else PendingPing(
-                self.gateway, address, self.endpoint.port, payload, self.endpoint.connect_timeout_s
+                self.gateway,
+                address,
+                self.endpoint.port,
+                payload,
+                self.endpoint.connect_timeout_s,
+                identity=self.identity(),
             )
         )
         with pending:
@@ -202,6 +221,18 @@ class HandshakeTransport(Transport):
             return None
         finally:
             close_monitored(sock, monitor)
+
+
+def name_the_silence(failed: AttemptFailed, state_name: str) -> None:
+    """A bridge whose silence after the handshake has a known meaning (a broker holding the
+    request for an EA that is not attached) says so in ``failed``: its error, its state and
+    what to do. Any other failure is left as it is."""
+    if failed.reason is not Reason.NO_REPLY or failed.stage != "zmq" or "handshake" in failed.error:
+        return
+    state = STATES[state_name]
+    failed.error = f"{failed.error}: {state.meaning}"
+    failed.broker_state = state.name
+    failed.advice = state.advice()
 
 
 def transport_for(gateway: ZmqGateway, endpoint: Endpoint) -> Transport:

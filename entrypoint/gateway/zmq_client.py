@@ -12,6 +12,8 @@ when that is ambiguous is the TCP layer asked to diagnose.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -48,6 +50,15 @@ GREETING_CHECK_AFTER_S = 0.3
 PIPE_AFTER_HANDSHAKE_S = 0.5
 
 _LEFT_TO_EXIT: list[zmq.Context[Any]] = []
+_NEXT_IDENTITY = itertools.count(1)
+
+
+def request_identity() -> bytes:
+    """A printable ASCII socket identity that no other socket of this process ever had:
+    ``mt5-gate-<pid>-<n>``. For a bridge that routes its answer by the identity as text
+    (PyMetaTrader): libzmq's own starts with a NUL byte, which the text drops, and a
+    reused one would receive the late answer to an earlier, abandoned request."""
+    return f"mt5-gate-{os.getpid()}-{next(_NEXT_IDENTITY)}".encode("ascii")
 
 
 class Secrecy(NamedTuple):
@@ -113,9 +124,16 @@ class ZmqGateway:
         self._ctx.destroy(linger=0)  # closes any socket still open, then terminates
 
     def socket(
-        self, kind: int, address: str, reconnect_ms: int = 100, *, holds_secret: bool = False
+        self,
+        kind: int,
+        address: str,
+        reconnect_ms: int = 100,
+        *,
+        holds_secret: bool = False,
+        identity: bytes | None = None,
     ) -> zmq.Socket[Any]:
-        """A socket with our bounds (LINGER 0, MAXMSGSIZE) and CURVE keys when configured.
+        """A socket with our bounds (LINGER 0, MAXMSGSIZE) and CURVE keys when configured;
+        ``identity`` (``request_identity``) is set before it connects, as libzmq needs.
 
         A socket that will hold a secret makes one TCP connection only: libzmq keeps a
         socket's pipe across reconnects, so a request queued after a handshake on one
@@ -123,6 +141,8 @@ class ZmqGateway:
         the port). And it has a pipe only while that connection is up (IMMEDIATE), so a
         send after the connection dropped fails instead of queueing for nobody."""
         sock = self._ctx.socket(kind)
+        if identity is not None:
+            sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
         sock.setsockopt(zmq.RECONNECT_IVL, -1 if holds_secret else reconnect_ms)
@@ -143,10 +163,11 @@ class ZmqGateway:
         *,
         role: str = "",
         holds_secret: bool = False,
+        identity: bytes | None = None,
     ) -> Monitored:
         """A socket of ``kind`` connecting to address:port, with its monitor attached; one
         that ``holds_secret`` never reconnects (``socket``), see ``send_proven``."""
-        sock = self.socket(kind, address, holds_secret=holds_secret)
+        sock = self.socket(kind, address, holds_secret=holds_secret, identity=identity)
         try:
             monitor = sock.get_monitor_socket(MONITORED)
         except BaseException:
@@ -209,13 +230,16 @@ class ZmqGateway:
         reply_timeout_s: float,
         on_connected: Callable[[], None] | None = None,
         secret: Secrecy | None = None,
+        identity: bytes | None = None,
     ) -> Exchange:
         """Send ``payload`` on a fresh REQ socket; the reply, or AttemptFailed saying why not.
 
         The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
         moment of connection: each a share of ``deadline``, which bounds the whole. A
         payload with a ``secret`` is sent only once the peer proved it is ZeroMQ."""
-        opened = self.open(zmq.REQ, address, port, deadline, holds_secret=secret is not None)
+        opened = self.open(
+            zmq.REQ, address, port, deadline, holds_secret=secret is not None, identity=identity
+        )
         try:
             if secret is not None:
                 self.prove(opened, deadline, connect_timeout_s, reply_timeout_s, secret)

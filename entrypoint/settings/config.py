@@ -68,7 +68,7 @@ class GateSettings(NamedTuple):
     def feed_checked(self) -> bool:
         """Whether the PUB port is part of this gateway's checks: configured, or the
         transport's own default (req bridges publish on 5556)."""
-        return self.pub_port is not None or self.kind.feed_by_default
+        return self.pub_port is not None or (self.kind.feed_by_default and self.bridge.publishes)
 
     @property
     def feed_port(self) -> int:
@@ -89,6 +89,8 @@ class GateSettings(NamedTuple):
             reply_timeout_s=self.reply_timeout_s,
             curve=self.curve,
             legacy_secrets=self.legacy_secrets == "allow",
+            named_requests=self.bridge.named_requests,
+            silent_state=self.bridge.silent_state,
         )
 
 
@@ -130,7 +132,7 @@ def _settings(sources: Sources, options: tuple[Option, ...]) -> GateSettings:
         values.pop("ready_when", None),
         values["expect_status"],
         sources,
-    )
+    )._replace(text_fields=preset.text_fields)
     _check_transport(values, sources, preset)
     if not (sources.given("pub_port") or "pub_port" in preset.values):
         values["pub_port"] = None  # a default is not a configuration: see feed_checked

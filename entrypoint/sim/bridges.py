@@ -56,15 +56,15 @@ Step = tuple[str, bytes]
 def check_options(args: argparse.Namespace) -> None:
     """A flag that does not go with the chosen dialect is a usage error, never ignored."""
     if args.dialect not in TWO_SOCKET_DIALECTS:
-        for flag, value in (
-            ("--reply-port", args.reply_port),
-            ("--broker-state", args.broker_state),
+        for flag, value, dialects in (
+            ("--reply-port", args.reply_port, TWO_SOCKET_DIALECTS),
+            ("--broker-state", args.broker_state, tuple(BROKER_STATES)),
         ):
-            if value is not None:
+            if value is not None and args.dialect not in dialects:
                 raise UsageError(
-                    f"{flag} goes with --dialect "
-                    f"{' or '.join(TWO_SOCKET_DIALECTS)}, not {args.dialect}"
+                    f"{flag} goes with --dialect {' or '.join(dialects)}, not {args.dialect}"
                 )
+        _check_broker_state(args)
         return
     unsupported = {
         "--garbage": args.garbage,
@@ -77,7 +77,11 @@ def check_options(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} is not simulated for --dialect {args.dialect}")
     if args.reply_port and args.reply_port in (args.port, args.pub_port):
         raise UsageError(f"--reply-port {args.reply_port} is already --port or --pub-port")
-    states = BROKER_STATES[args.dialect]
+    _check_broker_state(args)
+
+
+def _check_broker_state(args: argparse.Namespace) -> None:
+    states = BROKER_STATES.get(args.dialect, ())
     if args.broker_state is not None and args.broker_state not in states:
         raise UsageError(
             f"--broker-state {args.broker_state!r} is not a state of --dialect "

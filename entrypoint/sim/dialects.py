@@ -18,6 +18,15 @@ rehearse the gate's settings against it (docs/BRIDGES.md has the recipe for each
 - ``no-safe-request`` (Direct_Zmq v4): no quote at all; anything containing ``action`` or
   ``magic`` goes to OrderSend (refused for its volume 0: ``{"status":"ERROR",
   "retcode":10014}``).
+- ``ejtrader`` (ejtraderMT's EA): ``{"action":"ACCOUNT"}`` answers the account with
+  ``trading_allowed`` and ``bot_trading`` as 0/1; any other action ``ERR_WRONG_ACTION``;
+  ``TRADE`` is an order attempt (refused).
+- ``pymetatrader`` (PyMetaTrader's broker and EA, as one REP): ``ACCOUNT`` answers
+  ``OK|id=<login>|...``, ``PING`` ``OK|PONG``, an order command is an order attempt
+  (``KO|...``), anything else ``KO|Unknown command``.
+
+``--broker-state`` names what ejtrader's and pymetatrader's ACCOUNT reports (Algo Trading
+off, expert trading off, not logged in: empty server, ``id=0``).
 
 Every order attempt is logged as ``sim.order_attempt``, so a test can prove the gate never
 placed one. The bridges with a second socket for their answers (``dwx``,
@@ -59,6 +68,8 @@ BROKER_STATES: dict[str, tuple[str, ...]] = {
         "NO_BROKER_CONNECTION",
     ),
     "mql5-json-api": ("algo_trading_off", "ea_trading_off"),
+    "ejtrader": ("algo_trading_off", "ea_trading_off", "not_logged_in"),
+    "pymetatrader": ("not_logged_in",),
 }
 
 
@@ -285,6 +296,55 @@ def no_safe_request(request: bytes, state: SimState) -> bytes:
     return b'{"status":"ERROR", "retcode":%d}' % MT5_TRADE_RETCODE_INVALID_VOLUME
 
 
+def ejtrader(request: bytes, state: SimState) -> bytes:
+    """ejtraderMT.mq5's RequestHandler: the exact ``action`` of a JSON object."""
+    message = _parse(request)
+    action = message.get("action") if isinstance(message, dict) else None
+    if action == "ACCOUNT":
+        off, logged_in = state.broker_state, state.broker_state != "not_logged_in"
+        return _json(
+            {
+                "error": False,
+                "broker": "Simulated Markets" if logged_in else None,
+                "currency": "USD" if logged_in else None,
+                "server": "Sim-Demo" if logged_in else None,
+                "trading_allowed": int(off != "algo_trading_off"),
+                "bot_trading": int(logged_in and off != "ea_trading_off"),
+                "balance": 10000.0 if logged_in else 0.0,
+                "time": time.strftime("%Y.%m.%d %H:%M:%S", time.gmtime()),
+            }
+        )
+    if action == "TRADE":
+        record_order(state, action, request)
+        code, text = 10027, "TRADE_RETCODE_CLIENT_DISABLES_AT"
+    else:
+        code, text = (
+            (65537, "ERR_DESERIALIZATION") if message is None else (65538, "ERR_WRONG_ACTION")
+        )
+    return _json({"error": True, "lastError": str(code), "description": text, "function": "sim"})
+
+
+_PYMETATRADER_ORDERS = ("OPEN_ORDER", "MODIFY_ORDER", "CANCEL_ORDER", "MODIFY_TRADE", "CLOSE_TRADE")
+
+
+def pymetatrader(request: bytes, state: SimState) -> bytes:
+    """PyMetaTrader's MTServer behind its broker: the first ``;`` field, compared exactly."""
+    command = request.decode("utf-8", "replace").split(";", maxsplit=1)[0]
+    if command == "PING":
+        return b"OK|PONG"
+    if command == "ACCOUNT":
+        if state.broker_state == "not_logged_in":
+            return b"OK|id=0|name=|company=|server=|type=real|currency=|deposit=0|margin=0"
+        return (
+            b"OK|id=5001234|name=Sim Trader|company=Simulated Markets|server=Sim-Demo"
+            b"|type=demo|currency=USD|deposit=10000|margin=0|leverage=100|gmtoffset=0"
+        )
+    if command in _PYMETATRADER_ORDERS:
+        record_order(state, command, request)
+        return b"KO|Autotrading disabled by client"
+    return b"KO|Unknown command"
+
+
 # The bridges with one REQ/REP socket, each answer a function of the request.
 DIALECTS: dict[str, Callable[[bytes, SimState], bytes]] = {
     "mt5-gate": mt5_gate,
@@ -293,6 +353,8 @@ DIALECTS: dict[str, Callable[[bytes, SimState], bytes]] = {
     "plain-ok": plain_ok,
     "trade-on-action": trade_on_action,
     "no-safe-request": no_safe_request,
+    "ejtrader": ejtrader,
+    "pymetatrader": pymetatrader,
 }
 # Every dialect, as `sim --dialect` offers them (a test checks each is offered once).
 ALL_DIALECTS: tuple[str, ...] = (*DIALECTS, *TWO_SOCKET_DIALECTS)
