@@ -48,6 +48,7 @@ LAYERS: list[set[str]] = [
         "gateway.replies",
         "gateway.judgement",
         "gateway.broker_states",
+        "gateway.mt5linux",
     },
     {"gateway.dialect", "gateway.advice", "gateway.connection"},
     {
@@ -57,7 +58,13 @@ LAYERS: list[set[str]] = [
         "gateway.pending",
         "gateway.answers",
     },
-    {"gateway.transports", "gateway.two_socket", "gateway.check", "retry"},
+    {
+        "gateway.transports",
+        "gateway.two_socket",
+        "gateway.rpyc_transport",
+        "gateway.check",
+        "retry",
+    },
     {"settings", "settings.options"},
     {"settings.config", "settings.curve"},
     {

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, TRANSPORTS
+from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, RPYC, TRANSPORTS
 from entrypoint.gateway.requests import RequestTemplate
 
 # What a request looks like to the bridge: the rendered text, and its JSON object (or
@@ -81,6 +81,20 @@ def _any_word_but(sent: Sent, words: tuple[str, ...]) -> str | None:
     return None
 
 
+def _mt5_calls(sent: Sent, _words: tuple[str, ...]) -> str | None:
+    """mt5linux serves the whole MetaTrader5 package: anything but the read-only calls
+    (gateway/mt5linux.py) is refused, not only the trading ones named in the table."""
+    from entrypoint.gateway import mt5linux  # noqa: PLC0415 - only for --bridge mt5linux
+
+    if sent.body is not None:
+        return "a JSON request is not a MetaTrader5 call"
+    try:
+        mt5linux.parse_calls(sent.text)
+    except ValueError as exc:
+        return f"the request {exc}"
+    return None
+
+
 class Trading(NamedTuple):
     """What one bridge routes to trading (``words``, as the bridge spells them), and how it
     matches a request against them (``match``)."""
@@ -122,6 +136,8 @@ TRADING: dict[str, Trading] = {
         ("action", "magic", "GET_SYMBOL_INFO"), _any_word_but, '{"action":"BUY","symbol":"EURUSD"}'
     ),
     "no-safe-request": Trading(("action", "magic", ""), _any_word_but, '{"action":"PING"}'),
+    # lucas-campagna/mt5linux: the MetaTrader5 package itself (order_send, shutdown...).
+    "mt5linux": Trading(("order_send", "shutdown", "login"), _mt5_calls, "order_send"),
 }
 
 
@@ -201,6 +217,21 @@ PRESETS: dict[str, Preset] = {
                 # Inside && JMESPath takes 0 for true: the flags are compared, not tested.
                 "ready_when": "error == `false` && contains([`1`, `true`], trading_allowed) && "
                 "contains([`1`, `true`], bot_trading)",
+            },
+        ),
+        Preset(
+            "mt5linux",
+            "lucas-campagna/mt5linux: the MetaTrader5 package behind an rpyc classic server",
+            {
+                "transport": RPYC,
+                "port": "18812",
+                "ping_request": "terminal_info account_info last_error version",
+                "status_request": "none",
+                # gateway/mt5linux.py READY_WHEN, spelled out: presets import no rpyc code.
+                "ready_when": "terminal_info.connected == `true` && "
+                "terminal_info.trade_allowed == `true` && "
+                "terminal_info.tradeapi_disabled == `false` && "
+                "account_info.trade_allowed == `true` && account_info.trade_expert == `true`",
             },
         ),
         Preset(
