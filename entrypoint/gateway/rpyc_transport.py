@@ -192,8 +192,10 @@ class _Session:
         except TimeoutError:
             return
         except OSError as exc:
+            self.raise_if_cut()
             raise AttemptFailed("rpyc", classify_os_error(exc), f"{self.where}: {exc}") from None
         if not first:
+            self.raise_if_cut()  # our watchdog ended it, not the peer
             raise AttemptFailed(
                 "rpyc", Reason.RESET, f"{self.where} accepted the connection and closed it"
             )
@@ -205,6 +207,16 @@ class _Session:
             f"({untrusted(first[:32])}); an rpyc server never does: check the port "
             "(mt5linux listens on 18812, gmag11's image on 8001)",
         )
+
+    def raise_if_cut(self) -> None:
+        """The budget ran out (the watchdog shut the socket down): whatever the read
+        made of it, the attempt got no reply in time."""
+        if self.watchdog.fired:
+            raise AttemptFailed(
+                "reply",
+                Reason.NO_REPLY,
+                f"no reply from {self.where} within {self.budget.limit_s:g} s",
+            )
 
     def metatrader5(self) -> Any:
         """The server's ``MetaTrader5`` module (a netref), through the classic server's
@@ -285,12 +297,7 @@ class RpycTransport(Transport):
         except AttemptFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - rpyc's and the server's: judged below
-            if session.watchdog.fired:
-                raise AttemptFailed(
-                    "reply",
-                    Reason.NO_REPLY,
-                    f"no reply from {session.where} within {session.budget.limit_s:g} s",
-                ) from None
+            session.raise_if_cut()
             raise _failure(session.where, exc) from None
         rtt_ms = round((time.monotonic() - started) * 1000, 2)
         frame = json.dumps(document, separators=(",", ":")).encode()
@@ -326,10 +333,14 @@ class RpycTransport(Transport):
 
     def _attach(self, session: _Session, _mt5: Any) -> Any:
         """``terminal_info()`` is None: the module is attached to no terminal. Start the
-        gate's one ``initialize()`` (unless one runs), and give it part of what this
-        attempt has left; its outcome goes into the document."""
-        self.initialize.start(session.address, self.endpoint.port, self.endpoint.connect_timeout_s)
-        self.initialize.wait(session.budget.remaining() * INITIALIZE_WAIT_SHARE)
+        gate's one ``initialize()`` (unless one runs), and give a call it started part of
+        what this attempt has left; its outcome goes into the document."""
+        if self.initialize.start(
+            session.address, self.endpoint.port, self.endpoint.connect_timeout_s
+        ):
+            # A running terminal attaches in well under a second: worth waiting for here.
+            # One already in flight is not waited for again: the attempt says so at once.
+            self.initialize.wait(session.budget.remaining() * INITIALIZE_WAIT_SHARE)
         return self.initialize.outcome()
 
 

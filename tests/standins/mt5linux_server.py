@@ -15,13 +15,16 @@ Reproduced:
     shared by every client, as in the real server;
   * the module: ``terminal_info()`` and ``account_info()`` are None until some client's
     ``initialize()`` attached it; ``initialize()`` blocks ``--initialize-s`` and then
-    attaches (or, in state ``not_attached``, returns False with ``-10005 IPC timeout``);
+    attaches; with no terminal (state ``not_running``) it returns False with ``-10003``
+    ("MetaTrader 5 x64 not found"); while one starts (``starting``) it blocks
+    ``--initialize-s`` (60 s in the real package) and returns False with ``-10005 IPC
+    timeout``;
     records are namedtuples with MetaQuotes' field order (the real ones are C types that
     behave alike over rpyc); ``last_error()`` is ``(-10004, 'No IPC connection')`` while
     detached, ``(1, 'Success')`` after;
   * states (``--state``, or ``--state-file`` holding one word, re-read on every call):
-    healthy, not_attached, no_broker, algo_off, api_disabled, not_logged_in, investor,
-    expert_off.
+    healthy, not_running, starting, no_broker, algo_off, api_disabled, not_logged_in,
+    investor, expert_off.
 
 Every MetaTrader5 call is a ``call`` line; one outside the read-only allow-list
 (``shutdown``, ``order_send``, ``login``, ``initialize`` with arguments other than
@@ -47,7 +50,8 @@ from tests import standins as rt
 
 STATES = (
     "healthy",
-    "not_attached",
+    "not_running",
+    "starting",
     "no_broker",
     "algo_off",
     "api_disabled",
@@ -136,10 +140,16 @@ class FakeTerminal:
         if args or set(kwargs) - {"timeout"}:
             self.events.emit("forbidden_call", name="initialize", why="arguments")
             return False
-        time.sleep(self.delay)  # the real one blocks while it looks for a terminal
+        state = self.current()
+        if state != "not_running":
+            time.sleep(self.delay)  # the real one blocks while a terminal starts
         with self.lock:
-            if self.current() == "not_attached":
-                self.error = (-10005, "IPC timeout")
+            if state in ("not_running", "starting"):
+                self.error = (
+                    (-10003, "IPC initialize failed, MetaTrader 5 x64 not found")
+                    if state == "not_running"
+                    else (-10005, "IPC timeout")
+                )
                 self.events.emit("initialize_returned", result=False)
                 return False
             self.attached, self.error = True, (1, "Success")
@@ -148,7 +158,7 @@ class FakeTerminal:
 
     def terminal_info(self) -> Any:
         state = self.current()
-        if not self.attached or state == "not_attached":
+        if not self.attached or state in ("not_running", "starting"):
             return None
         return TerminalInfo(
             False, False, state != "no_broker", True, state != "algo_off",
@@ -159,7 +169,7 @@ class FakeTerminal:
 
     def account_info(self) -> Any:
         state = self.current()
-        if not self.attached or state in ("not_attached", "not_logged_in"):
+        if not self.attached or state in ("not_running", "starting", "not_logged_in"):
             return None
         return AccountInfo(
             51234567, 0, 100, 200, 0, state != "investor", state != "expert_off", 2, 2,
