@@ -37,7 +37,7 @@ from tests.support.bounds import (
 )
 from tests.support.cli import run_gate
 from tests.support.helpers import EXEC_PROBE, REPO, base_env, free_port
-from tests.support.processes import StartGate, StartSim, StartStandIn
+from tests.support.processes import Spawn, StartGate, StartSim, StartStandIn
 
 # The stand-in's state word -> the broker_state the gate names for it.
 STATES = {
@@ -351,29 +351,23 @@ def test_an_rpyc5_server_is_named_a_version_mismatch() -> None:
     reason="RPYC5_PYTHON: a Python with rpyc 5.x (a real 5.2.3 server; the emulated one "
     "above always runs)",
 )
-def test_a_real_rpyc5_classic_server_is_named_a_version_mismatch(tmp_path: Path) -> None:
+def test_a_real_rpyc5_classic_server_is_named_a_version_mismatch(
+    tmp_path: Path, spawn: Spawn
+) -> None:
+    """rpyc 5.2.3's own classic server (checked with RPYC5_PYTHON=a Python with
+    rpyc==5.2.3): the gate's rpyc 6 says "version mismatch", exit 1 for health."""
     script = tmp_path / "server5.py"
     script.write_text(
-        "import sys, rpyc\nfrom rpyc.utils.server import ThreadedServer\n"
+        "import rpyc\nfrom rpyc.utils.server import ThreadedServer\n"
         "s = ThreadedServer(rpyc.core.SlaveService, hostname='127.0.0.1', port=0)\n"
-        "print(s.port, flush=True)\ns.start()\n"
+        "print(f'port={s.port}', flush=True)\ns.start()\n"
     )
-    proc = subprocess.Popen(
-        [os.environ["RPYC5_PYTHON"], str(script)], stdout=subprocess.PIPE, text=True
+    server = spawn([os.environ["RPYC5_PYTHON"], str(script)])
+    port = server.wait_for_stdout("port=").split("=", 1)[1]
+    ran = run_gate(
+        ["health", "--bridge", "mt5linux", "--host", "127.0.0.1", "--port", port], log="text"
     )
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        ran = run_gate(
-            ["health", "--bridge", "mt5linux", "--host", "127.0.0.1", "--port", str(port)],
-            log="text",
-        )
-    finally:
-        proc.kill()
-        proc.wait(EXIT_S)
-        assert proc.stdout is not None
-        proc.stdout.close()
-    assert ran.code == 1, ran.stdout
+    assert ran.code == 1
     assert "rpyc version mismatch" in ran.stdout, ran.stdout
 
 

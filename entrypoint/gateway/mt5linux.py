@@ -89,7 +89,7 @@ def request_refusal(request: Any) -> str | None:
     try:
         parse_calls(request.text)
     except ValueError as exc:
-        return f"the request {exc}"
+        return str(exc)
     return None
 
 

@@ -91,7 +91,7 @@ def _mt5_calls(sent: Sent, _words: tuple[str, ...]) -> str | None:
     try:
         mt5linux.parse_calls(sent.text)
     except ValueError as exc:
-        return f"the request {exc}"
+        return str(exc)
     return None
 
 

@@ -183,8 +183,6 @@ def _check_transport(values: dict[str, Any], sources: Sources, preset: Preset) -
     for request in (dialect.ping, dialect.status):
         if request is None:
             continue
-        if kind.requests:
-            _check_request(kind, request)
         refusal = preset.refuses(request)
         if refusal is not None:
             raise UsageError(
@@ -192,6 +190,8 @@ def _check_transport(values: dict[str, Any], sources: Sources, preset: Preset) -
                 f"{request.describe()!r}: {refusal}; the gate only sends "
                 "side-effect-free requests"
             )
+        if kind.requests:
+            _check_request(kind, request)
 
 
 def _check_installed(kind: TransportKind) -> None:
