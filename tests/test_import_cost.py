@@ -92,7 +92,7 @@ def test_health_with_json_logs_imports_no_structlog_asyncio_jmespath_or_kinds(
 
 # What `import dataclasses` brings (inspect and what inspect imports), and what argparse's
 # width query and the literal parser import: none of it is needed by a healthcheck.
-# And the two-socket transports' machinery: a `req` healthcheck never uses it.
+# And the two-socket and rpyc transports' machinery: a `req` healthcheck never uses it.
 NOT_FOR_HEALTH = {
     "dataclasses",
     "inspect",
@@ -102,6 +102,11 @@ NOT_FOR_HEALTH = {
     "ast",
     "entrypoint.gateway.two_socket",
     "entrypoint.gateway.answers",
+    # The rpyc transport (--bridge mt5linux) and the client library it imports.
+    "entrypoint.gateway.rpyc_transport",
+    "entrypoint.gateway.mt5linux",
+    "rpyc",
+    "plumbum",
 }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from entrypoint.gateway import mt5linux
 from entrypoint.reasons import see
 
 
@@ -142,9 +141,13 @@ _MAX_NODES = 2000  # a reply is small; a hostile one is not walked without bound
 
 def broker_state(reply: Any) -> BrokerState | None:
     """The state a reply names, if it names one."""
-    if mt5linux.is_document(reply):
-        name = _mt5_state(reply)
-        return STATES[name] if name else None
+    if isinstance(reply, dict) and "terminal_info" in reply:
+        # Only then: a healthcheck of another bridge never imports the mt5linux module.
+        from entrypoint.gateway import mt5linux  # noqa: PLC0415
+
+        if mt5linux.is_document(reply):
+            name = _mt5_state(reply, mt5linux)
+            return STATES[name] if name else None
     for node in _walk(reply):
         if isinstance(node, str):
             upper = node.upper()
@@ -179,7 +182,7 @@ def _walk(node: Any) -> Iterator[Any]:
             stack.extend(current)
 
 
-def _mt5_state(doc: dict[str, Any]) -> str | None:
+def _mt5_state(doc: dict[str, Any], mt5linux: Any) -> str | None:
     """Why a MetaTrader5 document says the terminal cannot trade, the first cause first."""
     terminal, account = doc["terminal_info"], doc["account_info"]
     error = doc["last_error"]
