@@ -302,6 +302,27 @@ def test_an_ssh_banner_on_the_port_is_diagnosed_not_hung() -> None:
     assert "SSH" in failed[0]["error"]
 
 
+def late_banner(conn: socket.socket) -> None:
+    """Silent until the client spoke (past the gate's silence check), then a banner: an
+    SSH server behind a slow proxy, or one that waits for the client's greeting."""
+    conn.settimeout(5)
+    conn.recv(64)
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+
+
+def test_a_banner_after_the_silence_check_is_diagnosed_too() -> None:
+    """The frame-header check: 'SSH-2' read as a header has the flag byte '2', which no
+    rpyc peer sends; not a wait for 1.4 GB until the deadline (no_reply)."""
+    with servers.tcp_server(late_banner) as port:
+        ran = run_gate(
+            ["health", "--bridge", "mt5linux", "--host", "127.0.0.1", "--port", str(port)],
+            log="text",
+        )
+    assert ran.code == 1
+    assert "protocol" in ran.stdout, ran.stdout
+    assert "not an rpyc" in ran.stdout, ran.stdout
+
+
 @contextmanager
 def rpyc5_like_server() -> Iterator[int]:
     """A peer that answers as rpyc 5.x does: its reply frame's payload is brine's

@@ -42,8 +42,13 @@ from entrypoint.process.signals import raise_if_pending
 from entrypoint.reasons import Reason
 
 # How long the peer must stay silent after the connection: an rpyc server never speaks
-# first, so any byte in this window means another protocol owns the port.
-SILENCE_S = 0.05
+# first, so any byte in this window means another protocol owns the port (a banner that
+# comes later still fails the frame-header check of ``_CheckedStream``). Short: it is
+# paid on every attempt, and in the detection of a late start.
+SILENCE_S = 0.02
+# An rpyc frame header is a 4-byte length and a 1-byte "compressed" flag (0 or 1): a
+# greeting read as one (SSH-, HTTP/, a ZMTP signature) has another flag or a huge length.
+_MAX_FRAME = 64 * 1024 * 1024
 # During a backoff pause the port is tried this often (rpyc has no reconnecting socket):
 # a server that starts late is noticed within about this much.
 WATCH_EVERY_S = 0.1
@@ -104,7 +109,8 @@ class Initialize:
         try:
             budget = Deadline(INITIALIZE_LIMIT_S)
             with _Session(address, port, budget, connect_s) as session:
-                session.check_silence()
+                # No silence check: the attempt that started this call already saw an
+                # rpyc server here (and the frame-header check still applies).
                 mt5 = session.metatrader5()
                 answer = mt5.initialize()  # no arguments: attach, never log in or launch
                 result = answer if type(answer) is bool else None
@@ -113,6 +119,25 @@ class Initialize:
         finally:
             self.result = result
             self._done.set()
+
+
+class _CheckedStream(rpyc.SocketStream):  # type: ignore[misc]
+    """rpyc's socket stream, refusing a frame header no rpyc peer sends: otherwise a
+    greeting that arrives after the silence check is read as a length of gigabytes and
+    the read waits for them (bounded only by the watchdog)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._header_next = True  # rpyc reads a 5-byte header, then its payload
+
+    def read(self, count: int) -> bytes:
+        data: bytes = super().read(count)
+        if self._header_next and len(data) == 5:
+            length, flag = int.from_bytes(data[:4], "big"), data[4]
+            if flag > 1 or length > _MAX_FRAME:
+                raise ValueError(f"not an rpyc frame header: {untrusted(data)}")
+        self._header_next = not self._header_next
+        return data
 
 
 class _Watchdog:
@@ -223,7 +248,7 @@ class _Session:
         ``getmodule``: nothing of the gate is exposed to the server."""
         self.sock.settimeout(None)  # blocking: the cut-off bounds the whole exchange
         config = dict(_CLIENT_CONFIG, sync_request_timeout=max(0.001, self.budget.remaining()))
-        self.conn = connect_stream(rpyc.SocketStream(self.sock), rpyc.VoidService, config)
+        self.conn = connect_stream(_CheckedStream(self.sock), rpyc.VoidService, config)
         return self.conn.root.getmodule("MetaTrader5")
 
     def getter(self, fields: tuple[str, ...]) -> Callable[[Any], Any]:
