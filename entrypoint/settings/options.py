@@ -204,9 +204,10 @@ CURVE = OptionGroup("CURVE", (
 ALSO = OptionGroup("other dependencies", (
     Option("also", "--also", "GATE_ALSO", None, str,
            "another target that must be ready too (repeatable; the variable "
-           "comma-separated): zmq+req://, zmq+sub://, redis://, rediss://, postgresql://, "
-           "postgres://, http://, https://, tcp:// (see README); zmq+req is another bridge, "
-           "asked and judged like the gateway", "URL", optional=True, repeat=True),
+           "comma-separated): zmq+req://, zmq+sub://, rpyc://, redis://, rediss://, "
+           "postgresql://, postgres://, http://, https://, tcp:// (see README); zmq+req is "
+           "another bridge, asked and judged like the gateway; rpyc an mt5linux server, "
+           "judged as --bridge mt5linux", "URL", optional=True, repeat=True),
 ))
 
 def parse_absolute_path(text: str) -> str:
