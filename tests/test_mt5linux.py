@@ -196,6 +196,22 @@ def test_a_terminal_fixed_while_the_gate_waits_is_ready_at_the_next_attempt(
     assert_only_read_only_calls(server)
 
 
+def test_mesh_judges_the_terminal_as_wait_does(tmp_path: Path, standin: StartStandIn) -> None:
+    """mesh --bridge mt5linux: the gateway check is the same read and judgement; a
+    terminal that cannot trade is a failed critical check (exit 2)."""
+    state = tmp_path / "state"
+    state.write_text("healthy\n")
+    server = mt5_server(standin, "--state-file", str(state))
+    env = pointed("mt5linux", server)
+    healthy = run_gate(["mesh"], env, log="text")
+    assert healthy.code == 0, healthy.stdout
+    state.write_text("investor\n")
+    refused = run_gate(["mesh"], env, log="text")
+    assert refused.code == 2, refused.stdout
+    assert '"trade_allowed": false' in refused.stdout, refused.stdout  # the judged flag
+    assert_only_read_only_calls(server)
+
+
 @pytest.mark.parametrize(
     "request_text",
     [
