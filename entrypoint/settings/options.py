@@ -114,7 +114,8 @@ CONNECTION = OptionGroup("connection", (
            "how requests reach the bridge: "
            + ", ".join(kind.summary for kind in TRANSPORT_KINDS.values()), "NAME"),
     Option("port", "--port", "GATEWAY_PORT", "5555", parse_port,
-           "gateway request port (REP, or the bridge's PULL for push-pull)", "PORT"),
+           "gateway request port (REP, or the bridge's PULL for push-pull, or the rpyc "
+           "server for rpyc)", "PORT"),
     Option("reply_port", "--reply-port", "GATEWAY_REPLY_PORT", None, parse_port,
            "the bridge's PUSH port that carries answers (push-pull and req-pull)", "PORT",
            optional=True),
