@@ -1,18 +1,68 @@
 """``python -m entrypoint`` and the ``mt5-gate`` console script.
 
-The stop handlers go in before anything heavy is imported (structlog and pyzmq take ~80 ms):
-as PID 1, a SIGTERM that arrives before a handler exists is ignored, and Docker then waits
-out its whole grace period before it kills the container.
+A stop is caught from this module's first statements on. Until the gate's own handlers
+(process/signals.py) are in, a SIGTERM or Ctrl-C is said in one ``gate.signal`` line and
+ends the process at once with 128+N: nothing is open yet, so there is nothing to unwind.
+Without it, a SIGINT while the first modules load was Python's raw KeyboardInterrupt
+traceback, and a SIGTERM killed the process without a line (or, as PID 1, was ignored,
+and Docker waited out its whole grace period). What comes before this module (the
+interpreter's start-up, site and the .pth files, ``-m``'s import of the package) cannot
+be covered from here: the README's "Stop signals, from the first line" says how long
+that is and what Python does with a signal then.
+
+The rest of the stop handling goes in before anything heavy is imported (structlog and
+pyzmq take ~80 ms).
 """
 
 from __future__ import annotations
 
-import gc
-import signal
+# The C half of `signal`, loaded with the interpreter: `import signal` itself builds its
+# enums for ~0.7 ms, and a Ctrl-C in them was a raw traceback through this module.
+import _signal  # type: ignore[import-not-found]  # no stub; the same functions as `signal`
+import os
 import sys
+
+# SIGTERM last: once /proc shows SIGTERM caught, both are ours (SIGINT is caught by Python's
+# own handler from the interpreter's start, so its bit says nothing).
+_STOPS = (_signal.SIGINT, _signal.SIGTERM)
+_NAMES = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM"}
+_STOPPING: list[int] = []  # the stop being reported, while its line is written
+
+
+def _stop_while_loading(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGINT before the gate's own handlers: one line, exit 128+N, at once.
+
+    Built from names and numbers (no json, no logger: neither is loaded yet) and written
+    with one os.write. A second stop while that write blocks (stderr a full pipe) exits
+    without a second line."""
+    if _STOPPING:
+        os._exit(128 + _STOPPING[0])
+    _STOPPING.append(signum)
+    import contextlib  # noqa: PLC0415 - both loaded by site already: lookups, not imports
+    import time  # noqa: PLC0415
+
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    line = (
+        f'{{"timestamp": "{stamp}", "level": "warning", "event": "gate.signal", '
+        f'"signal": "{_NAMES[signum]}", "exit_code": {128 + signum}}}\n'
+    )
+    with contextlib.suppress(OSError):  # stderr closed: the exit code still says it
+        os.write(2, line.encode())
+    os._exit(128 + signum)
+
+
+def _catch_stops_while_loading() -> None:
+    for sig in _STOPS:
+        _signal.signal(sig, _stop_while_loading)
+
+
+if __name__ == "__main__":  # `python -m entrypoint`: before the rest of this module runs
+    _catch_stops_while_loading()
 
 
 def run() -> int:
+    _catch_stops_while_loading()  # again for the console script, which imports this module
     from entrypoint.errors import GateSignal  # noqa: PLC0415 - light: before the heavy ones
     from entrypoint.process.signals import install_stop_handlers  # noqa: PLC0415
 
@@ -22,9 +72,10 @@ def run() -> int:
     except (GateSignal, KeyboardInterrupt) as stop:  # stopped while starting: no logging yet
         from entrypoint.log import events  # noqa: PLC0415 - a declaration table, no logging
 
-        # A Ctrl-C before its handler was in place is Python's KeyboardInterrupt: the same
+        # A KeyboardInterrupt can only come from a caller that put Python's own SIGINT
+        # handler back (run() called in-process after its own Ctrl-C handling): the same
         # stop, said the same way.
-        sig = stop if isinstance(stop, GateSignal) else GateSignal(signal.SIGINT)
+        sig = stop if isinstance(stop, GateSignal) else GateSignal(_signal.SIGINT)
 
         _write_plain(
             {
@@ -63,6 +114,8 @@ def _start_with_gc_off() -> int:
     # before the command does its work, so `wait`'s loop and `sim` run with it as usual,
     # and it only ever looks at what the command makes. A start that fails before that
     # (a usage error, --help) exits at once.
+    import gc  # noqa: PLC0415 - only signal, os and sys before the stop handlers
+
     gc.disable()
     _open_missing_standard_streams()
     from entrypoint.process import failclosed  # noqa: PLC0415
@@ -87,8 +140,6 @@ def _open_missing_standard_streams() -> None:
     """A supervisor may start us with fd 0, 1 or 2 closed. Python then has no sys.stderr to
     log to, and the first socket we open would take the free number and receive whatever
     is printed; the runner would inherit the same hole. Put /dev/null there instead."""
-    import os  # noqa: PLC0415
-
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)

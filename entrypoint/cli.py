@@ -13,10 +13,10 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoint import __version__, commands
-from entrypoint.commands import Command, Entry
+from entrypoint.commands import Entry
 from entrypoint.commands.arguments import HelpFormatter, MeasuredWidthFormatter, OptionParser
 from entrypoint.errors import (
     EXIT_SOFTWARE,
@@ -32,6 +32,9 @@ from entrypoint.log.logs import configure_logging, get_logger
 from entrypoint.process import fdlimit
 from entrypoint.process.signals import install_stop_handlers
 from entrypoint.settings.options import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
+
+if TYPE_CHECKING:
+    from entrypoint.commands.contract import Command
 
 
 def build_parser(only: str | None = None) -> OptionParser:

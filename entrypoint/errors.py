@@ -5,7 +5,6 @@ Only ``cli.main`` converts these into exit codes; everything below it raises.
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 from entrypoint.reasons import Reason
@@ -14,6 +13,7 @@ EXIT_OK = 0
 EXIT_USAGE = 64  # EX_USAGE
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the gateway never answered
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in the gate itself
+EXIT_IOERR = 74  # EX_IOERR: probe's or explain's report could not be written to stdout
 EXIT_CONFIG = 78  # EX_CONFIG: something answers, but it is not our gateway
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -61,6 +61,20 @@ class GatewayMisconfigured(GateError):
         self.reason = reason
 
 
+class CannotBind(GateError):
+    """``sim`` cannot listen where it was told: the port is taken, or the address is not
+    this host's (a fact about the machine, not a bug: no traceback)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class OutputFailed(GateError):
+    """A report (``probe``, ``explain``) could not be written to stdout: a full disk, a
+    closed pipe. EX_IOERR: the check itself may have gone well, the saying of it did not."""
+
+    exit_code = EXIT_IOERR
+
+
 class CommandNotFound(GateError):
     """The runner command does not exist on PATH."""
 
@@ -90,6 +104,8 @@ class GateSignal(BaseException):
 
     @property
     def name(self) -> str:
+        import signal  # noqa: PLC0415 - only when a stop is reported: not on a healthcheck's path
+
         return signal.Signals(self.signum).name
 
 

@@ -17,7 +17,7 @@ from entrypoint.addresses import address_text
 # the gate runs in an image with no repository and no browser, and the project has no
 # public address to link to, so a hint names the command that prints the section there.
 TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"  # in the repository, and in the package
-_HEADING = re.compile(r"^(#{2,3}) (\S+)\s*$")
+_HEADING = r"^(#{2,3}) (\S+)\s*$"  # compiled when read: not on a healthcheck's path
 
 
 def see(section: str) -> str:
@@ -36,7 +36,7 @@ def troubleshooting_sections() -> dict[str, str]:
         lines = file.read().splitlines()
     sections: dict[str, str] = {}
     for start, line in enumerate(lines):
-        heading = _HEADING.match(line)
+        heading = re.match(_HEADING, line)
         if heading is None:
             continue
         level = len(heading.group(1))

@@ -12,14 +12,14 @@ import pytest
 import structlog
 
 from tests.support.processes import Processes, Spawn, StartGate, StartSim, StartStandIn
-from tests.support.sockets import ZmqSockets
+from tests.support.sockets import ZmqSockets, release_closed_ports
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts without GATE_*/GATEWAY_* variables, with default logging and with
     pytest's own SIGINT/SIGTERM handling (``run_gate(..., in_process=True)`` installs the
-    gate's)."""
+    gate's); the closed ports it held (``held_closed_port``) are released after it."""
     for key in list(os.environ):
         if key.startswith(("GATE_", "GATEWAY_")) or key == "NO_COLOR":
             monkeypatch.delenv(key)
@@ -28,6 +28,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     structlog.reset_defaults()
+    release_closed_ports()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from tests.support.cli import run_gate
 from tests.support.helpers import base_env, free_port
 from tests.support.processes import StartGate, StartSim
 from tests.support.real_servers import postgres_server, redis_server
+from tests.support.sockets import held_closed_port
 
 
 def test_all_dependencies_ready_then_exec(sim: StartSim) -> None:
@@ -81,7 +82,7 @@ def test_late_dependency_is_waited_for(sim: StartSim, gate: StartGate) -> None:
 def test_dead_dependency_ends_with_69_naming_the_target(sim: StartSim) -> None:
     """A dependency that never comes: gate.timeout names it, exit 69, runner never runs."""
     _simulator, port = sim()
-    dead = f"tcp://127.0.0.1:{free_port()}"
+    dead = f"tcp://127.0.0.1:{held_closed_port()}"
     ran = run_gate(
         [
             "wait",
@@ -109,7 +110,7 @@ def test_with_everything_down_the_timeout_names_the_gateway_every_time() -> None
     """The gateway and a dependency both down: the deadline they share ends both waits at
     once, and gate.timeout names the gateway, not whichever thread noticed first (it named
     the dependency in some runs, so the same outage ended with a different last line)."""
-    dead = f"tcp://127.0.0.1:{free_port()}"
+    dead = f"tcp://127.0.0.1:{held_closed_port()}"
     for _run in range(4):  # the race went either way, about one run in three
         ran = run_gate(
             [
@@ -117,7 +118,7 @@ def test_with_everything_down_the_timeout_names_the_gateway_every_time() -> None
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(free_port()),
+                str(held_closed_port()),
                 *FAST_WAIT,
                 "--timeout",
                 "0.5",
@@ -151,7 +152,7 @@ def test_wrong_redis_password_is_a_configuration_error_78(sim: StartSim) -> None
     assert ran.code == 78
     # Three rejected attempts (FAST_WAIT: ~0.5 s, plus start-up: ~1.5 s loaded) end it, not the
     # 600 s default deadline (run_gate's 30 s guard would stop that): 8 s of room.
-    assert ran.took < 10
+    assert ran.took < 10, (ran.took, ran.events)
     assert ran.events[-1]["event"] == "gate.error"
     assert ran.events[-1]["reason"] == "auth"
     assert "bad-pw" not in repr(ran.events)
@@ -160,7 +161,7 @@ def test_wrong_redis_password_is_a_configuration_error_78(sim: StartSim) -> None
 def test_gate_also_variable_is_comma_separated(sim: StartSim) -> None:
     """GATE_ALSO lists dependencies like repeated --also flags."""
     _simulator, port = sim()
-    dead1, dead2 = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    dead1, dead2 = f"tcp://127.0.0.1:{held_closed_port()}", f"tcp://127.0.0.1:{held_closed_port()}"
     ran = run_gate(
         ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "0.8"],
         env=base_env(GATE_ALSO=f"{dead1}, {dead2}"),
@@ -177,7 +178,7 @@ def test_bad_dependency_url_is_a_usage_error() -> None:
         assert "--also / GATE_ALSO" in ran.events[0]["error"]
         # Rejected at start (~0.1 s, ~1.5 s loaded), not after waiting for 127.0.0.1:5555
         # until the 600 s default deadline; widened from 5 s to leave 8 s for a loaded CPU.
-        assert ran.took < 10
+        assert ran.took < 10, (ran.took, ran.events)
 
 
 def test_a_dependency_gets_its_own_hint_not_the_gateways(sim: StartSim) -> None:
@@ -195,7 +196,7 @@ def test_a_dependency_gets_its_own_hint_not_the_gateways(sim: StartSim) -> None:
             "--timeout",
             "1",
             "--also",
-            f"tcp://127.0.0.1:{free_port()}",
+            f"tcp://127.0.0.1:{held_closed_port()}",
         ]
     )
     assert ran.code == 69

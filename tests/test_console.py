@@ -25,6 +25,7 @@ from tests.support.bounds import EXIT_S, FAST_WAIT, after_deadline
 from tests.support.cli import run_gate
 from tests.support.helpers import base_env, free_port, parse_lines
 from tests.support.processes import StartGate, StartSim
+from tests.support.sockets import held_closed_port
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Longer than a line whatever the interpreter's path: shown cut short, with the marker.
@@ -86,7 +87,7 @@ def test_a_failing_waits_lines_fit_and_keep_their_information() -> None:
     """gate.start with a long runner argv and --also, each first gate.attempt_failed with its
     long hint, gate.timeout: every line within 160 columns; every word of every hint, error
     and dependency shown; the argv cut short with a pointer to the JSON format."""
-    gateway, dependency = free_port(), free_port()
+    gateway, dependency = held_closed_port(), held_closed_port()
     args = [
         "wait",
         "--host",
@@ -149,7 +150,7 @@ def test_an_error_that_fits_a_line_is_never_split(sim: StartSim) -> None:
     """Folding happens between words only where it must: an error short enough for a line
     of its own is shown on one line (`ECONNREFUSED: Connection` / `refused` was split where
     the attempt's first line ran out), and a long hint keeps its backquoted command whole."""
-    port = free_port()
+    port = held_closed_port()
     code, console = run(
         ["wait", "--host", "127.0.0.1", "--port", str(port), "--timeout", "0.8", *FAST_WAIT],
         "console",
@@ -197,7 +198,16 @@ def test_the_hint_is_on_the_line_of_the_reason_it_explains() -> None:
     """The first gate.attempt_failed line holds reason= and the start of hint=; its words
     go on over indented lines; a repeated reason shows no hint (``explain`` relies on it)."""
     code, console = run(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.8", *FAST_WAIT],
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(held_closed_port()),
+            "--timeout",
+            "0.8",
+            *FAST_WAIT,
+        ],
         "console",
         after_deadline(0.8),
     )
@@ -255,7 +265,7 @@ def test_colour_codes_do_not_count_and_lines_still_fit() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.3",
             "--",

@@ -11,8 +11,9 @@ import zmq.auth
 
 from tests.support.bounds import FAST_BACKOFF
 from tests.support.cli import run_gate
-from tests.support.helpers import base_env, free_port
+from tests.support.helpers import base_env
 from tests.support.processes import Proc, StartSim
+from tests.support.sockets import held_closed_port
 
 
 @pytest.fixture
@@ -239,7 +240,7 @@ def test_a_server_key_that_begins_with_a_dash_is_taken_as_the_value() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "1",
             "--curve-server-key",

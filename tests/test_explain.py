@@ -30,6 +30,7 @@ from tests.support.bounds import (
 from tests.support.cli import Ran, run_gate
 from tests.support.helpers import GATE, REPO, base_env, free_port
 from tests.support.processes import Spawn, StartGate, StartSim
+from tests.support.sockets import held_closed_port
 
 
 def gate_log(args: list[str], env: dict[str, str] | None = None, timeout: float = EXIT_S) -> bytes:
@@ -99,7 +100,7 @@ def test_an_outage_then_ready_is_one_phase_per_reason_and_the_exec(sim: StartSim
 
 
 def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_port() -> None:
-    port = free_port()
+    port = held_closed_port()
     log = gate_log(
         ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "1.5"],
         timeout=after_deadline(1.5),
@@ -114,7 +115,7 @@ def test_a_timeout_names_the_reason_the_hint_and_the_next_command_with_host_and_
 
 
 def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure(gate: StartGate) -> None:
-    proc = gate("wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT)
+    proc = gate("wait", "--host", "127.0.0.1", "--port", str(held_closed_port()), *FAST_WAIT)
     proc.wait_for_event("gate.attempt_failed")
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=AFTER_SIGNAL_S) == 143  # not the 600 s default deadline
@@ -125,7 +126,7 @@ def test_a_signal_while_waiting_is_told_as_a_stop_not_a_failure(gate: StartGate)
 
 def test_a_restart_loop_is_several_runs() -> None:
     """Three runs of a container that keeps timing out, in one log."""
-    port = free_port()
+    port = held_closed_port()
     log = b"".join(
         gate_log(
             ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "0.5"],
@@ -142,7 +143,7 @@ def test_a_restart_loop_is_several_runs() -> None:
 
 def test_a_dependency_that_times_out_is_the_diagnosis_not_the_gateway(sim: StartSim) -> None:
     _sim, port = sim()
-    dependency = f"tcp://127.0.0.1:{free_port()}"
+    dependency = f"tcp://127.0.0.1:{held_closed_port()}"
     log = gate_log(
         [
             "wait",
@@ -189,7 +190,7 @@ def test_curve_auth_failure_is_explained_with_its_section(tmp_path: Path, sim: S
 
 
 def _real_outage_log() -> bytes:
-    port = free_port()
+    port = held_closed_port()
     return gate_log(
         ["wait", "--host", "127.0.0.1", "--port", str(port), *FAST_WAIT, "--timeout", "1"],
         timeout=after_deadline(1),
@@ -330,7 +331,7 @@ def test_colour_only_on_a_tty_and_never_with_no_color() -> None:
 
 
 def test_console_format_prints_a_hint_once_per_reason() -> None:
-    port = free_port()
+    port = held_closed_port()
     done = run_gate(
         [
             "wait",
@@ -423,7 +424,16 @@ def test_a_bridge_that_refused_every_time_answered_it_did_not_stay_silent(sim: S
 def test_a_gateway_that_never_answered_is_still_said_to_have_never_answered() -> None:
     """Only refusals change the words: a closed port never answered."""
     log = gate_log(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), *FAST_WAIT, "--timeout", "0.5"],
+        [
+            "wait",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(held_closed_port()),
+            *FAST_WAIT,
+            "--timeout",
+            "0.5",
+        ],
         timeout=after_deadline(0.5),
     )
     text, _machine = explained(log)

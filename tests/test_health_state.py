@@ -27,8 +27,9 @@ from tests.support.bounds import (
     after_deadline,
 )
 from tests.support.cli import Ran, run_gate
-from tests.support.helpers import base_env, free_port, poll_until
+from tests.support.helpers import base_env, poll_until
 from tests.support.processes import Proc, StartGate, StartSim, StartStandIn
+from tests.support.sockets import held_closed_port
 
 # A runner that stays up after the exec until it is killed (at the end of the test).
 LASTING_RUNNER = [
@@ -142,7 +143,7 @@ def test_health_names_the_also_dependency_the_gate_still_waits_for(
     """The gateway answers but an --also dependency is down: health names the dependency
     (a check of the gateway alone would say healthy)."""
     _sim, port = sim()
-    down = f"tcp://127.0.0.1:{free_port()}"
+    down = f"tcp://127.0.0.1:{held_closed_port()}"
     env = base_env(
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT=str(port),
@@ -168,7 +169,7 @@ def test_a_state_file_left_by_a_killed_gate_is_ignored(
     env = base_env(
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT=str(port),
-        GATE_ALSO=f"tcp://127.0.0.1:{free_port()}",
+        GATE_ALSO=f"tcp://127.0.0.1:{held_closed_port()}",
         GATE_STATE_FILE=str(state),
     )
     proc = gate("wait", *WATCHED_BACKOFF, "--", *LASTING_RUNNER, env=env)
@@ -190,7 +191,7 @@ def test_two_gates_on_one_host_each_health_reads_its_own_gate(
     waits = []
     for _gate in range(2):
         _sim, port = sim()
-        down = f"tcp://127.0.0.1:{free_port()}"
+        down = f"tcp://127.0.0.1:{held_closed_port()}"
         env = base_env(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(port), GATE_ALSO=down)
         gate("wait", *WATCHED_BACKOFF, "--", *LASTING_RUNNER, env=env)
         waits.append((env, port, down))
@@ -269,7 +270,9 @@ def test_the_state_file_is_removed_at_every_exit(tmp_path: Path, gate: StartGate
     for how in ("sigterm", "timeout"):
         state = tmp_path / f"{how}.state"
         env = base_env(
-            GATEWAY_HOST="127.0.0.1", GATEWAY_PORT=str(free_port()), GATE_STATE_FILE=str(state)
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_PORT=str(held_closed_port()),
+            GATE_STATE_FILE=str(state),
         )
         proc: Proc = gate(
             "wait", *(WATCHED_BACKOFF if how == "sigterm" else NEVER_READY_WAIT), env=env

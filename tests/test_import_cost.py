@@ -9,8 +9,9 @@ check module names only, so they hold however the command line is parsed and dis
   lines are written by ``entrypoint.log.logs``; structlog renders the console format only;
 * ``health`` with the default judgement imports neither jmespath nor tenacity;
 * ``health`` imports no ``dataclasses`` (nor the ``inspect`` it imports): its value objects
-  are NamedTuples; no ``shutil`` (argparse's terminal-size query, made only when help is
-  formatted) and no ``ast`` (parsed only for a Python-literal reply);
+  are NamedTuples; no ``socket`` module (``_socket`` does), ``datetime`` or ``locale``
+  (argparse's gettext lookups); no ``shutil`` (argparse's terminal-size query, made only
+  when help is formatted) and no ``ast`` (parsed only for a Python-literal reply);
 * a target kind's module (``entrypoint.targets.*``) is imported only when that kind is used.
 """
 
@@ -30,8 +31,9 @@ from hypothesis import strategies as st
 from entrypoint.gateway.judgement import default_expression, default_judgement, parse_judgement
 from entrypoint.targets import KINDS, SCHEMES
 from tests.support.bounds import EXIT_S
-from tests.support.helpers import REPO, base_env, free_port
+from tests.support.helpers import REPO, base_env
 from tests.support.processes import StartSim
+from tests.support.sockets import held_closed_port
 
 KIND_MODULES = {
     "entrypoint.targets.local",
@@ -102,6 +104,13 @@ NOT_FOR_HEALTH = {
     "ast",
     "entrypoint.gateway.two_socket",
     "entrypoint.gateway.answers",
+    # socket.py (with selectors and array): the gate uses _socket, the C module it wraps
+    "socket",
+    "selectors",
+    "datetime",  # "$now" is written with the time module
+    "signal",  # the handlers are installed with _signal, the C module it wraps
+    "locale",  # argparse's words are not looked up in a catalogue (commands/arguments.py)
+    "entrypoint.commands.contract",  # the commands' Protocols, for the type checker only
     # The rpyc transport (--bridge mt5linux) and the client library it imports.
     "entrypoint.gateway.rpyc_transport",
     "entrypoint.gateway.mt5linux",
@@ -115,7 +124,7 @@ def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim, tmp_
     pyzmq); the help formatter asks the terminal's width only for help; ``ast`` comes with
     a Python-literal reply only. Checked for the healthy and the unhealthy check."""
     _simulator, port = sim()
-    for port_, verdict in ((port, "healthy"), (free_port(), "unhealthy")):
+    for port_, verdict in ((port, "healthy"), (held_closed_port(), "unhealthy")):
         code, modules, stdout = imported(
             ["health", "--host", "127.0.0.1", "--port", str(port_)], tmp_path
         )
@@ -127,7 +136,7 @@ def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> N
     """No module ``health`` imports defines a dataclass: each would bring dataclasses back
     (and cost ~0.4 ms to create). Read from the modules a real healthcheck imported."""
     code, modules, _ = imported(
-        ["health", "--host", "127.0.0.1", "--port", str(free_port())], tmp_path
+        ["health", "--host", "127.0.0.1", "--port", str(held_closed_port())], tmp_path
     )
     assert code == 1
     ours = sorted(name for name in modules if name.startswith("entrypoint."))
@@ -141,7 +150,7 @@ def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> N
 def test_an_unhealthy_check_imports_no_structlog_either(tmp_path: Path) -> None:
     """The failing healthcheck (refused) is as lean: its one line is not a log event."""
     code, modules, stdout = imported(
-        ["health", "--host", "127.0.0.1", "--port", str(free_port())], tmp_path
+        ["health", "--host", "127.0.0.1", "--port", str(held_closed_port())], tmp_path
     )
     assert (code, stdout.split(":")[0]) == (1, "unhealthy")
     assert modules & {"structlog", "asyncio", "jmespath"} == set()
@@ -181,7 +190,7 @@ def test_the_console_format_is_still_rendered_by_structlog(tmp_path: Path) -> No
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.2",
             "--log-format",

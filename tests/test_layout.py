@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "log",
         "process",
         "addresses",
+        "files",
         "deadline",
         "log.logs",
         "reasons",

@@ -12,7 +12,8 @@ from entrypoint.log.logs import configure_logging, get_logger, untrusted
 from tests.support import servers
 from tests.support.bounds import after_deadline
 from tests.support.cli import run_gate
-from tests.support.helpers import base_env, free_port
+from tests.support.helpers import base_env
+from tests.support.sockets import held_closed_port
 
 HOSTILE_STATUS = (
     'BAD"}\n{"timestamp": "2026-01-01T00:00:00Z", "level": "info", '
@@ -28,7 +29,7 @@ def test_every_line_is_json_with_timestamp_level_event() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.5",
             "--backoff-initial",
@@ -102,7 +103,7 @@ def test_console_format_reads_as_text_without_colour_off_a_tty() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.3",
             "--log-format",
@@ -127,7 +128,7 @@ def test_colour_only_on_a_tty_and_never_with_no_color(no_color: bool, expect_col
     if no_color:
         env["NO_COLOR"] = "1"
     done = run_gate(
-        ["wait", "--host", "127.0.0.1", "--port", str(free_port()), "--timeout", "0.3"],
+        ["wait", "--host", "127.0.0.1", "--port", str(held_closed_port()), "--timeout", "0.3"],
         env,
         tty="stderr",
         log="text",
@@ -159,7 +160,7 @@ def test_log_level_filters_events() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.3",
             "--log-level",
@@ -179,7 +180,7 @@ def test_a_wait_emits_exactly_the_documented_events_in_order() -> None:
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(held_closed_port()),
             "--timeout",
             "0.5",
             "--backoff-initial",

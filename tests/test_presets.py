@@ -47,7 +47,7 @@ def test_a_preset_sets_transport_ports_request_judgement_and_status_policy() -> 
     assert "GET_ACCOUNT_INFORMATION" in dwx.dialect.judgement.expression
     api = settings({"GATE_BRIDGE": "MQL5-JSON-API"})  # names are case-insensitive
     assert (api.transport, api.port, api.reply_port) == ("req-pull", 15555, 15556)
-    assert not api.pub_port_set  # khramkov's Live socket is a PUSH, not a PUB
+    assert (api.pub_port, api.feed_checked) == (None, False)  # its Live socket is a PUSH
 
 
 def test_a_flag_beats_a_variable_and_both_beat_the_preset() -> None:

@@ -15,8 +15,9 @@ import zmq
 from tests.support import servers
 from tests.support.bounds import EXIT_S, FAST_ATTEMPT
 from tests.support.cli import Ran, run_gate
-from tests.support.helpers import REPO, base_env, free_port
+from tests.support.helpers import REPO, base_env
 from tests.support.processes import StartSim
+from tests.support.sockets import held_closed_port
 
 
 def simulated(sim: StartSim, *args: str) -> tuple[int, int]:
@@ -76,7 +77,7 @@ Peer = Callable[[StartSim, contextlib.ExitStack], int]
 
 
 def refused_port(_sim: StartSim, _stack: contextlib.ExitStack) -> int:
-    return free_port()
+    return held_closed_port()
 
 
 def sim_port(*args: str) -> Peer:
@@ -121,8 +122,8 @@ def test_probe_explains_each_failure_reason(
     """Each failure: ❌ on its layer with the reason, steps for that reason, exit 1."""
     with contextlib.ExitStack() as stack:
         port = peer(sim, stack)
-        code, doc = probe_json(port, free_port())
-        human = probe(port, free_port(), *FAST_ATTEMPT)
+        code, doc = probe_json(port, held_closed_port())
+        human = probe(port, held_closed_port(), *FAST_ATTEMPT)
     assert code == 1
     failed = next(c for c in doc["checks"] if c["name"] == layer)
     assert (failed["status"], failed["reason"]) == ("fail", reason)
@@ -136,7 +137,7 @@ def test_probe_explains_each_failure_reason(
 
 def test_probe_steps_and_hints_name_the_port_of_the_layer_that_failed(sim: StartSim) -> None:
     """A dead PUB port: its steps and hint name the PUB port, not the REQ port."""
-    pub_port = free_port()
+    pub_port = held_closed_port()
     port, _pub = simulated(sim)
     code, doc = probe_json(port, pub_port)
     assert code == 0  # the PUB port is not part of the exit contract
@@ -173,7 +174,7 @@ def test_probe_status_refusal_is_a_warning_with_the_reply() -> None:
         return [b'{"status": "ERROR", "error": "Unknown action: STATUS"}']
 
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        code, doc = probe_json(port, free_port())
+        code, doc = probe_json(port, held_closed_port())
     status = next(c for c in doc["checks"] if c["name"] == "STATUS")
     assert code == 0
     assert (status["status"], status["reason"]) == ("warn", "not_ready")
@@ -187,7 +188,7 @@ def test_probe_status_not_implemented_is_a_warning_not_a_failure() -> None:
         return [b'{"status": "OK"}'] if b"PING" in req[0] else None
 
     with servers.zmq_server(zmq.ROUTER, reply) as port:
-        code, doc = probe_json(port, free_port(), "--reply-timeout", "0.5")
+        code, doc = probe_json(port, held_closed_port(), "--reply-timeout", "0.5")
     assert code == 0
     assert statuses(doc)["STATUS"] == "warn"
     assert statuses(doc)["PUB port"] == "fail"  # shown, but not part of the exit contract
@@ -200,9 +201,9 @@ def test_probe_colour_on_a_tty_unless_no_color() -> None:
         "--host",
         "127.0.0.1",
         "--port",
-        str(free_port()),
+        str(held_closed_port()),
         "--pub-port",
-        str(free_port()),
+        str(held_closed_port()),
     ]
     coloured = run_gate(args, base_env(), tty="stdout")
     plain = run_gate(args, base_env(NO_COLOR="1"), tty="stdout")

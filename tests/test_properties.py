@@ -30,8 +30,8 @@ from entrypoint.errors import UsageError
 from entrypoint.targets import KINDS
 from tests.support.bounds import FAST_BACKOFF
 from tests.support.cli import run_gate
-from tests.support.helpers import free_port
 from tests.support.processes import Processes
+from tests.support.sockets import closed_port
 
 ACCEPTED = {0, 69}  # ready, or not ready by the deadline (the judgement said no)
 REJECTED = 64
@@ -75,8 +75,10 @@ def sim_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def refused_port() -> int:
-    return free_port()
+def refused_port() -> Iterator[int]:
+    """Held bound, not listening, for the module: nothing else can take it meanwhile."""
+    with closed_port() as port:
+        yield port
 
 
 def run_main(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, list[str]]:

@@ -17,8 +17,9 @@ from typing import Any
 
 from tests.support.bounds import COMMAND_S, EXIT_S, after_deadline
 from tests.support.cli import run_gate
-from tests.support.helpers import base_env, free_port
+from tests.support.helpers import base_env
 from tests.support.processes import StartSim
+from tests.support.sockets import held_closed_port
 
 WIDTH = 160
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -180,7 +181,7 @@ def test_probe_a_broker_state_fix_is_folded(sim: StartSim) -> None:
 
 
 def test_probe_a_closed_port_keeps_its_steps_and_hint_within_the_width() -> None:
-    port = free_port()
+    port = held_closed_port()
     code, text, machine = probe(port, port)
     assert code == 1
     assert_fits(text)
@@ -215,7 +216,7 @@ def test_mesh_folds_hints_and_long_rows(tmp_path: Path, sim: StartSim) -> None:
     """A refused gateway (its hint was one line of ~250 columns), a long HTTP URL and a
     long-named check of a gateway that is not ready: every line within the width, every
     hint whole, the JSON unchanged in shape."""
-    closed = free_port()
+    closed = held_closed_port()
     _proc, bad_port = sim("--bad-status")
     url = f"http://127.0.0.1:{closed}{LONG_PATH}"
     mesh_file = tmp_path / "mesh.toml"
@@ -245,19 +246,21 @@ def test_mesh_folds_hints_and_long_rows(tmp_path: Path, sim: StartSim) -> None:
     assert code == json_code == 2, text  # the gateway's PING is critical
     assert_fits(text)
     hints = {c["hint"] for c in machine["checks"] if c["status"] == "fail" and c["hint"]}
-    assert any(f"Nothing listens on 127.0.0.1:{closed}" in hint for hint in hints)
+    assert any(f"Nothing listens on 127.0.0.1:{closed}" in hint for hint in hints), (
+        f"no refusal hint for the closed port {closed}: {machine['checks']}"
+    )
     for hint in hints:
-        assert words(hint) in words(text)
+        assert words(hint) in words(text), f"{hint!r} not whole in:\n{text}"
     lines = text.splitlines()
     first = next(i for i, line in enumerate(lines) if "→ Nothing listens" in line)
-    assert lines[first + 1].startswith(" " * len("      → "))  # under the hint's start
+    assert lines[first + 1].startswith(" " * len("      → ")), text  # under the hint's start
     bad = next(c for c in machine["checks"] if c["name"].startswith("the strategy gateway"))
-    assert bad["status"] == "fail"
-    assert bad["detail"].startswith("not_ready")
-    assert words(bad["detail"]) in words(text)
-    assert "the strategy gateway of the second acco…" in text  # the name column, as before
-    assert "http http://127.0.0.1:" in text
-    assert "Score: " in text
+    assert bad["status"] == "fail", bad
+    assert bad["detail"].startswith("not_ready"), bad
+    assert words(bad["detail"]) in words(text), text
+    assert "the strategy gateway of the second acco…" in text, text  # the name column
+    assert "http http://127.0.0.1:" in text, text
+    assert "Score: " in text, text
     assert "compromised (a critical check failed)" in text
     assert all("\n" not in c["detail"] and "(whole" not in c["detail"] for c in machine["checks"])
 
@@ -300,7 +303,7 @@ def test_explain_folds_its_summary_advice_and_timeline(tmp_path: Path, sim: Star
     each sentence of the summary, each line of advice and each timeline row fits, with
     every word of the JSON's sentences in order."""
     _proc, port = sim("--bad-status")
-    dependency = f"http://127.0.0.1:{free_port()}{LONG_PATH}"
+    dependency = f"http://127.0.0.1:{held_closed_port()}{LONG_PATH}"
     log = gate_log(tmp_path, "--port", str(port), "--also", dependency)
     ran = run_gate(["explain", str(log)], timeout=EXIT_S)
     code, text = ran.code, ran.stdout
@@ -327,7 +330,7 @@ def test_explain_folds_its_summary_advice_and_timeline(tmp_path: Path, sim: Star
 def test_explain_cuts_a_word_no_line_holds_and_points_at_json(tmp_path: Path) -> None:
     """A dependency whose URL alone is wider than a line: cut with the marker wherever it
     appears, never splitting the words around it."""
-    closed = free_port()
+    closed = held_closed_port()
     dependency = f"http://127.0.0.1:{closed}/" + "/".join(["very-long-path-segment"] * 9)
     assert len(dependency) > WIDTH
     log = gate_log(tmp_path, "--port", str(closed), "--also", dependency, timeout_s=1.0)

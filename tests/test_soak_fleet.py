@@ -14,6 +14,7 @@ from tests.support.bounds import COMMAND_S, EVENT_S, SOAK_S, SOAK_WAIT
 from tests.support.fault_injection import RUN
 from tests.support.helpers import free_port, parse_lines, poll_until
 from tests.support.processes import Proc, Spawn, StartGate, StartSim
+from tests.support.sockets import held_closed_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -66,7 +67,7 @@ SOAK_ARGS = ("wait", "--host", "127.0.0.1", *SOAK_WAIT, "--log-level", "error")
 
 def test_a_thousand_failed_attempts_leak_no_fd_thread_or_memory(gate: StartGate) -> None:
     """1,000+ refused attempts with a fast backoff: fds, threads and RSS stay flat."""
-    attempts, early, late = soak(gate(*SOAK_ARGS, "--port", str(free_port())))
+    attempts, early, late = soak(gate(*SOAK_ARGS, "--port", str(held_closed_port())))
     assert attempts >= 1000
     assert late["fds"] - early["fds"] <= NOISE_FDS
     assert late["threads"] <= early["threads"] + 1
@@ -75,7 +76,9 @@ def test_a_thousand_failed_attempts_leak_no_fd_thread_or_memory(gate: StartGate)
 
 def test_the_soak_test_catches_a_leak_of_one_descriptor_per_100_attempts(spawn: Spawn) -> None:
     """The same soak, with a leak injected into the real gate: the check above fails."""
-    proc = spawn([sys.executable, "-c", RUN, "leak-fd", *SOAK_ARGS, "--port", str(free_port())])
+    proc = spawn(
+        [sys.executable, "-c", RUN, "leak-fd", *SOAK_ARGS, "--port", str(held_closed_port())]
+    )
     attempts, early, late = soak(proc)
     assert attempts >= 1000
     assert late["fds"] - early["fds"] > NOISE_FDS

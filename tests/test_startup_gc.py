@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.bounds import EXIT_S
-from tests.support.helpers import REPO, base_env, free_port
+from tests.support.helpers import REPO, base_env
 from tests.support.processes import StartSim
+from tests.support.sockets import held_closed_port
 
 # The gate's own entry point, with the collector's state recorded while the parser is
 # built and when the command's run() starts (written to GC_OUT at exit).
@@ -81,7 +82,8 @@ def test_the_collector_is_off_while_starting_and_on_while_the_command_runs(
 def test_a_usage_error_is_reported_with_the_collector_still_off(tmp_path: Path) -> None:
     """A start that fails before the command runs exits at once: nothing is frozen."""
     code, seen = collector_seen(
-        ["health", "--host", "127.0.0.1", "--port", str(free_port()), "--no-such-flag"], tmp_path
+        ["health", "--host", "127.0.0.1", "--port", str(held_closed_port()), "--no-such-flag"],
+        tmp_path,
     )
     assert code == 1
     assert seen == {"building": False}

@@ -12,6 +12,7 @@ from tests.support.bounds import EVENT_S, EXIT_S
 from tests.support.cli import run_gate
 from tests.support.helpers import EXEC_PROBE, base_env, free_port
 from tests.support.processes import StartGate
+from tests.support.sockets import held_closed_port
 from tests.support.zmq_peers import jeromq_rep_server, zmtp1_rep_server
 
 PONG = b'{"status": "OK", "message": "pong"}'
@@ -35,7 +36,7 @@ def test_zmtp1_peer_passes_health_and_probe() -> None:
     """A libzmq 2.x-style peer is a ZeroMQ peer: healthy, and probe's TCP and PING pass."""
     with zmtp1_rep_server(answer) as peer:
         health = run_gate(["health", *target(peer.port)])
-        probe = run_gate(["probe", *target(peer.port), "--pub-port", str(free_port())])
+        probe = run_gate(["probe", *target(peer.port), "--pub-port", str(held_closed_port())])
     assert health.code == 0, health.stdout
     assert health.stdout.startswith("healthy:")
     assert probe.code == 0, probe.stdout
@@ -141,22 +142,26 @@ def test_jeromq_binding_late_is_caught_in_the_pause_with_an_honest_round_trip(
     assert ready["rtt_ms"] <= since_bind_ms + 50, (ready["rtt_ms"], since_bind_ms)
 
 
-def test_a_secret_goes_to_a_zmtp2_peer_whose_greeting_names_its_rep_socket(tmp_path: Any) -> None:
-    """JeroMQ 0.3 greets with ZMTP 2.0 and names its socket type (REP): that proves it, so
-    a request carrying a $file: token is sent and the gate gets ready."""
+def test_a_secret_goes_to_a_zmtp2_peer_only_with_the_opt_in(tmp_path: Any) -> None:
+    """JeroMQ 0.3 greets with ZMTP 2.0 and names its socket type (REP), but libzmq reports
+    no handshake for it: the greeting can only be read on a connection of the gate's own,
+    which proves nothing about the one the request would go over. So no secret without
+    GATE_LEGACY_SECRETS=allow (and the gate says why); with it, the gate gets ready."""
     token = tmp_path / "token"
     token.write_text("jero-token-6d1e2f\n")
+    request = ["--ping-request", f'{{"action":"PING","token":"$file:{token}"}}']
     with jeromq_rep_server('{"status": "OK"}') as jero:
-        ran = run_gate(
-            [
-                "wait",
-                *target(jero.port),
-                "--ping-request",
-                f'{{"action":"PING","token":"$file:{token}"}}',
-            ]
+        refused = run_gate(["wait", *target(jero.port), *request, "--timeout", "5"])
+        allowed = run_gate(
+            ["wait", *target(jero.port), *request], env=base_env(GATE_LEGACY_SECRETS="allow")
         )
-    assert ran.code == 0, ran.events
-    assert "gate.ready" in {e["event"] for e in ran.events}
+    assert refused.code == 78, refused.events
+    error = next(e for e in refused.events if e["event"] == "gate.error")
+    assert "ZMTP 2.0" in error["error"], error
+    assert "GATE_LEGACY_SECRETS=allow" in error["error"], error
+    assert "gate.request" not in {e["event"] for e in refused.events}, refused.events
+    assert allowed.code == 0, allowed.events
+    assert "gate.ready" in {e["event"] for e in allowed.events}
 
 
 def test_a_secret_goes_to_a_zmtp1_peer_only_with_the_opt_in(tmp_path: Any) -> None:

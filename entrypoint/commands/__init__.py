@@ -8,30 +8,11 @@ runs (or its --help is asked for), so each command loads only what it uses.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 if TYPE_CHECKING:  # the registry is read before any command runs: it imports nothing
-    from entrypoint.commands.arguments import OptionParser
-    from entrypoint.errors import UsageError
-
-
-class Command(Protocol):
-    """What a command module provides."""
-
-    def add_arguments(self, parser: OptionParser) -> None:
-        """Describe the command on ``parser`` and declare the option groups it uses."""
-
-    def run(self, args: argparse.Namespace, command: list[str], environ: Mapping[str, str]) -> int:
-        """Do the command's job; the exit code (or raise a GateError, see cli)."""
-
-
-class ReportsUsageErrors(Command, Protocol):
-    """A command with its own contract for usage errors (``health``: exit 1, one line)."""
-
-    def report_usage_error(self, exc: UsageError) -> int: ...
+    from entrypoint.commands.contract import Command, ReportsUsageErrors
 
 
 class Entry(NamedTuple):
@@ -44,10 +25,10 @@ class Entry(NamedTuple):
     own_usage_errors: bool = False  # its module is a ReportsUsageErrors
 
     def load(self) -> Command:
-        return cast(Command, importlib.import_module(f"{__name__}.{self.name}"))
+        return cast("Command", importlib.import_module(f"{__name__}.{self.name}"))
 
     def usage_error_reporter(self) -> ReportsUsageErrors | None:
-        return cast(ReportsUsageErrors, self.load()) if self.own_usage_errors else None
+        return cast("ReportsUsageErrors", self.load()) if self.own_usage_errors else None
 
 
 REGISTRY: tuple[Entry, ...] = (

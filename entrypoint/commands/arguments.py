@@ -16,6 +16,23 @@ from entrypoint.errors import UsageError
 from entrypoint.settings.options import Option, OptionGroup
 
 
+def _as_written(message: str) -> str:
+    return message
+
+
+def _as_written_plural(singular: str, plural: str, count: int) -> str:
+    return singular if count == 1 else plural
+
+
+# argparse asks gettext for each of its own words ("usage: ", "options", an error's
+# wording): a search of the file system for a catalogue per word, after importing locale,
+# ~1-3 ms of every start, each healthcheck's included. The gate speaks English only (its
+# own words are never translated), so argparse's stay as written too: one language in
+# every message, and no search for a catalogue that no installation has.
+argparse._ = _as_written  # type: ignore[attr-defined]
+argparse.ngettext = _as_written_plural  # type: ignore[attr-defined]
+
+
 class OptionParser(argparse.ArgumentParser):
     """argparse, but a usage error is a UsageError (exit 64, one line), not exit 2, and
     names the variable of the flag it is about (users configure by variable too)."""

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from entrypoint.commands.arguments import OptionParser, add_json_flag, describe
-from entrypoint.errors import UsageError
+from entrypoint.errors import OutputFailed, UsageError
+from entrypoint.files import tell_stderr, write_report
 from entrypoint.log.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
 from entrypoint.reasons import see, troubleshooting_sections
 from entrypoint.report import Painter, dump_json, duration, hanging, visible
@@ -41,7 +42,7 @@ def add_arguments(parser: OptionParser) -> None:
         "container has several). With --reason NAME, prints the "
         "troubleshooting section NAME instead (the command each hint names).",
         epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
-        "66 FILE cannot be read",
+        "66 FILE cannot be read, 74 the report cannot be written to stdout",
     )
     parser.add_argument(
         "file",
@@ -69,27 +70,36 @@ READING_A_TERMINAL = (
 
 
 def run(args: argparse.Namespace, _command: list[str], _environ: Mapping[str, str]) -> int:
+    try:
+        return _explain(args)
+    except OutputFailed as exc:  # a full stdout; a person reads explain's errors: one line
+        tell_stderr(exc.message)
+        return exc.exit_code
+
+
+def _explain(args: argparse.Namespace) -> int:
     if args.reason is not None:
         return _print_section(args)
     try:
         summary = _read(args.file)
     except OSError as exc:
-        sys.stderr.write(f"mt5-gate explain: cannot read {args.file}: {exc.strerror or exc}\n")
+        tell_stderr(f"mt5-gate explain: cannot read {args.file}: {exc.strerror or exc}")
         return EXIT_NO_INPUT
-    try:
+
+    def report() -> None:
         if args.json:
             dump_json(as_json(summary), sys.stdout)
         else:
             sys.stdout.write(render(summary, Painter(sys.stdout)))
-            sys.stdout.flush()
-    except BrokenPipeError:  # `| head`: the reader has what it wanted
+
+    if not write_report("explain", report):  # `| head`: the reader has what it wanted
         return 0
     return 0 if summary.gate_lines else EXIT_NO_GATE_LINES
 
 
 def report_usage_error(exc: UsageError) -> int:
     """A person is reading: one plain line, not a JSON log event."""
-    sys.stderr.write(f"{exc.message}\n")
+    tell_stderr(exc.message)
     return exc.exit_code
 
 
@@ -103,15 +113,13 @@ def _print_section(args: argparse.Namespace) -> int:
             f"mt5-gate explain: no troubleshooting section {args.reason!r}; "
             f"one of: {', '.join(sections)}"
         )
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    write_report("explain", lambda: sys.stdout.write(text))
     return 0
 
 
 def _read(path: str | None) -> LogSummary:
     if path is None and sys.stdin.isatty():
-        sys.stderr.write(READING_A_TERMINAL + "\n")
-        sys.stderr.flush()
+        tell_stderr(READING_A_TERMINAL)
     if path is None or path == "-":
         return read_runs(sys.stdin.buffer)
     with open(path, "rb") as stream:
@@ -181,10 +189,12 @@ def _story(run: Run, summary: LogSummary) -> list[str]:
     also = f" and {_short(', '.join(run.also), 300)}" if run.also else ""
     cut = "" if run.started_at else " (the log starts after the gate did)"
     said = [f"The gate waited for {target}{also}{deadline}{cut}."]
-    targets = list(dict.fromkeys(p.target for p in run.phases))
+    by_target: dict[str, list[Phase]] = {}  # one pass: a log may name 40,000 targets
+    for phase in run.phases:
+        by_target.setdefault(phase.target, []).append(phase)
+    targets = list(by_target)
     stories = []
-    for name in targets:
-        mine = [p for p in run.phases if p.target == name]
+    for name, mine in by_target.items():
         parts = [
             f"{_reason_text(p.reason)} for {duration(p.duration_s)} ({_attempts(p.attempts)})"
             for p in mine[-4:]

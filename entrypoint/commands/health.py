@@ -24,6 +24,7 @@ from typing import TextIO
 from entrypoint.commands.arguments import OptionParser, add_groups, describe
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
+from entrypoint.files import forget_standard_stream
 from entrypoint.gateway.check import GatewayCheck, check_feed
 from entrypoint.gateway.dialect import NotReady
 from entrypoint.gateway.zmq_client import ZmqGateway
@@ -133,13 +134,16 @@ def _passive(
         f"{took:.1f} ms"
     )
     if settings.feed_checked:
-        feed = check_feed(gateway, settings.host, settings.pub_port, deadline)
-        line += f", PUB {settings.pub_port} in {feed:.1f} ms"
+        feed = check_feed(gateway, settings.host, settings.feed_port, deadline)
+        line += f", PUB {settings.feed_port} in {feed:.1f} ms"
     return line + " (passive: nothing sent)"
 
 
 def emit(stream: TextIO, code: int, line: str) -> int:
     text = " ".join(line.split())  # one line, whatever the error text contained
-    stream.write((text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "...") + "\n")
-    stream.flush()
+    try:
+        stream.write((text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "...") + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # stdout full or gone: Docker still reads the exit code
+        forget_standard_stream("stdout", stream)
     return code

@@ -21,6 +21,7 @@ from entrypoint.addresses import address_text, ip_family, url_error
 from entrypoint.checks import FAIL, Check, CheckResult, run_concurrently
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.errors import UsageError
+from entrypoint.files import read_regular_file, write_report
 from entrypoint.log.logs import configure_logging
 from entrypoint.report import Painter, dump_json, hanging, percent, result_line, score
 from entrypoint.settings.config import GateSettings, settings_for
@@ -29,6 +30,7 @@ from entrypoint.settings.options import (
     CURVE,
     FEED,
     LOG_FORMAT,
+    MAX_DURATION_S,
     MESH,
     READINESS,
     declared,
@@ -76,7 +78,8 @@ def add_arguments(parser: OptionParser) -> None:
         "(gateway REQ and PUB, Redis, PostgreSQL, HTTP) and external "
         "(DNS, TCP), all at once.",
         epilog="exit codes: 0 every check passed, 1 only non-critical checks failed, "
-        "2 a critical check failed, 64 usage error",
+        "2 a critical check failed, 64 usage error, 74 the report cannot be written to "
+        "stdout",
     )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
@@ -126,7 +129,7 @@ def default_specs(
         ]
         if settings.feed_checked:
             specs.append(
-                {"kind": "zmq_pub", "target": address_text(settings.host, settings.pub_port)}
+                {"kind": "zmq_pub", "target": address_text(settings.host, settings.feed_port)}
             )
         if ip_family(settings.host) is None:
             specs.append({"kind": "dns", "target": settings.host, "critical": True})
@@ -145,12 +148,26 @@ def _from(environ: Mapping[str, str], field: str) -> list[str]:
     return value if isinstance(value, list) else [value] if value else []
 
 
+MAX_MESH_FILE_BYTES = 1024 * 1024  # a mesh file is a few KiB: more is not one
+
+
 def load_mesh_file(path: str) -> dict[str, Any]:
+    # Read as bytes, never blocking (a FIFO would wait for a writer forever), decoded here:
+    # tomllib.load would let a binary file's UnicodeDecodeError through as a crash.
     try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
+        raw = read_regular_file(path, MAX_MESH_FILE_BYTES)
     except OSError as exc:
         raise UsageError(f"mesh file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_MESH_FILE_BYTES:
+        raise UsageError(f"mesh file {path}: larger than {MAX_MESH_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"mesh file {path}: not UTF-8 text (byte {exc.start}); TOML is UTF-8"
+        ) from None
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"mesh file {path}: invalid TOML: {exc}") from None
     unknown = set(document) - {"include_defaults", "timeout", "pub_message_within", "check"}
@@ -233,13 +250,16 @@ def build_checks(
 
 
 def _number(value: Any, where: str) -> float:
-    # TOML has inf and nan: neither is a timeout (inf would let a check hang the mesh).
+    # TOML has inf and nan: neither is a timeout (inf would let a check hang the mesh); and
+    # a timeout past a day overflows libzmq's milliseconds, as the options' bound says.
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not 0 < value < float("inf")
+        or not 0 < value <= MAX_DURATION_S
     ):
-        raise UsageError(f"{where}: expected a finite number of seconds > 0")
+        raise UsageError(
+            f"{where}: expected a number of seconds > 0 and at most {MAX_DURATION_S:.0f}"
+        )
     return float(value)
 
 
@@ -258,8 +278,16 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
     started = time.monotonic()
     results = run_concurrently(checks)
     wall_ms = round((time.monotonic() - started) * 1000, 1)
-    passed, counted = score(results)
     code = exit_code(results)
+    # A full stdout: exit 74 (EX_IOERR), whatever the checks found.
+    write_report("mesh", lambda: _report(results, code, wall_ms, as_json, stream))
+    return code
+
+
+def _report(
+    results: list[CheckResult], code: int, wall_ms: float, as_json: bool, stream: TextIO
+) -> None:
+    passed, counted = score(results)
     if as_json:
         dump_json(
             {
@@ -273,7 +301,7 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
             },
             stream,
         )
-        return code
+        return
     paint = Painter(stream)
     width = min(40, max((len(r.name) for r in results), default=10))
     for phase, title in PHASES.items():
@@ -301,4 +329,3 @@ def run_mesh(checks: list[Check], *, as_json: bool, out: TextIO | None = None) -
         + "\n"
     )
     stream.flush()
-    return code

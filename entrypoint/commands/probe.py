@@ -22,6 +22,7 @@ from entrypoint.checks import FAIL, PASS, SKIP, WARN, Check, CheckResult, run_ch
 from entrypoint.commands.arguments import OptionParser, add_groups, add_json_flag, describe
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed
+from entrypoint.files import write_report
 from entrypoint.gateway.advice import suggest_fix
 from entrypoint.gateway.check import GatewayCheck, Ready, Trace, check_feed
 from entrypoint.gateway.dialect import NotReady
@@ -103,7 +104,8 @@ def add_arguments(parser: OptionParser) -> None:
         description="DNS, TCP, ZeroMQ PING, round trips, STATUS and the PUB "
         "port, each with its timing; on failure, the reason and the "
         "commands to run.",
-        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error",
+        epilog="exit codes: 0 TCP and PING pass, 1 otherwise, 64 usage error, 74 the "
+        "report cannot be written to stdout",
     )
     add_groups(parser, *GROUPS)
     add_json_flag(parser)
@@ -126,10 +128,14 @@ def run_probe(settings: GateSettings, *, as_json: bool, out: TextIO | None = Non
     by_name = {r.name: r.status for r in layers.results}
     ok = by_name.get("TCP connect") == PASS and by_name.get("ZeroMQ PING") == PASS
     code = 0 if ok else 1
-    if as_json:
-        dump_json(_document(settings, layers, ok, code), stream)
-    else:
-        _print_human(settings, layers, stream)
+
+    def report() -> None:
+        if as_json:
+            dump_json(_document(settings, layers, ok, code), stream)
+        else:
+            _print_human(settings, layers, stream)
+
+    write_report("probe", report)  # a full stdout: exit 74, whatever the probe found
     return code
 
 
@@ -209,7 +215,7 @@ def _run_layers(
     if not s.feed_checked:
         layers.skip("PUB port", f"not configured (--pub-port; --transport {s.transport})")
     else:
-        layers.run("PUB port", lambda: _feed(gateway, s), port=s.pub_port)
+        layers.run("PUB port", lambda: _feed(gateway, s), port=s.feed_port)
 
 
 def _after_ping(check: GatewayCheck, layers: _Layers, rtt: Callable[[], str], address: str) -> None:
@@ -235,8 +241,8 @@ def _status(check: GatewayCheck, address: str) -> str:
 
 
 def _feed(gateway: ZmqGateway, s: GateSettings) -> str:
-    took = check_feed(gateway, s.host, s.pub_port, Deadline(s.endpoint.timeouts.exchange_s))
-    return f"port {s.pub_port} handshake in {took:.1f} ms"
+    took = check_feed(gateway, s.host, s.feed_port, Deadline(s.endpoint.timeouts.exchange_s))
+    return f"port {s.feed_port} handshake in {took:.1f} ms"
 
 
 def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> dict[str, Any]:
@@ -244,7 +250,7 @@ def _document(settings: GateSettings, layers: _Layers, ok: bool, code: int) -> d
     failure = layers.first_failure
     return {
         "target": settings.target,
-        "pub_port": settings.pub_port if settings.feed_checked else None,
+        "pub_port": settings.feed_port if settings.feed_checked else None,
         "ok": ok,
         "bridge": settings.bridge.name,
         "transport": settings.transport,
@@ -280,7 +286,7 @@ def _print_human(settings: GateSettings, layers: _Layers, stream: TextIO) -> Non
     how = f"--bridge {settings.bridge.name}, --transport {settings.transport}"
     if settings.kind.reply_port:
         how += f", reply port {settings.reply_port}"
-    feed = f", PUB port {settings.pub_port}" if settings.feed_checked else ""
+    feed = f", PUB port {settings.feed_port}" if settings.feed_checked else ""
     title = "mt5-gate probe: "
     for line in hanging(title, f"gateway {settings.target}{feed} ({how})"):
         stream.write(paint.bold(line) + "\n")

@@ -50,7 +50,12 @@ def _sim_port(text: str) -> int:
 
 
 def add_arguments(parser: OptionParser) -> None:
-    describe(parser, description="A simulated MT5 ZeroMQ bridge with fault knobs.", epilog="")
+    describe(
+        parser,
+        description="A simulated MT5 ZeroMQ bridge with fault knobs.",
+        epilog="exit codes: 0 after --exit-after, 64 usage error, 69 cannot bind (the port "
+        "is taken, or the address is not this host's)",
+    )
     add = parser.add_argument
     add("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add(

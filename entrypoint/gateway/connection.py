@@ -10,6 +10,7 @@ connection but never a handshake.
 
 from __future__ import annotations
 
+import errno
 import struct
 import time
 from collections.abc import Iterator
@@ -82,6 +83,8 @@ class Connection:
         self.connected_at: float | None = None
         self.reached_at: float | None = None  # the latest connection or handshake
         self.retried = False
+        # False on a socket that holds a secret: its one connection is never replaced.
+        self.reconnects = True
         self.handshake = False
         self.disconnected = False
         self.failure: AttemptFailed | None = None
@@ -122,6 +125,17 @@ class Connection:
         errno. If that connect succeeds, either the gateway has just come up (keep waiting)
         or what listens there resets every connection, faster than libzmq's connect
         completes on a loaded machine: its greeting (a close at once) tells which."""
+        try:
+            self._diagnose_connect_failure()
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            # No descriptor for a socket of our own: the process is at its limit for a
+            # moment (libzmq closes a previous socket's descriptors in its own thread, and
+            # `ulimit -n 16` leaves little room). libzmq retries the connection itself; the
+            # attempt's deadline bounds the wait. No diagnosis is better than a crash.
+
+    def _diagnose_connect_failure(self) -> None:
         family = socket_family(self.address)
         try:
             connect([(family, self.address)], self.port, self.stage)
@@ -201,21 +215,33 @@ class Connection:
 
     def refuse_secret(self, kind: int, legacy_allowed: bool) -> AttemptFailed | None:
         """Why a request carrying a secret may not go to this peer yet, or None when the
-        peer proved it is ZeroMQ with a socket type ours talks to: a ZMTP 3 handshake
-        (libzmq checks the type in it; with CURVE, the key too), or a ZMTP 2.0 greeting
-        naming a compatible type. A ZMTP 1.0 greeting names no type and is what libzmq
-        takes any non-ZeroMQ first byte for: only with the documented opt-in."""
+        peer proved it is ZeroMQ with a socket type ours talks to: a ZMTP 3 handshake on
+        this very connection (libzmq checks the type in it; with CURVE, the key too). A
+        legacy peer proves nothing on it: libzmq reports no handshake for ZMTP 2.0 or 1.0,
+        so a ZMTP 2.0 greeting naming a compatible type is read on a connection of the
+        gate's own, which says nothing of the one the secret would go over, and a ZMTP 1.0
+        greeting names no type at all. Either only with the documented opt-in."""
         if self.handshake:
             return None
         seen = self.seen
-        if (
-            seen is not None
-            and seen.kind is Greeting.ZMTP2
-            and seen.socket_type in _COMPATIBLE.get(kind, frozenset())
-        ):
+        legacy = seen is not None and (
+            seen.kind is Greeting.ZMTP1
+            or (
+                seen.kind is Greeting.ZMTP2
+                and seen.socket_type in _COMPATIBLE.get(kind, frozenset())
+            )
+        )
+        if legacy and legacy_allowed:
             return None
-        if seen is not None and seen.kind is Greeting.ZMTP1 and legacy_allowed:
-            return None
+        if seen is not None and seen.kind is Greeting.ZMTP2 and legacy:
+            return AttemptFailed(
+                "zmq",
+                Reason.PROTOCOL,
+                f"{self.where} is a ZMTP 2.0 peer (libzmq 3.x, JeroMQ 0.3), which proves "
+                "its socket type only on a connection of the gate's own, not on the one a "
+                f"request would go over, and the request carries a $file: secret: not sent. "
+                f"{SECRETS_OPT_IN} sends it anyway",
+            )
         if seen is not None and seen.kind is Greeting.ZMTP1:
             return AttemptFailed(
                 "zmq",

@@ -23,6 +23,10 @@ from entrypoint.gateway.broker_states import broker_state
 DEFAULT_JUDGEMENT = "default_ready(@, {statuses})"
 
 
+# Deeper than any readiness test needs, and far from Python's recursion limit (jmespath
+# parses and searches recursively, a few frames per level): a deeper expression is a
+# usage error, not a RecursionError (exit 70).
+MAX_EXPRESSION_DEPTH = 64
 _OPTIONS: list[Any] = []  # jmespath.Options with the functions below, made on first use
 
 
@@ -224,10 +228,32 @@ def parse_judgement(expression: str, where: str) -> Judgement:
     import jmespath  # noqa: PLC0415 - see the module's docstring
     import jmespath.exceptions  # noqa: PLC0415
 
+    too_deep = (
+        f"{where}: the JMESPath expression is nested more than {MAX_EXPRESSION_DEPTH} "
+        "levels deep (a readiness test needs a few)"
+    )
     try:
         compiled = jmespath.compile(expression)
+    except RecursionError:  # jmespath's parser recurses once per level of nesting
+        raise UsageError(too_deep) from None
     except jmespath.exceptions.JMESPathError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{where}: not a valid JMESPath expression: {first}") from None
+    if _depth(compiled.parsed) > MAX_EXPRESSION_DEPTH:  # its search would recurse as deep
+        raise UsageError(too_deep)
     options = _options()
     return Judgement(expression, lambda reply: compiled.search(reply, options=options))
+
+
+def _depth(tree: Any) -> int:
+    """How deep jmespath's syntax tree goes, counted without recursion (a tree may be
+    deeper than Python's stack: ``a.a.a...`` compiles flat but is searched recursively)."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend(
+            (child, depth + 1) for child in node.get("children", ()) if isinstance(child, dict)
+        )
+    return deepest

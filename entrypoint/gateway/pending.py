@@ -17,8 +17,9 @@ import zmq
 
 from entrypoint.addresses import endpoint
 from entrypoint.deadline import Deadline
+from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.connection import close_monitored, drain, queue_without_blocking
-from entrypoint.gateway.zmq_client import Secrecy, ZmqGateway
+from entrypoint.gateway.zmq_client import Monitored, ZmqGateway
 from entrypoint.process.signals import raise_if_pending
 
 # How often libzmq retries a connect while a request waits in a pending socket during a
@@ -44,6 +45,57 @@ def pending_socket(
     return sock, monitor
 
 
+def proven_socket(
+    gateway: ZmqGateway,
+    kind: int,
+    address: str,
+    port: int,
+    connect_timeout_s: float,
+    *,
+    pause: Deadline,
+) -> Monitored | None:
+    """A socket whose one TCP connection completed a ZMTP 3 handshake during ``pause``, for
+    a request that holds a secret; None if none did. It never reconnects (libzmq would
+    carry a queued request to the next connection, whatever answers there), so each
+    connection that fails gets a fresh socket, at the pace of a pending socket's
+    reconnects, to notice a gateway that binds during the pause as fast."""
+    while not pause.expired():
+        raise_if_pending()
+        opened = gateway.open(
+            kind, address, port, pause.capped(connect_timeout_s), holds_secret=True
+        )
+        # Without it a connect into a DROP rule waits for the kernel (~2 min).
+        opened.sock.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(connect_timeout_s * 1000)))
+        if _handshake_within(opened, pause):
+            return opened
+        opened.close()
+        time.sleep(min(PENDING_RECONNECT_MS / 1000, max(0.0, pause.remaining())))
+    return None
+
+
+def _handshake_within(opened: Monitored, pause: Deadline) -> bool:
+    """Whether the socket's connection completed its ZMTP 3 handshake before ``pause``
+    ended; False as soon as it failed or dropped (it will not be retried)."""
+    conn = opened.conn
+    while not pause.expired():
+        raise_if_pending()
+        if not opened.monitor.poll(max(1, int(min(pause.remaining(), 0.05) * 1000))):
+            continue
+        for event, _value in drain(opened.monitor):
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                conn.handshake = True
+                conn.connected_at = conn.connected_at or time.monotonic()
+                conn.reached_at = time.monotonic()
+            elif event == zmq.EVENT_CONNECTED:
+                conn.connected_at = time.monotonic()
+            elif event != zmq.EVENT_CONNECT_DELAYED:
+                conn.disconnected = event == zmq.EVENT_DISCONNECTED or conn.disconnected
+                return False  # closed, dropped, refused: this socket is done
+        if conn.handshake:
+            return True
+    return False
+
+
 class PendingPing:
     """A REQ socket with a PING queued while the gateway is down.
 
@@ -53,8 +105,8 @@ class PendingPing:
     The monitor tells when the PING could reach the gateway (the latest connection or
     handshake: legacy peers report no handshake). Once it could, its reply is waited for
     up to ``reply_timeout_s`` even past the pause: a request that reached the bridge is
-    never abandoned unjudged. A request with a secret is not queued at all until a ZMTP 3
-    handshake proved the peer (a legacy peer is left to the next attempt, which can tell).
+    never abandoned unjudged. A request with a secret never waits here: libzmq would carry
+    it across reconnects to whatever answers next (``ProvenPing`` instead).
     """
 
     def __init__(
@@ -64,16 +116,14 @@ class PendingPing:
         port: int,
         payload: bytes,
         connect_timeout_s: float,
-        *,
-        secret: Secrecy | None = None,
     ) -> None:
         self._sock, self._monitor = pending_socket(
             gateway, zmq.REQ, address, port, connect_timeout_s
         )
-        # Held until a handshake proved the peer: a request with a secret, and one that
-        # could not be queued (the peer refused the handshake before we sent).
+        # Held until a handshake: a request that could not be queued (the peer refused
+        # the handshake before we sent).
         self._payload: bytes | None = payload
-        if secret is None and queue_without_blocking(self._sock, payload):
+        if queue_without_blocking(self._sock, payload):
             self._payload = None
 
     def wait(
@@ -137,6 +187,67 @@ class PendingPing:
         close_monitored(self._sock, self._monitor)
 
     def __enter__(self) -> PendingPing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ProvenPing:
+    """A request with a secret, spent waiting through a backoff pause: sent only on a
+    connection that completed a ZMTP 3 handshake (``proven_socket``), right after it did,
+    and never on any other. Its reply is waited for like ``PendingPing``'s: up to
+    ``reply_timeout_s`` from the send even past the pause, never past ``until``."""
+
+    def __init__(
+        self, gateway: ZmqGateway, address: str, port: int, payload: bytes, connect_timeout_s: float
+    ) -> None:
+        self._gateway = gateway
+        self._where = (address, port)
+        self._payload = payload
+        self._connect_timeout_s = connect_timeout_s
+        self._opened: Monitored | None = None
+
+    def wait(
+        self,
+        pause: Deadline,
+        reply_timeout_s: float | None = None,
+        on_delivered: Callable[[], None] | None = None,
+        until: Deadline | None = None,
+    ) -> tuple[list[bytes], float | None] | None:
+        address, port = self._where
+        opened = proven_socket(
+            self._gateway, zmq.REQ, address, port, self._connect_timeout_s, pause=pause
+        )
+        if opened is None:
+            return None
+        self._opened = opened
+        try:
+            self._gateway.send_proven(opened, self._payload, pause)
+        except AttemptFailed:
+            return None  # the connection dropped: nothing left; the next attempt tells why
+        if on_delivered is not None:
+            on_delivered()
+        sent_at = time.monotonic()
+        end_s = pause.remaining()
+        if reply_timeout_s is not None:
+            end_s = max(end_s, reply_timeout_s)
+        if until is not None:
+            end_s = min(end_s, until.remaining())
+        try:
+            self._gateway.await_(opened, Deadline(max(0.0, end_s)))
+        except AttemptFailed:
+            return None
+        raise_if_pending()
+        frames = opened.sock.recv_multipart()
+        return frames, (time.monotonic() - sent_at) * 1000
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+
+    def __enter__(self) -> ProvenPing:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -12,13 +12,13 @@ darwinex/dwx-zeromq-connector's commands) is sent as text, exactly as written.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from entrypoint.errors import UsageError
+from entrypoint.files import read_regular_file
 from entrypoint.log.logs import register_secret, untrusted
 
 DEFAULT_PING_REQUEST = '{"action":"PING","timestamp":"$now","source":"mt5-gate"}'
@@ -32,7 +32,13 @@ MIN_SECRET_BYTES = 8
 
 
 def _now(_arg: str) -> Any:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    # What datetime.now(UTC).isoformat(timespec="milliseconds") writes, from the time
+    # module: the default request holds "$now", so every healthcheck renders it, and
+    # importing datetime would cost each one ~1 ms (benchmarks/bench_health.py).
+    now = time.time()
+    seconds = int(now)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int((now - seconds) * 1000):03d}+00:00"
 
 
 def _now_epoch(_arg: str) -> Any:
@@ -209,8 +215,7 @@ def _read_secret(path: str, where: str) -> _Secret:
     if not path:
         raise UsageError(f'{where}: $file: needs a path, e.g. "$file:/run/secrets/token"')
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_PLACEHOLDER_BYTES + 1)
+        raw = read_regular_file(path, MAX_FILE_PLACEHOLDER_BYTES)
     except OSError as exc:
         raise UsageError(f"{where}: cannot read {path}: {exc.strerror}") from None
     if len(raw) > MAX_FILE_PLACEHOLDER_BYTES:

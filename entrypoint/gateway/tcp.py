@@ -12,9 +12,11 @@ that failed: ``connect`` for the errno of a connection libzmq could not make, an
 
 from __future__ import annotations
 
+# The C module that socket.py wraps: all that is used here is the same in both, and
+# socket.py's own imports (selectors, array...) cost every healthcheck ~2 ms.
+import _socket as socket
 import enum
 import errno
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +40,14 @@ OUR_MAJOR = b"\x03"
 MECHANISM_LEN = 20
 # How long a peer may take to volunteer its greeting (ZeroMQ peers send it at once).
 GREETING_WINDOW_S = 0.5
+# After a complete ZMTP 1.0 identity frame, how long the peer must then stay silent (a
+# libzmq 2.x peer waits for ours). A server that speaks first in its own protocol sends its
+# whole greeting in one go: a MySQL 8 greeting opens with its length (0x4a) and a zero
+# byte, a valid-looking identity frame, and then goes on.
+ZMTP1_QUIET_S = 0.2
+# The longest ZMTP 1.0 identity frame believed (libzmq 2.x identities are at most 255
+# bytes): a long-form length beyond it is not an identity.
+ZMTP1_MAX_FRAME = 1 + 8 + 1 + 255
 
 _RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
 
@@ -187,6 +197,8 @@ def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSee
         if received is None:  # closed: at once, or (offered) on reading a ZeroMQ greeting
             return GreetingSeen(Greeting.SILENT if offered else Greeting.CLOSED)
         kind = _classify(received)
+        if kind is Greeting.ZMTP1:
+            kind, received = _one_identity_then_silence(sock, received, deadline)
         if kind is not Greeting.ZMTP3:
             return GreetingSeen(kind, excerpt=received[:BANNER_EXCERPT])
         if not offered:
@@ -213,6 +225,39 @@ def inspect_greeting(address: str, port: int, deadline: Deadline) -> GreetingSee
         return GreetingSeen(Greeting.CLOSED)
     finally:
         sock.close()
+
+
+def _one_identity_then_silence(
+    sock: socket.socket, received: bytes, deadline: Deadline
+) -> tuple[Greeting, bytes]:
+    """ZMTP1 only when the peer sent exactly one complete identity frame and then nothing
+    for ZMTP1_QUIET_S (within ``deadline``): what libzmq 2.x sends. Anything more, or a
+    frame never completed, is a banner, whatever libzmq made of it (it takes any first
+    byte but 0xFF for ZMTP 1.0)."""
+    size = _zmtp1_frame_size(received)
+    if size is None:
+        return Greeting.BANNER, received
+    got = _read_until(
+        sock, lambda got: len(got) >= size, deadline.capped(GREETING_WINDOW_S), received
+    )
+    if got is None or len(got) != size:
+        return Greeting.BANNER, got or received
+    more = _read_until(sock, bool, deadline.capped(ZMTP1_QUIET_S))
+    if more:  # it went on talking: not an identity frame, a protocol of its own
+        return Greeting.BANNER, got + more
+    return Greeting.ZMTP1, got
+
+
+def _zmtp1_frame_size(received: bytes) -> int | None:
+    """The whole size of the identity frame a ZMTP 1.0 greeting announces, length octets
+    included; None when it cannot be one. Short form: one length octet L (flags + body),
+    so 1 + L; long form: 0xFF and 8 octets big-endian."""
+    if received[0] != ZMTP_SIGNATURE_FIRST:
+        return 1 + received[0]
+    if len(received) < ZMTP_SIGNATURE_LEN - 1:
+        return None
+    size = 1 + 8 + int.from_bytes(received[1:9], "big")
+    return size if size <= ZMTP1_MAX_FRAME else None
 
 
 def _first_frame_complete(received: bytes) -> bool:

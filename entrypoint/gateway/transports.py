@@ -25,7 +25,7 @@ import zmq
 from entrypoint.deadline import Deadline
 from entrypoint.gateway.connection import close_monitored, drain
 from entrypoint.gateway.endpoint import HANDSHAKE, REQ, Endpoint
-from entrypoint.gateway.pending import PendingPing, pending_socket
+from entrypoint.gateway.pending import PendingPing, ProvenPing, pending_socket
 from entrypoint.gateway.zmq_client import (
     Exchange,
     Secrecy,
@@ -139,14 +139,17 @@ class ReqTransport(Transport):
         secret: bool = False,
         until: Deadline | None = None,
     ) -> Caught | None:
-        with PendingPing(
-            self.gateway,
-            address,
-            self.endpoint.port,
-            payload,
-            self.endpoint.connect_timeout_s,
-            secret=self.secrecy(secret),
-        ) as pending:
+        # A secret goes only on the connection that proved itself (ProvenPing).
+        pending: PendingPing | ProvenPing = (
+            ProvenPing(
+                self.gateway, address, self.endpoint.port, payload, self.endpoint.connect_timeout_s
+            )
+            if secret
+            else PendingPing(
+                self.gateway, address, self.endpoint.port, payload, self.endpoint.connect_timeout_s
+            )
+        )
+        with pending:
             return pending.wait(
                 pause, self.endpoint.reply_timeout_s, on_delivered=on_sent, until=until
             )

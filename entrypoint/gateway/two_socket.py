@@ -23,7 +23,7 @@ from entrypoint.errors import AttemptFailed
 from entrypoint.gateway.answers import PAUSE_POLL_S, ReplyChannel, Sent
 from entrypoint.gateway.connection import close_monitored, drain
 from entrypoint.gateway.endpoint import PUSH_PULL, REQ_PULL, Endpoint
-from entrypoint.gateway.pending import pending_socket
+from entrypoint.gateway.pending import pending_socket, proven_socket
 from entrypoint.gateway.transports import Caught, OnSent, Transport, no_callback
 from entrypoint.gateway.zmq_client import (
     GREETING_CHECK_AFTER_S,
@@ -65,7 +65,9 @@ class TwoSocketTransport(Transport):
         # The answer socket first: an answer pushed before it is connected is lost.
         replies = self.channel.connected(address, deadline, reply_timeout_s)
         connecting = deadline.capped(self.endpoint.connect_timeout_s)
-        requests = self.gateway.open(self.request_kind, address, self.endpoint.port, connecting)
+        requests = self.gateway.open(
+            self.request_kind, address, self.endpoint.port, connecting, holds_secret=secret
+        )
         try:
             self.gateway.await_(
                 requests,
@@ -83,7 +85,11 @@ class TwoSocketTransport(Transport):
             if refusal is not None:
                 raise refusal
             self.channel.read_late()  # what came before our request answers someone else's
-            sent = self._send(requests.sock, payload, via)
+            if secret:  # on the connection that just proved itself, or not at all
+                self.gateway.send_proven(requests, payload, deadline)
+                sent = self.channel.ledger.sent(via)
+            else:
+                sent = self._send(requests.sock, payload, via)
             on_sent()
             ack = self._acknowledged(requests, deadline, reply_timeout_s)
             # --reply-timeout counts from the request leaving, the acknowledgement's wait
@@ -130,20 +136,38 @@ class TwoSocketTransport(Transport):
     ) -> Caught | None:
         assert self.endpoint.reply_port is not None
         self.channel.socket_for(address)  # open (and reconnecting) through the pause
-        requests, monitor = pending_socket(
-            self.gateway,
-            self.request_kind,
-            address,
-            self.endpoint.port,
-            self.endpoint.connect_timeout_s,
-        )
+        proven: Monitored | None = None
+        if secret:
+            # A secret waits for a ZMTP 3 handshake on a socket that never reconnects (a
+            # legacy peer is left to the next attempt, which can read its greeting).
+            proven = proven_socket(
+                self.gateway,
+                self.request_kind,
+                address,
+                self.endpoint.port,
+                self.endpoint.connect_timeout_s,
+                pause=pause,
+            )
+            if proven is None:
+                return None  # nothing was sent
+            requests, monitor = proven.sock, proven.monitor
+        else:
+            requests, monitor = pending_socket(
+                self.gateway,
+                self.request_kind,
+                address,
+                self.endpoint.port,
+                self.endpoint.connect_timeout_s,
+            )
         try:
-            # A secret waits for the request socket's ZMTP 3 handshake (a legacy peer is
-            # left to the next attempt, which can read its greeting).
-            if not self._both_up(monitor, pause, handshake_only=secret):
+            if not self._both_up(monitor, pause, proven=proven):
                 return None  # nothing was sent
             self.channel.read_late()
-            sent = self._send(requests, payload, "pause")
+            if proven is not None:
+                self.gateway.send_proven(proven, payload, pause)
+                sent = self.channel.ledger.sent("pause")
+            else:
+                sent = self._send(requests, payload, "pause")
             on_sent()
             # Sent: its answer is waited for even past the pause (never past ``until``,
             # the wait's own deadline), and never abandoned unjudged.
@@ -162,25 +186,30 @@ class TwoSocketTransport(Transport):
             close_monitored(requests, monitor)
 
     def _both_up(
-        self, monitor: zmq.Socket[Any], pause: Deadline, handshake_only: bool = False
+        self, monitor: zmq.Socket[Any], pause: Deadline, proven: Monitored | None = None
     ) -> bool:
         """Whether the reply channel and the request socket are both shown to work before
         the pause ends: a handshake, or (a legacy peer, which reports none) a connection
-        that has stood for GREETING_CHECK_AFTER_S."""
-        handshake = False
+        that has stood for GREETING_CHECK_AFTER_S. A ``proven`` request socket (it holds a
+        secret) is up already, until its one connection drops: its events are kept for
+        ``send_proven`` to read."""
+        handshake = proven is not None
         connected_at: float | None = None
         while not pause.expired():
             raise_if_pending()
+            if proven is not None and (proven.conn.disconnected or proven.conn.failure):
+                return False
             request_up = handshake or (
-                not handshake_only
-                and connected_at is not None
+                connected_at is not None
                 and time.monotonic() - connected_at >= GREETING_CHECK_AFTER_S
             )
             if self.channel.refresh() and request_up:
                 return True
             if monitor.poll(max(1, int(min(pause.remaining(), PAUSE_POLL_S) * 1000))):
-                for event, _value in drain(monitor):
-                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                for event, value in drain(monitor):
+                    if proven is not None:
+                        proven.conn.apply(event, value)
+                    elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                         handshake = True
                     elif event == zmq.EVENT_CONNECTED:
                         connected_at = time.monotonic()

@@ -43,6 +43,9 @@ RETRY_EVENT_GRACE_S = 0.05
 # legacy peer (which never reports a handshake), a frozen gateway, or a non-ZeroMQ service
 # that sent a banner libzmq took for a ZMTP 1.0 identity: its greeting is read to find out.
 GREETING_CHECK_AFTER_S = 0.3
+# How long a proven connection's pipe may take to reach our socket after its handshake
+# event (libzmq posts it to the socket a moment before it reports the handshake).
+PIPE_AFTER_HANDSHAKE_S = 0.5
 
 _LEFT_TO_EXIT: list[zmq.Context[Any]] = []
 
@@ -109,12 +112,22 @@ class ZmqGateway:
     def close(self) -> None:
         self._ctx.destroy(linger=0)  # closes any socket still open, then terminates
 
-    def socket(self, kind: int, address: str, reconnect_ms: int = 100) -> zmq.Socket[Any]:
-        """A socket with our bounds (LINGER 0, MAXMSGSIZE) and CURVE keys when configured."""
+    def socket(
+        self, kind: int, address: str, reconnect_ms: int = 100, *, holds_secret: bool = False
+    ) -> zmq.Socket[Any]:
+        """A socket with our bounds (LINGER 0, MAXMSGSIZE) and CURVE keys when configured.
+
+        A socket that will hold a secret makes one TCP connection only: libzmq keeps a
+        socket's pipe across reconnects, so a request queued after a handshake on one
+        connection would leave on the next, whatever answers there (an SSH server that took
+        the port). And it has a pipe only while that connection is up (IMMEDIATE), so a
+        send after the connection dropped fails instead of queueing for nobody."""
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
-        sock.setsockopt(zmq.RECONNECT_IVL, reconnect_ms)
+        sock.setsockopt(zmq.RECONNECT_IVL, -1 if holds_secret else reconnect_ms)
+        if holds_secret:
+            sock.setsockopt(zmq.IMMEDIATE, 1)
         if ":" in address:
             sock.setsockopt(zmq.IPV6, 1)
         if self.curve is not None:
@@ -122,10 +135,18 @@ class ZmqGateway:
         return sock
 
     def open(
-        self, kind: int, address: str, port: int, stage: Deadline, *, role: str = ""
+        self,
+        kind: int,
+        address: str,
+        port: int,
+        stage: Deadline,
+        *,
+        role: str = "",
+        holds_secret: bool = False,
     ) -> Monitored:
-        """A socket of ``kind`` connecting to address:port, with its monitor attached."""
-        sock = self.socket(kind, address)
+        """A socket of ``kind`` connecting to address:port, with its monitor attached; one
+        that ``holds_secret`` never reconnects (``socket``), see ``send_proven``."""
+        sock = self.socket(kind, address, holds_secret=holds_secret)
         try:
             monitor = sock.get_monitor_socket(MONITORED)
         except BaseException:
@@ -138,6 +159,7 @@ class ZmqGateway:
             Connection(address, port, self.curve is not None, stage, role),
             time.monotonic(),
         )
+        opened.conn.reconnects = not holds_secret
         try:
             sock.connect(endpoint(address, port))
         except BaseException:
@@ -193,13 +215,16 @@ class ZmqGateway:
         The connection gets ``connect_timeout_s``, the reply ``reply_timeout_s`` from the
         moment of connection: each a share of ``deadline``, which bounds the whole. A
         payload with a ``secret`` is sent only once the peer proved it is ZeroMQ."""
-        opened = self.open(zmq.REQ, address, port, deadline)
+        opened = self.open(zmq.REQ, address, port, deadline, holds_secret=secret is not None)
         try:
             if secret is not None:
                 self.prove(opened, deadline, connect_timeout_s, reply_timeout_s, secret)
-            # Queued: libzmq delivers it once connected. Not queued: the peer already
-            # refused the handshake, and await_ reads why from the monitor.
-            queued = queue_without_blocking(opened.sock, payload)
+                self.send_proven(opened, payload, deadline)
+                queued = True
+            else:
+                # Queued: libzmq delivers it once connected. Not queued: the peer already
+                # refused the handshake, and await_ reads why from the monitor.
+                queued = queue_without_blocking(opened.sock, payload)
             told: list[bool] = []
 
             def tell_once() -> None:
@@ -243,6 +268,29 @@ class ZmqGateway:
         refusal = opened.conn.refuse_secret(opened.kind, secret.legacy_allowed)
         if refusal is not None:
             raise refusal
+
+    def send_proven(self, opened: Monitored, payload: bytes, deadline: Deadline) -> None:
+        """Send ``payload`` on the connection that just proved itself, or AttemptFailed
+        with the usual verdict when it dropped: never on another connection.
+
+        ``opened`` holds a secret, so it never reconnects and has a pipe only while its one
+        connection is up: what the monitor said last is still true at the send, and a
+        connection that dropped since leaves no pipe to queue to (the send fails)."""
+        conn = opened.conn
+        assert not conn.reconnects, "a secret goes only on a socket that never reconnects"
+        for event, value in drain(opened.monitor):
+            conn.apply(event, value)
+        if conn.failure is not None:
+            raise conn.failure
+        if conn.disconnected:
+            raise self._disconnected(opened)
+        wait_ms = max(1, int(min(deadline.remaining(), PIPE_AFTER_HANDSHAKE_S) * 1000))
+        if opened.sock.poll(wait_ms, zmq.POLLOUT) and queue_without_blocking(opened.sock, payload):
+            return
+        for event, value in drain(opened.monitor):
+            conn.apply(event, value)
+        conn.disconnected = True  # no pipe: the proven connection is gone, and stays gone
+        raise self._disconnected(opened)
 
     def await_(
         self,
@@ -326,6 +374,12 @@ class ZmqGateway:
 
     def _disconnected(self, opened: Monitored) -> AttemptFailed:
         conn = opened.conn
+        if not conn.handshake and conn.inspect().kind is Greeting.BANNER:
+            # libzmq took its first byte for ZMTP 1.0 and then choked on the rest (the gate's
+            # verdict is its own reading of the greeting, never libzmq's).
+            conn.dropped(conn.inspect())
+            assert conn.failure is not None
+            return conn.failure
         if not conn.handshake:
             # libzmq emits no handshake-failure event when the peer's READY names a socket
             # type it cannot talk to (PUB, REQ, DEALER...); it just drops and never retries.
@@ -340,7 +394,9 @@ class ZmqGateway:
             for event, _value in drain(opened.monitor):
                 if event in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
                     conn.retried = True
-        if conn.retried:
+        if conn.retried or not conn.reconnects:
+            # A socket that never reconnects (it holds a secret) reports no retry: a drop
+            # after its handshake is the peer closing it.
             who = f"{conn.role}the peer" if conn.role else "the gateway"
             return AttemptFailed(
                 "zmq", Reason.RESET, f"{who} closed the connection before replying"

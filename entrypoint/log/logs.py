@@ -15,13 +15,14 @@ events go to structlog's own default configuration, as they always did.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
+
+from entrypoint.files import forget_standard_stream
 
 UNTRUSTED_LIMIT = 300
 # Secrets the gate sends (a bridge token from "$file:..."): a bridge may echo them back in
@@ -222,11 +223,14 @@ class _BestEffort:
         try:
             return self._stream.write(text)
         except (OSError, ValueError):  # EPIPE, EBADF, or a closed file object
+            forget_standard_stream("stderr", self._stream)
             return 0
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             self._stream.flush()
+        except (OSError, ValueError):
+            forget_standard_stream("stderr", self._stream)
 
 
 class GateLogger:

@@ -34,6 +34,9 @@ from entrypoint.settings.options import (
     one_of,
 )
 
+# The PUB port checked when a transport publishes by default and none is configured.
+DEFAULT_PUB_PORT = int(declared("pub_port").default or 5556)
+
 
 class GateSettings(NamedTuple):
     host: str
@@ -46,13 +49,12 @@ class GateSettings(NamedTuple):
     expect_status: frozenset[str] = frozenset({"OK", "PONG", "OPERATIONAL"})
     log_format: str = "auto"
     log_level: str = "info"
-    pub_port: int = 5556
+    pub_port: int | None = None  # None: neither given nor the preset's (see feed_checked)
     curve: ClientSecurity | None = None
     dialect: Dialect = DEFAULT_DIALECT
     bridge: Preset = DEFAULT_PRESET
     transport: str = REQ
     reply_port: int | None = None
-    pub_port_set: bool = False  # given by a flag, a variable or the preset, not defaulted
     legacy_secrets: str = "refuse"
 
     @property
@@ -67,7 +69,12 @@ class GateSettings(NamedTuple):
     def feed_checked(self) -> bool:
         """Whether the PUB port is part of this gateway's checks: configured, or the
         transport's own default (req bridges publish on 5556)."""
-        return self.pub_port_set or self.kind.feed_by_default
+        return self.pub_port is not None or self.kind.feed_by_default
+
+    @property
+    def feed_port(self) -> int:
+        """The PUB port checked: the configured one, else the default (--pub-port's)."""
+        return DEFAULT_PUB_PORT if self.pub_port is None else self.pub_port
 
     @property
     def endpoint(self) -> Endpoint:
@@ -126,8 +133,8 @@ def _settings(sources: Sources, options: tuple[Option, ...]) -> GateSettings:
         sources,
     )
     _check_transport(values, sources, preset)
-    if "pub_port" in values:
-        values["pub_port_set"] = bool(sources.given("pub_port") or "pub_port" in preset.values)
+    if not (sources.given("pub_port") or "pub_port" in preset.values):
+        values["pub_port"] = None  # a default is not a configuration: see feed_checked
     if values.get("backoff_max_s", 1) < values.get("backoff_initial_s", 0):
         raise UsageError(
             "invalid value for --backoff-max / GATE_BACKOFF_MAX: "

@@ -17,11 +17,13 @@ from typing import Any
 import zmq
 
 from entrypoint.errors import UsageError
+from entrypoint.files import read_regular_file
 from entrypoint.settings.options import CURVE_OPTIONS, Option, Sources, one_of
 
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 # zmq certificate files (zmq.auth.create_certificates) hold `public-key = "..."` lines.
 CERT_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]{40})"', re.MULTILINE)
+MAX_KEY_FILE_BYTES = 4096  # a certificate file is ~300 bytes; only this much is read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +55,7 @@ def _option(field: str) -> Option:
 def read_key(path: str, kind: str, where: str) -> bytes:
     """A 40-character Z85 key from a file: the bare key, or a zmq certificate file."""
     try:
-        with open(path, encoding="ascii") as handle:
-            content = handle.read(4096)
+        content = read_regular_file(path, MAX_KEY_FILE_BYTES)[:MAX_KEY_FILE_BYTES].decode("ascii")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
         raise UsageError(f"{where}: cannot read {path}: {reason}") from None

@@ -27,6 +27,12 @@ LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+# The longest duration any option takes: one day. A wait longer than that is "forever"
+# (--timeout 0); and a per-attempt limit goes to libzmq as milliseconds in a C int, which a
+# value past ~24.8 days overflows (an "internal error", exit 70, before this bound).
+MAX_DURATION_S = 86_400.0
+
+
 def parse_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -34,6 +40,8 @@ def parse_seconds(text: str) -> float:
         raise ValueError("expected a number of seconds, e.g. 2 or 0.5") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError("expected a finite number of seconds >= 0")
+    if value > MAX_DURATION_S:
+        raise ValueError(f"at most {MAX_DURATION_S:.0f} seconds (one day)")
     return value
 
 
@@ -142,9 +150,10 @@ READINESS = OptionGroup("readiness request and judgement", (
            default_help="built from --expect-status"),
     Option("legacy_secrets", "--legacy-secrets", "GATE_LEGACY_SECRETS", "refuse",
            _choice(("refuse", "allow")),
-           "`allow` sends a request carrying a $file: secret to a ZMTP 1.0 peer (libzmq "
-           "2.x), which cannot prove it is ZeroMQ; by default such a request goes only to a "
-           "peer whose greeting proved ZMTP 2.0+ with the right socket type", "WORD"),
+           "`allow` sends a request carrying a $file: secret to a legacy peer (ZMTP 1.0 or "
+           "2.0: libzmq 2.x/3.x, JeroMQ 0.3), which cannot prove itself on the connection "
+           "the request goes over; by default it goes only after a ZMTP 3 handshake on that "
+           "connection", "WORD"),
 ))
 
 # STATUS is asked once the gateway is ready (wait) or as a layer of its own (probe);

@@ -17,6 +17,7 @@ import contextlib
 import heapq
 import json
 import math
+import os
 import random
 import socket
 import time
@@ -24,7 +25,8 @@ from typing import Any
 
 import zmq
 
-from entrypoint.errors import UsageError
+from entrypoint.errors import CannotBind, UsageError
+from entrypoint.files import read_regular_file
 from entrypoint.log import events
 from entrypoint.log.events import emit
 from entrypoint.log.logs import configure_logging, get_logger, untrusted
@@ -40,6 +42,7 @@ from entrypoint.sim.dialects import (
 )
 
 HEARTBEAT_INTERVAL_S = 1.0
+_MAX_LIST_BYTES = 1024 * 1024  # --curve-allow: a key per line, 41 bytes each
 NOT_ZMQ_BANNER = (
     b"HTTP/1.1 400 Bad Request\r\nServer: not-a-zmq-gateway\r\nContent-Length: 0\r\n\r\n"
 )
@@ -84,8 +87,12 @@ def _curve_setup(args: argparse.Namespace) -> tuple[bytes, frozenset[bytes] | No
     if args.curve_allow is None:
         return secret, None
     try:
-        with open(args.curve_allow, encoding="ascii") as handle:
-            lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+        text = read_regular_file(args.curve_allow, _MAX_LIST_BYTES)[:_MAX_LIST_BYTES]
+        lines = [
+            line.strip()
+            for line in text.decode("ascii").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--curve-allow: cannot read {args.curve_allow}: {exc}") from None
     allowed = frozenset(
@@ -104,8 +111,7 @@ def _token(args: argparse.Namespace) -> str | None:
     if args.token_file is None:
         raise UsageError("--dialect token needs --token-file PATH")
     try:
-        with open(args.token_file, encoding="utf-8") as handle:
-            token = handle.read(65536).strip()
+        token = read_regular_file(args.token_file, 65536)[:65536].decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--token-file: cannot read {args.token_file}: {exc}") from None
     if not token:
@@ -117,8 +123,11 @@ def _serve_not_zmq(args: argparse.Namespace, log: Any, stop_at: float) -> None:
     family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((args.bind, args.port))
-        server.listen(64)
+        try:
+            server.bind((args.bind, args.port))
+            server.listen(64)
+        except OSError as exc:
+            raise CannotBind(_cannot_bind(f"{args.bind} port {args.port}", exc)) from None
         emit(
             log,
             events.SIM_LISTENING,
@@ -195,7 +204,11 @@ class _SimGateway:
                     sock.curve_secretkey = self.curve[0]
                     sock.curve_publickey = zmq.curve_public(self.curve[0])
                 host = f"[{self.args.bind}]" if ":" in self.args.bind else self.args.bind
-                sock.bind(f"tcp://{host}:{port}")
+                try:
+                    sock.bind(f"tcp://{host}:{port}")
+                except zmq.ZMQError as exc:
+                    sock.close(linger=0)
+                    raise CannotBind(_cannot_bind(f"tcp://{host}:{port}", exc)) from None
                 return sock
 
             if self.dialect is None:  # a bridge with a second socket
@@ -250,6 +263,15 @@ class _SimGateway:
             reply = [*envelope, self.answer(request)]
             due = time.monotonic() + self.args.reply_delay
             heapq.heappush(delayed, (due, self.requests, reply))
+
+
+def _cannot_bind(where: str, exc: OSError | zmq.ZMQError) -> str:
+    """One line: where, and the system's reason (a busy port, an address not on this host)."""
+    # pyzmq's strerror repeats the address; the system's text for the errno says it once.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+    if isinstance(exc, socket.gaierror):  # a name that does not resolve: errno is EAI_*
+        reason = exc.strerror or reason
+    return f"mt5-gate sim: cannot bind {where}: {reason}"
 
 
 def _now_iso() -> str:

@@ -46,7 +46,9 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A TCP port that nothing listens on right now (the OS picks it, we release it)."""
+    """A TCP port for a server the test starts on it later (the OS picks it, we release
+    it). Never a port that must stay closed: any bind to port 0 may be handed the same
+    number meanwhile; that is ``held_closed_port``/``closed_port`` (tests/support/sockets.py)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

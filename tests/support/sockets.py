@@ -1,4 +1,10 @@
-"""ZeroMQ client sockets of one test, every one closed at its end (not left to the GC).
+"""Sockets of one test: ZeroMQ clients, every one closed at its end (not left to the GC),
+and closed ports (``closed_port``, ``held_closed_port``).
+
+``closed_port()`` is a loopback port that refuses connections for as long as the test
+holds it: bound, not listening. A port found free and released at once is not closed for
+long: the next bind to port 0 anywhere on the machine (a simulator, another test) may be
+handed the same number, seconds before the test connects to it expecting a refusal.
 
 The `zmq_sockets` fixture (tests/conftest.py) is one of these, closed after the test:
 ``zmq_sockets(zmq.REQ)`` is a new socket with LINGER 0, and with ``curve=(server public,
@@ -8,11 +14,42 @@ request and its answer.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import zmq
 
 from tests.support.bounds import EVENT_S
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A 127.0.0.1 TCP port on which a connection is refused until the block ends.
+
+    Bound without SO_REUSEADDR and never listening: no other socket can bind it (nor is it
+    picked as a connection's source port) while it is held, and a SYN to it gets a reset."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+# The closed ports held for the running test (held_closed_port), released after it by the
+# autouse fixture in tests/conftest.py.
+_HELD_FOR_THE_TEST = contextlib.ExitStack()
+
+
+def held_closed_port() -> int:
+    """A ``closed_port()`` held until the running test ends: for a test, or a helper it
+    calls, that needs a port where nothing listens, without a ``with`` around its body."""
+    return _HELD_FOR_THE_TEST.enter_context(closed_port())
+
+
+def release_closed_ports() -> None:
+    """Release every port ``held_closed_port`` handed out (after each test)."""
+    _HELD_FOR_THE_TEST.close()
+
 
 Curve = tuple[bytes, bytes, bytes]  # (server public, client public, client secret)
 
