@@ -15,9 +15,9 @@ COPY wheels/ /wheels/
 # without one, pip builds this checkout and fetches its dependencies.
 RUN python3 -m venv /opt/venv \
  && if ls /wheels/mt5_gate-*.whl >/dev/null 2>&1; then \
-      /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels mt5-gate; \
+      /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels 'mt5-gate[rpyc]'; \
     else \
-      /opt/venv/bin/pip install --no-cache-dir /src; \
+      /opt/venv/bin/pip install --no-cache-dir '/src[rpyc]'; \
     fi \
  && /opt/venv/bin/pip uninstall --yes pip setuptools >/dev/null 2>&1 || true
 

@@ -1,6 +1,6 @@
 """Detection latency per transport: a bridge that binds during a backoff pause.
 
-    python benchmarks/bench_transports.py [--trials 10] [--outages 5,60]
+    python benchmarks/bench_transports.py [--trials 10] [--outages 5,60] [--transports req,rpyc]
 
 For each transport the gate waits (`mt5-gate wait --bridge NAME -- date +%s.%N`) while
 its bridge is down; the bridge binds after the outage (plus a random fraction of a second,
@@ -11,7 +11,9 @@ poll timers (1 ms for both two-socket EAs):
 
 * ``req``: the project's simulator (REQ/REP, answers at once);
 * ``push-pull``: darwinex/dwx-zeromq-connector's EA (PULL commands, PUSH answers);
-* ``req-pull``: khramkov/MQL5-JSON-API (REP acknowledges, PUSH answers).
+* ``req-pull``: khramkov/MQL5-JSON-API (REP acknowledges, PUSH answers);
+* ``rpyc``: lucas-campagna/mt5linux's rpyc classic server (``--bridge mt5linux``), its
+  terminal attached at once (``--initialize-s 0``: the transport, not a terminal's start).
 
 All trials of one outage run together, each on its own ports, started 1.2 s apart so that
 binds never coincide and at most a few bridges poll at once. Prints a Markdown
@@ -36,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
-TRANSPORTS = ("req", "push-pull", "req-pull")
+TRANSPORTS = ("req", "push-pull", "req-pull", "rpyc")
 STAGGER_S = 1.2
 
 
@@ -76,6 +78,17 @@ def _bridge(transport: str, ports: list[int], delay_s: float) -> list[str]:
             "0",
             *delay,
         ]
+    if transport == "rpyc":
+        return [
+            PY,
+            "-m",
+            "tests.standins.mt5linux_server",
+            "--port",
+            str(ports[0]),
+            "--initialize-s",
+            "0",
+            *delay,
+        ]
     if transport == "push-pull":
         return [
             PY,
@@ -110,8 +123,9 @@ def _gate(transport: str, ports: list[int], outage_s: float) -> list[str]:
         "req": [],
         "push-pull": ["--bridge", "dwx"],
         "req-pull": ["--bridge", "mql5-json-api"],
+        "rpyc": ["--bridge", "mt5linux"],
     }[transport]
-    reply = ["--reply-port", str(ports[1])] if transport != "req" else []
+    reply = ["--reply-port", str(ports[1])] if transport in ("push-pull", "req-pull") else []
     return [
         PY,
         "-m",
@@ -184,14 +198,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10, help="trials per transport and outage")
     parser.add_argument("--outages", default="5,60", help="outage lengths in seconds")
+    parser.add_argument(
+        "--transports", default=",".join(TRANSPORTS), help="which (comma-separated; req first)"
+    )
     args = parser.parse_args()
+    transports = tuple(args.transports.split(","))
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d}\n"
     )
     rows: list[list[str]] = []
     for outage in (float(x) for x in args.outages.split(",")):
-        collected: dict[str, tuple[list[float], list[str]]] = {t: ([], []) for t in TRANSPORTS}
+        collected: dict[str, tuple[list[float], list[str]]] = {t: ([], []) for t in transports}
         # One bind every STAGGER_S, the transports interleaved: a bridge's 1 ms poll timer
         # costs CPU, and dozens binding at once would measure the machine's run queue.
         threads = [
@@ -200,12 +218,12 @@ def main() -> int:
                 args=(
                     transport,
                     outage,
-                    (i * len(TRANSPORTS) + j) * STAGGER_S,
+                    (i * len(transports) + j) * STAGGER_S,
                     *collected[transport],
                 ),
             )
             for i in range(args.trials)
-            for j, transport in enumerate(TRANSPORTS)
+            for j, transport in enumerate(transports)
         ]
         for thread in threads:
             thread.start()

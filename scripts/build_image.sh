@@ -2,6 +2,7 @@
 # Build the mt5-strategy image without any package index inside the build:
 # the mt5-gate wheel and its dependencies' wheels are prepared on the host in wheels/
 # (matching the base image's Python), then the Dockerfile installs them with --no-index.
+# The extra [rpyc] (--bridge mt5linux) brings the rpyc and plumbum wheels (pure Python).
 #
 # Usage: scripts/build_image.sh [TAG]        (default tag: localhost/mt5-strategy:local)
 # Env:   BASE_IMAGE (default localhost/mt5-base:bookworm, see scripts/setup_containers.sh)
@@ -25,7 +26,7 @@ find wheels -name '*.whl' -delete
 "$PYTHON" -m pip download --quiet --disable-pip-version-check -d wheels \
     --only-binary=:all: --python-version "$pyver" --implementation cp \
     --platform "manylinux_2_28_$arch" --platform "manylinux2014_$arch" \
-    --platform "manylinux_2_17_$arch" wheels/mt5_gate-*.whl
+    --platform "manylinux_2_17_$arch" "$(echo wheels/mt5_gate-*.whl)[rpyc]"
 format=()
 [ "$ENGINE" = podman ] && format=(--format docker)  # OCI format would drop HEALTHCHECK
 "$ENGINE" build --quiet "${format[@]}" --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$TAG" . >/dev/null

@@ -39,8 +39,9 @@ def rehearse(
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
         "GATE_BRIDGE": dialect,
-        "GATEWAY_PUB_PORT": str(listening["pub_port"]),
     }
+    if listening.get("pub_port"):  # mt5linux's rpyc server has no PUB port
+        env["GATEWAY_PUB_PORT"] = str(listening["pub_port"])
     if listening.get("reply_port"):
         env["GATEWAY_REPLY_PORT"] = str(listening["reply_port"])
     if dialect == "token":

@@ -94,7 +94,7 @@ def test_health_with_json_logs_imports_no_structlog_asyncio_jmespath_or_kinds(
 
 # What `import dataclasses` brings (inspect and what inspect imports), and what argparse's
 # width query and the literal parser import: none of it is needed by a healthcheck.
-# And the two-socket transports' machinery: a `req` healthcheck never uses it.
+# And the two-socket and rpyc transports' machinery: a `req` healthcheck never uses it.
 NOT_FOR_HEALTH = {
     "dataclasses",
     "inspect",
@@ -111,6 +111,11 @@ NOT_FOR_HEALTH = {
     "signal",  # the handlers are installed with _signal, the C module it wraps
     "locale",  # argparse's words are not looked up in a catalogue (commands/arguments.py)
     "entrypoint.commands.contract",  # the commands' Protocols, for the type checker only
+    # The rpyc transport (--bridge mt5linux) and the client library it imports.
+    "entrypoint.gateway.rpyc_transport",
+    "entrypoint.gateway.mt5linux",
+    "rpyc",
+    "plumbum",
 }
 
 

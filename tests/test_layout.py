@@ -49,6 +49,7 @@ LAYERS: list[set[str]] = [
         "gateway.replies",
         "gateway.judgement",
         "gateway.broker_states",
+        "gateway.mt5linux",
     },
     {"gateway.dialect", "gateway.advice", "gateway.connection", "gateway.text_fields"},
     {
@@ -58,7 +59,13 @@ LAYERS: list[set[str]] = [
         "gateway.pending",
         "gateway.answers",
     },
-    {"gateway.transports", "gateway.two_socket", "gateway.check", "retry"},
+    {
+        "gateway.transports",
+        "gateway.two_socket",
+        "gateway.rpyc_transport",
+        "gateway.check",
+        "retry",
+    },
     {"settings", "settings.options"},
     {"settings.config", "settings.curve"},
     {

@@ -77,6 +77,15 @@ ROUTED: dict[str, list[str]] = {
         "SUB_BARS;EURUSD;M1",
         "UNSUB_ALL",
     ],
+    # mt5linux serves the whole MetaTrader5 package: anything off its read-only list.
+    "mt5linux": [
+        "order_send",
+        "shutdown",
+        "login",
+        "initialize",
+        "terminal_info order_check",
+        "symbol_select",
+    ],
 }
 CASES = [(name, request) for name, requests in ROUTED.items() for request in requests]
 

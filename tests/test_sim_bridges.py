@@ -104,7 +104,11 @@ def test_every_dialect_is_offered_and_each_broker_state_belongs_to_a_dialect() -
 
     offered = sim_dialects.ALL_DIALECTS
     assert len(set(offered)) == len(offered)
-    assert set(offered) == set(sim_dialects.DIALECTS) | set(sim_dialects.TWO_SOCKET_DIALECTS)
+    assert set(offered) == (
+        set(sim_dialects.DIALECTS)
+        | set(sim_dialects.TWO_SOCKET_DIALECTS)
+        | set(sim_dialects.RPYC_DIALECTS)
+    )
     assert set(sim_dialects.BROKER_STATES) <= set(offered)
 
 

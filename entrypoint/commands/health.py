@@ -61,7 +61,7 @@ def add_arguments(parser: OptionParser) -> None:
         "still waits\n(its state file, see GATE_STATE_FILE: "
         "attempt, reason, since when).\n"
         "Then one TCP + readiness request attempt within --timeout "
-        "(--transport req).\n"
+        "(--transport req and rpyc).\n"
         "For push-pull, req-pull and handshake, a passive check that "
         "never disturbs the\nrunning strategy: the ZeroMQ handshake "
         "with the bridge's request socket (and the PUB\nport when one "

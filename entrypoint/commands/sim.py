@@ -21,7 +21,7 @@ from typing import Any
 from entrypoint.addresses import parse_port
 from entrypoint.commands.arguments import OptionParser, describe
 from entrypoint.settings.options import parse_seconds
-from entrypoint.sim.dialects import ALL_DIALECTS, BROKER_STATES
+from entrypoint.sim.dialects import ALL_DIALECTS, BROKER_STATES, MT5LINUX_STATES
 from entrypoint.sim.server import serve
 
 
@@ -63,7 +63,7 @@ def add_arguments(parser: OptionParser) -> None:
         type=_argtype(_sim_port),
         default=5555,
         help="REQ/REP port (dwx: the PULL its commands come in on; mql5-json-api: the "
-        "System REP); 0 = any free port (default 5555)",
+        "System REP; mt5linux: the rpyc server); 0 = any free port (default 5555)",
     )
     add(
         "--pub-port",
@@ -91,7 +91,8 @@ def add_arguments(parser: OptionParser) -> None:
         + "; with --dialect mql5-json-api: algo_trading_off (ACCOUNT reports "
         "trading_allowed 0) or ea_trading_off (bot_trading 0); either way a "
         "TRADE is refused; with --dialect ejtrader: those two or not_logged_in; "
-        "with --dialect pymetatrader: not_logged_in (ACCOUNT answers id=0)",
+        "with --dialect pymetatrader: not_logged_in (ACCOUNT answers id=0); "
+        "with --dialect mt5linux: one of " + ", ".join(MT5LINUX_STATES),
     )
     add(
         "--start-delay",

@@ -95,6 +95,47 @@ STATES: dict[str, BrokerState] = {
             'tick "Allow Algo Trading" on the Common tab of the EA\'s properties (F7 on '
             "the chart) and reattach it (MQL_TRADE_ALLOWED is 0)",
         ),
+        # The MetaTrader5 package behind an rpyc server (--bridge mt5linux): the document
+        # the rpyc transport builds (gateway/mt5linux.py) names these.
+        BrokerState(
+            "terminal_starting",
+            "the MetaTrader5 package is still attaching to the terminal (initialize() "
+            "runs, or timed out with -10005 IPC timeout): normal in a Wine container's "
+            "first minutes",
+            "keep waiting; if it lasts, open the container's VNC and check terminal64.exe "
+            "runs and shows no dialog",
+        ),
+        BrokerState(
+            "terminal_not_attached",
+            "the MetaTrader5 package is attached to no running terminal (-10004 no IPC "
+            "connection, -10003 terminal not found)",
+            "keep waiting while the container starts; if it lasts, check terminal64.exe "
+            "runs in the same Wine prefix as the rpyc server",
+        ),
+        BrokerState(
+            "api_disabled",
+            "the terminal refuses the Python API (TERMINAL_TRADEAPI_DISABLED)",
+            'untick "Disable automatic trading via external Python API" in Tools > '
+            "Options > Expert Advisors",
+        ),
+        BrokerState(
+            "not_logged_in",
+            "the terminal is logged in to no trade account (account_info() is None)",
+            "log in (File > Login to Trade Account; in lprett/mt5linux set MT5_LOGIN, "
+            "MT5_SERVER and MT5_PASSWORD)",
+        ),
+        BrokerState(
+            "investor_login",
+            "the account is logged in read-only (investor password: ACCOUNT_TRADE_ALLOWED "
+            "is false)",
+            "log in with the account's master (trading) password",
+        ),
+        BrokerState(
+            "account_expert_trading_off",
+            "the broker does not let expert advisors trade this account "
+            "(ACCOUNT_TRADE_EXPERT is false)",
+            "ask the broker to allow algorithmic trading on the account, or use one that does",
+        ),
     )
 }
 
@@ -119,6 +160,13 @@ _LOGIN_KEYS = ("id", "login")
 
 def broker_state(reply: Any) -> BrokerState | None:
     """The state a reply names, if it names one."""
+    if isinstance(reply, dict) and "terminal_info" in reply:
+        # Only then: a healthcheck of another bridge never imports the mt5linux module.
+        from entrypoint.gateway import mt5linux  # noqa: PLC0415
+
+        if mt5linux.is_document(reply):
+            name = _mt5_state(reply, mt5linux)
+            return STATES[name] if name else None
     for node in _walk(reply):
         if isinstance(node, str):
             upper = node.upper()
@@ -164,3 +212,26 @@ def _walk(node: Any) -> Iterator[Any]:
             stack.extend(current.values())
         elif isinstance(current, list):
             stack.extend(current)
+
+
+def _mt5_state(doc: dict[str, Any], mt5linux: Any) -> str | None:
+    """Why a MetaTrader5 document says the terminal cannot trade, the first cause first."""
+    terminal, account = doc["terminal_info"], doc["account_info"]
+    error = doc["last_error"]
+    code = error[0] if isinstance(error, list) and error else None
+    if not isinstance(terminal, dict):
+        if doc["initialize"] == mt5linux.INITIALIZE_IN_FLIGHT or code == mt5linux.IPC_TIMEOUT:
+            return "terminal_starting"
+        return "terminal_not_attached"
+    checks = (
+        (account is None, "not_logged_in"),
+        (terminal.get("connected") is False, "no_broker_connection"),
+        (terminal.get("tradeapi_disabled") is True, "api_disabled"),
+        (terminal.get("trade_allowed") is False, "algo_trading_off"),
+        (isinstance(account, dict) and account.get("trade_allowed") is False, "investor_login"),
+        (
+            isinstance(account, dict) and account.get("trade_expert") is False,
+            "account_expert_trading_off",
+        ),
+    )
+    return next((name for failed, name in checks if failed), None)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # The transports (see transports.py): how a request reaches the bridge and how its answer
 # comes back.
 REQ, PUSH_PULL, REQ_PULL, HANDSHAKE = "req", "push-pull", "req-pull", "handshake"
+RPYC = "rpyc"
 
 
 class TransportKind(NamedTuple):
@@ -32,6 +33,10 @@ class TransportKind(NamedTuple):
     passive_health: bool
     feed_by_default: bool  # the PUB port (5556) is checked even when not configured
     build: str  # "module:Class" in entrypoint.gateway, imported when first used
+    # "module:function" in entrypoint.gateway: why a configured request may not be sent
+    # over this transport (str), or None; checked at start (exit 64). "": any request.
+    requests: str = ""
+    needs: str = ""  # an optional package it imports (the extra mt5-gate[NAME]); "": none
 
 
 TRANSPORT_KINDS: dict[str, TransportKind] = {
@@ -72,6 +77,19 @@ TRANSPORT_KINDS: dict[str, TransportKind] = {
             passive_health=True,
             feed_by_default=False,
             build="transports:HandshakeTransport",
+        ),
+        TransportKind(
+            RPYC,
+            "rpyc (the MetaTrader5 module behind an rpyc classic server: mt5linux)",
+            reply_port=False,
+            sends_requests=True,
+            # Active: rpyc matches replies by sequence number and serves many clients, so
+            # a check beside the strategy takes nothing of its own.
+            passive_health=False,
+            feed_by_default=False,
+            build="rpyc_transport:RpycTransport",
+            requests="mt5linux:request_refusal",
+            needs="rpyc",
         ),
     )
 }

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, TRANSPORTS
+from entrypoint.gateway.endpoint import HANDSHAKE, PUSH_PULL, REQ, REQ_PULL, RPYC, TRANSPORTS
 from entrypoint.gateway.requests import RequestTemplate
 
 # What a request looks like to the bridge: the rendered text, and its JSON object (or
@@ -78,6 +78,20 @@ def _any_word_but(sent: Sent, words: tuple[str, ...]) -> str | None:
     if any(word in text.casefold() for word in triggers):
         unless = f" unless it holds {exception}" if exception else ""
         return f'this EA sends every message with "action" or "magic" to OrderSend{unless}'
+    return None
+
+
+def _mt5_calls(sent: Sent, _words: tuple[str, ...]) -> str | None:
+    """mt5linux serves the whole MetaTrader5 package: anything but the read-only calls
+    (gateway/mt5linux.py) is refused, not only the trading ones named in the table."""
+    from entrypoint.gateway import mt5linux  # noqa: PLC0415 - only for --bridge mt5linux
+
+    if sent.body is not None:
+        return "a JSON request is not a MetaTrader5 call"
+    try:
+        mt5linux.parse_calls(sent.text)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -167,6 +181,8 @@ TRADING: dict[str, Trading] = {
         _first_field,
         "OPEN_ORDER;EURUSD;buy;0.01;0;0;0;0",
     ),
+    # lucas-campagna/mt5linux: the MetaTrader5 package itself (order_send, shutdown...).
+    "mt5linux": Trading(("order_send", "shutdown", "login"), _mt5_calls, "order_send"),
 }
 
 
@@ -283,6 +299,21 @@ PRESETS: dict[str, Preset] = {
             named_requests=True,
             silent_state="no_ea_attached",
             text_fields=True,
+        ),
+        Preset(
+            "mt5linux",
+            "lucas-campagna/mt5linux: the MetaTrader5 package behind an rpyc classic server",
+            {
+                "transport": RPYC,
+                "port": "18812",
+                "ping_request": "terminal_info account_info last_error version",
+                "status_request": "none",
+                # gateway/mt5linux.py READY_WHEN, spelled out: presets import no rpyc code.
+                "ready_when": "terminal_info.connected == `true` && "
+                "terminal_info.trade_allowed == `true` && "
+                "terminal_info.tradeapi_disabled == `false` && "
+                "account_info.trade_allowed == `true` && account_info.trade_expert == `true`",
+            },
         ),
         Preset(
             "no-safe-request",

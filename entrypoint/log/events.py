@@ -187,7 +187,7 @@ SIM_LISTENING = Event(
     "sim.listening",
     "info",
     ("mode", "port", "reply_port", "pub_port", "curve", "dialect"),
-    "`mode` (`zmq`, `not_zmq`), `port`, `reply_port`, `pub_port` (the bound ports: 0 asked "
+    "`mode` (`zmq`, `not_zmq`, `rpyc`), `port`, `reply_port`, `pub_port` (the bound ports: 0 asked "
     "for any free one), `curve`, `dialect`",
 )
 SIM_REQUEST = Event(

@@ -23,6 +23,7 @@ from entrypoint.gateway.endpoint import (
     TransportKind,
 )
 from entrypoint.gateway.presets import DEFAULT_PRESET, Preset
+from entrypoint.gateway.requests import RequestTemplate
 from entrypoint.settings.options import (
     CURVE_OPTIONS,
     EVERY_SETTING,
@@ -186,6 +187,8 @@ def _check_transport(values: dict[str, Any], sources: Sources, preset: Preset) -
                 )
         values["dialect"] = dialect._replace(status=None)
         return
+    if kind.needs:
+        _check_installed(kind)
     for request in (dialect.ping, dialect.status):
         if request is None:
             continue
@@ -196,6 +199,32 @@ def _check_transport(values: dict[str, Any], sources: Sources, preset: Preset) -
                 f"{request.describe()!r}: {refusal}; the gate only sends "
                 "side-effect-free requests"
             )
+        if kind.requests:
+            _check_request(kind, request)
+
+
+def _check_installed(kind: TransportKind) -> None:
+    """A transport's optional package, looked for (not imported) at start: exit 64."""
+    import importlib.util  # noqa: PLC0415 - only for a transport with an extra
+
+    if importlib.util.find_spec(kind.needs) is None:
+        raise UsageError(
+            f"--transport {kind.name} needs the {kind.needs} package, which is not "
+            f"installed: pip install 'mt5-gate[{kind.needs}]'"
+        )
+
+
+def _check_request(kind: TransportKind, request: RequestTemplate) -> None:
+    """What a transport may send (rpyc: read-only MetaTrader5 calls only): exit 64."""
+    import importlib  # noqa: PLC0415 - only for a transport that restricts its requests
+
+    module, _, name = kind.requests.partition(":")
+    check = getattr(importlib.import_module(f"entrypoint.gateway.{module}"), name)
+    refusal = check(request)
+    if refusal is not None:
+        raise UsageError(
+            f"--transport {kind.name} refuses the request {request.describe()!r}: {refusal}"
+        )
 
 
 def _dialect(

@@ -122,7 +122,8 @@ CONNECTION = OptionGroup("connection", (
            "how requests reach the bridge: "
            + ", ".join(kind.summary for kind in TRANSPORT_KINDS.values()), "NAME"),
     Option("port", "--port", "GATEWAY_PORT", "5555", parse_port,
-           "gateway request port (REP, or the bridge's PULL for push-pull)", "PORT"),
+           "gateway request port (REP, or the bridge's PULL for push-pull, or the rpyc "
+           "server for rpyc)", "PORT"),
     Option("reply_port", "--reply-port", "GATEWAY_REPLY_PORT", None, parse_port,
            "the bridge's PUSH port that carries answers (push-pull and req-pull)", "PORT",
            optional=True),
@@ -213,9 +214,10 @@ CURVE = OptionGroup("CURVE", (
 ALSO = OptionGroup("other dependencies", (
     Option("also", "--also", "GATE_ALSO", None, str,
            "another target that must be ready too (repeatable; the variable "
-           "comma-separated): zmq+req://, zmq+sub://, redis://, rediss://, postgresql://, "
-           "postgres://, http://, https://, tcp:// (see README); zmq+req is another bridge, "
-           "asked and judged like the gateway", "URL", optional=True, repeat=True),
+           "comma-separated): zmq+req://, zmq+sub://, rpyc://, redis://, rediss://, "
+           "postgresql://, postgres://, http://, https://, tcp:// (see README); zmq+req is "
+           "another bridge, asked and judged like the gateway; rpyc an mt5linux server, "
+           "judged as --bridge mt5linux", "URL", optional=True, repeat=True),
 ))
 
 def parse_absolute_path(text: str) -> str:

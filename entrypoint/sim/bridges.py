@@ -39,6 +39,7 @@ from entrypoint.log.logs import untrusted
 from entrypoint.sim.dialects import (
     BROKER_STATES,
     DEFAULT_TICK_HZ,
+    RPYC_DIALECTS,
     TICK_SYMBOLS,
     TWO_SOCKET_DIALECTS,
     SimState,
@@ -55,6 +56,11 @@ Step = tuple[str, bytes]
 
 def check_options(args: argparse.Namespace) -> None:
     """A flag that does not go with the chosen dialect is a usage error, never ignored."""
+    if args.dialect in RPYC_DIALECTS:
+        from entrypoint.sim.mt5linux import check_options as check_rpyc  # noqa: PLC0415
+
+        check_rpyc(args)
+        return
     if args.dialect not in TWO_SOCKET_DIALECTS:
         for flag, value, dialects in (
             ("--reply-port", args.reply_port, TWO_SOCKET_DIALECTS),

@@ -71,6 +71,19 @@ BROKER_STATES: dict[str, tuple[str, ...]] = {
     "ejtrader": ("algo_trading_off", "ea_trading_off", "not_logged_in"),
     "pymetatrader": ("not_logged_in",),
 }
+# ``sim --dialect mt5linux`` (sim/mt5linux.py): an rpyc classic server, not ZeroMQ.
+RPYC_DIALECTS = ("mt5linux",)
+# Its --broker-state words: the gate's names for them (gateway/broker_states.py).
+MT5LINUX_STATES = (
+    "terminal_not_attached",
+    "terminal_starting",
+    "no_broker_connection",
+    "algo_trading_off",
+    "api_disabled",
+    "not_logged_in",
+    "investor_login",
+    "account_expert_trading_off",
+)
 
 
 @dataclasses.dataclass
@@ -357,4 +370,4 @@ DIALECTS: dict[str, Callable[[bytes, SimState], bytes]] = {
     "pymetatrader": pymetatrader,
 }
 # Every dialect, as `sim --dialect` offers them (a test checks each is offered once).
-ALL_DIALECTS: tuple[str, ...] = (*DIALECTS, *TWO_SOCKET_DIALECTS)
+ALL_DIALECTS: tuple[str, ...] = (*DIALECTS, *TWO_SOCKET_DIALECTS, *RPYC_DIALECTS)

@@ -32,7 +32,14 @@ from entrypoint.log.events import emit
 from entrypoint.log.logs import configure_logging, get_logger, untrusted
 from entrypoint.settings.curve import check_key, read_key
 from entrypoint.sim.bridges import check_options, serve_bridge
-from entrypoint.sim.dialects import DEFAULT_TICK_HZ, DIALECTS, TICK_SYMBOLS, SimState, now_iso
+from entrypoint.sim.dialects import (
+    DEFAULT_TICK_HZ,
+    DIALECTS,
+    RPYC_DIALECTS,
+    TICK_SYMBOLS,
+    SimState,
+    now_iso,
+)
 
 HEARTBEAT_INTERVAL_S = 1.0
 _MAX_LIST_BYTES = 1024 * 1024  # --curve-allow: a key per line, 41 bytes each
@@ -56,7 +63,11 @@ def serve(args: argparse.Namespace) -> int:
     if time.monotonic() >= stop_at:
         emit(log, events.SIM_STOPPED, reason="exit_after")
         return 0
-    if args.not_zmq:
+    if args.dialect in RPYC_DIALECTS:
+        from entrypoint.sim.mt5linux import serve_mt5linux  # noqa: PLC0415 - imports rpyc
+
+        serve_mt5linux(args, log, SimState(started, log, broker_state=args.broker_state), stop_at)
+    elif args.not_zmq:
         _serve_not_zmq(args, log, stop_at)
     else:
         state = SimState(started, log, token, args.bad_status, broker_state=args.broker_state)

@@ -88,6 +88,8 @@ KINDS: dict[str, Kind] = {
         Kind("icmp", "network", "net:icmp"),
         Kind("zmq_ping", "application", "zmq:request", ("zmq+req",), gateway=True),
         Kind("zmq_pub", "application", "zmq:feed", ("zmq+sub",), gateway=True),
+        # The MetaTrader5 module behind an rpyc classic server (--bridge mt5linux).
+        Kind("rpyc", "application", "zmq:rpyc", ("rpyc",), gateway=True),
         Kind("redis", "application", "services:redis", ("redis", "rediss"), True, "redis"),
         Kind(
             "postgres",

@@ -1,4 +1,5 @@
-"""ZeroMQ targets: a bridge's REQ port, asked and judged as the gateway is, and a PUB port."""
+"""Gateway targets: a bridge's REQ port (or an mt5linux rpyc server), asked and judged as
+the gateway is, and a PUB port."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def request(text: str, context: Context) -> Probe:
         return f"reply {untrusted(ready.reply, 80)}"
 
     return probe
+
+
+def rpyc(text: str, context: Context) -> Probe:
+    """An mt5linux rpyc server (``rpyc://host:18812``), read and judged as ``--bridge
+    mt5linux`` reads it, whatever the gateway's own bridge; ``?bridge=`` may name another."""
+    where, _, query = text.partition("?")
+    options = {"bridge": "mt5linux", **_options(query)}
+    return request(f"{where}?{'&'.join(f'{k}={v}' for k, v in options.items())}", context)
 
 
 def _options(query: str) -> dict[str, str]:
