@@ -36,7 +36,7 @@ from tests.support.bounds import (
     after_deadline,
 )
 from tests.support.cli import run_gate
-from tests.support.helpers import EXEC_PROBE, REPO, base_env, free_port
+from tests.support.helpers import EXEC_PROBE, REPO, base_env, free_port, skip_or_fail
 from tests.support.processes import Spawn, StartGate, StartSim, StartStandIn
 
 # The stand-in's state word -> the broker_state the gate names for it.
@@ -383,16 +383,16 @@ def test_an_rpyc5_server_is_named_a_version_mismatch() -> None:
     assert "rpyc version mismatch" in ran.stdout, ran.stdout
 
 
-@pytest.mark.skipif(
-    not os.environ.get("RPYC5_PYTHON"),
-    reason="RPYC5_PYTHON: a Python with rpyc 5.x (a real 5.2.3 server; the emulated one "
-    "above always runs)",
-)
 def test_a_real_rpyc5_classic_server_is_named_a_version_mismatch(
     tmp_path: Path, spawn: Spawn
 ) -> None:
-    """rpyc 5.2.3's own classic server (checked with RPYC5_PYTHON=a Python with
-    rpyc==5.2.3): the gate's rpyc 6 says "version mismatch", exit 1 for health."""
+    """rpyc 5.2.3's own classic server (RPYC5_PYTHON: a Python with rpyc==5.2.3, which
+    .ci/run prepares): the gate's rpyc 6 says "version mismatch", exit 1 for health."""
+    if not os.environ.get("RPYC5_PYTHON"):
+        skip_or_fail(
+            "RPYC5_PYTHON: a Python with rpyc 5.2.3 (.ci/run makes one; the emulated "
+            "5.x server above always runs)"
+        )
     script = tmp_path / "server5.py"
     script.write_text(
         "import rpyc\nfrom rpyc.utils.server import ThreadedServer\n"

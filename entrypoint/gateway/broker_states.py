@@ -78,9 +78,10 @@ STATES: dict[str, BrokerState] = {
         BrokerState(
             "not_logged_in",
             "the terminal is not logged in to a trade account",
-            "log in (File > Login to Trade Account) with the account's trading password, "
-            "check the server name, and wait for the connection status at the bottom "
-            "right of the terminal to show the ping",
+            "log in (File > Login to Trade Account; in lprett/mt5linux set MT5_LOGIN, "
+            "MT5_SERVER and MT5_PASSWORD) with the account's trading password, check the "
+            "server name, and wait for the connection status at the bottom right of the "
+            "terminal to show the ping",
         ),
         BrokerState(
             "no_ea_attached",
@@ -117,12 +118,6 @@ STATES: dict[str, BrokerState] = {
             "the terminal refuses the Python API (TERMINAL_TRADEAPI_DISABLED)",
             'untick "Disable automatic trading via external Python API" in Tools > '
             "Options > Expert Advisors",
-        ),
-        BrokerState(
-            "not_logged_in",
-            "the terminal is logged in to no trade account (account_info() is None)",
-            "log in (File > Login to Trade Account; in lprett/mt5linux set MT5_LOGIN, "
-            "MT5_SERVER and MT5_PASSWORD)",
         ),
         BrokerState(
             "investor_login",
