@@ -218,3 +218,46 @@ def test_a_stop_at_any_moment_of_the_start_is_one_line_and_128_plus_n() -> None:
             f"only {count} {sig.name} sends of {STARTS_PER_SIGNAL} reached the gate's code "
             f"(spread {spread_ms:.0f} ms): {[str(o) for o in outcomes[:4]]}"
         )
+
+
+# A stop raised inside a finalizer (here a weakref callback, as the import system's are)
+# after the gate's handlers are in but before process/failclosed's hook: Python swallows
+# it and reports it to sys.unraisablehook, whose default is a raw traceback.
+_STOP_IN_A_FINALIZER = """
+import os, signal, weakref
+from entrypoint.errors import GateSignal
+from entrypoint.process import signals
+
+signals.install_stop_handlers()
+
+class Thing:
+    pass
+
+def finalizer(_ref):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10_000):  # the handler runs here, between two bytecodes
+        pass
+
+thing = Thing()
+ref = weakref.ref(thing, finalizer)
+del thing
+try:
+    signals.raise_if_pending()
+except GateSignal as stop:
+    print(stop.exit_code)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_swallowed_by_a_finalizer_before_failclosed_is_silent_and_still_stops() -> None:
+    proc = subprocess.run(
+        [GATE[0], "-c", _STOP_IN_A_FINALIZER],
+        env=_env() | {"PYTHONPROFILEIMPORTTIME": ""},
+        capture_output=True,
+        text=True,
+        timeout=EVENT_S,
+        check=False,
+    )
+    seen = f"exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr!r}"
+    assert proc.stdout.strip() == str(128 + signal.SIGTERM), seen
+    assert proc.stderr == "", seen
