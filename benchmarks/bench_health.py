@@ -12,7 +12,8 @@ healthcheck every 10 s costs in a day (8640 checks).
    socket, receives the reply and ``json.loads`` it: what any ZeroMQ healthcheck in Python
    must pay.
 2. ``mt5-gate health`` with JSON logs (stderr is not a terminal), as the image's
-   HEALTHCHECK runs it.
+   HEALTHCHECK runs it: no flag, ``GATEWAY_HOST`` and ``GATEWAY_PORT`` in the environment
+   (the command's name alone is read without argparse); and with ``--host``/``--port``.
 3. ``mt5-gate wait`` with no COMMAND: start-up to exit 0 on the answering gateway.
 4. With ``--base REV``: 2 and 3 again from REV's source (a temporary ``git worktree``),
    interleaved with the others, to show what a change did in the same run.
@@ -186,6 +187,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 FLOOR = "floor: `python -c` import zmq, one REQ PING, json.loads"
+IMAGE_HEALTH = "`mt5-gate health`, GATEWAY_HOST/PORT set (the image's HEALTHCHECK)"
 
 
 def bench(runs: int, base: str | None) -> tuple[list[list[str]], list[list[str]]]:
@@ -205,7 +207,12 @@ def bench(runs: int, base: str | None) -> tuple[list[list[str]], list[list[str]]
             "bare: `python -c pass`": ([python, "-c", "pass"], _env(REPO)),
         }
         for label, tree in trees.items():
-            commands[f"`mt5-gate health`{label}"] = (
+            # As the image's HEALTHCHECK runs it: no flag, the gateway from the environment.
+            commands[f"{IMAGE_HEALTH}{label}"] = (
+                [gate, "health"],
+                _env(tree) | {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": port},
+            )
+            commands[f"`mt5-gate health --host H --port P`{label}"] = (
                 [gate, "health", "--host", "127.0.0.1", "--port", port],
                 _env(tree),
             )

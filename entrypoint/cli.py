@@ -8,16 +8,15 @@ command owns its rules in ``commands/<name>.py``, registered in ``commands/__ini
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from entrypoint import __version__, commands
 from entrypoint.commands import Entry
-from entrypoint.commands.arguments import HelpFormatter, MeasuredWidthFormatter, OptionParser
 from entrypoint.errors import (
     EXIT_SOFTWARE,
     GateError,
@@ -34,12 +33,22 @@ from entrypoint.process.signals import install_stop_handlers
 from entrypoint.settings.options import ALL_OPTIONS, LOG_FORMATS, declared, resolve_option
 
 if TYPE_CHECKING:
-    from entrypoint.commands.contract import Command
+    import argparse
+
+    from entrypoint.commands.arguments import OptionParser
+    from entrypoint.commands.contract import Command, TakesGroups
 
 
 def build_parser(only: str | None = None) -> OptionParser:
     """The parser; with ``only``, that command's options alone are built (importing only
     its module): ``mt5-gate --help`` lists every command from the registry's summaries."""
+    # Here, not at the top: a bare `mt5-gate health` imports no argparse (see _bare_call).
+    from entrypoint.commands.arguments import (  # noqa: PLC0415
+        HelpFormatter,
+        MeasuredWidthFormatter,
+        OptionParser,
+    )
+
     parser = OptionParser(
         prog="mt5-gate",
         description="Hold a container's strategy runner until the MT5 "
@@ -97,22 +106,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     options = _attach_dash_values(options)
     named = commands.find(options[0]) if options else None
     try:
-        try:
-            args, extra = build_parser(only=named.name if named else None).parse_known_args(options)
-        except SystemExit as done:  # --help and --version print and "exit" 0
-            return int(done.code or 0)
-        if named is None and extra:
-            raise UsageError(
-                f"mt5-gate: unrecognized arguments: {' '.join(extra)}; "
-                f"a command comes first ({', '.join(commands.names())})"
-            )
-        if named is None:
-            raise UsageError(
-                "mt5-gate: a command is required "
-                f"({', '.join(commands.names())}); see mt5-gate --help"
-            )
-        if extra:
-            raise UsageError(_unrecognized(named.name, extra))
+        if named is not None and named.bare_call and options == [named.name]:
+            args = _bare_call(named)
+        else:
+            try:
+                args = _parse(named, options)
+            except SystemExit as done:  # --help and --version print and "exit" 0
+                return int(done.code or 0)
+        assert named is not None  # _parse raised a UsageError without a command
         if command and not named.runner:
             raise UsageError(f"mt5-gate {named.name}: unexpected arguments after --")
         # Until the command configures its own, errors are logged as its flags ask: an
@@ -130,6 +131,37 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         _configure_fallback_logging(options, env)
         emit(get_logger(), events.SIGNAL, signal=sig.name, exit_code=sig.exit_code)
         return sig.exit_code
+
+
+def _parse(named: Entry | None, options: list[str]) -> argparse.Namespace:
+    """argparse's reading of the words before ``--``; a UsageError for anything it did
+    not take, and when no command was named."""
+    args, extra = build_parser(only=named.name if named else None).parse_known_args(options)
+    if named is None and extra:
+        raise UsageError(
+            f"mt5-gate: unrecognized arguments: {' '.join(extra)}; "
+            f"a command comes first ({', '.join(commands.names())})"
+        )
+    if named is None:
+        raise UsageError(
+            f"mt5-gate: a command is required ({', '.join(commands.names())}); see mt5-gate --help"
+        )
+    if extra:
+        raise UsageError(_unrecognized(named.name, extra))
+    return args
+
+
+def _bare_call(entry: Entry) -> argparse.Namespace:
+    """What argparse makes of a command's name alone, when its flags are exactly its
+    option groups': every flag None (``add_groups`` gives each the default None).
+
+    The image's HEALTHCHECK is `mt5-gate health`, every 10 s all day: importing argparse
+    and building its parser were ~3 ms of a ~50 ms check (benchmarks/bench_health.py).
+    tests/test_cli.py checks this equals argparse's namespace for every such command."""
+    module = cast("TakesGroups", entry.load())
+    flags = {opt.field: None for group in module.GROUPS for opt in group.options if opt.flag}
+    # A plain namespace: the commands read attributes and vars() of it, as of argparse's.
+    return cast("argparse.Namespace", SimpleNamespace(command=entry.name, **flags))
 
 
 def _unrecognized(name: str, extra: list[str]) -> str:

@@ -13,11 +13,16 @@ import re
 
 from entrypoint.addresses import address_text
 
-# docs/TROUBLESHOOTING.md, shipped inside the package (a test keeps the two identical):
-# the gate runs in an image with no repository and no browser, and the project has no
-# public address to link to, so a hint names the command that prints the section there.
+# docs/TROUBLESHOOTING.md and docs/BRIDGES.md, shipped inside the package (a test keeps
+# the copies identical): the gate runs in an image with no repository and no browser, and
+# the project has no public address to link to, so a hint names the command that prints
+# the section there.
 TROUBLESHOOTING = "docs/TROUBLESHOOTING.md"  # in the repository, and in the package
+BRIDGES = "docs/BRIDGES.md"
 _HEADING = r"^(#{2,3}) (\S+)\s*$"  # compiled when read: not on a healthcheck's path
+_PRESET_HEADING = r"^(###) `([^`]+)`: "  # "### `dwx`: darwinex/dwx-zeromq-connector"
+FINDING_SETTINGS = "Finding the settings for your bridge"  # BRIDGES.md's how-to section
+REHEARSAL = "Rehearsal dialects"  # BRIDGES.md's section on the rehearsal presets
 
 
 def see(section: str) -> str:
@@ -26,28 +31,61 @@ def see(section: str) -> str:
     return f"`mt5-gate explain --reason {section}`"
 
 
+def see_bridge(preset: str | None = None) -> str:
+    """Where a reader finds a preset's recipe in BRIDGES.md, or (no preset) how to find
+    the settings for any bridge: a command, as ``see``."""
+    return f"`mt5-gate explain --bridge{' ' + preset if preset else ''}`"
+
+
 def troubleshooting_sections() -> dict[str, str]:
     """Every ``## name`` and ``### name`` section of the packaged TROUBLESHOOTING.md, by
     name: its heading and text up to the next heading of the same or a higher level."""
+    return _sections(packaged(TROUBLESHOOTING).splitlines(), _HEADING)
+
+
+def bridge_sections() -> dict[str, str]:
+    """The packaged BRIDGES.md by preset (each ``### `name`: ...`` section), with ``""``
+    for how to find the settings for a bridge that has none, and ``all`` for the whole."""
+    text = packaged(BRIDGES)
+    lines = text.splitlines()
+    sections = _sections(lines, _PRESET_HEADING)
+    # The presets kept for rehearsal share one section, which names them as GATE_BRIDGE=.
+    for text in _sections(lines, rf"^(##) ({REHEARSAL})$").values():
+        for name in re.findall(r"`GATE_BRIDGE=([\w-]+)`", text):
+            sections.setdefault(name, text)
+    finding = _sections(lines, rf"^(##) ({FINDING_SETTINGS})$")
+    sections[""] = finding[FINDING_SETTINGS] + "\nPresets: " + ", ".join(sections) + "\n"
+    sections["all"] = text
+    return sections
+
+
+def packaged(document: str) -> str:
+    """A document shipped in the package, as text."""
     # Beside this module, where a wheel or an editable install puts it; a plain path, as
     # importlib.resources would cost every gate's start-up ~10 ms of imports.
-    path = os.path.join(os.path.dirname(__file__), *TROUBLESHOOTING.split("/"))
+    path = os.path.join(os.path.dirname(__file__), *document.split("/"))
     with open(path, encoding="utf-8") as file:
-        lines = file.read().splitlines()
+        return file.read()
+
+
+def _sections(lines: list[str], pattern: str) -> dict[str, str]:
+    """Each heading ``pattern`` matches (group 1 its ``#``s, group 2 its name), with its
+    text up to the next heading of the same or a higher level. A line in a fenced code
+    block is never a heading (BRIDGES.md's recipes hold ``# recipe: dwx`` comments)."""
+    headings: list[tuple[int, int]] = []  # (line, level), outside the fences
+    fenced = False
+    for number, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (hashes := re.match(r"^(#+) ", line)):
+            headings.append((number, len(hashes.group(1))))
     sections: dict[str, str] = {}
-    for start, line in enumerate(lines):
-        heading = re.match(_HEADING, line)
+    for index, (start, _level) in enumerate(headings):
+        heading = re.match(pattern, lines[start])
         if heading is None:
             continue
         level = len(heading.group(1))
-        end = next(
-            (
-                i
-                for i in range(start + 1, len(lines))
-                if (other := re.match(r"^(#+) ", lines[i])) and len(other.group(1)) <= level
-            ),
-            len(lines),
-        )
+        end = next((at for at, other in headings[index + 1 :] if other <= level), len(lines))
         sections[heading.group(2)] = "\n".join(lines[start:end]).strip() + "\n"
     return sections
 
@@ -126,7 +164,7 @@ HINTS: dict[Reason, str] = {
         "{target} answers, but its reply does not satisfy the readiness judgement: the "
         "bridge is not ready yet (MAINTENANCE, DISCONNECTED, not logged in) or refuses this "
         "request (unauthorized, invalid request). If the bridge is healthy, it speaks another "
-        "dialect: set GATE_PING_REQUEST and GATE_READY_WHEN for it (docs/BRIDGES.md; "
+        f"dialect: set GATE_PING_REQUEST and GATE_READY_WHEN for it ({see_bridge()}; "
         f"`mt5-gate probe` shows the reply). See {see('not_ready')}"
     ),
     Reason.PROTOCOL: (
@@ -183,7 +221,7 @@ STEPS: dict[Reason, tuple[str, ...]] = {
     Reason.NOT_READY: (
         "read the reply shown above: is the bridge saying it is not ready, or refusing "
         "the request (unauthorized, invalid request, unknown action)?",
-        "find the bridge's dialect in docs/BRIDGES.md and set GATE_PING_REQUEST and "
+        f"find the bridge's dialect with {see_bridge()} and set GATE_PING_REQUEST and "
         "GATE_READY_WHEN (or GATE_EXPECT_STATUS) to match it",
         "try a setting first: mt5-gate probe --host {host} --port {port} "
         "--ping-request '<JSON>' --ready-when '<EXPR>'",

@@ -155,7 +155,7 @@ class AttemptLog:
                 message="the bridge answers, but the readiness judgement rejects its reply: "
                 "if the bridge is healthy, this is its dialect, not an outage",
                 fix="set GATE_READY_WHEN (and GATE_PING_REQUEST) for this bridge's dialect; "
-                "see docs/BRIDGES.md and try them with `mt5-gate probe`",
+                "see `mt5-gate explain --bridge` and try them with `mt5-gate probe`",
             )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.cli import build_parser, main
-from entrypoint.commands import wait
+from entrypoint.cli import _bare_call, build_parser, main
+from entrypoint.commands import REGISTRY, Entry, wait
 from entrypoint.commands.wait import EXIT_CODES_HELP
 from entrypoint.settings.options import options_of
 from tests.support.cli import run_gate
@@ -173,3 +173,12 @@ def test_console_script_is_installed_and_is_the_same_program() -> None:
 def test_main_in_process_returns_exit_code_for_config_error() -> None:
     """main() is callable in-process and returns, never exits, for usage errors."""
     assert main(["wait", "--host", "gw", "--port", "x"], {}) == 64
+
+
+@pytest.mark.parametrize("entry", [e for e in REGISTRY if e.bare_call], ids=lambda e: e.name)
+def test_a_bare_call_reads_the_name_alone_as_argparse_does(entry: Entry) -> None:
+    """A command read without argparse (``Entry.bare_call``: the image's `mt5-gate health`)
+    gets the very namespace argparse makes of its name alone, so the two readings of a
+    flag-less call can never differ, whatever option is added to its groups."""
+    parsed = vars(build_parser(only=entry.name).parse_args([entry.name]))
+    assert vars(_bare_call(entry)) == parsed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -9,7 +10,8 @@ import sys
 from pathlib import Path
 
 from entrypoint.gateway.broker_states import STATES
-from entrypoint.reasons import HINTS, STEPS, Reason, dependency_hint
+from entrypoint.gateway.presets import PRESETS
+from entrypoint.reasons import HINTS, STEPS, Reason, bridge_sections, dependency_hint
 from tests.support.bounds import COMMAND_S, EXIT_S
 from tests.support.helpers import REPO, base_env
 
@@ -32,6 +34,63 @@ def test_the_package_ships_troubleshooting_md_as_it_is_in_docs() -> None:
     copy it over entrypoint/docs/TROUBLESHOOTING.md."""
     shipped = (REPO / "entrypoint" / "docs" / "TROUBLESHOOTING.md").read_text()
     assert shipped == (REPO / "docs" / "TROUBLESHOOTING.md").read_text()
+
+
+def test_the_package_ships_bridges_md_as_it_is_in_docs() -> None:
+    """`explain --bridge` reads the copy in the package: edit docs/BRIDGES.md, then copy it
+    over entrypoint/docs/BRIDGES.md."""
+    shipped = (REPO / "entrypoint" / "docs" / "BRIDGES.md").read_text()
+    assert shipped == (REPO / "docs" / "BRIDGES.md").read_text()
+
+
+def test_every_preset_has_its_bridges_section() -> None:
+    """`explain --bridge NAME` finds a section for every preset, each whole (a recipe's
+    `# recipe:` comment inside its code block does not end it)."""
+    sections = bridge_sections()
+    assert set(PRESETS) <= set(sections), set(PRESETS) - set(sections)
+    for name in PRESETS:
+        own = f"### `{name}`: "  # or the rehearsal presets' shared section
+        shared = "## Rehearsal dialects\n"
+        assert sections[name].startswith((own, shared)), sections[name][:80]
+        assert f"`{name}`" in sections[name], sections[name][:80]
+        assert sections[name].count("```") % 2 == 0, (name, sections[name][-300:])
+    listed = sections[""].rsplit("Presets: ", 1)[1].strip().split(", ")
+    assert sorted(listed) == sorted(PRESETS), listed
+
+
+def _strings_shown_to_users(path: Path) -> list[str]:
+    """The string constants of a module that are not docstrings (nor f-string parts of
+    them): what a hint, a message or a --help line can print."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_no_message_names_a_path_of_the_repository() -> None:
+    """The gate runs in an image with no repository: a hint, a message or --help names the
+    command that prints a document (`mt5-gate explain --reason/--bridge`), never a
+    `docs/...` path. The packaged documents' own locations are the exception."""
+    packaged = {"docs/TROUBLESHOOTING.md", "docs/BRIDGES.md"}
+    found = [
+        (str(path.relative_to(REPO)), text[:120])
+        for path in sorted((REPO / "entrypoint").rglob("*.py"))
+        for text in _strings_shown_to_users(path)
+        if "docs/" in text and text not in packaged
+    ]
+    assert found == []
 
 
 def sections_named() -> set[str]:
@@ -89,6 +148,21 @@ def test_every_section_a_hint_names_is_printed_by_the_package_as_installed(tmp_p
         assert shown.returncode == 0, (name, shown.stderr)
         assert re.match(rf"##+ {re.escape(name)}\n", shown.stdout), shown.stdout[:200]
         assert shown.stdout.strip() in docs, name
+    bridges = (REPO / "docs" / "BRIDGES.md").read_text()
+    for name in ["", *PRESETS]:
+        shown = subprocess.run(
+            [sys.executable, "-m", "entrypoint", "explain", "--bridge", *([name] if name else [])],
+            cwd=tmp_path,
+            env={**base_env(), "PYTHONPATH": str(built)},
+            capture_output=True,
+            text=True,
+            timeout=EXIT_S,
+            check=False,
+        )
+        assert shown.returncode == 0, (name, shown.stderr)
+        first = shown.stdout.split("\nPresets: ")[0].strip()
+        assert first.startswith("##"), (name, shown.stdout[:200])
+        assert first in bridges, (name, shown.stdout[:200])
 
 
 def test_quick_start_says_how_mt5_gate_gets_on_the_path() -> None:

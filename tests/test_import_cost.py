@@ -9,9 +9,10 @@ check module names only, so they hold however the command line is parsed and dis
   lines are written by ``entrypoint.log.logs``; structlog renders the console format only;
 * ``health`` with the default judgement imports neither jmespath nor tenacity;
 * ``health`` imports no ``dataclasses`` (nor the ``inspect`` it imports): its value objects
-  are NamedTuples; no ``socket`` module (``_socket`` does), ``datetime`` or ``locale``
-  (argparse's gettext lookups); no ``shutil`` (argparse's terminal-size query, made only
-  when help is formatted) and no ``ast`` (parsed only for a Python-literal reply);
+  are NamedTuples; the image's flag-less ``mt5-gate health`` imports no argparse; no
+  ``socket`` module (``_socket`` does), ``datetime`` or ``locale`` (argparse's gettext
+  lookups); no ``shutil`` (argparse's terminal-size query, made only when help is
+  formatted) and no ``ast`` (parsed only for a Python-literal reply);
 * a target kind's module (``entrypoint.targets.*``) is imported only when that kind is used.
 """
 
@@ -130,6 +131,32 @@ def test_health_imports_no_dataclasses_inspect_shutil_or_ast(sim: StartSim, tmp_
         )
         assert stdout.split(":")[0] == verdict, (code, stdout)
         assert modules & NOT_FOR_HEALTH == set(), verdict
+
+
+# What parsing flags costs: argparse (and the gettext it imports at the top) and the
+# gate's parser helpers. The image's HEALTHCHECK is `mt5-gate health`, no flag.
+PARSING = {"argparse", "gettext", "entrypoint.commands.arguments"}
+
+
+def test_the_images_healthcheck_parses_nothing(sim: StartSim, tmp_path: Path) -> None:
+    """`mt5-gate health` with the gateway in the environment, as the image runs it, is
+    read without argparse (cli._bare_call): healthy, unhealthy, and a bad variable's
+    one line too. A flag brings argparse back (it is what reads flags)."""
+    _simulator, port = sim()
+    cases = [
+        ({"GATEWAY_PORT": str(port)}, "healthy"),
+        ({"GATEWAY_PORT": str(held_closed_port())}, "unhealthy"),
+        ({"GATEWAY_PORT": str(port), "GATE_HEALTH_TIMEOUT": "soon"}, "unhealthy"),
+    ]
+    for env, verdict in cases:
+        code, modules, stdout = imported(["health"], tmp_path, GATEWAY_HOST="127.0.0.1", **env)
+        assert (code, stdout.split(":")[0]) == (int(verdict == "unhealthy"), verdict), (env, stdout)
+        assert modules & PARSING == set(), (env, stdout)
+    _code, modules, stdout = imported(
+        ["health", "--port", str(port)], tmp_path, GATEWAY_HOST="127.0.0.1"
+    )
+    assert stdout.startswith("healthy"), stdout
+    assert modules >= PARSING, modules & PARSING
 
 
 def test_every_value_object_health_imports_is_a_named_tuple(tmp_path: Path) -> None:

@@ -125,5 +125,7 @@ def test_lookups_by_value_still_find_the_declared_object() -> None:
     """`in` and `==` compare field by field, as the dataclasses did."""
     assert all(event in GATE_EVENTS for event in GATE_EVENTS)
     assert len(set(GATE_EVENTS)) == len(GATE_EVENTS)
-    assert Entry("health", REGISTRY[2].summary, own_usage_errors=True) == REGISTRY[2]
+    assert (
+        Entry("health", REGISTRY[2].summary, own_usage_errors=True, bare_call=True) == REGISTRY[2]
+    )
     assert len({opt.flag for opt in ALL_OPTIONS}) > 1

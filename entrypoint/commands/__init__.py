@@ -6,8 +6,6 @@ the option groups it uses) and ``run(args, command, environ) -> int`` (see ``Com
 runs (or its --help is asked for), so each command loads only what it uses.
 """
 
-from __future__ import annotations
-
 import importlib
 from typing import TYPE_CHECKING, NamedTuple, cast
 
@@ -23,18 +21,26 @@ class Entry(NamedTuple):
     runner: bool = False  # takes `-- COMMAND [ARG...]`, the program it execs
     sockets: bool = True  # opens sockets: the descriptor limit is raised first (fdlimit)
     own_usage_errors: bool = False  # its module is a ReportsUsageErrors
+    # Its flags are exactly its module's GROUPS (a TakesGroups): the command's name alone
+    # is parsed without argparse (cli: the image's HEALTHCHECK runs `mt5-gate health`).
+    bare_call: bool = False
 
-    def load(self) -> Command:
+    def load(self) -> "Command":
         return cast("Command", importlib.import_module(f"{__name__}.{self.name}"))
 
-    def usage_error_reporter(self) -> ReportsUsageErrors | None:
+    def usage_error_reporter(self) -> "ReportsUsageErrors | None":
         return cast("ReportsUsageErrors", self.load()) if self.own_usage_errors else None
 
 
 REGISTRY: tuple[Entry, ...] = (
     Entry("wait", "wait for the gateway, then exec COMMAND", runner=True),
     Entry("probe", "diagnose the gateway layer by layer, with troubleshooting steps"),
-    Entry("health", "one bounded attempt, for container healthchecks", own_usage_errors=True),
+    Entry(
+        "health",
+        "one bounded attempt, for container healthchecks",
+        own_usage_errors=True,
+        bare_call=True,
+    ),
     Entry("mesh", "check every dependency concurrently and score the mesh"),
     Entry(
         "explain",

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from entrypoint.commands.arguments import OptionParser
 from entrypoint.errors import UsageError
+from entrypoint.settings.options import OptionGroup
 
 
 class Command(Protocol):
@@ -28,3 +29,9 @@ class ReportsUsageErrors(Command, Protocol):
     """A command with its own contract for usage errors (``health``: exit 1, one line)."""
 
     def report_usage_error(self, exc: UsageError) -> int: ...
+
+
+class TakesGroups(Command, Protocol):
+    """A command whose flags are exactly its option groups' (``Entry.bare_call``)."""
+
+    GROUPS: tuple[OptionGroup, ...]

@@ -5,8 +5,9 @@ the gate waited for, what went wrong and for how long, and what to do next, with
 host and port. Lines that are not the gate's are counted and skipped; nothing in the input
 makes it fail (``gatelog`` reads it with bounded memory). Exit 0 when it found the gate's
 lines, 1 when it found none, 64 on a usage error, 66 when FILE cannot be opened.
-``explain --reason NAME`` prints a section of TROUBLESHOOTING.md, shipped in the package:
-the hints name it, and it works where the gate runs (an image has no repository).
+``explain --reason NAME`` prints a section of TROUBLESHOOTING.md and ``explain --bridge
+[NAME]`` a preset's recipe from BRIDGES.md, both shipped in the package: the hints name
+them, and they work where the gate runs (an image has no repository).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from entrypoint.commands.arguments import OptionParser, add_json_flag, describe
 from entrypoint.errors import OutputFailed, UsageError
 from entrypoint.files import tell_stderr, write_report
 from entrypoint.log.gatelog import GATEWAY, MIXED, LogSummary, Phase, Run, read_runs
-from entrypoint.reasons import see, troubleshooting_sections
+from entrypoint.reasons import bridge_sections, see, troubleshooting_sections
 from entrypoint.report import Painter, dump_json, duration, hanging, visible
 
 EXIT_NO_GATE_LINES = 1
@@ -33,32 +34,36 @@ PARAGRAPH = 4  # the continuation lines of a text that starts at column 2
 def add_arguments(parser: OptionParser) -> None:
     describe(
         parser,
-        usage="mt5-gate explain [FILE] [--json] | --reason NAME",
+        usage="mt5-gate explain [FILE] [--json] | --reason NAME | --bridge [NAME]",
         description="Reads the gate's log lines from FILE or standard input (e.g. "
         "`docker logs mt5-strategy 2>&1 | mt5-gate explain`), skips every "
         "line that is not the gate's, and prints a three-sentence summary, "
         "the advice for the reason that mattered (hint, TROUBLESHOOTING "
         "section, next command) and a timeline per gate run (a restarted "
-        "container has several). With --reason NAME, prints the "
-        "troubleshooting section NAME instead (the command each hint names).",
+        "container has several). --reason and --bridge print a section of "
+        "TROUBLESHOOTING.md or BRIDGES.md instead (the commands the hints name).",
         epilog="exit codes: 0 explained, 1 no line of the gate found, 64 usage error, "
         "66 FILE cannot be read, 74 the report cannot be written to stdout",
     )
-    parser.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        default=None,
-        help="a log file (default: standard input; - is standard input)",
-    )
+    file_help = "a log file (default: standard input; - is standard input)"
+    parser.add_argument("file", nargs="?", metavar="FILE", default=None, help=file_help)
     add_json_flag(parser)
-    parser.add_argument(
+    document = parser.add_mutually_exclusive_group()  # one section at a time
+    document.add_argument(
         "--reason",
         metavar="NAME",
         default=None,
         help="print the troubleshooting section NAME and exit: a reason "
         "(refused, timeout, not_ready...), broker-states, a broker "
         "state (broker-state-ea-disabled...) or dependencies",
+    )
+    document.add_argument(
+        "--bridge",
+        metavar="NAME",
+        nargs="?",
+        const="",
+        help="print the BRIDGES.md section of the preset NAME (dwx...) and exit; alone, "
+        "how to find any bridge's settings; 'all', the whole document",
     )
 
 
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace, _command: list[str], _environ: Mapping[str, st
 
 
 def _explain(args: argparse.Namespace) -> int:
-    if args.reason is not None:
+    if args.reason is not None or args.bridge is not None:
         return _print_section(args)
     try:
         summary = _read(args.file)
@@ -104,14 +109,17 @@ def report_usage_error(exc: UsageError) -> int:
 
 
 def _print_section(args: argparse.Namespace) -> int:
+    by_reason = args.reason is not None
     if args.file is not None or args.json:
-        raise UsageError("mt5-gate explain: --reason takes neither FILE nor --json")
-    sections = troubleshooting_sections()
-    text = sections.get(args.reason)
+        flag = "--reason" if by_reason else "--bridge"
+        raise UsageError(f"mt5-gate explain: {flag} takes neither FILE nor --json")
+    name = args.reason if by_reason else args.bridge
+    kind = "troubleshooting section" if by_reason else "bridge preset"
+    sections = troubleshooting_sections() if by_reason else bridge_sections()
+    text = sections.get(name)
     if text is None:
         raise UsageError(
-            f"mt5-gate explain: no troubleshooting section {args.reason!r}; "
-            f"one of: {', '.join(sections)}"
+            f"mt5-gate explain: no {kind} {name!r}; one of: {', '.join(n for n in sections if n)}"
         )
     write_report("explain", lambda: sys.stdout.write(text))
     return 0

@@ -16,12 +16,10 @@ exits 1, whatever a passive check would see.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from entrypoint.commands.arguments import OptionParser, add_groups, describe
 from entrypoint.deadline import Deadline
 from entrypoint.errors import AttemptFailed, GateSignal, UsageError
 from entrypoint.files import forget_standard_stream
@@ -45,16 +43,24 @@ from entrypoint.settings.options import (
     resolve_option,
 )
 
+if TYPE_CHECKING:  # argparse only for --help and flags: the image's check has none (cli)
+    import argparse
+
+    from entrypoint.commands.arguments import OptionParser
+
 HEALTHY, UNHEALTHY = 0, 1
 MAX_LINE = 200
 
 
 # No backoff (one attempt), no STATUS, no log level (only errors are logged: the verdict
-# is the one line on stdout).
+# is the one line on stdout). Its flags are exactly these groups' (the registry's
+# ``bare_call``: a call with no flag is answered without argparse).
 GROUPS = (CONNECTION, ATTEMPT, READINESS, HEALTH_DEADLINE, FEED, LOG_FORMAT, CURVE, STATE)
 
 
 def add_arguments(parser: OptionParser) -> None:
+    from entrypoint.commands.arguments import add_groups, describe  # noqa: PLC0415 - see above
+
     describe(
         parser,
         description="First, unhealthy while `mt5-gate wait` for the same gateway "

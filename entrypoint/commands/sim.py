@@ -119,7 +119,7 @@ def add_arguments(parser: OptionParser) -> None:
         "--dialect",
         choices=ALL_DIALECTS,
         default="mt5-gate",
-        help="which bridge to behave like (default mt5-gate; see docs/BRIDGES.md): "
+        help="which bridge to behave like (default mt5-gate; see mt5-gate explain --bridge): "
         + ", ".join(ALL_DIALECTS),
     )
     add(

@@ -85,7 +85,7 @@ def add_arguments(parser: OptionParser) -> None:
         description="Retry a TCP connect and a ZeroMQ PING with exponential backoff "
         "until the gateway answers, then exec COMMAND (which keeps the PID). "
         "With no COMMAND, exit 0 once the gateway answers. --bridge NAME "
-        "speaks a public bridge's protocol (see docs/BRIDGES.md).",
+        "speaks a public bridge's protocol (see mt5-gate explain --bridge NAME).",
         epilog=EXIT_CODES_HELP,
     )
     add_groups(parser, *GROUPS)

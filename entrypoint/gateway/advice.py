@@ -25,7 +25,7 @@ _PLAIN_LITERAL = re.compile(r"[A-Za-z0-9 _.:/+-]{1,40}")
 _WORD = re.compile(r"[A-Za-z]+")
 _GENERIC = (
     "set GATE_READY_WHEN to an expression on this reply that is true only when the "
-    "bridge is ready (docs/BRIDGES.md)"
+    "bridge is ready (`mt5-gate explain --bridge`)"
 )
 
 
@@ -36,7 +36,7 @@ def suggest_fix(reply: Any, dialect: Dialect) -> str:
         return (
             f"the bridge refuses this request or is not ready ({refusal}): give it the "
             "request it expects (GATE_PING_REQUEST: action, required fields, token as "
-            '"$file:PATH"), or wait until it is ready; see docs/BRIDGES.md'
+            '"$file:PATH"), or wait until it is ready; see `mt5-gate explain --bridge`'
         )
     if isinstance(reply, str):
         if _pasteable(reply):

@@ -8,8 +8,6 @@ it is fixed, and a section of docs/TROUBLESHOOTING.md (named by the command that
 it, ``reasons.see``). The log keeps the bridge's words; the state is added beside them.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 

@@ -9,8 +9,6 @@ during a backoff pause in ``gate.ready`` or, when it is not ready, a ``gate.repl
 No request leaves unseen and no reply is dropped unjudged.
 """
 
-from __future__ import annotations
-
 import time
 from typing import Any, NamedTuple
 
@@ -71,7 +69,7 @@ class GatewayCheck:
         self.log = log
         self.last_address: str | None = None
 
-    def __enter__(self) -> GatewayCheck:
+    def __enter__(self) -> "GatewayCheck":
         return self
 
     def __exit__(self, *exc_info: object) -> None:

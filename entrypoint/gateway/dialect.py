@@ -8,8 +8,6 @@ talks to the gateway (wait, probe, health, mesh, ``--also zmq+req://``) builds i
 requests and judges its replies here and nowhere else.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple

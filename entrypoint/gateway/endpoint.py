@@ -5,8 +5,6 @@
 can be used (and tested) without it.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from entrypoint.addresses import address_text
@@ -129,7 +127,7 @@ class Endpoint(NamedTuple):
 
     host: str
     port: int
-    dialect: Dialect
+    dialect: "Dialect"
     transport: str = REQ
     reply_port: int | None = None  # the bridge's PUSH port, for the two-socket transports
     # The socket a `handshake` (and a passive healthcheck) connects to the request port:

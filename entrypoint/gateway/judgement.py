@@ -9,8 +9,6 @@ can build on it), but evaluated directly: jmespath is imported only for an expre
 someone wrote (``--ready-when``, a preset's), which costs a healthcheck nothing otherwise.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple

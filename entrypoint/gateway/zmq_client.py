@@ -10,13 +10,11 @@ error). The socket monitor says how far a connection got (``connection.Connectio
 when that is ambiguous is the TCP layer asked to diagnose.
 """
 
-from __future__ import annotations
-
 import itertools
 import os
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import zmq
 
@@ -61,29 +59,48 @@ def request_identity() -> bytes:
     return f"mt5-gate-{os.getpid()}-{next(_NEXT_IDENTITY)}".encode("ascii")
 
 
-class Secrecy(NamedTuple):
-    """A request carries a secret: send it only to a proven peer (``ZmqGateway.prove``)."""
+# A plain slotted class, not a NamedTuple: made once per attempt, never compared
+# or replaced, and each NamedTuple class costs every healthcheck ~0.1 ms to create.
+class Secrecy:
+    """A request carries a secret: send it only to a proven peer (``send_proven``)."""
 
-    legacy_allowed: bool = False  # a ZMTP 1.0 peer counts as proven (documented opt-in)
+    __slots__ = ("legacy_allowed",)
+
+    def __init__(self, legacy_allowed: bool = False) -> None:
+        # A ZMTP 1.0 peer counts as proven (documented opt-in).
+        self.legacy_allowed = legacy_allowed
 
 
-class Exchange(NamedTuple):
+class Exchange:
     """A reply, with how long the TCP connection took and the round trip from when the
     request could reach the gateway (its handshake, or a legacy peer's connection)."""
 
-    frames: list[bytes]
-    connect_ms: float | None
-    rtt_ms: float | None
+    __slots__ = ("connect_ms", "frames", "rtt_ms")
+
+    def __init__(self, frames: list[bytes], connect_ms: float | None, rtt_ms: float | None) -> None:
+        self.frames = frames
+        self.connect_ms = connect_ms
+        self.rtt_ms = rtt_ms
 
 
-class Monitored(NamedTuple):
+class Monitored:
     """A connected socket, its monitor, and what the monitor has said so far."""
 
-    sock: zmq.Socket[Any]
-    monitor: zmq.Socket[Any]
-    kind: int
-    conn: Connection
-    started: float
+    __slots__ = ("conn", "kind", "monitor", "sock", "started")
+
+    def __init__(
+        self,
+        sock: zmq.Socket[Any],
+        monitor: zmq.Socket[Any],
+        kind: int,
+        conn: Connection,
+        started: float,
+    ) -> None:
+        self.sock = sock
+        self.monitor = monitor
+        self.kind = kind
+        self.conn = conn
+        self.started = started
 
     def close(self) -> None:
         close_monitored(self.sock, self.monitor)
@@ -106,7 +123,7 @@ class ZmqGateway:
         self._ctx.setsockopt(zmq.LINGER, 0)
         self._ctx.set(zmq.BLOCKY, 0)
 
-    def __enter__(self) -> ZmqGateway:
+    def __enter__(self) -> "ZmqGateway":
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:

@@ -7,8 +7,6 @@ table to these declarations both ways, and every JSON line the test suite's gate
 is checked against them (a field not declared here fails the suite).
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 # Keys every line has (timestamp, level, event) or may have (exception, a traceback

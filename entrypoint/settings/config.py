@@ -6,11 +6,8 @@ dialect's requests against the preset's safety rule, the backoff bounds) before 
 is attempted.
 """
 
-from __future__ import annotations
-
-import argparse
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from entrypoint.addresses import address_text
 from entrypoint.errors import UsageError
@@ -33,6 +30,9 @@ from entrypoint.settings.options import (
     declared,
     one_of,
 )
+
+if TYPE_CHECKING:  # argparse is not imported by a bare `mt5-gate health` (see cli)
+    import argparse
 
 # The PUB port checked when a transport publishes by default and none is configured.
 DEFAULT_PUB_PORT = int(declared("pub_port").default or 5556)
@@ -96,7 +96,7 @@ class GateSettings(NamedTuple):
 
 
 def settings_for(
-    args: argparse.Namespace, environ: Mapping[str, str], options: tuple[Option, ...]
+    args: "argparse.Namespace", environ: Mapping[str, str], options: tuple[Option, ...]
 ) -> GateSettings:
     """A command's validated settings from its flags and the environment, CURVE included
     (when the command takes the CURVE options and one of them is set)."""

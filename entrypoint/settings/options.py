@@ -10,7 +10,6 @@ asks each option once and keeps where its value came from (``Given``), so valida
 asks again or guesses the source from its name.
 """
 
-from __future__ import annotations
 
 import math
 import os
@@ -117,7 +116,8 @@ CONNECTION = OptionGroup("connection", (
     Option("bridge", "--bridge", "GATE_BRIDGE", None, parse_bridge,
            f"a named bridge preset: {', '.join(PRESETS)}; sets the transport, ports, "
            "request, judgement and STATUS policy, each still overridden by its own flag or "
-           "variable (see docs/BRIDGES.md)", "NAME", optional=True, default_help="mt5-gate"),
+           "variable (see mt5-gate explain --bridge NAME)", "NAME", optional=True,
+           default_help="mt5-gate"),
     Option("transport", "--transport", "GATE_TRANSPORT", REQ, _choice(TRANSPORTS),
            "how requests reach the bridge: "
            + ", ".join(kind.summary for kind in TRANSPORT_KINDS.values()), "NAME"),
@@ -143,10 +143,10 @@ READINESS = OptionGroup("readiness request and judgement", (
            "LIST"),
     Option("ping_request", "--ping-request", "GATE_PING_REQUEST", DEFAULT_PING_REQUEST, str,
            "the readiness request, a JSON object; placeholders \"$now\", \"$now_epoch\", "
-           "\"$uuid\", \"$file:PATH\" (see docs/BRIDGES.md)", "JSON"),
+           "\"$uuid\", \"$file:PATH\" (see mt5-gate explain --bridge)", "JSON"),
     Option("ready_when", "--ready-when", "GATE_READY_WHEN", None, str,
-           "JMESPath expression on the reply; truthy (not 0) = ready (see docs/BRIDGES.md); "
-           "replaces --expect-status", "EXPR", optional=True,
+           "JMESPath expression on the reply; truthy (not 0) = ready (see mt5-gate explain "
+           "--bridge); replaces --expect-status", "EXPR", optional=True,
            default_help="built from --expect-status"),
     Option("legacy_secrets", "--legacy-secrets", "GATE_LEGACY_SECRETS", "refuse",
            _choice(("refuse", "allow")),
@@ -276,12 +276,18 @@ def options_of(*groups: OptionGroup) -> tuple[Option, ...]:
     return tuple(opt for group in groups for opt in group.options)
 
 
-class Given(NamedTuple):
-    """A value given on the command line or in the environment, and where it came from."""
+class Given:
+    """A value given on the command line or in the environment, and where it came from.
 
-    raw: Any
-    where: str  # the flag or the variable: what a message names
-    by_flag: bool
+    A plain slotted class, not a NamedTuple: never compared or replaced, and each
+    NamedTuple class costs every healthcheck ~0.1 ms to create."""
+
+    __slots__ = ("by_flag", "raw", "where")
+
+    def __init__(self, raw: Any, where: str, by_flag: bool) -> None:
+        self.raw = raw
+        self.where = where  # the flag or the variable: what a message names
+        self.by_flag = by_flag
 
 
 def option_source(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]
