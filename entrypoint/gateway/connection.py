@@ -121,10 +121,8 @@ class Connection:
                 self.disconnected = True
 
     def _connect_failed(self) -> None:
-        """libzmq could not connect, and does not say why: connect once ourselves for the
-        errno. If that connect succeeds, either the gateway has just come up (keep waiting)
-        or what listens there resets every connection, faster than libzmq's connect
-        completes on a loaded machine: its greeting (a close at once) tells which."""
+        """libzmq could not connect, and does not say why: ``_diagnose_connect_failure``
+        finds out, unless the process is out of descriptors for a socket of its own."""
         try:
             self._diagnose_connect_failure()
         except OSError as exc:
@@ -136,6 +134,10 @@ class Connection:
             # attempt's deadline bounds the wait. No diagnosis is better than a crash.
 
     def _diagnose_connect_failure(self) -> None:
+        """Connect once ourselves for the errno. If that connect succeeds, either the
+        gateway has just come up (keep waiting) or what listens there resets every
+        connection, faster than libzmq's connect completes on a loaded machine: its
+        greeting (a close at once) tells which."""
         family = socket_family(self.address)
         try:
             connect([(family, self.address)], self.port, self.stage)

@@ -74,8 +74,9 @@ class Transport:
         secret: bool = False,
         via: str = "attempt",
     ) -> Exchange:
-        """One request and its answer. A ``secret`` payload is sent only to a peer that
-        proved it is ZeroMQ with a socket type ours talks to (``ZmqGateway.prove``)."""
+        """One request and its answer. A ``secret`` payload is sent only on the connection
+        that proved it is ZeroMQ with a socket type ours talks to, right after that proof
+        (``ZmqGateway.send_proven``)."""
         raise NotImplementedError
 
     def watch(
