@@ -217,3 +217,22 @@ def parse_ms(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("the timer period must be positive")
     return value
+
+
+def read_switches(
+    control: WatchedFile, defaults: dict[str, int], keys: tuple[str, ...], events: Events
+) -> dict[str, int] | None:
+    """A stand-in's 0/1 switches (``key=0`` / ``key=1`` lines of its control file) over
+    their defaults, or None when the file did not change since the last call. A line that
+    is not a known key with 0 or 1 is reported as a ``bad_state`` event and ignored."""
+    if not control.changed():
+        return None
+    switches = dict(defaults)
+    for line in (control.text or "").splitlines():
+        key, _, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if key in keys and value in ("0", "1"):
+            switches[key] = int(value)
+        elif key:
+            events.emit("bad_state", content=line)
+    return switches

@@ -137,16 +137,9 @@ class JsonApiEa:
         self.next_ticket = 500000000
 
     def refresh(self) -> None:
-        if not self.control.changed():
-            return
-        self.state = dict(self.defaults)
-        for line in (self.control.text or "").splitlines():
-            key, _, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if key in STATE_KEYS and value in ("0", "1"):
-                self.state[key] = int(value)
-            elif key:
-                self.events.emit("bad_state", content=line)
+        switches = rt.read_switches(self.control, self.defaults, STATE_KEYS, self.events)
+        if switches is not None:
+            self.state = switches
 
     def on_timer(self) -> None:
         self.refresh()
