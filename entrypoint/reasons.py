@@ -31,10 +31,10 @@ def see(section: str) -> str:
     return f"`mt5-gate explain --reason {section}`"
 
 
-def see_bridge(preset: str | None = None) -> str:
-    """Where a reader finds a preset's recipe in BRIDGES.md, or (no preset) how to find
-    the settings for any bridge: a command, as ``see``."""
-    return f"`mt5-gate explain --bridge{' ' + preset if preset else ''}`"
+def see_bridge() -> str:
+    """Where a reader finds how to find the settings for any bridge (BRIDGES.md): a
+    command, as ``see``."""
+    return "`mt5-gate explain --bridge`"
 
 
 def troubleshooting_sections() -> dict[str, str]:
@@ -50,9 +50,9 @@ def bridge_sections() -> dict[str, str]:
     lines = text.splitlines()
     sections = _sections(lines, _PRESET_HEADING)
     # The presets kept for rehearsal share one section, which names them as GATE_BRIDGE=.
-    for text in _sections(lines, rf"^(##) ({REHEARSAL})$").values():
-        for name in re.findall(r"`GATE_BRIDGE=([\w-]+)`", text):
-            sections.setdefault(name, text)
+    for shared in _sections(lines, rf"^(##) ({REHEARSAL})$").values():
+        for name in re.findall(r"`GATE_BRIDGE=([\w-]+)`", shared):
+            sections.setdefault(name, shared)
     finding = _sections(lines, rf"^(##) ({FINDING_SETTINGS})$")
     sections[""] = finding[FINDING_SETTINGS] + "\nPresets: " + ", ".join(sections) + "\n"
     sections["all"] = text

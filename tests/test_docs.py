@@ -54,6 +54,7 @@ def test_every_preset_has_its_bridges_section() -> None:
         assert sections[name].startswith((own, shared)), sections[name][:80]
         assert f"`{name}`" in sections[name], sections[name][:80]
         assert sections[name].count("```") % 2 == 0, (name, sections[name][-300:])
+    assert sections["all"] == (REPO / "docs" / "BRIDGES.md").read_text()
     listed = sections[""].rsplit("Presets: ", 1)[1].strip().split(", ")
     assert sorted(listed) == sorted(PRESETS), listed
 
