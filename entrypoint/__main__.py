@@ -64,10 +64,9 @@ if __name__ == "__main__":  # `python -m entrypoint`: before the rest of this mo
 def run() -> int:
     _catch_stops_while_loading()  # again for the console script, which imports this module
     from entrypoint.errors import GateSignal  # noqa: PLC0415 - light: before the heavy ones
-    from entrypoint.process.signals import install_stop_handlers  # noqa: PLC0415
 
     try:  # from here on a SIGTERM is a GateSignal: everything below is inside the try
-        install_stop_handlers()
+        fail_closed_then_catch_stops()
         return _start_with_gc_off()
     except (GateSignal, KeyboardInterrupt) as stop:  # stopped while starting: no logging yet
         from entrypoint.log import events  # noqa: PLC0415 - a declaration table, no logging
@@ -105,6 +104,21 @@ def run() -> int:
         return 70
 
 
+def fail_closed_then_catch_stops() -> None:
+    """process/failclosed's hooks, then the gate's stop handlers, in that order.
+
+    Once the handlers are in, a stop can land in a finalizer (the import system's weakref
+    callbacks run while the next modules load); Python swallows the GateSignal there and
+    hands it to ``sys.unraisablehook``. failclosed's hook says nothing of it
+    (signals.raise_if_pending raises it again); Python's default printed a raw
+    traceback before the gate's one gate.signal line (seen in CI: 1 start in 200)."""
+    from entrypoint.process import failclosed  # noqa: PLC0415 - light: threading, sys
+    from entrypoint.process.signals import install_stop_handlers  # noqa: PLC0415
+
+    failclosed.install()
+    install_stop_handlers()
+
+
 def _start_with_gc_off() -> int:
     # The cyclic garbage collector is off while the gate starts. Importing and building the
     # parser make some 20,000 objects that live as long as the process; the collections
@@ -118,9 +132,6 @@ def _start_with_gc_off() -> int:
 
     gc.disable()
     _open_missing_standard_streams()
-    from entrypoint.process import failclosed  # noqa: PLC0415
-
-    failclosed.install()
     from entrypoint.cli import main  # noqa: PLC0415
 
     return main()

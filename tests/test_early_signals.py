@@ -221,14 +221,13 @@ def test_a_stop_at_any_moment_of_the_start_is_one_line_and_128_plus_n() -> None:
 
 
 # A stop raised inside a finalizer (here a weakref callback, as the import system's are)
-# after the gate's handlers are in but before process/failclosed's hook: Python swallows
-# it and reports it to sys.unraisablehook, whose default is a raw traceback.
+# once the gate's handlers are in: Python swallows it and reports it to
+# sys.unraisablehook, whose default is a raw traceback. __main__ puts failclosed's hook in
+# first, which says nothing of it.
 _STOP_IN_A_FINALIZER = """
 import os, signal, weakref
 from entrypoint.errors import GateSignal
 from entrypoint.process import signals
-
-signals.install_stop_handlers()
 
 class Thing:
     pass
@@ -238,9 +237,18 @@ def finalizer(_ref):
     for _ in range(10_000):  # the handler runs here, between two bytecodes
         pass
 
-thing = Thing()
-ref = weakref.ref(thing, finalizer)
-del thing
+install = signals.install_stop_handlers
+
+def install_then_stop_in_a_finalizer():
+    # The earliest moment: the handlers have just gone in.
+    install()
+    thing = Thing()
+    ref = weakref.ref(thing, finalizer)
+    del thing
+
+signals.install_stop_handlers = install_then_stop_in_a_finalizer
+from entrypoint.__main__ import fail_closed_then_catch_stops
+fail_closed_then_catch_stops()
 try:
     signals.raise_if_pending()
 except GateSignal as stop:
@@ -249,7 +257,7 @@ except GateSignal as stop:
 
 
 @pytest.mark.timeout(30)
-def test_a_stop_swallowed_by_a_finalizer_before_failclosed_is_silent_and_still_stops() -> None:
+def test_a_stop_swallowed_by_a_finalizer_as_the_gate_starts_is_silent_and_still_stops() -> None:
     proc = subprocess.run(
         [GATE[0], "-c", _STOP_IN_A_FINALIZER],
         env=_env() | {"PYTHONPROFILEIMPORTTIME": ""},

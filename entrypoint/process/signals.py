@@ -13,7 +13,6 @@ from __future__ import annotations
 import _signal as signal  # type: ignore[import-not-found]  # no stub, as in __main__
 import contextlib
 import os
-import sys
 import time
 from types import FrameType
 
@@ -50,17 +49,6 @@ def raise_if_pending() -> None:
         raise GateSignal(_PENDING[0])
 
 
-def _quiet_if_pending(unraisable: object) -> None:
-    """Until process/failclosed installs its hook: a GateSignal swallowed by a finalizer
-    is said by nobody (raise_if_pending re-raises it), anything else as Python says it.
-
-    Without it, a stop landing in the import system's weakref callback while the gate's
-    first modules load printed Python's "Exception ignored" traceback before the gate's
-    one gate.signal line (seen in CI: 1 start in 200 of tests/test_early_signals.py)."""
-    if not isinstance(getattr(unraisable, "exc_value", None), GateSignal):
-        sys.__unraisablehook__(unraisable)  # type: ignore[arg-type]
-
-
 def _exit_now(signum: int, _frame: FrameType | None) -> None:
     """A second signal during the shutdown: exit at once, with the first signal's code and
     one log line saying so. The first one's gate.signal line may not be written yet (a
@@ -94,7 +82,5 @@ def install_stop_handlers() -> None:
     handler). Installing again (``cli.main`` after ``__main__``) keeps what was received:
     a signal swallowed by a finalizer in between still stops the gate."""
     raise_if_pending()
-    if sys.unraisablehook is sys.__unraisablehook__:  # not yet process/failclosed's own
-        sys.unraisablehook = _quiet_if_pending
     for sig in HANDLED:
         signal.signal(sig, _raise_gate_signal)
